@@ -1,0 +1,237 @@
+package authz_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/internal/store"
+)
+
+// denied returns the HTTP status, error code and headers of a deny.
+func denied(t *testing.T, resp *authv3.CheckResponse) (int, string, map[string]string) {
+	t.Helper()
+	d := resp.GetDeniedResponse()
+	if d == nil {
+		t.Fatalf("want a deny, got %v", resp)
+	}
+	if resp.GetStatus().GetCode() == 0 {
+		t.Fatal("deny with gRPC status OK")
+	}
+	var body struct {
+		Error struct {
+			Message string  `json:"message"`
+			Type    string  `json:"type"`
+			Param   *string `json:"param"`
+			Code    string  `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(d.GetBody()), &body); err != nil {
+		t.Fatalf("deny body is not JSON: %v: %s", err, d.GetBody())
+	}
+	if body.Error.Message == "" || body.Error.Type == "" {
+		t.Fatalf("deny body lacks message or type: %s", d.GetBody())
+	}
+	if !strings.Contains(d.GetBody(), `"param":null`) {
+		t.Fatalf("deny body lacks param:null: %s", d.GetBody())
+	}
+	h := headersOf(d.GetHeaders())
+	if h["content-type"] != "application/json" {
+		t.Fatalf("content-type = %q", h["content-type"])
+	}
+	h["type"] = body.Error.Type
+	return int(d.GetStatus().GetCode()), body.Error.Code, h
+}
+
+func TestDecisionTable(t *testing.T) {
+	f := newFixture(t)
+	live, _ := f.createKey(t, keySpec{account: "acme"})
+	f.setBalance(t, "acme", 50000, nil)
+	revoked, _ := f.createKey(t, keySpec{revoked: true})
+	expired, _ := f.createKey(t, keySpec{expiresIn: -time.Hour})
+	chatOnly, _ := f.createKey(t, keySpec{scopes: []string{"chat:send"}})
+	broke, _ := f.createKey(t, keySpec{account: "broke"})
+	f.setBalance(t, "broke", 0, nil)
+	noAccount, _ := f.createKey(t, keySpec{account: "ghost"})
+	testKey, _ := f.createKey(t, keySpec{account: "broke", env: store.EnvTest})
+	other, _ := f.createKey(t, keySpec{account: "acme"})
+	unknown := live[:len(live)-10] + "AAAA" + live[len(live)-6:] // right shape, bad checksum
+	unminted, _ := f.createKey(t, keySpec{})
+	_ = unminted
+
+	cases := []struct {
+		name     string
+		req      *authv3.CheckRequest
+		status   int
+		code     string
+		errType  string
+		wantHdrs []string
+	}{
+		{"no headers", request("GET", "/v1/models", nil), 401, "missing_api_key", "invalid_request_error", []string{"www-authenticate", "x-should-retry"}},
+		{"nil attributes", &authv3.CheckRequest{}, 401, "missing_api_key", "invalid_request_error", nil},
+		{"nil http", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{}}}, 401, "missing_api_key", "invalid_request_error", nil},
+		{"bearer without key", request("GET", "/v1/models", map[string]string{"authorization": "Bearer "}), 401, "missing_api_key", "invalid_request_error", nil},
+		{"basic scheme", request("GET", "/v1/models", map[string]string{"authorization": "Basic abc"}), 401, "invalid_api_key", "invalid_request_error", nil},
+		{"malformed", request("GET", "/v1/models", bearer("sk-nope")), 401, "invalid_api_key", "invalid_request_error", []string{"www-authenticate"}},
+		{"bad checksum", request("GET", "/v1/models", bearer(unknown)), 401, "invalid_api_key", "invalid_request_error", nil},
+		{"huge header", request("GET", "/v1/models", map[string]string{"authorization": "Bearer " + strings.Repeat("a", 1<<20)}), 401, "invalid_api_key", "invalid_request_error", nil},
+		{"non-utf8 raw", rawRequest("GET", "/v1/models", "authorization", "Bearer \xff\xfe"+live[2:]), 401, "invalid_api_key", "invalid_request_error", nil},
+		{"two keys", request("GET", "/v1/models", map[string]string{"authorization": "Bearer " + live, "x-api-key": other}), 401, "invalid_api_key", "invalid_request_error", nil},
+		{"revoked", request("GET", "/v1/models", bearer(revoked)), 401, "invalid_api_key", "invalid_request_error", nil},
+		{"expired", request("GET", "/v1/models", bearer(expired)), 401, "expired_api_key", "invalid_request_error", []string{"www-authenticate", "x-should-retry"}},
+		{"scope", request("GET", "/v1/models", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", []string{"x-should-retry", "www-authenticate"}},
+		{"scope from context_extensions", withExt(request("POST", "/v1/chat/completions", bearer(chatOnly)), "images:create"), 403, "insufficient_permissions", "permission_error", nil},
+		{"zero balance", request("GET", "/v1/models", bearer(broke)), 402, "insufficient_balance", "insufficient_quota", []string{"x-should-retry"}},
+		{"no account", request("GET", "/v1/models", bearer(noAccount)), 402, "insufficient_balance", "insufficient_quota", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, code, h := denied(t, f.check(t, c.req))
+			if status != c.status || code != c.code || h["type"] != c.errType {
+				t.Fatalf("got %d %s %s, want %d %s %s", status, code, h["type"], c.status, c.code, c.errType)
+			}
+			for _, name := range c.wantHdrs {
+				if h[name] == "" {
+					t.Errorf("missing header %s in %v", name, h)
+				}
+			}
+			if status == 401 && !strings.HasPrefix(h["www-authenticate"], `Bearer realm="keygate"`) {
+				t.Errorf("www-authenticate = %q", h["www-authenticate"])
+			}
+			if status != 429 && status != 503 && h["x-should-retry"] != "false" {
+				t.Errorf("x-should-retry = %q", h["x-should-retry"])
+			}
+		})
+	}
+
+	allowed := []struct {
+		name string
+		req  *authv3.CheckRequest
+	}{
+		{"bearer", request("GET", "/v1/models", bearer(live))},
+		{"bearer lowercase scheme", request("GET", "/v1/models", map[string]string{"authorization": "bearer " + live})},
+		{"x-api-key", request("GET", "/v1/models", map[string]string{"x-api-key": live})},
+		{"same key twice", request("GET", "/v1/models", map[string]string{"authorization": "Bearer " + live, "x-api-key": live})},
+		{"mixed-case header name", request("GET", "/v1/models", map[string]string{"Authorization": "Bearer " + live})},
+		{"raw header_map", rawRequest("GET", "/v1/models", "authorization", "Bearer "+live)},
+		{"scope granted", request("POST", "/v1/chat/completions?stream=true", bearer(chatOnly))},
+		{"scope from context_extensions", withExt(request("GET", "/v1/models", bearer(chatOnly)), "chat:send")},
+		{"test key skips balance", request("GET", "/v1/models", bearer(testKey))},
+	}
+	for _, c := range allowed {
+		t.Run("allow "+c.name, func(t *testing.T) {
+			resp := f.check(t, c.req)
+			if resp.GetOkResponse() == nil || resp.GetStatus().GetCode() != 0 {
+				t.Fatalf("want allow, got %v", resp)
+			}
+		})
+	}
+}
+
+func withExt(req *authv3.CheckRequest, scope string) *authv3.CheckRequest {
+	req.Attributes.ContextExtensions = map[string]string{"keygate.scope": scope}
+	return req
+}
+
+func TestAllowResponse(t *testing.T) {
+	f := newFixture(t)
+	key, rec := f.createKey(t, keySpec{account: "acme", scopes: []string{"chat:send", "models:read"}})
+	threshold := int64(100000)
+	f.setBalance(t, "acme", 1250, &threshold)
+	testKey, testRec := f.createKey(t, keySpec{account: "acme", env: store.EnvTest})
+
+	resp := f.check(t, request("POST", "/v1/chat/completions", map[string]string{
+		"authorization": "Bearer " + key, "x-keygate-key-id": "forged",
+	}))
+	ok := resp.GetOkResponse()
+	if ok == nil {
+		t.Fatalf("want allow, got %v", resp)
+	}
+	up := headersOf(ok.GetHeaders())
+	want := map[string]string{"x-keygate-key-id": rec.ID, "x-keygate-account-id": "acme", "x-keygate-scopes": "chat:send,models:read", "x-keygate-env": "live"}
+	for k, v := range want {
+		if up[k] != v {
+			t.Errorf("upstream %s = %q, want %q", k, up[k], v)
+		}
+	}
+	for _, h := range ok.GetHeaders() {
+		if h.GetAppendAction().String() != "OVERWRITE_IF_EXISTS_OR_ADD" {
+			t.Errorf("%s appends instead of overwriting", h.GetHeader().GetKey())
+		}
+	}
+	if strings.Join(ok.GetHeadersToRemove(), ",") != "authorization,x-api-key" {
+		t.Errorf("headers_to_remove = %v", ok.GetHeadersToRemove())
+	}
+	client := headersOf(ok.GetResponseHeadersToAdd())
+	if client["x-ratelimit-limit"] != "100" || client["x-ratelimit-remaining"] != "99" || client["x-ratelimit-reset"] != "1" {
+		t.Errorf("rate-limit headers = %v", client)
+	}
+	if client["x-balance-low"] != "true" || client["x-balance-remaining"] != "12.50 MXN" {
+		t.Errorf("low-balance headers = %v", client)
+	}
+	md := resp.GetDynamicMetadata().GetFields()
+	if md["key_id"].GetStringValue() != rec.ID || md["account_id"].GetStringValue() != "acme" {
+		t.Errorf("dynamic_metadata = %v", md)
+	}
+	if strings.Contains(resp.String(), key) {
+		t.Error("response contains the key")
+	}
+
+	resp = f.check(t, request("GET", "/v1/models", bearer(testKey)))
+	if got := headersOf(resp.GetOkResponse().GetHeaders())["x-keygate-env"]; got != "test" {
+		t.Errorf("test key env header = %q (key %s)", got, testRec.ID)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	f := newFixture(t)
+	key, _ := f.createKey(t, keySpec{limit: &store.RateLimit{Requests: 3, Window: store.Duration(time.Minute)}})
+	f.setBalance(t, "acme", 100, nil)
+	req := request("GET", "/v1/models", bearer(key))
+	for i := 2; i >= 0; i-- {
+		resp := f.check(t, req)
+		h := headersOf(resp.GetOkResponse().GetResponseHeadersToAdd())
+		if h["x-ratelimit-limit"] != "3" || h["x-ratelimit-remaining"] != string(rune('0'+i)) {
+			t.Fatalf("allow %d: headers %v", i, h)
+		}
+	}
+	status, code, h := denied(t, f.check(t, req))
+	if status != 429 || code != "rate_limit_exceeded" || h["type"] != "rate_limit_error" {
+		t.Fatalf("got %d %s", status, code)
+	}
+	if h["retry-after"] != "20" || h["x-ratelimit-remaining"] != "0" || h["x-ratelimit-reset"] != "20" {
+		t.Fatalf("429 headers = %v", h)
+	}
+	f.clock.advance(20 * time.Second)
+	if f.check(t, req).GetOkResponse() == nil {
+		t.Fatal("not allowed after the window freed a request")
+	}
+}
+
+func TestExpiryFollowsClock(t *testing.T) {
+	f := newFixture(t)
+	key, _ := f.createKey(t, keySpec{expiresIn: time.Hour})
+	f.setBalance(t, "acme", 100, nil)
+	req := request("GET", "/v1/models", bearer(key))
+	if f.check(t, req).GetOkResponse() == nil {
+		t.Fatal("fresh key denied")
+	}
+	f.clock.advance(time.Hour)
+	if _, code, _ := denied(t, f.check(t, req)); code != "expired_api_key" {
+		t.Fatalf("code = %s", code)
+	}
+}
+
+func TestStoreUnavailable(t *testing.T) {
+	f := newFixture(t)
+	key, _ := f.createKey(t, keySpec{})
+	f.setBalance(t, "acme", 100, nil)
+	f.closeStore(t)
+	status, code, h := denied(t, f.check(t, request("GET", "/v1/models", bearer(key))))
+	if status != 503 || code != "auth_unavailable" || h["retry-after"] == "" {
+		t.Fatalf("got %d %s %v", status, code, h)
+	}
+}

@@ -1,0 +1,95 @@
+package authz
+
+import (
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/internal/config"
+)
+
+// maxCredential is the longest credential header looked at; longer ones are
+// denied without a lookup.
+const maxCredential = 8 << 10
+
+// credStatus is what extraction found.
+type credStatus int
+
+const (
+	credOK        credStatus = iota
+	credMissing              // no credential header, or one with no key
+	credConflict             // two different keys
+	credTooLong              // a header over maxCredential
+	credBadScheme            // e.g. "Authorization: Basic ..."
+)
+
+// extractor finds the key in a request's headers.
+type extractor struct {
+	sources []config.Credential
+}
+
+// extract returns the one key the request carries. Envoy sends headers
+// either as a map or, with encode_raw_headers, as a list with raw byte
+// values; names are matched case-insensitively either way.
+func (x *extractor) extract(h *authv3.AttributeContext_HttpRequest) (string, credStatus) {
+	var f found
+	for name, v := range h.GetHeaders() {
+		x.offer(&f, name, v)
+	}
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		v := hv.GetValue()
+		if raw := hv.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		}
+		x.offer(&f, hv.GetKey(), v)
+	}
+	if f.status == credOK && f.key == "" {
+		return "", credMissing
+	}
+	return f.key, f.status
+}
+
+// found accumulates credentials seen so far.
+type found struct {
+	key    string
+	status credStatus
+}
+
+func (x *extractor) offer(f *found, name, value string) {
+	for _, s := range x.sources {
+		if len(name) == len(s.Header) && strings.EqualFold(name, s.Header) {
+			f.add(credential(value, s.Scheme))
+			return
+		}
+	}
+}
+
+func (f *found) add(key string, st credStatus) {
+	switch {
+	case f.status > st: // keep the worst finding
+	case st != credOK:
+		f.status = st
+	case key == "":
+	case f.key == "":
+		f.key = key
+	case f.key != key:
+		f.status = credConflict
+	}
+}
+
+// credential reads one header value: "<scheme> <key>" when the source has
+// a scheme, else the whole value.
+func credential(v, scheme string) (string, credStatus) {
+	if len(v) > maxCredential {
+		return "", credTooLong
+	}
+	v = strings.TrimSpace(v)
+	if scheme == "" || v == "" {
+		return v, credOK
+	}
+	word, rest, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(word, scheme) {
+		return "", credBadScheme
+	}
+	return strings.TrimSpace(rest), credOK
+}

@@ -1,0 +1,97 @@
+package authz
+
+import (
+	"encoding/json"
+	"strconv"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+)
+
+// Error codes and types of the deny body, OpenAI-compatible.
+const (
+	CodeMissingKey        = "missing_api_key"
+	CodeInvalidKey        = "invalid_api_key"
+	CodeExpiredKey        = "expired_api_key"
+	CodeInsufficientScope = "insufficient_permissions"
+	CodeNoBalance         = "insufficient_balance"
+	CodeRateLimited       = "rate_limit_exceeded"
+	CodeUnavailable       = "auth_unavailable"
+	CodeOK                = "ok" // the metrics label of an allow
+)
+
+// denial describes one row of the decision table.
+type denial struct {
+	http     int
+	code     string
+	errType  string
+	grpcCode codes.Code
+	// wwwAuth is the RFC 6750 error for www-authenticate; "" for none.
+	wwwAuth string
+}
+
+var (
+	denyMissing     = denial{401, CodeMissingKey, "invalid_request_error", codes.Unauthenticated, ""}
+	denyInvalid     = denial{401, CodeInvalidKey, "invalid_request_error", codes.Unauthenticated, "invalid_token"}
+	denyExpired     = denial{401, CodeExpiredKey, "invalid_request_error", codes.Unauthenticated, "invalid_token"}
+	denyScope       = denial{403, CodeInsufficientScope, "permission_error", codes.PermissionDenied, ""}
+	denyBalance     = denial{402, CodeNoBalance, "insufficient_quota", codes.PermissionDenied, ""}
+	denyRateLimit   = denial{429, CodeRateLimited, "rate_limit_error", codes.ResourceExhausted, ""}
+	denyUnavailable = denial{503, CodeUnavailable, "server_error", codes.Unavailable, ""}
+)
+
+// errorBody is the JSON deny body.
+type errorBody struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	} `json:"error"`
+}
+
+// response builds the CheckResponse for d with message and extra headers.
+func (d denial) response(message string, extra ...*corev3.HeaderValueOption) *authv3.CheckResponse {
+	var b errorBody
+	b.Error.Message, b.Error.Type, b.Error.Code = message, d.errType, d.code
+	body, _ := json.Marshal(b)
+	headers := []*corev3.HeaderValueOption{header("content-type", "application/json")}
+	if d.http == 401 {
+		headers = append(headers, header("www-authenticate", d.challenge()))
+	}
+	if d.http == 401 || d.http == 402 || d.http == 403 {
+		headers = append(headers, header("x-should-retry", "false"))
+	}
+	return &authv3.CheckResponse{
+		Status: &status.Status{Code: int32(d.grpcCode), Message: d.code},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.http)},
+			Headers: append(headers, extra...),
+			Body:    string(body),
+		}},
+	}
+}
+
+func (d denial) challenge() string {
+	if d.wwwAuth == "" {
+		return `Bearer realm="keygate"`
+	}
+	return `Bearer realm="keygate", error="` + d.wwwAuth + `"`
+}
+
+// header returns a header that replaces any of the same name.
+func header(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// seconds rounds up to whole seconds for header values.
+func seconds(ns int64) string {
+	const s = 1e9
+	return strconv.FormatInt((ns+s-1)/s, 10)
+}

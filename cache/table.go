@@ -1,0 +1,202 @@
+// Package cache keeps records from the key store in memory: recently used
+// records (positive entries) and recently missing ones (negative entries,
+// short TTL, bounded), in ristretto caches. A miss loads from the store once
+// per id however many callers wait on it (single flight). Changes from the
+// store's event stream are applied with Apply; an applied change is never
+// undone by a load that was in flight when it arrived, and an older
+// revision never replaces a newer one.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrNotFound is what a Loader returns for a record that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Loader reads the record with the given id and its store revision.
+type Loader[V any] func(ctx context.Context, id string) (V, uint64, error)
+
+// Entry is a cached record, or the fact that it does not exist.
+type Entry[V any] struct {
+	Value V      // zero when !Found
+	Found bool   // false: a negative entry
+	Rev   uint64 // store revision this entry reflects
+	epoch atomic.Uint64
+}
+
+// Options size a Table.
+type Options struct {
+	MaxEntries  int64         // positive entries
+	MaxNegative int64         // negative entries
+	NegativeTTL time.Duration // lifetime of a negative entry
+	LoadTimeout time.Duration // bound on one load; 2s if zero
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+}
+
+// Table caches one kind of record.
+type Table[V any] struct {
+	pos    *ristretto.Cache[string, *Entry[V]]
+	neg    *ristretto.Cache[string, *Entry[V]]
+	load   Loader[V]
+	group  singleflight.Group
+	negTTL time.Duration
+	loadTO time.Duration
+	stats  Stats
+
+	mu     sync.RWMutex // orders Apply against fills; guards recent
+	epoch  atomic.Uint64
+	recent *recent[V]
+}
+
+// New returns a Table that loads misses with load.
+func New[V any](o Options, load Loader[V]) (*Table[V], error) {
+	pos, err := newRistretto[V](o.MaxEntries)
+	if err != nil {
+		return nil, err
+	}
+	neg, err := newRistretto[V](o.MaxNegative)
+	if err != nil {
+		pos.Close()
+		return nil, err
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	loadTO := o.LoadTimeout
+	if loadTO == 0 {
+		loadTO = 2 * time.Second
+	}
+	return &Table[V]{pos: pos, neg: neg, load: load, negTTL: o.NegativeTTL, loadTO: loadTO, recent: newRecent[V](now)}, nil
+}
+
+func newRistretto[V any](max int64) (*ristretto.Cache[string, *Entry[V]], error) {
+	c, err := ristretto.NewCache(&ristretto.Config[string, *Entry[V]]{
+		NumCounters:        max * 10,
+		MaxCost:            max,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return c, nil
+}
+
+// Close releases the caches.
+func (t *Table[V]) Close() {
+	t.pos.Close()
+	t.neg.Close()
+}
+
+// Get returns the entry for id from memory, or loads it. A load error is
+// returned as is; a missing record is a negative entry, not an error.
+func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
+	if e, ok := t.pos.Get(id); ok {
+		t.stats.Hits.Add(1)
+		return t.current(id, e), nil
+	}
+	if e, ok := t.neg.Get(id); ok {
+		t.stats.NegativeHits.Add(1)
+		return t.current(id, e), nil
+	}
+	t.stats.Misses.Add(1)
+	v, err, _ := t.group.Do(id, func() (any, error) { return t.fill(ctx, id) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Entry[V]), nil
+}
+
+// current returns e, or the newer entry an applied event left for id.
+func (t *Table[V]) current(id string, e *Entry[V]) *Entry[V] {
+	epoch := t.epoch.Load()
+	if e.epoch.Load() == epoch {
+		return e
+	}
+	t.mu.RLock()
+	r, ok := t.recent.get(id)
+	t.mu.RUnlock()
+	if ok && r.Rev > e.Rev {
+		return r
+	}
+	e.epoch.Store(epoch)
+	return e
+}
+
+// fill loads id. Callers share it, so it does not end with the first
+// caller's context.
+func (t *Table[V]) fill(ctx context.Context, id string) (*Entry[V], error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.loadTO)
+	defer cancel()
+	t.stats.Loads.Add(1)
+	v, rev, err := t.load(ctx, id)
+	found := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		t.stats.LoadErrors.Add(1)
+		return nil, err
+	}
+	e := &Entry[V]{Value: v, Found: found, Rev: rev}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.recent.get(id); ok && r.Rev >= e.Rev {
+		e = r
+	}
+	t.store(id, e)
+	return e, nil
+}
+
+// store caches e; the caller holds t.mu.
+func (t *Table[V]) store(id string, e *Entry[V]) {
+	e.epoch.Store(t.epoch.Load())
+	if e.Found {
+		t.pos.Set(id, e, 1)
+	} else {
+		t.neg.SetWithTTL(id, e, 1, t.negTTL)
+	}
+}
+
+// Apply records a change from the store: the record id is now e (a
+// negative entry for a deletion). Changes older than one already applied
+// are ignored. It reports whether e was applied.
+func (t *Table[V]) Apply(id string, e *Entry[V]) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.recent.get(id); ok && r.Rev >= e.Rev {
+		return false
+	}
+	t.recent.put(id, e)
+	t.epoch.Add(1)
+	_, cached := t.pos.Get(id)
+	t.pos.Del(id)
+	t.neg.Del(id)
+	if cached && e.Found {
+		t.store(id, e)
+	}
+	return true
+}
+
+// Wait blocks until buffered writes are applied; for tests and benchmarks.
+func (t *Table[V]) Wait() {
+	t.pos.Wait()
+	t.neg.Wait()
+}
+
+// Stats returns the table's counters.
+func (t *Table[V]) Stats() *Stats { return &t.stats }
+
+// Stats counts cache outcomes.
+type Stats struct {
+	Hits, NegativeHits, Misses atomic.Uint64
+	Loads, LoadErrors          atomic.Uint64 // store lookups and their failures
+}

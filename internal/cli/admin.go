@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/broker"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/store"
+)
+
+// DefaultNATSURL is where the admin commands look for NATS when neither
+// --nats-url, KEYGATE_NATS_URL nor a config file names one: the embedded
+// server of "keygate serve".
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// openTimeout bounds binding to the buckets once connected.
+const openTimeout = 10 * time.Second
+
+// adminFlags are the flags every keys and balance subcommand takes.
+type adminFlags struct {
+	natsURL string
+	config  string
+	json    bool
+}
+
+func addAdminFlags(fs *flag.FlagSet) *adminFlags {
+	a := &adminFlags{}
+	fs.StringVar(&a.natsURL, "nats-url", "", "NATS URL or comma-separated seed list (default $KEYGATE_NATS_URL or "+DefaultNATSURL+")")
+	fs.StringVar(&a.config, "config", "", "YAML config file: key format, bucket names, NATS credentials")
+	fs.BoolVar(&a.json, "json", false, "print JSON")
+	return a
+}
+
+// admin is an open connection to the key store.
+type admin struct {
+	cfg   config.Config
+	conn  *broker.Conn
+	store *store.Store
+}
+
+func (a *admin) close() { a.conn.Close() }
+
+// open loads the configuration, connects to NATS and binds to the buckets.
+// Configuration problems exit 2; an unreachable server exits 1 with an
+// error naming the URL (never its credentials).
+func (f *adminFlags) open(ctx context.Context, io IO) (*admin, error) {
+	cfg, err := f.load(io)
+	if err != nil {
+		return nil, err
+	}
+	shown := redactURL(cfg.NATS.URL)
+	conn, err := broker.Connect(brokerOptions(cfg.NATS))
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to NATS at %s: %s", shown, redactURL(cause(err).Error()))
+	}
+	octx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	st, err := store.Open(octx, conn.JS, cfg.NATS.StoreOptions())
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("NATS at %s: %w", shown, err)
+	}
+	return &admin{cfg: cfg, conn: conn, store: st}, nil
+}
+
+// load reads the config file and KEYGATE_* environment and settles the
+// NATS URL: --nats-url, then KEYGATE_NATS_URL, then the file, then the
+// default.
+func (f *adminFlags) load(io IO) (config.Config, error) {
+	getenv := io.getenv()
+	cfg, err := config.Load(f.config, getenv)
+	if err != nil {
+		return cfg, usagef("%v", err)
+	}
+	source := "nats.url"
+	switch {
+	case f.natsURL != "":
+		cfg.NATS.URL, source = f.natsURL, "--nats-url"
+	case getenv("KEYGATE_NATS_URL") != "":
+		source = "KEYGATE_NATS_URL"
+	case cfg.NATS.URL == "":
+		cfg.NATS.URL = DefaultNATSURL
+	}
+	if err := checkNATSURL(cfg.NATS.URL); err != nil {
+		return cfg, usagef("%s: %v", source, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usagef("invalid configuration: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return cfg, nil
+}
+
+func (io IO) getenv() func(string) string {
+	if io.Getenv == nil {
+		return func(string) string { return "" }
+	}
+	return io.Getenv
+}
+
+func brokerOptions(n config.NATS) broker.Options {
+	return broker.Options{
+		URL:       n.URL,
+		CredsFile: n.CredsFile,
+		NKeyFile:  n.NKeyFile,
+		User:      n.User,
+		Password:  n.Password,
+		Token:     n.Token,
+		CAFile:    n.CAFile,
+		CertFile:  n.CertFile,
+		KeyFile:   n.KeyFile,
+		Name:      "keygate-admin",
+		Logger:    slog.New(slog.DiscardHandler),
+	}
+}
+
+// checkNATSURL accepts a URL or a comma-separated seed list of them.
+func checkNATSURL(s string) error {
+	for _, u := range strings.Split(s, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || p.Host == "" {
+			return fmt.Errorf("%q is not a URL like %s", redactURL(u), DefaultNATSURL)
+		}
+		switch p.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("%q is not a nats://, tls://, ws:// or wss:// URL", redactURL(u))
+		}
+	}
+	return nil
+}
+
+var userInfo = regexp.MustCompile(`//[^/]*@`)
+
+// redactURL hides any user, password or token in a URL or seed list.
+func redactURL(s string) string {
+	return userInfo.ReplaceAllString(s, "//redacted@")
+}
+
+// cause drops the wrapping that only repeats "connect to nats".
+func cause(err error) error {
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner
+	}
+	return err
+}
+
+// notFound turns store.ErrNotFound into a plain "<what> <id> not found"
+// (exit 1) and leaves other errors alone.
+func notFound(what, id string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%s %s not found", what, id)
+	}
+	return err
+}
+
+// writeJSON prints v as one line of JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// timeText writes t in UTC to the second, for people.
+func timeText(t time.Time) string {
+	return t.UTC().Format(time.RFC3339)
+}

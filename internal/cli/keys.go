@@ -1,0 +1,484 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/store"
+)
+
+const keysUsage = `usage: keygate keys <command> [arguments]
+
+  keys create --account ACCT [--name NAME] [--env live|test] [--scopes a,b]
+              [--rate-limit 600/1m] [--expires-in 720h] [--json]
+  keys list [--account ACCT] [--all] [--json]
+  keys get KEY_ID [--json]
+  keys revoke KEY_ID
+  keys rotate KEY_ID [--grace 24h] [--json]
+
+Every command takes --nats-url URL (default $KEYGATE_NATS_URL or
+nats://127.0.0.1:4222) and --config FILE.`
+
+// Limits on what people type into key records.
+const (
+	maxNameLen  = 200
+	maxScopeLen = 128
+)
+
+func runKeys(ctx context.Context, args []string, io IO) error {
+	if len(args) == 0 {
+		return usagef("%s", keysUsage)
+	}
+	switch args[0] {
+	case "create":
+		return keysCreate(ctx, args[1:], io)
+	case "list":
+		return keysList(ctx, args[1:], io)
+	case "get":
+		return keysGet(ctx, args[1:], io)
+	case "revoke":
+		return keysRevoke(ctx, args[1:], io)
+	case "rotate":
+		return keysRotate(ctx, args[1:], io)
+	case "help", "-h", "--help":
+		fmt.Fprintln(io.Out, keysUsage)
+		return nil
+	}
+	return usagef("unknown command \"keys %s\"; want create, list, get, revoke or rotate", args[0])
+}
+
+// keyView is a key record as the commands print it.
+type keyView struct {
+	*store.Key
+	Status string `json:"status"`
+}
+
+// newKeyView is a freshly minted key: the only output that carries the
+// plaintext key.
+type newKeyView struct {
+	keyView
+	Secret       string     `json:"key"`
+	OldID        string     `json:"old_id,omitempty"`
+	OldExpiresAt *time.Time `json:"old_expires_at,omitempty"`
+}
+
+func viewOf(k *store.Key, now time.Time) keyView {
+	return keyView{Key: k, Status: k.Status(now)}
+}
+
+func keysCreate(ctx context.Context, args []string, io IO) error {
+	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
+	af := addAdminFlags(fs)
+	account := fs.String("account", "", "account id (required)")
+	name := fs.String("name", "", "a label for people")
+	env := fs.String("env", store.EnvLive, "live or test")
+	scopes := fs.String("scopes", "*", "comma-separated scopes")
+	rate := fs.String("rate-limit", "", "N/WINDOW, like 600/1m (default: the configured default)")
+	expires := fs.String("expires-in", "", "lifetime, a Go duration like 720h (default: never)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	k, err := keyFromFlags(*account, *name, *env, *scopes, *rate)
+	if err != nil {
+		return err
+	}
+	lifetime, err := parseExpiresIn(*expires)
+	if err != nil {
+		return err
+	}
+	a, err := af.open(ctx, io)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	now := time.Now().UTC()
+	k.CreatedAt = now
+	if lifetime > 0 {
+		t := now.Add(lifetime)
+		k.ExpiresAt = &t
+	}
+	secret, err := a.mint(ctx, k)
+	if err != nil {
+		return err
+	}
+	if af.json {
+		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, now), Secret: secret})
+	}
+	fmt.Fprintf(io.Out, "Created key %s for account %s (%s).\n", k.ID, k.AccountID, k.Env)
+	printSecret(io, secret)
+	return nil
+}
+
+// keyFromFlags checks the flags of keys create and returns the record
+// they describe, without id, hash or times.
+func keyFromFlags(account, name, env, scopes, rate string) (*store.Key, error) {
+	if account == "" {
+		return nil, usagef("--account is required")
+	}
+	if !store.ValidAccountID(account) {
+		return nil, usagef("--account: %q is not an account id (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)", account)
+	}
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if env != store.EnvLive && env != store.EnvTest {
+		return nil, usagef("--env: %q is not live or test", env)
+	}
+	sc, err := parseScopes(scopes)
+	if err != nil {
+		return nil, err
+	}
+	k := &store.Key{AccountID: account, Name: name, Env: env, Scopes: sc}
+	if rate != "" {
+		if k.RateLimit, err = store.ParseRateLimit(rate); err != nil {
+			return nil, usagef("--rate-limit: %v", err)
+		}
+	}
+	return k, nil
+}
+
+func checkName(name string) error {
+	if len(name) > maxNameLen {
+		return usagef("--name: longer than %d bytes", maxNameLen)
+	}
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		return usagef("--name: %q has control characters", name)
+	}
+	return nil
+}
+
+// parseScopes reads "a,b", dropping blanks and repeats.
+func parseScopes(s string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p == "":
+			continue
+		case len(p) > maxScopeLen:
+			return nil, usagef("--scopes: %q is longer than %d bytes", p, maxScopeLen)
+		case strings.ContainsFunc(p, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+			return nil, usagef("--scopes: %q has spaces or control characters", p)
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, usagef("--scopes: %q names no scope; give a comma-separated list like chat:send,models:read, or *", s)
+	}
+	return out, nil
+}
+
+func parseExpiresIn(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, usagef("--expires-in: %q is not a Go duration like 720h", s)
+	}
+	if d < time.Second {
+		return 0, usagef("--expires-in: %q must be at least 1s", s)
+	}
+	return d, nil
+}
+
+// mint makes a new key for k's env, fills in k's id, hash and masked form,
+// stores k and returns the plaintext key.
+func (a *admin) mint(ctx context.Context, k *store.Key) (string, error) {
+	format := a.cfg.Keys.Format()
+	secret, err := format.Mint(a.cfg.Keys.Prefix(k.Env))
+	if err != nil {
+		return "", fmt.Errorf("mint key: %w", err)
+	}
+	if k.ID, err = apikey.NewID(); err != nil {
+		return "", fmt.Errorf("mint key id: %w", err)
+	}
+	k.Hash = apikey.Hash(secret)
+	k.Masked = format.Mask(secret)
+	if err := a.store.CreateKey(ctx, k); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+func printSecret(io IO, secret string) {
+	fmt.Fprintf(io.Out, "API key: %s\n", secret)
+	fmt.Fprintln(io.Out, "Store it now: it will not be shown again.")
+}
+
+func keysList(ctx context.Context, args []string, io IO) error {
+	fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
+	af := addAdminFlags(fs)
+	account := fs.String("account", "", "only keys of this account")
+	all := fs.Bool("all", false, "include revoked and expired keys")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *account != "" && !store.ValidAccountID(*account) {
+		return usagef("--account: %q is not an account id", *account)
+	}
+	a, err := af.open(ctx, io)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	keys, err := a.store.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	views := selectKeys(keys, *account, *all, now)
+	if af.json {
+		return writeJSON(io.Out, views)
+	}
+	return printKeyTable(io, views, *all)
+}
+
+// selectKeys filters keys by account and, unless all, to active ones, and
+// orders them oldest first.
+func selectKeys(keys []*store.Key, account string, all bool, now time.Time) []keyView {
+	views := make([]keyView, 0, len(keys))
+	for _, k := range keys {
+		v := viewOf(k, now)
+		if (account == "" || k.AccountID == account) && (all || v.Status == "active") {
+			views = append(views, v)
+		}
+	}
+	slices.SortFunc(views, func(x, y keyView) int {
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return views
+}
+
+func printKeyTable(io IO, views []keyView, all bool) error {
+	if len(views) == 0 {
+		if all {
+			fmt.Fprintln(io.Out, "no keys")
+		} else {
+			fmt.Fprintln(io.Out, "no active keys (--all shows revoked and expired ones)")
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tACCOUNT\tENV\tKEY\tSCOPES\tSTATUS\tCREATED\tEXPIRES")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			v.ID, orDash(v.Name), v.AccountID, v.Env, v.Masked, strings.Join(v.Scopes, ","),
+			v.Status, timeText(v.CreatedAt), optTime(v.ExpiresAt, "-"))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+func keysGet(ctx context.Context, args []string, io IO) error {
+	fs := flag.NewFlagSet("keys get", flag.ContinueOnError)
+	af := addAdminFlags(fs)
+	pos, err := parse(fs, args, "KEY_ID")
+	if err != nil {
+		return err
+	}
+	a, err := af.open(ctx, io)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	k, _, err := a.store.KeyByID(ctx, pos[0])
+	if err != nil {
+		return notFound("key", pos[0], err)
+	}
+	return printKey(io, viewOf(k, time.Now()), af.json)
+}
+
+func printKey(io IO, v keyView, asJSON bool) error {
+	if asJSON {
+		return writeJSON(io.Out, v)
+	}
+	rate := "default"
+	if v.RateLimit != nil {
+		rate = v.RateLimit.String()
+	}
+	tw := tabwriter.NewWriter(io.Out, 0, 0, 1, ' ', 0)
+	lines := [][2]string{
+		{"id", v.ID},
+		{"name", orDash(v.Name)},
+		{"account", v.AccountID},
+		{"env", v.Env},
+		{"key", v.Masked},
+		{"scopes", strings.Join(v.Scopes, ",")},
+		{"rate limit", rate},
+		{"status", v.Status},
+		{"created", timeText(v.CreatedAt)},
+		{"expires", optTime(v.ExpiresAt, "never")},
+	}
+	if v.RevokedAt != nil {
+		lines = append(lines, [2]string{"revoked", timeText(*v.RevokedAt)})
+	}
+	for _, l := range lines {
+		fmt.Fprintf(tw, "%s:\t%s\n", l[0], l[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+var errAlreadyRevoked = errors.New("already revoked")
+
+func keysRevoke(ctx context.Context, args []string, io IO) error {
+	fs := flag.NewFlagSet("keys revoke", flag.ContinueOnError)
+	af := addAdminFlags(fs)
+	pos, err := parse(fs, args, "KEY_ID")
+	if err != nil {
+		return err
+	}
+	id := pos[0]
+	a, err := af.open(ctx, io)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	var already *store.Key
+	k, err := a.store.UpdateKey(ctx, id, func(k *store.Key) error {
+		if k.Revoked() {
+			already = k
+			return errAlreadyRevoked
+		}
+		t := time.Now().UTC()
+		k.RevokedAt = &t
+		return nil
+	})
+	if already != nil {
+		k = already
+	} else if err != nil {
+		return notFound("key", id, err)
+	}
+	if af.json {
+		return writeJSON(io.Out, viewOf(k, time.Now()))
+	}
+	if already != nil {
+		fmt.Fprintf(io.Out, "Key %s (%s) was already revoked at %s.\n", k.ID, k.Masked, timeText(*k.RevokedAt))
+		return nil
+	}
+	fmt.Fprintf(io.Out, "Revoked key %s (%s) of account %s.\n", k.ID, k.Masked, k.AccountID)
+	return nil
+}
+
+func keysRotate(ctx context.Context, args []string, io IO) error {
+	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
+	af := addAdminFlags(fs)
+	graceText := fs.String("grace", "24h", "how long the old key keeps working, a Go duration; 0 ends it now")
+	pos, err := parse(fs, args, "KEY_ID")
+	if err != nil {
+		return err
+	}
+	grace, err := time.ParseDuration(*graceText)
+	if err != nil || grace < 0 {
+		return usagef("--grace: %q is not a Go duration of 0 or more, like 24h", *graceText)
+	}
+	a, err := af.open(ctx, io)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	return a.rotate(ctx, io, pos[0], grace, af.json)
+}
+
+// rotate mints a successor of key id, then shortens the old key's life to
+// the grace period. The new key is printed even if that second step fails,
+// since it exists and will never be shown again.
+func (a *admin) rotate(ctx context.Context, io IO, id string, grace time.Duration, asJSON bool) error {
+	old, _, err := a.store.KeyByID(ctx, id)
+	if err != nil {
+		return notFound("key", id, err)
+	}
+	now := time.Now().UTC()
+	if st := old.Status(now); st != "active" {
+		return fmt.Errorf("key %s is %s; use keys create for a new key", id, st)
+	}
+	k := successor(old, now)
+	secret, err := a.mint(ctx, k)
+	if err != nil {
+		return err
+	}
+	until := now.Add(grace)
+	updated, updateErr := a.store.UpdateKey(ctx, id, func(o *store.Key) error {
+		if o.ExpiresAt == nil || until.Before(*o.ExpiresAt) {
+			o.ExpiresAt = &until
+		}
+		return nil
+	})
+	if err := printRotation(io, k, secret, id, updated, now, asJSON); err != nil {
+		return err
+	}
+	if updateErr != nil {
+		return fmt.Errorf("created key %s, but the old key %s keeps its expiry: %w", k.ID, id, updateErr)
+	}
+	return nil
+}
+
+// successor is a new key record with old's account, env, name, scopes and
+// rate limit, and no expiry.
+func successor(old *store.Key, now time.Time) *store.Key {
+	k := &store.Key{
+		AccountID: old.AccountID,
+		Name:      old.Name,
+		Env:       old.Env,
+		Scopes:    slices.Clone(old.Scopes),
+		CreatedAt: now,
+	}
+	if old.RateLimit != nil {
+		rl := *old.RateLimit
+		k.RateLimit = &rl
+	}
+	return k
+}
+
+// printRotation prints the new key once; old is nil if its update failed.
+func printRotation(io IO, k *store.Key, secret, oldID string, old *store.Key, now time.Time, asJSON bool) error {
+	var oldExpires *time.Time
+	if old != nil {
+		oldExpires = old.ExpiresAt
+	}
+	if asJSON {
+		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, now), Secret: secret, OldID: oldID, OldExpiresAt: oldExpires})
+	}
+	fmt.Fprintf(io.Out, "Rotated key %s to %s for account %s (%s).\n", oldID, k.ID, k.AccountID, k.Env)
+	printSecret(io, secret)
+	switch {
+	case oldExpires == nil:
+	case oldExpires.After(now):
+		fmt.Fprintf(io.Out, "Old key %s expires at %s.\n", oldID, timeText(*oldExpires))
+	default:
+		fmt.Fprintf(io.Out, "Old key %s has expired.\n", oldID)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func optTime(t *time.Time, none string) string {
+	if t == nil {
+		return none
+	}
+	return timeText(*t)
+}

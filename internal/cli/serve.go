@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/serve"
+)
+
+// runServe runs "keygate serve": config file, then KEYGATE_* environment,
+// then flags, validated before anything starts.
+func runServe(ctx context.Context, args []string, io IO) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	file := fs.String("config", "", "YAML config file")
+	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	flags := map[string]*string{
+		"grpc-addr":   fs.String("grpc-addr", "", "ext_authz gRPC listen address"),
+		"admin-addr":  fs.String("admin-addr", "", "admin HTTP listen address (metrics, health)"),
+		"http-addr":   fs.String("http-addr", "", "HTTP authorization listen address"),
+		"nats-url":    fs.String("nats-url", "", "NATS URL or comma-separated seed list; empty runs NATS in-process"),
+		"data-dir":    fs.String("data-dir", "", "embedded NATS data directory"),
+		"nats-listen": fs.String("nats-listen", "", "embedded NATS client address"),
+	}
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*file, io.Getenv)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	set := map[string]*string{
+		"grpc-addr": &cfg.GRPCAddr, "admin-addr": &cfg.AdminAddr, "http-addr": &cfg.HTTPAddr,
+		"nats-url": &cfg.NATS.URL, "data-dir": &cfg.NATS.DataDir, "nats-listen": &cfg.NATS.Listen,
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if p, ok := set[f.Name]; ok {
+			*p = *flags[f.Name]
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return usagef("invalid configuration:\n%v", err)
+	}
+	if *check {
+		fmt.Fprintln(io.Out, "configuration is valid")
+		return nil
+	}
+	return serve.Run(ctx, cfg, newLogger(io.Err, cfg.LogLevel))
+}

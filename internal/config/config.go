@@ -1,0 +1,193 @@
+// Package config holds keygate's configuration: one struct with defaults,
+// loaded from a YAML file and KEYGATE_* environment variables, and checked
+// by Validate with errors that name the field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/store"
+)
+
+// Config is the whole configuration of keygate serve.
+type Config struct {
+	GRPCAddr      string   `yaml:"grpc_addr"`
+	AdminAddr     string   `yaml:"admin_addr"`
+	HTTPAddr      string   `yaml:"http_addr"`
+	LogLevel      string   `yaml:"log_level"`
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	TLS           TLS      `yaml:"tls"`
+	NATS          NATS     `yaml:"nats"`
+	Keys          Keys     `yaml:"keys"`
+	Cache         Cache    `yaml:"cache"`
+	// Credentials are where keys are read from, in order.
+	Credentials []Credential `yaml:"credentials"`
+	// Routes map method + path prefix to the scope a key needs.
+	Routes []Route `yaml:"routes"`
+	// DefaultScope is required on routes no entry matches; "" requires none.
+	DefaultScope string `yaml:"default_scope"`
+	// DefaultRateLimit applies to keys without their own ("600/1m"); "none"
+	// means unlimited.
+	DefaultRateLimit string `yaml:"default_rate_limit"`
+	// LowBalanceThreshold, in major units, for accounts without their own.
+	LowBalanceThreshold string `yaml:"low_balance_threshold"`
+}
+
+// TLS configures the gRPC listener. ClientCAFile turns on mTLS.
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// NATS says where the key store is. Without URL keygate embeds a server.
+type NATS struct {
+	URL            string `yaml:"url"`
+	CredsFile      string `yaml:"creds_file"`
+	NKeyFile       string `yaml:"nkey_file"`
+	User           string `yaml:"user"`
+	Password       string `yaml:"password"`
+	Token          string `yaml:"token"`
+	CAFile         string `yaml:"ca_file"`
+	CertFile       string `yaml:"cert_file"`
+	KeyFile        string `yaml:"key_file"`
+	Listen         string `yaml:"listen"`
+	DataDir        string `yaml:"data_dir"`
+	KeysBucket     string `yaml:"keys_bucket"`
+	AccountsBucket string `yaml:"accounts_bucket"`
+	Replicas       int    `yaml:"replicas"`
+}
+
+// Keys is the accepted key format.
+type Keys struct {
+	LivePrefix    string   `yaml:"live_prefix"`
+	TestPrefix    string   `yaml:"test_prefix"`
+	ExtraPrefixes []string `yaml:"extra_prefixes"`
+	Length        int      `yaml:"length"`
+	Checksum      bool     `yaml:"checksum"`
+}
+
+// Cache bounds the in-memory cache.
+type Cache struct {
+	MaxKeys      int64    `yaml:"max_keys"`
+	MaxNegative  int64    `yaml:"max_negative"`
+	NegativeTTL  Duration `yaml:"negative_ttl"`
+	MaxStaleness Duration `yaml:"max_staleness"`
+}
+
+// Credential is a header that may carry a key, with an optional auth
+// scheme ("Bearer") in front of it.
+type Credential struct {
+	Header string `yaml:"header"`
+	Scheme string `yaml:"scheme"`
+}
+
+// Route requires Scope for requests whose method is Method ("" or "*" for
+// any) and whose path starts with PathPrefix.
+type Route struct {
+	Method     string `yaml:"method"`
+	PathPrefix string `yaml:"path_prefix"`
+	Scope      string `yaml:"scope"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		GRPCAddr:      "127.0.0.1:9191",
+		AdminAddr:     "127.0.0.1:9090",
+		LogLevel:      "info",
+		ShutdownGrace: Duration(10 * time.Second),
+		NATS: NATS{
+			Listen:         "127.0.0.1:4222",
+			DataDir:        "./keygate-data",
+			KeysBucket:     store.DefaultOptions().KeysBucket,
+			AccountsBucket: store.DefaultOptions().AccountsBucket,
+			Replicas:       1,
+		},
+		Keys: Keys{
+			LivePrefix: apikey.LivePrefix,
+			TestPrefix: apikey.TestPrefix,
+			Length:     apikey.DefaultLength,
+			Checksum:   true,
+		},
+		Cache: Cache{
+			MaxKeys:      1_000_000,
+			MaxNegative:  100_000,
+			NegativeTTL:  Duration(30 * time.Second),
+			MaxStaleness: Duration(5 * time.Minute),
+		},
+		Credentials: []Credential{
+			{Header: "authorization", Scheme: "Bearer"},
+			{Header: "x-api-key"},
+		},
+		DefaultRateLimit:    "600/1m",
+		LowBalanceThreshold: "0",
+	}
+}
+
+// Load returns the defaults, overlaid by the YAML file at path (if path is
+// not empty) and then by KEYGATE_* variables read with getenv.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Format is the key format the configuration accepts and mints.
+func (k Keys) Format() apikey.Format {
+	prefixes := append([]string{k.LivePrefix, k.TestPrefix}, k.ExtraPrefixes...)
+	return apikey.Format{Prefixes: prefixes, Length: k.Length, Checksum: k.Checksum}
+}
+
+// Prefix is the prefix of newly minted keys for env.
+func (k Keys) Prefix(env string) string {
+	if env == store.EnvTest {
+		return k.TestPrefix
+	}
+	return k.LivePrefix
+}
+
+// StoreOptions are the bucket settings.
+func (n NATS) StoreOptions() store.Options {
+	return store.Options{KeysBucket: n.KeysBucket, AccountsBucket: n.AccountsBucket, Replicas: n.Replicas}
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

@@ -1,0 +1,60 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// applyEnv overlays KEYGATE_* variables on c.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	if getenv == nil {
+		return nil
+	}
+	strs := map[string]*string{
+		"KEYGATE_GRPC_ADDR":             &c.GRPCAddr,
+		"KEYGATE_ADMIN_ADDR":            &c.AdminAddr,
+		"KEYGATE_HTTP_ADDR":             &c.HTTPAddr,
+		"KEYGATE_LOG_LEVEL":             &c.LogLevel,
+		"KEYGATE_TLS_CERT_FILE":         &c.TLS.CertFile,
+		"KEYGATE_TLS_KEY_FILE":          &c.TLS.KeyFile,
+		"KEYGATE_TLS_CLIENT_CA_FILE":    &c.TLS.ClientCAFile,
+		"KEYGATE_NATS_URL":              &c.NATS.URL,
+		"KEYGATE_NATS_CREDS_FILE":       &c.NATS.CredsFile,
+		"KEYGATE_NATS_NKEY_FILE":        &c.NATS.NKeyFile,
+		"KEYGATE_NATS_USER":             &c.NATS.User,
+		"KEYGATE_NATS_PASSWORD":         &c.NATS.Password,
+		"KEYGATE_NATS_TOKEN":            &c.NATS.Token,
+		"KEYGATE_NATS_CA_FILE":          &c.NATS.CAFile,
+		"KEYGATE_NATS_CERT_FILE":        &c.NATS.CertFile,
+		"KEYGATE_NATS_KEY_FILE":         &c.NATS.KeyFile,
+		"KEYGATE_NATS_LISTEN":           &c.NATS.Listen,
+		"KEYGATE_DATA_DIR":              &c.NATS.DataDir,
+		"KEYGATE_DEFAULT_SCOPE":         &c.DefaultScope,
+		"KEYGATE_DEFAULT_RATE_LIMIT":    &c.DefaultRateLimit,
+		"KEYGATE_LOW_BALANCE_THRESHOLD": &c.LowBalanceThreshold,
+	}
+	for name, p := range strs {
+		if v := getenv(name); v != "" {
+			*p = v
+		}
+	}
+	durs := map[string]*Duration{
+		"KEYGATE_SHUTDOWN_GRACE": &c.ShutdownGrace,
+		"KEYGATE_MAX_STALENESS":  &c.Cache.MaxStaleness,
+	}
+	for name, p := range durs {
+		if v := getenv(name); v != "" {
+			if err := p.UnmarshalText([]byte(v)); err != nil {
+				return fmt.Errorf("%s: %q is not a Go duration like 30s", name, v)
+			}
+		}
+	}
+	if v := getenv("KEYGATE_NATS_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("KEYGATE_NATS_REPLICAS: %q is not a whole number", v)
+		}
+		c.NATS.Replicas = n
+	}
+	return nil
+}

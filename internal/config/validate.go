@@ -1,0 +1,194 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/keygate/keygate/internal/money"
+	"github.com/keygate/keygate/internal/store"
+)
+
+var (
+	bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	headerName = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
+	prefixText = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	methodName = regexp.MustCompile(`^(\*|[A-Z]+)?$`)
+)
+
+// minKeyBody is the fewest characters after the prefix: enough entropy and
+// room for the checksum and the masked form.
+const minKeyBody = 16
+
+// Validate checks every field and returns all problems, each naming its
+// field as it is written in the YAML file.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	checkAddr(add, "grpc_addr", c.GRPCAddr, true)
+	checkAddr(add, "admin_addr", c.AdminAddr, true)
+	checkAddr(add, "http_addr", c.HTTPAddr, false)
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.ShutdownGrace < 0 {
+		add("shutdown_grace", "must not be negative")
+	}
+	c.TLS.validate(add)
+	c.NATS.validate(add)
+	c.Keys.validate(add)
+	c.Cache.validate(add)
+	c.validateRequests(add)
+	return errors.Join(errs...)
+}
+
+type adder func(field, format string, args ...any)
+
+func checkAddr(add adder, field, addr string, required bool) {
+	if addr == "" {
+		if required {
+			add(field, "must be set, like 127.0.0.1:9191")
+		}
+		return
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		add(field, "%q is not host:port", addr)
+	}
+}
+
+func (t TLS) validate(add adder) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		add("tls", "cert_file and key_file go together")
+	}
+	if t.ClientCAFile != "" && t.CertFile == "" {
+		add("tls.client_ca_file", "mTLS needs tls.cert_file and tls.key_file too")
+	}
+}
+
+func (n NATS) validate(add adder) {
+	if n.URL != "" {
+		for _, u := range strings.Split(n.URL, ",") {
+			p, err := url.Parse(strings.TrimSpace(u))
+			if err != nil || p.Host == "" || !validScheme(p.Scheme) {
+				add("nats.url", "%q is not a nats://, tls://, ws:// or wss:// URL", redact(u))
+			}
+		}
+	} else {
+		checkAddr(add, "nats.listen", n.Listen, true)
+		if n.DataDir == "" {
+			add("nats.data_dir", "must be set when keygate runs its own NATS server")
+		}
+	}
+	if (n.CertFile == "") != (n.KeyFile == "") {
+		add("nats", "cert_file and key_file go together")
+	}
+	for field, b := range map[string]string{"nats.keys_bucket": n.KeysBucket, "nats.accounts_bucket": n.AccountsBucket} {
+		if !bucketName.MatchString(b) {
+			add(field, "%q must be letters, digits, '_' or '-'", b)
+		}
+	}
+	if n.KeysBucket == n.AccountsBucket {
+		add("nats.accounts_bucket", "must differ from nats.keys_bucket")
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		add("nats.replicas", "%d is not from 1 to 5", n.Replicas)
+	}
+}
+
+func validScheme(s string) bool {
+	return s == "nats" || s == "tls" || s == "ws" || s == "wss"
+}
+
+// redact drops any user:password from a URL before it is printed.
+func redact(u string) string {
+	if p, err := url.Parse(strings.TrimSpace(u)); err == nil && p.User != nil {
+		p.User = url.User("redacted")
+		return p.String()
+	}
+	return u
+}
+
+func (k Keys) validate(add adder) {
+	for i, p := range append([]string{k.LivePrefix, k.TestPrefix}, k.ExtraPrefixes...) {
+		field := [...]string{"keys.live_prefix", "keys.test_prefix"}[min(i, 1)]
+		if i > 1 {
+			field = fmt.Sprintf("keys.extra_prefixes[%d]", i-2)
+		}
+		if !prefixText.MatchString(p) {
+			add(field, "%q must be letters, digits, '_' or '-'", p)
+		} else if k.Length-len(p) < minKeyBody {
+			add("keys.length", "%d leaves fewer than %d characters after prefix %q", k.Length, minKeyBody, p)
+		}
+	}
+	if k.LivePrefix == k.TestPrefix {
+		add("keys.test_prefix", "must differ from keys.live_prefix")
+	}
+}
+
+func (c Cache) validate(add adder) {
+	if c.MaxKeys < 1 {
+		add("cache.max_keys", "must be at least 1")
+	}
+	if c.MaxNegative < 1 {
+		add("cache.max_negative", "must be at least 1")
+	}
+	if c.NegativeTTL <= 0 {
+		add("cache.negative_ttl", "must be a positive duration")
+	}
+	if c.MaxStaleness <= 0 {
+		add("cache.max_staleness", "must be a positive duration")
+	}
+}
+
+func (c *Config) validateRequests(add adder) {
+	if len(c.Credentials) == 0 {
+		add("credentials", "needs at least one header")
+	}
+	for i, cr := range c.Credentials {
+		if !headerName.MatchString(cr.Header) {
+			add(fmt.Sprintf("credentials[%d].header", i), "%q must be a lowercase header name", cr.Header)
+		}
+		if strings.ContainsAny(cr.Scheme, " \t") {
+			add(fmt.Sprintf("credentials[%d].scheme", i), "%q must be one word, like Bearer", cr.Scheme)
+		}
+	}
+	for i, r := range c.Routes {
+		field := fmt.Sprintf("routes[%d]", i)
+		if !methodName.MatchString(r.Method) {
+			add(field+".method", "%q must be an uppercase method like POST, or *", r.Method)
+		}
+		if !strings.HasPrefix(r.PathPrefix, "/") {
+			add(field+".path_prefix", "%q must start with /", r.PathPrefix)
+		}
+		if r.Scope == "" {
+			add(field+".scope", "must be set")
+		}
+	}
+	if _, err := c.RateLimit(); err != nil {
+		add("default_rate_limit", "%v (or none)", err)
+	}
+	if v, err := c.LowBalance(); err != nil || v < 0 {
+		add("low_balance_threshold", "%q must be a non-negative amount like 10.00", c.LowBalanceThreshold)
+	}
+}
+
+// RateLimit is the parsed default rate limit; nil means unlimited.
+func (c *Config) RateLimit() (*store.RateLimit, error) {
+	if c.DefaultRateLimit == "none" || c.DefaultRateLimit == "" {
+		return nil, nil
+	}
+	return store.ParseRateLimit(c.DefaultRateLimit)
+}
+
+// LowBalance is the default low-balance threshold in minor units (2
+// decimals).
+func (c *Config) LowBalance() (int64, error) {
+	return money.Parse(c.LowBalanceThreshold, money.DefaultCurrency)
+}

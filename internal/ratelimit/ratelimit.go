@@ -1,0 +1,89 @@
+// Package ratelimit limits requests per key in memory with the generic cell
+// rate algorithm (GCRA): N requests per window, spread evenly, with a burst
+// of up to N. Each key's whole state is one atomic timestamp.
+package ratelimit
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Limit allows Requests per Window.
+type Limit struct {
+	Requests int64
+	Window   time.Duration
+}
+
+// Result is the outcome of one request.
+type Result struct {
+	Allowed   bool
+	Limit     int64
+	Remaining int64
+	// Reset is the time until the window frees a request; for a denied
+	// request, also the time to wait before retrying.
+	Reset time.Duration
+}
+
+// Limiter tracks every key's theoretical arrival time (TAT).
+type Limiter struct {
+	now   func() time.Time
+	epoch time.Time
+	tats  sync.Map // key -> *atomic.Int64, nanoseconds since epoch
+}
+
+// New returns a Limiter reading the clock with now (time.Now if nil).
+func New(now func() time.Time) *Limiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &Limiter{now: now, epoch: now()}
+}
+
+// Allow counts one request for key under limit.
+func (l *Limiter) Allow(key string, limit Limit) Result {
+	window := int64(limit.Window)
+	interval := max(window/limit.Requests, 1)
+	now := int64(l.now().Sub(l.epoch))
+	tat := l.state(key)
+	for {
+		old := tat.Load()
+		used := max(old, now) + interval - now // window used after this request
+		if used > window {
+			return result(false, limit, old-now, interval)
+		}
+		if tat.CompareAndSwap(old, now+used) {
+			return result(true, limit, used, interval)
+		}
+	}
+}
+
+func (l *Limiter) state(key string) *atomic.Int64 {
+	if v, ok := l.tats.Load(key); ok {
+		return v.(*atomic.Int64)
+	}
+	v, _ := l.tats.LoadOrStore(key, new(atomic.Int64))
+	return v.(*atomic.Int64)
+}
+
+// result computes the headers' numbers from the window in use.
+func result(allowed bool, limit Limit, used, interval int64) Result {
+	window := int64(limit.Window)
+	used = max(used, 0)
+	remaining := max((window-used)/interval, 0)
+	remaining = min(remaining, limit.Requests)
+	reset := used - (window - interval*(remaining+1))
+	return Result{Allowed: allowed, Limit: limit.Requests, Remaining: remaining, Reset: time.Duration(max(reset, 0))}
+}
+
+// Sweep forgets keys whose windows are empty, bounding memory to the keys
+// used recently. Call it from time to time.
+func (l *Limiter) Sweep() {
+	now := int64(l.now().Sub(l.epoch))
+	l.tats.Range(func(k, v any) bool {
+		if v.(*atomic.Int64).Load() <= now {
+			l.tats.CompareAndDelete(k, v)
+		}
+		return true
+	})
+}

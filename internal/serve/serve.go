@@ -1,0 +1,263 @@
+// Package serve runs keygate serve: it connects to NATS, watches the key
+// store, and serves ext_authz over gRPC and the admin HTTP endpoints until
+// its context ends, then drains.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/events"
+	"github.com/keygate/keygate/internal/broker"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/store"
+)
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	inst, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return inst.Shutdown()
+}
+
+// Instance is a running keygate.
+type Instance struct {
+	GRPCAddr  net.Addr
+	AdminAddr net.Addr
+
+	cfg      config.Config
+	log      *slog.Logger
+	conn     *broker.Conn
+	watcher  *events.Watcher
+	keys     *cache.Table[*authz.Key]
+	accounts *cache.Table[*authz.Account]
+	grpc     *grpc.Server
+	health   *health.Server
+	admin    *http.Server
+	ready    atomic.Bool
+	stop     context.CancelFunc
+}
+
+// Start brings keygate up and returns once it is ready to answer checks.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instance, err error) {
+	begin := time.Now()
+	inst := &Instance{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			inst.close()
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	if inst.conn, err = broker.Connect(brokerOptions(cfg, log, m)); err != nil {
+		return nil, err
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := store.Open(openCtx, inst.conn.JS, cfg.NATS.StoreOptions())
+	if err != nil {
+		return nil, err
+	}
+	if err := inst.openCaches(cfg, st, reg); err != nil {
+		return nil, err
+	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	inst.stop = stop
+	// Watch before serving: every fill after this sees later changes.
+	if inst.watcher, err = events.Start(bg, st, inst.handlers(m), log); err != nil {
+		return nil, err
+	}
+	srv, err := newAuthz(cfg, inst.keys, inst.accounts, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := inst.listen(cfg, srv, reg); err != nil {
+		return nil, err
+	}
+	go sweep(bg, srv)
+	inst.setReady(true)
+	log.Info("keygate ready", "grpc_addr", inst.GRPCAddr.String(), "admin_addr", inst.AdminAddr.String(),
+		"embedded_nats", inst.conn.Embedded(), "startup_ms", time.Since(begin).Milliseconds())
+	return inst, nil
+}
+
+func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics) broker.Options {
+	n := cfg.NATS
+	return broker.Options{
+		URL: n.URL, Listen: n.Listen, DataDir: n.DataDir, CredsFile: n.CredsFile, NKeyFile: n.NKeyFile,
+		User: n.User, Password: n.Password, Token: n.Token, CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
+		Name: "keygate", Logger: log, OnState: m.natsState,
+	}
+}
+
+func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometheus.Registerer) error {
+	o := cache.Options{MaxEntries: cfg.Cache.MaxKeys, MaxNegative: cfg.Cache.MaxNegative, NegativeTTL: cfg.Cache.NegativeTTL.D()}
+	var err error
+	if inst.keys, err = cache.New(o, authz.KeyLoader(st)); err != nil {
+		return err
+	}
+	if inst.accounts, err = cache.New(o, authz.AccountLoader(st)); err != nil {
+		return err
+	}
+	registerCache(reg, "keys", inst.keys.Stats())
+	registerCache(reg, "accounts", inst.accounts.Stats())
+	return nil
+}
+
+func (inst *Instance) handlers(m *metrics) events.Handlers {
+	return events.Handlers{
+		Key: func(hash string, rev uint64, k *store.Key) {
+			e := &cache.Entry[*authz.Key]{Rev: rev}
+			if k != nil {
+				e.Value, e.Found = authz.NewKey(k), true
+			}
+			if inst.keys.Apply(hash, e) {
+				m.event("key")
+			}
+		},
+		Account: func(id string, rev uint64, a *store.Account) {
+			if inst.accounts.Apply(id, &cache.Entry[*authz.Account]{Value: a, Found: a != nil, Rev: rev}) {
+				m.event("account")
+			}
+		},
+	}
+}
+
+func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
+	rl, err := cfg.RateLimit()
+	if err != nil {
+		return nil, fmt.Errorf("default_rate_limit: %w", err)
+	}
+	o := authz.Options{
+		Format: cfg.Keys.Format(), Credentials: cfg.Credentials, Routes: cfg.Routes, DefaultScope: cfg.DefaultScope,
+		LowBalance: cfg.LowBalanceThreshold, Metrics: authz.NewMetrics(reg), Log: log,
+	}
+	if rl != nil {
+		o.DefaultLimit = &ratelimit.Limit{Requests: rl.Requests, Window: time.Duration(rl.Window)}
+	}
+	return authz.New(o, keys, accounts), nil
+}
+
+func (inst *Instance) listen(cfg config.Config, srv authv3.AuthorizationServer, reg *prometheus.Registry) error {
+	opts, err := grpcOptions(cfg.TLS)
+	if err != nil {
+		return err
+	}
+	inst.grpc = grpc.NewServer(opts...)
+	inst.health = health.NewServer()
+	authv3.RegisterAuthorizationServer(inst.grpc, srv)
+	healthpb.RegisterHealthServer(inst.grpc, inst.health)
+	gl, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc_addr: %w", err)
+	}
+	al, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("admin_addr: %w", err)
+	}
+	inst.GRPCAddr, inst.AdminAddr = gl.Addr(), al.Addr()
+	inst.admin = &http.Server{Handler: inst.adminHandler(reg), ReadHeaderTimeout: 5 * time.Second}
+	go inst.serveGRPC(gl)
+	go inst.serveAdmin(al)
+	return nil
+}
+
+func (inst *Instance) serveGRPC(l net.Listener) {
+	if err := inst.grpc.Serve(l); err != nil {
+		inst.log.Error("grpc server stopped", "err", err)
+	}
+}
+
+func (inst *Instance) serveAdmin(l net.Listener) {
+	if err := inst.admin.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		inst.log.Error("admin server stopped", "err", err)
+	}
+}
+
+func (inst *Instance) setReady(ready bool) {
+	inst.ready.Store(ready)
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	inst.health.SetServingStatus("", st)
+	inst.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+}
+
+// Ready reports whether keygate answers checks from a current store.
+func (inst *Instance) Ready() bool {
+	return inst.ready.Load() && inst.conn.NC.IsConnected()
+}
+
+// Shutdown stops accepting checks, drains those in flight (up to the
+// configured grace), and closes everything.
+func (inst *Instance) Shutdown() error {
+	inst.setReady(false)
+	inst.log.Info("shutting down", "grace", inst.cfg.ShutdownGrace.D().String())
+	done := make(chan struct{})
+	go func() {
+		inst.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(inst.cfg.ShutdownGrace.D()):
+		inst.grpc.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = inst.admin.Shutdown(ctx)
+	inst.close()
+	return nil
+}
+
+func (inst *Instance) close() {
+	if inst.stop != nil {
+		inst.stop()
+	}
+	if inst.conn != nil {
+		inst.conn.Close() // first: it ends the watches at once, even during an outage
+	}
+	if inst.watcher != nil {
+		inst.watcher.Stop()
+	}
+	if inst.keys != nil {
+		inst.keys.Close()
+	}
+	if inst.accounts != nil {
+		inst.accounts.Close()
+	}
+}
+
+// sweep forgets idle rate-limit state every minute.
+func sweep(ctx context.Context, srv *authz.Server) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			srv.Limiter().Sweep()
+		}
+	}
+}

@@ -1,0 +1,180 @@
+package serve_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/serve"
+	"github.com/keygate/keygate/internal/store"
+)
+
+type env struct {
+	inst   *serve.Instance
+	st     *store.Store
+	client authv3.AuthorizationClient
+	conn   *grpc.ClientConn
+	ctx    context.Context
+}
+
+func start(t *testing.T, cfg config.Config) *env {
+	t.Helper()
+	ctx := natstest.Context(t)
+	inst, err := serve.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Shutdown() })
+	cc, err := grpc.NewClient(inst.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return &env{inst: inst, client: authv3.NewAuthorizationClient(cc), conn: cc, ctx: ctx}
+}
+
+func testConfig(t *testing.T, natsURL string) config.Config {
+	cfg := config.Default()
+	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.NATS.URL = natsURL
+	if natsURL == "" {
+		cfg.NATS.Listen, cfg.NATS.DataDir = "127.0.0.1:-1", t.TempDir()
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func (e *env) code(t *testing.T, key string) int {
+	t.Helper()
+	resp, err := e.client.Check(e.ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v1/models", Headers: map[string]string{"authorization": "Bearer " + key}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetOkResponse() != nil {
+		return 200
+	}
+	return int(resp.GetDeniedResponse().GetStatus().GetCode())
+}
+
+func createKey(t *testing.T, ctx context.Context, st *store.Store, account string) (string, *store.Key) {
+	t.Helper()
+	f := apikey.DefaultFormat()
+	plain, _ := f.Mint(apikey.LivePrefix)
+	id, _ := apikey.NewID()
+	k := &store.Key{ID: id, Hash: apikey.Hash(plain), AccountID: account, Env: "live", Scopes: []string{"*"}, Masked: f.Mask(plain), CreatedAt: time.Now()}
+	if err := st.CreateKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	return plain, k
+}
+
+func setBalance(t *testing.T, ctx context.Context, st *store.Store, account string, minor int64) {
+	t.Helper()
+	if _, err := st.UpdateAccount(ctx, account, true, func(a *store.Account) error { a.Balance = minor; return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitCode(t *testing.T, e *env, key string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.code(t, key) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("check never answered %d", want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestChangesReachRunningServer: revocation, balance change and key
+// creation take effect without restart.
+func TestChangesReachRunningServer(t *testing.T) {
+	ns := natstest.Run(t)
+	e := start(t, testConfig(t, ns.ClientURL()))
+	_, js := natstest.Connect(t, ns)
+	st, err := store.Open(e.ctx, js, store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, rec := createKey(t, e.ctx, st, "acme")
+	setBalance(t, e.ctx, st, "acme", 100)
+	if got := e.code(t, key); got != 200 {
+		t.Fatalf("new key: %d", got)
+	}
+
+	setBalance(t, e.ctx, st, "acme", 0)
+	waitCode(t, e, key, 402)
+	setBalance(t, e.ctx, st, "acme", 500)
+	waitCode(t, e, key, 200)
+
+	if _, err := st.UpdateKey(e.ctx, rec.ID, func(k *store.Key) error { now := time.Now(); k.RevokedAt = &now; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitCode(t, e, key, 401)
+
+	// A key that was denied (and cached as missing) works once created.
+	f := apikey.DefaultFormat()
+	plain, _ := f.Mint(apikey.LivePrefix)
+	if got := e.code(t, plain); got != 401 {
+		t.Fatalf("unknown key: %d", got)
+	}
+	id, _ := apikey.NewID()
+	k := &store.Key{ID: id, Hash: apikey.Hash(plain), AccountID: "acme", Env: "live", Scopes: []string{"*"}, Masked: f.Mask(plain), CreatedAt: time.Now()}
+	if err := st.CreateKey(e.ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	waitCode(t, e, plain, 200)
+}
+
+func TestEmbeddedNATSAndAdminEndpoints(t *testing.T) {
+	e := start(t, testConfig(t, ""))
+	admin := "http://" + e.inst.AdminAddr.String()
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
+		resp, err := http.Get(admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+		if path == "/metrics" {
+			e.code(t, "nope")
+			for _, m := range []string{"keygate_checks_total", "keygate_cache_requests_total", "keygate_store_lookups_total", "keygate_nats_connected"} {
+				if !strings.Contains(string(body), m) {
+					t.Errorf("/metrics lacks %s", m)
+				}
+			}
+		}
+	}
+	h, err := healthpb.NewHealthClient(e.conn).Check(e.ctx, &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("grpc health: %v %v", h, err)
+	}
+	if got := e.code(t, "nope"); got != 401 {
+		t.Fatalf("malformed key: %d", got)
+	}
+	if err := e.inst.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(admin + "/healthz"); err == nil {
+		t.Fatal("admin still serving after shutdown")
+	}
+}

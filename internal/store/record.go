@@ -1,0 +1,173 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Key is a key record, stored as JSON under "hash.<sha256 hex>" in the keys
+// bucket. The plaintext key is never stored.
+type Key struct {
+	ID        string     `json:"id"`
+	Hash      string     `json:"hash"`
+	AccountID string     `json:"account_id"`
+	Name      string     `json:"name,omitempty"`
+	Env       string     `json:"env"`
+	Scopes    []string   `json:"scopes"`
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	Masked    string     `json:"masked"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Environments of a key.
+const (
+	EnvLive = "live"
+	EnvTest = "test"
+)
+
+// RateLimit allows Requests per Window.
+type RateLimit struct {
+	Requests int64    `json:"requests"`
+	Window   Duration `json:"window"`
+}
+
+// Account is an account record, stored as JSON under its id in the
+// accounts bucket. Amounts are integer minor units of Currency.
+type Account struct {
+	ID                  string    `json:"id"`
+	Balance             int64     `json:"balance"`
+	Currency            string    `json:"currency"`
+	LowBalanceThreshold *int64    `json:"low_balance_threshold,omitempty"`
+	UpdatedAt           time.Time `json:"updated_at"`
+}
+
+// Revoked reports whether the key has been revoked.
+func (k *Key) Revoked() bool { return k.RevokedAt != nil }
+
+// Expired reports whether the key has expired at now.
+func (k *Key) Expired(now time.Time) bool {
+	return k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)
+}
+
+// Status is "active", "revoked" or "expired".
+func (k *Key) Status(now time.Time) string {
+	switch {
+	case k.Revoked():
+		return "revoked"
+	case k.Expired(now):
+		return "expired"
+	}
+	return "active"
+}
+
+var (
+	idPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// ValidAccountID reports whether id can name an account: 1 to 64 of
+// [A-Za-z0-9_-], starting with a letter or digit.
+func ValidAccountID(id string) bool { return idPattern.MatchString(id) }
+
+// Validate checks a key record read from the bucket.
+func (k *Key) Validate() error {
+	switch {
+	case !idPattern.MatchString(k.ID):
+		return fmt.Errorf("id %q is not valid", k.ID)
+	case !hashPattern.MatchString(k.Hash):
+		return fmt.Errorf("key %s: hash is not 64 lowercase hex characters", k.ID)
+	case !ValidAccountID(k.AccountID):
+		return fmt.Errorf("key %s: account_id %q is not valid", k.ID, k.AccountID)
+	case k.Env != EnvLive && k.Env != EnvTest:
+		return fmt.Errorf("key %s: env %q is not live or test", k.ID, k.Env)
+	case k.RateLimit != nil && (k.RateLimit.Requests < 1 || k.RateLimit.Window <= 0):
+		return fmt.Errorf("key %s: rate_limit needs requests >= 1 and a positive window", k.ID)
+	}
+	return nil
+}
+
+// Validate checks an account record read from the bucket.
+func (a *Account) Validate() error {
+	if !ValidAccountID(a.ID) {
+		return fmt.Errorf("account id %q is not valid", a.ID)
+	}
+	if len(a.Currency) != 3 {
+		return fmt.Errorf("account %s: currency %q is not a 3-letter code", a.ID, a.Currency)
+	}
+	return nil
+}
+
+// ErrInvalidRecord wraps every error about a record that cannot be read.
+var ErrInvalidRecord = errors.New("invalid record")
+
+// DecodeKey parses and validates a key record.
+func DecodeKey(b []byte) (*Key, error) {
+	var k Key
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("%w: key: %w", ErrInvalidRecord, err)
+	}
+	if err := k.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+	}
+	return &k, nil
+}
+
+// DecodeAccount parses and validates an account record.
+func DecodeAccount(b []byte) (*Account, error) {
+	var a Account
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("%w: account: %w", ErrInvalidRecord, err)
+	}
+	if err := a.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+	}
+	return &a, nil
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string ("1m0s").
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseRateLimit reads "N/WINDOW", N requests per Go duration WINDOW
+// ("600/1m").
+func ParseRateLimit(s string) (*RateLimit, error) {
+	ns, ws, ok := strings.Cut(s, "/")
+	if !ok {
+		return nil, fmt.Errorf("%q is not N/WINDOW, like 600/1m", s)
+	}
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil || n < 1 || n > maxRequests {
+		return nil, fmt.Errorf("%q: N must be a whole number from 1 to %d", s, int64(maxRequests))
+	}
+	w, err := time.ParseDuration(ws)
+	if err != nil || w <= 0 {
+		return nil, fmt.Errorf("%q: WINDOW must be a positive Go duration like 1s, 1m or 1h", s)
+	}
+	return &RateLimit{Requests: n, Window: Duration(w)}, nil
+}
+
+const maxRequests = 1e12
+
+// String writes the limit as N/WINDOW.
+func (r *RateLimit) String() string {
+	return strconv.FormatInt(r.Requests, 10) + "/" + time.Duration(r.Window).String()
+}

@@ -1,0 +1,244 @@
+// Package store reads and writes keygate's records in NATS JetStream
+// key-value buckets: key records (by key hash, with an id index) and
+// account balances. Every change is a compare-and-set on the entry's
+// revision, so concurrent writers never lose an update.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/money"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotFound is returned when a key or account does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Entry name prefixes in the keys bucket.
+const (
+	hashPrefix = "hash."
+	idPrefix   = "id."
+)
+
+// Options name the buckets and their replication.
+type Options struct {
+	KeysBucket     string
+	AccountsBucket string
+	Replicas       int
+}
+
+// DefaultOptions are the bucket names keygate uses unless configured.
+func DefaultOptions() Options {
+	return Options{KeysBucket: "keygate_keys", AccountsBucket: "keygate_accounts", Replicas: 1}
+}
+
+// Store is the key and account store.
+type Store struct {
+	keys     jetstream.KeyValue
+	accounts jetstream.KeyValue
+}
+
+// Open binds to the buckets, creating any that is missing.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	keys, err := bucket(ctx, js, o.KeysBucket, o.Replicas, "keygate key records")
+	if err != nil {
+		return nil, err
+	}
+	accounts, err := bucket(ctx, js, o.AccountsBucket, o.Replicas, "keygate account balances")
+	if err != nil {
+		return nil, err
+	}
+	return &Store{keys: keys, accounts: accounts}, nil
+}
+
+func bucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, desc string) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: desc, Replicas: replicas})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", name, err)
+	}
+	return kv, nil
+}
+
+// Keys is the keys bucket, for watchers.
+func (s *Store) Keys() jetstream.KeyValue { return s.keys }
+
+// Accounts is the accounts bucket, for watchers.
+func (s *Store) Accounts() jetstream.KeyValue { return s.accounts }
+
+// HashEntry is the entry name of the key record with the given hash.
+func HashEntry(hash string) string { return hashPrefix + hash }
+
+// HashOf returns the hash named by a keys-bucket entry, if it is a record.
+func HashOf(entry string) (string, bool) { return strings.CutPrefix(entry, hashPrefix) }
+
+// HashFilter matches every key record in the keys bucket.
+const HashFilter = hashPrefix + "*"
+
+// KeyByHash returns the key record with the given hash and its revision.
+func (s *Store) KeyByHash(ctx context.Context, hash string) (*Key, uint64, error) {
+	e, err := get(ctx, s.keys, HashEntry(hash))
+	if err != nil {
+		return nil, 0, err
+	}
+	k, err := DecodeKey(e.Value())
+	if err != nil {
+		return nil, 0, err
+	}
+	if k.Hash != hash {
+		return nil, 0, fmt.Errorf("%w: key %s is stored under another hash", ErrInvalidRecord, k.ID)
+	}
+	return k, e.Revision(), nil
+}
+
+// KeyByID returns the key record with the given id and its revision.
+func (s *Store) KeyByID(ctx context.Context, id string) (*Key, uint64, error) {
+	if !idPattern.MatchString(id) {
+		return nil, 0, fmt.Errorf("key %q: %w", id, ErrNotFound)
+	}
+	e, err := get(ctx, s.keys, idPrefix+id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("key %s: %w", id, err)
+	}
+	var idx struct {
+		Hash string `json:"hash"`
+	}
+	if err := json.Unmarshal(e.Value(), &idx); err != nil || !hashPattern.MatchString(idx.Hash) {
+		return nil, 0, fmt.Errorf("key %s: bad id index entry", id)
+	}
+	return s.KeyByHash(ctx, idx.Hash)
+}
+
+// CreateKey stores a new key record and its id index entry.
+func (s *Store) CreateKey(ctx context.Context, k *Key) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	idx, _ := json.Marshal(map[string]string{"hash": k.Hash})
+	if _, err := s.keys.Create(ctx, idPrefix+k.ID, idx); err != nil {
+		return fmt.Errorf("create key %s index: %w", k.ID, err)
+	}
+	b, _ := json.Marshal(k)
+	if _, err := s.keys.Create(ctx, HashEntry(k.Hash), b); err != nil {
+		return fmt.Errorf("create key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+// UpdateKey applies change to the key with the given id and stores the
+// result, retrying if another writer got there first.
+func (s *Store) UpdateKey(ctx context.Context, id string, change func(*Key) error) (*Key, error) {
+	for {
+		k, rev, err := s.KeyByID(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := change(k); err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(k)
+		_, err = s.keys.Update(ctx, HashEntry(k.Hash), b, rev)
+		if !isConflict(err) {
+			return k, wrap(err, "update key "+id)
+		}
+	}
+}
+
+// ListKeys returns every key record, in no particular order.
+func (s *Store) ListKeys(ctx context.Context) ([]*Key, error) {
+	w, err := s.keys.Watch(ctx, HashFilter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	defer w.Stop() //nolint:errcheck // nothing to do about a failed unsubscribe
+	var out []*Key
+	for e := range w.Updates() {
+		if e == nil {
+			return out, nil
+		}
+		if k, err := DecodeKey(e.Value()); err == nil {
+			out = append(out, k)
+		}
+	}
+	return nil, fmt.Errorf("list keys: %w", ctx.Err())
+}
+
+// Account returns the account with the given id and its revision.
+func (s *Store) Account(ctx context.Context, id string) (*Account, uint64, error) {
+	if !ValidAccountID(id) {
+		return nil, 0, fmt.Errorf("account %q: %w", id, ErrNotFound)
+	}
+	e, err := get(ctx, s.accounts, id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("account %s: %w", id, err)
+	}
+	a, err := DecodeAccount(e.Value())
+	if err != nil {
+		return nil, 0, err
+	}
+	return a, e.Revision(), nil
+}
+
+// UpdateAccount applies change to the account with the given id and stores
+// the result, retrying on conflicts. With create, a missing account starts
+// at zero in the default currency; without it, a missing account is
+// ErrNotFound.
+func (s *Store) UpdateAccount(ctx context.Context, id string, create bool, change func(*Account) error) (*Account, error) {
+	if !ValidAccountID(id) {
+		return nil, fmt.Errorf("account id %q must be 1-64 of [A-Za-z0-9_-]", id)
+	}
+	for {
+		a, rev, err := s.Account(ctx, id)
+		if errors.Is(err, ErrNotFound) && create {
+			a, rev, err = &Account{ID: id, Currency: money.DefaultCurrency}, 0, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := change(a); err != nil {
+			return nil, err
+		}
+		a.UpdatedAt = time.Now().UTC()
+		b, _ := json.Marshal(a)
+		if rev == 0 {
+			_, err = s.accounts.Create(ctx, id, b)
+		} else {
+			_, err = s.accounts.Update(ctx, id, b, rev)
+		}
+		if !isConflict(err) {
+			return a, wrap(err, "update account "+id)
+		}
+	}
+}
+
+func get(ctx context.Context, kv jetstream.KeyValue, name string) (jetstream.KeyValueEntry, error) {
+	e, err := kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", kv.Bucket(), err)
+	}
+	return e, nil
+}
+
+func isConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+func wrap(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
