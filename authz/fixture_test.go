@@ -52,9 +52,10 @@ type fixture struct {
 	accounts *cache.Table[*authz.Account]
 	ctx      context.Context
 	nats     *server.Server
+	srv      *authz.Server
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := natstest.Context(t)
 	ns := natstest.Run(t)
@@ -102,11 +103,12 @@ func newFixture(t *testing.T) *fixture {
 		LowBalance:   "10.00",
 		Now:          f.clock.now,
 	}, f.keys, f.accounts)
+	f.srv = srv
 	f.client = serveGRPC(t, srv)
 	return f
 }
 
-func serveGRPC(t *testing.T, srv authv3.AuthorizationServer) authv3.AuthorizationClient {
+func serveGRPC(t testing.TB, srv authv3.AuthorizationServer) authv3.AuthorizationClient {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -142,7 +144,7 @@ type keySpec struct {
 }
 
 // createKey stores a key and returns its plaintext and record.
-func (f *fixture) createKey(t *testing.T, s keySpec) (string, *store.Key) {
+func (f *fixture) createKey(t testing.TB, s keySpec) (string, *store.Key) {
 	t.Helper()
 	if s.env == "" {
 		s.env = store.EnvLive
@@ -180,7 +182,7 @@ func (f *fixture) createKey(t *testing.T, s keySpec) (string, *store.Key) {
 }
 
 // setBalance sets an account's balance in minor units.
-func (f *fixture) setBalance(t *testing.T, account string, minor int64, threshold *int64) {
+func (f *fixture) setBalance(t testing.TB, account string, minor int64, threshold *int64) {
 	t.Helper()
 	_, err := f.st.UpdateAccount(f.ctx, account, true, func(a *store.Account) error {
 		a.Balance, a.LowBalanceThreshold = minor, threshold
@@ -227,16 +229,4 @@ func headersOf(hs []*corev3.HeaderValueOption) map[string]string {
 		m[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 	}
 	return m
-}
-
-// waitFor polls cond until it holds or the test times out.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

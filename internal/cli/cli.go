@@ -60,6 +60,7 @@ commands:
   serve      run the ext_authz server
   keys       create, list, get, revoke and rotate API keys
   balance    get, set and add to account balances
+  check      send one ext_authz Check to a running keygate and print the answer
   version    print the version`
 
 // Run executes the command line args (without the program name).
@@ -74,6 +75,8 @@ func Run(ctx context.Context, args []string, io IO) error {
 		return runKeys(ctx, args[1:], io)
 	case "balance":
 		return runBalance(ctx, args[1:], io)
+	case "check":
+		return runCheck(ctx, args[1:], io)
 	case "version", "--version", "-version":
 		fmt.Fprintln(io.Out, "keygate", Version())
 		return nil

@@ -23,7 +23,6 @@ import (
 
 type env struct {
 	inst   *serve.Instance
-	st     *store.Store
 	client authv3.AuthorizationClient
 	conn   *grpc.ClientConn
 	ctx    context.Context

@@ -1,0 +1,54 @@
+# keygate — run `make help` for the targets.
+
+GO          ?= go
+TOOLS       := $(CURDIR)/.tools
+STATICCHECK := $(TOOLS)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME    ?= 10s
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS     := -s -w -X github.com/keygate/keygate/internal/cli.version=$(VERSION)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/keygate.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/keygate ./cmd/keygate
+
+.PHONY: run
+run: build ## Run keygate serve with the embedded NATS server (data in ./keygate-data).
+	./bin/keygate serve
+
+.PHONY: test
+test: lint ## Lint, run every test under -race, then each fuzz target briefly.
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
+	$(GO) test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/apikey
+	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./authz
+
+.PHONY: bench
+bench: ## Run the benchmarks and print a table.
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./authz ./cache ./internal/apikey
+
+.PHONY: lint
+lint: $(STATICCHECK) ## go vet, gofmt and staticcheck.
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: tidy
+tidy: ## go mod tidy.
+	$(GO) mod tidy
+
+.PHONY: clean
+clean: ## Remove build output and the local data directory.
+	rm -rf bin keygate-data

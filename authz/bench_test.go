@@ -1,0 +1,50 @@
+package authz_test
+
+import (
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/internal/store"
+)
+
+// benchCheck measures one in-process decision for req after warming the
+// cache with it.
+func benchCheck(b *testing.B, f *fixture, req *authv3.CheckRequest) {
+	for range 3 {
+		if _, err := f.srv.Check(f.ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f.keys.Wait()
+	f.accounts.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		_, _ = f.srv.Check(f.ctx, req)
+	}
+}
+
+func BenchmarkCheckAllowCacheHit(b *testing.B) {
+	f := newFixture(b)
+	// A limit the loop never reaches, so every check is an allow.
+	key, _ := f.createKey(b, keySpec{limit: &store.RateLimit{Requests: 1e12, Window: store.Duration(time.Second)}})
+	f.setBalance(b, "acme", 1e12, nil)
+	req := request("POST", "/v1/chat/completions", map[string]string{
+		"authorization": "Bearer " + key, "content-type": "application/json", "user-agent": "OpenAI/Python 1.0",
+		"accept": "application/json", "x-request-id": "abc", "host": "api.example.com",
+	})
+	benchCheck(b, f, req)
+}
+
+func BenchmarkCheckDenyMalformed(b *testing.B) {
+	f := newFixture(b)
+	benchCheck(b, f, request("GET", "/v1/models", bearer("sk-not-a-key")))
+}
+
+func BenchmarkCheckDenyRevoked(b *testing.B) {
+	f := newFixture(b)
+	key, _ := f.createKey(b, keySpec{revoked: true})
+	benchCheck(b, f, request("GET", "/v1/models", bearer(key)))
+}

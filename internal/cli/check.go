@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// runCheck sends one ext_authz Check, as Envoy would, and prints the
+// answer: "keygate check --key KEY [--method GET] [--path /v1/models]".
+// The key is read from $KEYGATE_API_KEY if --key is not given, so that it
+// need not appear in shell history.
+func runCheck(ctx context.Context, args []string, io IO) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	addr := fs.String("grpc-addr", "127.0.0.1:9191", "keygate's ext_authz address")
+	key := fs.String("key", "", "API key to send as 'Authorization: Bearer KEY' (default $KEYGATE_API_KEY)")
+	method := fs.String("method", "GET", "HTTP method of the request")
+	path := fs.String("path", "/v1/models", "HTTP path of the request")
+	scope := fs.String("scope", "", "context_extensions keygate.scope, as an Envoy route would set it")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *key == "" {
+		*key = io.getenv()("KEYGATE_API_KEY")
+	}
+	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return usagef("--grpc-addr: %v", err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := authv3.NewAuthorizationClient(cc).Check(ctx, checkRequest(*key, *method, *path, *scope))
+	if err != nil {
+		return fmt.Errorf("check via %s: %w", *addr, err)
+	}
+	out, _ := protojson.MarshalOptions{Multiline: true}.Marshal(resp)
+	fmt.Fprintln(io.Out, string(out))
+	if resp.GetOkResponse() == nil {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("denied: HTTP %d", resp.GetDeniedResponse().GetStatus().GetCode())}
+	}
+	return nil
+}
+
+func checkRequest(key, method, path, scope string) *authv3.CheckRequest {
+	hm := &corev3.HeaderMap{}
+	if key != "" {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: "authorization", RawValue: []byte("Bearer " + key)})
+	}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, HeaderMap: hm},
+	}}}
+	if scope != "" {
+		req.Attributes.ContextExtensions = map[string]string{"keygate.scope": scope}
+	}
+	return req
+}
