@@ -33,8 +33,11 @@ type Options struct {
 	DefaultLimit *ratelimit.Limit // nil: unlimited
 	LowBalance   string           // default threshold in major units
 	Now          func() time.Time // time.Now if nil
-	Metrics      *Metrics         // optional
-	Log          *slog.Logger     // optional
+	// Stale, if set, reports that cached records are too old to trust at
+	// the given time (the store has been unreachable for too long).
+	Stale   func(time.Time) bool
+	Metrics *Metrics     // optional
+	Log     *slog.Logger // optional
 }
 
 // Server answers ext_authz checks.
@@ -49,6 +52,7 @@ type Server struct {
 	accounts   *cache.Table[*Account]
 	limiter    *ratelimit.Limiter
 	now        func() time.Time
+	stale      func(time.Time) bool
 	metrics    *Metrics
 	log        *slog.Logger
 	static     map[string]*authv3.CheckResponse
@@ -66,7 +70,11 @@ func New(o Options, keys *cache.Table[*Key], accounts *cache.Table[*Account]) *S
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{
+	stale := o.Stale
+	if stale == nil {
+		stale = func(time.Time) bool { return false }
+	}
+	s := &Server{stale: stale,
 		format: o.Format, extract: extractor{sources: o.Credentials},
 		routes: newRoutes(o.Routes, o.DefaultScope), limit: o.DefaultLimit, lowBalance: o.LowBalance,
 		keys: keys, accounts: accounts, limiter: ratelimit.New(now), now: now, metrics: o.Metrics, log: log,
@@ -99,13 +107,16 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	if s.format.Check(raw) != nil {
 		return s.static[msgMalformed], CodeInvalidKey
 	}
+	now := s.now()
+	if s.stale(now) {
+		return s.static[msgUnavailable], CodeUnavailable
+	}
 	e, err := s.keys.Get(ctx, apikey.Hash(raw))
 	if err != nil {
-		s.log.Warn("key store unavailable", "err", err)
+		s.log.Debug("key store unavailable", "err", err)
 		return s.static[msgUnavailable], CodeUnavailable
 	}
 	k := e.Value
-	now := s.now()
 	switch {
 	case !e.Found:
 		return s.static[msgUnknown], CodeInvalidKey
@@ -121,7 +132,7 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	var acct *Account
 	if k.Env != store.EnvTest {
 		if acct, err = s.account(ctx, k.AccountID); err != nil {
-			s.log.Warn("key store unavailable", "err", err)
+			s.log.Debug("key store unavailable", "err", err)
 			return s.static[msgUnavailable], CodeUnavailable
 		}
 		if acct.Balance <= 0 {

@@ -175,9 +175,15 @@ func (t *Table[V]) Apply(id string, e *Entry[V]) bool {
 	if r, ok := t.recent.get(id); ok && r.Rev >= e.Rev {
 		return false
 	}
+	cur, cached := t.pos.Get(id)
+	if !cached {
+		cur, _ = t.neg.Get(id)
+	}
+	if cur != nil && cur.Rev >= e.Rev { // a fill already read this or newer
+		return false
+	}
 	t.recent.put(id, e)
 	t.epoch.Add(1)
-	_, cached := t.pos.Get(id)
 	t.pos.Del(id)
 	t.neg.Del(id)
 	if cached && e.Found {

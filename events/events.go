@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -23,9 +25,16 @@ type Handlers struct {
 
 // Watcher follows the buckets until Stop.
 type Watcher struct {
-	watchers []jetstream.KeyWatcher
-	wg       sync.WaitGroup
-	log      *slog.Logger
+	buckets []*bucket
+	wg      sync.WaitGroup
+	log     *slog.Logger
+}
+
+// bucket is one watched bucket and the last revision applied from it.
+type bucket struct {
+	kv    jetstream.KeyValue
+	watch jetstream.KeyWatcher
+	rev   atomic.Uint64
 }
 
 // Start begins watching for changes made from now on. When it returns, no
@@ -33,31 +42,89 @@ type Watcher struct {
 // last until ctx ends or Stop.
 func Start(ctx context.Context, st *store.Store, h Handlers, log *slog.Logger) (*Watcher, error) {
 	w := &Watcher{log: log}
-	keys, err := st.Keys().Watch(ctx, store.HashFilter, jetstream.UpdatesOnly())
+	// Whole buckets, not just key records, so that every revision passes
+	// through and CatchUp can compare with the bucket's last one.
+	keys, err := w.watch(ctx, st.Keys(), func(e jetstream.KeyValueEntry) { w.key(e, h.Key) })
 	if err != nil {
-		return nil, fmt.Errorf("watch keys: %w", err)
+		return nil, err
 	}
-	accounts, err := st.Accounts().WatchAll(ctx, jetstream.UpdatesOnly())
+	accounts, err := w.watch(ctx, st.Accounts(), func(e jetstream.KeyValueEntry) { w.account(e, h.Account) })
 	if err != nil {
-		_ = keys.Stop()
-		return nil, fmt.Errorf("watch accounts: %w", err)
+		_ = keys.watch.Stop()
+		return nil, err
 	}
-	w.watchers = []jetstream.KeyWatcher{keys, accounts}
-	w.follow(keys, func(e jetstream.KeyValueEntry) { w.key(e, h.Key) })
-	w.follow(accounts, func(e jetstream.KeyValueEntry) { w.account(e, h.Account) })
+	w.buckets = []*bucket{keys, accounts}
+	for _, b := range w.buckets {
+		last, err := lastRevision(ctx, b.kv)
+		if err != nil {
+			w.Stop()
+			return nil, err
+		}
+		b.advance(last) // changes before the watch began are read on demand
+	}
 	return w, nil
 }
 
-func (w *Watcher) follow(kw jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry)) {
+func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) (*bucket, error) {
+	kw, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", kv.Bucket(), err)
+	}
+	b := &bucket{kv: kv, watch: kw}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		for e := range kw.Updates() {
 			if e != nil {
 				apply(e)
+				b.advance(e.Revision())
 			}
 		}
 	}()
+	return b, nil
+}
+
+func (b *bucket) advance(rev uint64) {
+	for {
+		cur := b.rev.Load()
+		if rev <= cur || b.rev.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("status of %s: %w", kv.Bucket(), err)
+	}
+	js, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, fmt.Errorf("status of %s: no stream info", kv.Bucket())
+	}
+	return js.StreamInfo().State.LastSeq, nil
+}
+
+// CatchUp returns once every change made to the buckets before it was
+// called has been applied, polling every interval.
+func (w *Watcher) CatchUp(ctx context.Context, interval time.Duration) error {
+	for _, b := range w.buckets {
+		last, err := lastRevision(ctx, b.kv)
+		if err != nil {
+			return err
+		}
+		t := time.NewTicker(interval)
+		for b.rev.Load() < last {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("catch up on %s: %w", b.kv.Bucket(), ctx.Err())
+			case <-t.C:
+			}
+		}
+		t.Stop()
+	}
+	return nil
 }
 
 func (w *Watcher) key(e jetstream.KeyValueEntry, h func(string, uint64, *store.Key)) {
@@ -93,8 +160,8 @@ func (w *Watcher) account(e jetstream.KeyValueEntry, h func(string, uint64, *sto
 
 // Stop ends the watches and waits for handlers to return.
 func (w *Watcher) Stop() {
-	for _, kw := range w.watchers {
-		_ = kw.Stop()
+	for _, b := range w.buckets {
+		_ = b.watch.Stop()
 	}
 	w.wg.Wait()
 }

@@ -53,13 +53,16 @@ type Instance struct {
 	health   *health.Server
 	admin    *http.Server
 	ready    atomic.Bool
+	state    *storeState
+	bg       context.Context
 	stop     context.CancelFunc
 }
 
 // Start brings keygate up and returns once it is ready to answer checks.
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instance, err error) {
 	begin := time.Now()
-	inst := &Instance{cfg: cfg, log: log}
+	inst := &Instance{cfg: cfg, log: log, state: &storeState{maxStale: cfg.Cache.MaxStaleness.D(), now: time.Now}}
+	inst.bg, inst.stop = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
 			inst.close()
@@ -67,7 +70,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	}()
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
-	if inst.conn, err = broker.Connect(brokerOptions(cfg, log, m)); err != nil {
+	if inst.conn, err = broker.Connect(brokerOptions(cfg, log, m, inst.natsState)); err != nil {
 		return nil, err
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -79,42 +82,66 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err := inst.openCaches(cfg, st, reg); err != nil {
 		return nil, err
 	}
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	inst.stop = stop
 	// Watch before serving: every fill after this sees later changes.
-	if inst.watcher, err = events.Start(bg, st, inst.handlers(m), log); err != nil {
+	if inst.watcher, err = events.Start(inst.bg, st, inst.handlers(m), log); err != nil {
 		return nil, err
 	}
-	srv, err := newAuthz(cfg, inst.keys, inst.accounts, reg, log)
+	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.state.Stale, reg, log)
 	if err != nil {
 		return nil, err
 	}
 	if err := inst.listen(cfg, srv, reg); err != nil {
 		return nil, err
 	}
-	go sweep(bg, srv)
+	go sweep(inst.bg, srv)
 	inst.setReady(true)
 	log.Info("keygate ready", "grpc_addr", inst.GRPCAddr.String(), "admin_addr", inst.AdminAddr.String(),
 		"embedded_nats", inst.conn.Embedded(), "startup_ms", time.Since(begin).Milliseconds())
 	return inst, nil
 }
 
-func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics) broker.Options {
+func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics, state func(bool)) broker.Options {
 	n := cfg.NATS
 	return broker.Options{
 		URL: n.URL, Listen: n.Listen, DataDir: n.DataDir, CredsFile: n.CredsFile, NKeyFile: n.NKeyFile,
 		User: n.User, Password: n.Password, Token: n.Token, CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
-		Name: "keygate", Logger: log, OnState: m.natsState,
+		Name: "keygate", Logger: log, OnState: func(up bool) { m.natsState(up); state(up) },
+	}
+}
+
+// natsState follows the NATS connection: on loss, the cache starts to age;
+// on reconnect, keygate catches up on missed changes before it is ready.
+func (inst *Instance) natsState(up bool) {
+	if !up {
+		inst.state.down()
+		return
+	}
+	go inst.catchUp()
+}
+
+func (inst *Instance) catchUp() {
+	begin := time.Now()
+	for inst.bg.Err() == nil {
+		ctx, cancel := context.WithTimeout(inst.bg, 30*time.Second)
+		err := inst.watcher.CatchUp(ctx, 5*time.Millisecond)
+		cancel()
+		if err == nil {
+			inst.state.current()
+			inst.log.Info("caught up with the key store", "ms", time.Since(begin).Milliseconds())
+			return
+		}
+		inst.log.Warn("catching up with the key store", "err", err)
 	}
 }
 
 func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometheus.Registerer) error {
 	o := cache.Options{MaxEntries: cfg.Cache.MaxKeys, MaxNegative: cfg.Cache.MaxNegative, NegativeTTL: cfg.Cache.NegativeTTL.D()}
 	var err error
-	if inst.keys, err = cache.New(o, authz.KeyLoader(st)); err != nil {
+	connected := func() bool { return inst.conn.NC.IsConnected() }
+	if inst.keys, err = cache.New(o, guard(authz.KeyLoader(st), connected)); err != nil {
 		return err
 	}
-	if inst.accounts, err = cache.New(o, authz.AccountLoader(st)); err != nil {
+	if inst.accounts, err = cache.New(o, guard(authz.AccountLoader(st), connected)); err != nil {
 		return err
 	}
 	registerCache(reg, "keys", inst.keys.Stats())
@@ -141,14 +168,14 @@ func (inst *Instance) handlers(m *metrics) events.Handlers {
 	}
 }
 
-func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
+func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], stale func(time.Time) bool, reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
 	rl, err := cfg.RateLimit()
 	if err != nil {
 		return nil, fmt.Errorf("default_rate_limit: %w", err)
 	}
 	o := authz.Options{
 		Format: cfg.Keys.Format(), Credentials: cfg.Credentials, Routes: cfg.Routes, DefaultScope: cfg.DefaultScope,
-		LowBalance: cfg.LowBalanceThreshold, Metrics: authz.NewMetrics(reg), Log: log,
+		LowBalance: cfg.LowBalanceThreshold, Stale: stale, Metrics: authz.NewMetrics(reg), Log: log,
 	}
 	if rl != nil {
 		o.DefaultLimit = &ratelimit.Limit{Requests: rl.Requests, Window: time.Duration(rl.Window)}
@@ -205,7 +232,7 @@ func (inst *Instance) setReady(ready bool) {
 
 // Ready reports whether keygate answers checks from a current store.
 func (inst *Instance) Ready() bool {
-	return inst.ready.Load() && inst.conn.NC.IsConnected()
+	return inst.ready.Load() && inst.conn.NC.IsConnected() && inst.state.Current()
 }
 
 // Shutdown stops accepting checks, drains those in flight (up to the

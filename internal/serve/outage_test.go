@@ -1,0 +1,151 @@
+package serve_test
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/store"
+)
+
+// proxy forwards loopback TCP to target until cut, so a test can take
+// NATS away from keygate alone while other clients still reach it.
+type proxy struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, target: target}
+	t.Cleanup(func() { l.Close(); p.setCut(true) })
+	go p.accept()
+	return p
+}
+
+func (p *proxy) accept() {
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(up, c); up.Close() }()
+		go func() { _, _ = io.Copy(c, up); c.Close() }()
+	}
+}
+
+// setCut closes every open connection and refuses new ones while cut.
+func (p *proxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = cut
+	if cut {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+func (p *proxy) url() string { return "nats://" + p.l.Addr().String() }
+
+func readyz(t *testing.T, e *env) int {
+	resp, err := http.Get("http://" + e.inst.AdminAddr.String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitReady(t *testing.T, e *env, want int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for readyz(t, e) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never answered %d", want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestNATSOutage: cached keys are served, misses answer 503, readiness
+// drops; changes made meanwhile are applied on reconnect before ready; past
+// max staleness cached keys answer 503 too.
+func TestNATSOutage(t *testing.T) {
+	ns := natstest.Run(t)
+	px := newProxy(t, ns.Addr().String())
+	cfg := testConfig(t, px.url())
+	cfg.Cache.MaxStaleness = 3_000_000_000 // 3s
+	e := start(t, cfg)
+	_, js := natstest.Connect(t, ns)
+	st, err := store.Open(e.ctx, js, store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, rec := createKey(t, e.ctx, st, "acme")
+	setBalance(t, e.ctx, st, "acme", 100)
+	if got := e.code(t, key); got != 200 {
+		t.Fatalf("before outage: %d", got)
+	}
+
+	px.setCut(true)
+	waitReady(t, e, 503)
+	if got := e.code(t, key); got != 200 {
+		t.Fatalf("cached key during outage: %d", got)
+	}
+	f := apikey.DefaultFormat()
+	unknown, _ := f.Mint(apikey.LivePrefix)
+	if got := e.code(t, unknown); got != 503 {
+		t.Fatalf("cache miss during outage: %d", got)
+	}
+	// Revoked while keygate cannot hear it.
+	if _, err := st.UpdateKey(e.ctx, rec.ID, func(k *store.Key) error { now := time.Now(); k.RevokedAt = &now; return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	px.setCut(false)
+	waitReady(t, e, 200)
+	if got := e.code(t, key); got != 401 {
+		t.Fatalf("key revoked during the outage, after catch-up: %d", got)
+	}
+
+	key2, _ := createKey(t, e.ctx, st, "acme")
+	if got := e.code(t, key2); got != 200 {
+		t.Fatalf("second key: %d", got)
+	}
+	px.setCut(true)
+	waitReady(t, e, 503)
+	deadline := time.Now().Add(20 * time.Second)
+	for e.code(t, key2) != 503 {
+		if time.Now().After(deadline) {
+			t.Fatal("cached key still served past max staleness")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
