@@ -148,4 +148,5 @@ func TestNATSOutage(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	e.noKeysLogged(t, key, key2, unknown)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 )
 
 type env struct {
+	logs   *syncBuffer
 	inst   *serve.Instance
 	client authv3.AuthorizationClient
 	conn   *grpc.ClientConn
@@ -31,7 +33,8 @@ type env struct {
 func start(t *testing.T, cfg config.Config) *env {
 	t.Helper()
 	ctx := natstest.Context(t)
-	inst, err := serve.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+	logs := &syncBuffer{}
+	inst, err := serve.Start(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +44,36 @@ func start(t *testing.T, cfg config.Config) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	return &env{inst: inst, client: authv3.NewAuthorizationClient(cc), conn: cc, ctx: ctx}
+	return &env{logs: logs, inst: inst, client: authv3.NewAuthorizationClient(cc), conn: cc, ctx: ctx}
+}
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// noKeysLogged fails if any key appears in the logs.
+func (e *env) noKeysLogged(t *testing.T, keys ...string) {
+	t.Helper()
+	logs := e.logs.String()
+	for _, k := range keys {
+		if strings.Contains(logs, k) || strings.Contains(logs, k[len(k)-16:]) {
+			t.Fatalf("a key appears in the logs:\n%s", logs)
+		}
+	}
 }
 
 func testConfig(t *testing.T, natsURL string) config.Config {
@@ -139,6 +171,7 @@ func TestChangesReachRunningServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCode(t, e, plain, 200)
+	e.noKeysLogged(t, key, plain)
 }
 
 func TestEmbeddedNATSAndAdminEndpoints(t *testing.T) {
