@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/natstest"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -101,13 +102,9 @@ func TestNATSOutage(t *testing.T) {
 	ns := natstest.Run(t)
 	px := newProxy(t, ns.Addr().String())
 	cfg := testConfig(t, px.url())
-	cfg.Cache.MaxStaleness = 3_000_000_000 // 3s
+	cfg.Cache.MaxStaleness = config.Duration(3 * time.Second)
 	e := start(t, cfg)
-	_, js := natstest.Connect(t, ns)
-	st, err := store.Open(e.ctx, js, store.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, e, ns)
 	key, rec := createKey(t, e.ctx, st, "acme")
 	setBalance(t, e.ctx, st, "acme", 100)
 	if got := e.code(t, key); got != 200 {

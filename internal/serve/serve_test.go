@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/nats-io/nats-server/v2/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -103,6 +104,17 @@ func (e *env) code(t *testing.T, key string) int {
 	return int(resp.GetDeniedResponse().GetStatus().GetCode())
 }
 
+// openStore opens the store on ns with a client of the test's own.
+func openStore(t *testing.T, e *env, ns *server.Server) *store.Store {
+	t.Helper()
+	_, js := natstest.Connect(t, ns)
+	st, err := store.Open(e.ctx, js, store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func createKey(t *testing.T, ctx context.Context, st *store.Store, account string) (string, *store.Key) {
 	t.Helper()
 	f := apikey.DefaultFormat()
@@ -138,11 +150,7 @@ func waitCode(t *testing.T, e *env, key string, want int) {
 func TestChangesReachRunningServer(t *testing.T) {
 	ns := natstest.Run(t)
 	e := start(t, testConfig(t, ns.ClientURL()))
-	_, js := natstest.Connect(t, ns)
-	st, err := store.Open(e.ctx, js, store.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, e, ns)
 	key, rec := createKey(t, e.ctx, st, "acme")
 	setBalance(t, e.ctx, st, "acme", 100)
 	if got := e.code(t, key); got != 200 {
