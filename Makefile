@@ -7,6 +7,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 10s
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS     := -s -w -X github.com/keygate/keygate/internal/cli.version=$(VERSION)
+IMAGE       ?= ghcr.io/keygate/keygate:$(VERSION)
 
 .DEFAULT_GOAL := help
 
@@ -26,6 +27,7 @@ run: build ## Run keygate serve with the embedded NATS server (data in ./keygate
 test: lint ## Lint, run every test under -race, then each fuzz target briefly.
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=5s
+	$(MAKE) k8s-test
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
@@ -35,6 +37,18 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
 .PHONY: bench
 bench: ## Run the benchmarks and print a table.
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./authz ./cache ./internal/apikey
+
+.PHONY: k8s-test
+k8s-test: ## helm lint, helm template vs golden files, kubeconform -strict (offline; pinned tools in .tools).
+	./k8s/test.sh
+
+.PHONY: k8s-golden
+k8s-golden: ## Regenerate k8s/testdata/*.golden.yaml after a chart change.
+	UPDATE=1 ./k8s/test.sh
+
+.PHONY: image
+image: ## Build the keygate container image (needs Docker).
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet, gofmt and staticcheck.
