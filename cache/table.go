@@ -198,6 +198,11 @@ func (t *Table[V]) Wait() {
 	t.neg.Wait()
 }
 
+// Len returns the number of positive and negative entries held.
+func (t *Table[V]) Len() (positive, negative int64) {
+	return t.pos.MaxCost() - t.pos.RemainingCost(), t.neg.MaxCost() - t.neg.RemainingCost()
+}
+
 // Stats returns the table's counters.
 func (t *Table[V]) Stats() *Stats { return &t.stats }
 

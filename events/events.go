@@ -21,6 +21,9 @@ import (
 type Handlers struct {
 	Key     func(hash string, rev uint64, k *store.Key)
 	Account func(id string, rev uint64, a *store.Account)
+	// Seen, if set, is told of every entry after it is handled: its bucket
+	// and when it was written.
+	Seen func(bucket string, written time.Time)
 }
 
 // Watcher follows the buckets until Stop.
@@ -44,11 +47,15 @@ func Start(ctx context.Context, st *store.Store, h Handlers, log *slog.Logger) (
 	w := &Watcher{log: log}
 	// Whole buckets, not just key records, so that every revision passes
 	// through and CatchUp can compare with the bucket's last one.
-	keys, err := w.watch(ctx, st.Keys(), func(e jetstream.KeyValueEntry) { w.key(e, h.Key) })
+	seen := h.Seen
+	if seen == nil {
+		seen = func(string, time.Time) {}
+	}
+	keys, err := w.watch(ctx, st.Keys(), func(e jetstream.KeyValueEntry) { w.key(e, h.Key) }, seen)
 	if err != nil {
 		return nil, err
 	}
-	accounts, err := w.watch(ctx, st.Accounts(), func(e jetstream.KeyValueEntry) { w.account(e, h.Account) })
+	accounts, err := w.watch(ctx, st.Accounts(), func(e jetstream.KeyValueEntry) { w.account(e, h.Account) }, seen)
 	if err != nil {
 		_ = keys.watch.Stop()
 		return nil, err
@@ -65,7 +72,7 @@ func Start(ctx context.Context, st *store.Store, h Handlers, log *slog.Logger) (
 	return w, nil
 }
 
-func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) (*bucket, error) {
+func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry), seen func(string, time.Time)) (*bucket, error) {
 	kw, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", kv.Bucket(), err)
@@ -78,6 +85,7 @@ func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, apply func(j
 			if e != nil {
 				apply(e)
 				b.advance(e.Revision())
+				seen(e.Bucket(), e.Created())
 			}
 		}
 	}()

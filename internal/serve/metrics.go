@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate/keygate/cache"
@@ -11,6 +13,8 @@ type metrics struct {
 	connected  prometheus.Gauge
 	reconnects prometheus.Counter
 	events     *prometheus.CounterVec
+	lag        prometheus.Histogram
+	catchUp    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,9 +28,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_events_applied_total", Help: "Store changes applied to the cache, by kind.",
 		}, []string{"kind"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "keygate_event_lag_seconds", Help: "Time from a store write to its arrival here.",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30},
+		}),
+		catchUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keygate_catchup_duration_seconds", Help: "How long the last catch-up after a NATS reconnect took.",
+		}),
 	}
 	m.connected.Set(1)
-	reg.MustRegister(m.connected, m.reconnects, m.events)
+	reg.MustRegister(m.connected, m.reconnects, m.events, m.lag, m.catchUp)
 	return m
 }
 
@@ -40,6 +51,22 @@ func (m *metrics) natsState(connected bool) {
 }
 
 func (m *metrics) event(kind string) { m.events.WithLabelValues(kind).Inc() }
+
+func (m *metrics) seen(_ string, written time.Time) { m.lag.Observe(time.Since(written).Seconds()) }
+
+// registerEntries exposes how many entries a cache table holds.
+func registerEntries(reg prometheus.Registerer, table string, length func() (int64, int64)) {
+	gauge := func(kind string, pick func(p, n int64) int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_cache_entries", Help: "Entries held in the cache, by table and kind.",
+			ConstLabels: prometheus.Labels{"table": table, "kind": kind},
+		}, func() float64 { return float64(pick(length())) })
+	}
+	reg.MustRegister(
+		gauge("positive", func(p, _ int64) int64 { return p }),
+		gauge("negative", func(_, n int64) int64 { return n }),
+	)
+}
 
 // registerCache exposes a cache table's counters.
 func registerCache(reg prometheus.Registerer, table string, s *cache.Stats) {

@@ -54,6 +54,7 @@ type Instance struct {
 	admin    *http.Server
 	ready    atomic.Bool
 	state    *storeState
+	metrics  *metrics
 	bg       context.Context
 	stop     context.CancelFunc
 }
@@ -70,6 +71,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	}()
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
+	inst.metrics = m
 	if inst.conn, err = broker.Connect(brokerOptions(cfg, log, m, inst.natsState)); err != nil {
 		return nil, err
 	}
@@ -127,6 +129,7 @@ func (inst *Instance) catchUp() {
 		cancel()
 		if err == nil {
 			inst.state.current()
+			inst.metrics.catchUp.Set(time.Since(begin).Seconds())
 			inst.log.Info("caught up with the key store", "ms", time.Since(begin).Milliseconds())
 			return
 		}
@@ -146,6 +149,8 @@ func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometh
 	}
 	registerCache(reg, "keys", inst.keys.Stats())
 	registerCache(reg, "accounts", inst.accounts.Stats())
+	registerEntries(reg, "keys", inst.keys.Len)
+	registerEntries(reg, "accounts", inst.accounts.Len)
 	return nil
 }
 
@@ -157,7 +162,7 @@ func (inst *Instance) handlers(m *metrics) events.Handlers {
 				e.Value, e.Found = authz.NewKey(k), true
 			}
 			if inst.keys.Apply(hash, e) {
-				m.event("key")
+				m.event(keyEventKind(k))
 			}
 		},
 		Account: func(id string, rev uint64, a *store.Account) {
@@ -165,7 +170,19 @@ func (inst *Instance) handlers(m *metrics) events.Handlers {
 				m.event("account")
 			}
 		},
+		Seen: m.seen,
 	}
+}
+
+// keyEventKind labels a key change for metrics.
+func keyEventKind(k *store.Key) string {
+	switch {
+	case k == nil:
+		return "key_deleted"
+	case k.Revoked():
+		return "key_revoked"
+	}
+	return "key_put"
 }
 
 func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], stale func(time.Time) bool, reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
