@@ -115,7 +115,9 @@ func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.(*Entry[V]), nil
+	// A change applied after the shared fill read the store, but before
+	// this call joined it, must still be seen.
+	return t.current(id, v.(*Entry[V])), nil
 }
 
 // current returns e, or the newer entry an applied event left for id.

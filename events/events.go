@@ -29,76 +29,165 @@ type Handlers struct {
 // Watcher follows the buckets until Stop.
 type Watcher struct {
 	buckets []*bucket
-	wg      sync.WaitGroup
 	log     *slog.Logger
+	ctx     context.Context // the watches' lifetime
 }
 
-// bucket is one watched bucket and the last revision applied from it.
+// bucket is one watched bucket. Its watch delivers every revision after
+// rev; Resume replaces it with a new one starting where it left off.
 type bucket struct {
 	kv    jetstream.KeyValue
-	watch jetstream.KeyWatcher
-	rev   atomic.Uint64
+	apply func(jetstream.KeyValueEntry)
+	seen  func(string, time.Time)
+
+	mu     sync.Mutex // serialises resume and stop
+	closed bool       // stopped for good
+	watch  jetstream.KeyWatcher
+	done   chan struct{} // closed when the watch's goroutine ends
+	synced chan struct{} // closed when the watch has delivered the backlog
+	rev    atomic.Uint64 // last revision applied
 }
 
 // Start begins watching for changes made from now on. When it returns, no
 // later change can be missed: load records only after Start. The watches
 // last until ctx ends or Stop.
 func Start(ctx context.Context, st *store.Store, h Handlers, log *slog.Logger) (*Watcher, error) {
-	w := &Watcher{log: log}
-	// Whole buckets, not just key records, so that every revision passes
-	// through and CatchUp can compare with the bucket's last one.
 	seen := h.Seen
 	if seen == nil {
 		seen = func(string, time.Time) {}
 	}
-	keys, err := w.watch(ctx, st.Keys(), func(e jetstream.KeyValueEntry) { w.key(e, h.Key) }, seen)
-	if err != nil {
-		return nil, err
+	w := &Watcher{log: log, ctx: ctx}
+	w.buckets = []*bucket{
+		{kv: st.Keys(), apply: func(e jetstream.KeyValueEntry) { w.key(e, h.Key) }, seen: seen},
+		{kv: st.Accounts(), apply: func(e jetstream.KeyValueEntry) { w.account(e, h.Account) }, seen: seen},
 	}
-	accounts, err := w.watch(ctx, st.Accounts(), func(e jetstream.KeyValueEntry) { w.account(e, h.Account) }, seen)
-	if err != nil {
-		_ = keys.watch.Stop()
-		return nil, err
-	}
-	w.buckets = []*bucket{keys, accounts}
 	for _, b := range w.buckets {
 		last, err := lastRevision(ctx, b.kv)
+		if err == nil {
+			b.rev.Store(last) // what came before is read on demand
+			err = b.start(ctx)
+		}
 		if err != nil {
 			w.Stop()
 			return nil, err
 		}
-		b.advance(last) // changes before the watch began are read on demand
 	}
+	go w.watchdog(watchdogInterval)
 	return w, nil
 }
 
-func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry), seen func(string, time.Time)) (*bucket, error) {
-	kw, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+// watchdogInterval is how often the watcher compares what it applied with
+// what the buckets hold.
+const watchdogInterval = 500 * time.Millisecond
+
+// start watches the whole bucket, not just key records, from b.rev+1, so
+// that every revision passes through in order.
+func (b *bucket) start(ctx context.Context) error {
+	kw, err := b.kv.WatchAll(ctx, jetstream.ResumeFromRevision(b.rev.Load()+1))
 	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", kv.Bucket(), err)
+		return fmt.Errorf("watch %s: %w", b.kv.Bucket(), err)
 	}
-	b := &bucket{kv: kv, watch: kw}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		for e := range kw.Updates() {
-			if e != nil {
-				apply(e)
-				b.advance(e.Revision())
-				seen(e.Bucket(), e.Created())
-			}
-		}
-	}()
-	return b, nil
+	b.watch, b.done, b.synced = kw, make(chan struct{}), make(chan struct{})
+	go b.follow(kw, b.done, b.synced)
+	return nil
 }
 
-func (b *bucket) advance(rev uint64) {
-	for {
-		cur := b.rev.Load()
-		if rev <= cur || b.rev.CompareAndSwap(cur, rev) {
-			return
+func (b *bucket) follow(kw jetstream.KeyWatcher, done, synced chan struct{}) {
+	defer close(done)
+	for e := range kw.Updates() {
+		if e == nil { // the backlog is delivered
+			close(synced)
+			continue
+		}
+		b.apply(e)
+		if e.Revision() > b.rev.Load() {
+			b.rev.Store(e.Revision())
+		}
+		b.seen(e.Bucket(), e.Created())
+	}
+}
+
+// stop ends the current watch and waits for its goroutine.
+func (b *bucket) stop() {
+	if b.watch != nil {
+		_ = b.watch.Stop()
+		<-b.done
+		b.watch = nil
+	}
+}
+
+// Resume restarts every watch from the last revision it applied and
+// returns once the changes missed meanwhile are applied, or ctx ends. Call
+// it after a reconnect: a watch whose consumer lived on a lost server
+// stalls.
+func (w *Watcher) Resume(ctx context.Context) error {
+	for _, b := range w.buckets {
+		if err := b.resume(ctx, w.ctx); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// resume restarts b's watch, to live for life, and waits for its backlog.
+func (b *bucket) resume(ctx, life context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("watch %s: stopped", b.kv.Bucket())
+	}
+	b.stop()
+	err := b.start(life)
+	synced := b.synced
+	b.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-synced:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("catch up on %s: %w", b.kv.Bucket(), ctx.Err())
+	}
+}
+
+// watchdog resumes a watch that has fallen behind its bucket and made no
+// progress for a whole interval: its consumer was on a server that went
+// away while the connection stayed up.
+func (w *Watcher) watchdog(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	behind := make([]uint64, len(w.buckets)) // rev seen behind at the last tick; 0: not behind
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, b := range w.buckets {
+			behind[i] = w.check(b, behind[i], interval)
+		}
+	}
+}
+
+// check returns b's revision if b is behind its bucket, else 0, and
+// resumes b if it was behind at the same revision last time too.
+func (w *Watcher) check(b *bucket, lastBehind uint64, interval time.Duration) uint64 {
+	ctx, cancel := context.WithTimeout(w.ctx, interval)
+	defer cancel()
+	last, err := lastRevision(ctx, b.kv)
+	rev := b.rev.Load()
+	if err != nil || rev >= last {
+		return 0
+	}
+	if rev != lastBehind {
+		return rev
+	}
+	w.log.Warn("change stream stalled; resuming", "bucket", b.kv.Bucket(), "applied", rev, "last", last)
+	if err := b.resume(ctx, w.ctx); err != nil {
+		w.log.Warn("resume change stream", "bucket", b.kv.Bucket(), "err", err)
+	}
+	return 0
 }
 
 func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
@@ -111,28 +200,6 @@ func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
 		return 0, fmt.Errorf("status of %s: no stream info", kv.Bucket())
 	}
 	return js.StreamInfo().State.LastSeq, nil
-}
-
-// CatchUp returns once every change made to the buckets before it was
-// called has been applied, polling every interval.
-func (w *Watcher) CatchUp(ctx context.Context, interval time.Duration) error {
-	for _, b := range w.buckets {
-		last, err := lastRevision(ctx, b.kv)
-		if err != nil {
-			return err
-		}
-		t := time.NewTicker(interval)
-		for b.rev.Load() < last {
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("catch up on %s: %w", b.kv.Bucket(), ctx.Err())
-			case <-t.C:
-			}
-		}
-		t.Stop()
-	}
-	return nil
 }
 
 func (w *Watcher) key(e jetstream.KeyValueEntry, h func(string, uint64, *store.Key)) {
@@ -169,7 +236,9 @@ func (w *Watcher) account(e jetstream.KeyValueEntry, h func(string, uint64, *sto
 // Stop ends the watches and waits for handlers to return.
 func (w *Watcher) Stop() {
 	for _, b := range w.buckets {
-		_ = b.watch.Stop()
+		b.mu.Lock()
+		b.closed = true
+		b.stop()
+		b.mu.Unlock()
 	}
-	w.wg.Wait()
 }

@@ -4,6 +4,9 @@ package natstest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +25,11 @@ func Run(t testing.TB) *server.Server {
 // port, JetStream and a temporary store directory where they are unset.
 func RunWith(t testing.TB, opts *server.Options) *server.Server {
 	t.Helper()
+	return start(t, opts, true)
+}
+
+func start(t testing.TB, opts *server.Options, wait bool) *server.Server {
+	t.Helper()
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
@@ -38,15 +46,30 @@ func RunWith(t testing.TB, opts *server.Options) *server.Server {
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
 	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
+	go s.Start()
 	t.Cleanup(func() {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
+	if wait && !s.ReadyForConnections(10*time.Second) {
+		t.Fatal("nats server did not start")
+	}
 	return s
+}
+
+// freePorts finds n free loopback ports.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		defer l.Close()
+	}
+	return ports
 }
 
 // Connect opens a client connection to s and its JetStream context.
@@ -69,4 +92,57 @@ func Context(t testing.TB) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// RunCluster starts n JetStream servers routed into one cluster and waits
+// for its JetStream meta leader. Each server has a random client port and
+// its own temporary store directory.
+func RunCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	// JetStream clustering needs every server's routes up front.
+	ports := freePorts(t, n)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	var servers []*server.Server
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Cluster:    server.ClusterOpts{Name: "keygate-test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		servers = append(servers, start(t, opts, false))
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats cluster node did not start")
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !hasMetaLeader(servers) {
+		if time.Now().After(deadline) {
+			t.Fatal("nats cluster elected no JetStream meta leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return servers
+}
+
+func hasMetaLeader(servers []*server.Server) bool {
+	for _, s := range servers {
+		if s.JetStreamIsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+// URLs returns the servers' client URLs as a comma-separated seed list.
+func URLs(servers []*server.Server) string {
+	var urls []string
+	for _, s := range servers {
+		urls = append(urls, s.ClientURL())
+	}
+	return strings.Join(urls, ",")
 }

@@ -125,7 +125,7 @@ func (inst *Instance) catchUp() {
 	begin := time.Now()
 	for inst.bg.Err() == nil {
 		ctx, cancel := context.WithTimeout(inst.bg, 30*time.Second)
-		err := inst.watcher.CatchUp(ctx, 5*time.Millisecond)
+		err := inst.watcher.Resume(ctx)
 		cancel()
 		if err == nil {
 			inst.state.current()

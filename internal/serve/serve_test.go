@@ -136,10 +136,10 @@ func setBalance(t *testing.T, ctx context.Context, st *store.Store, account stri
 
 func waitCode(t *testing.T, e *env, key string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for e.code(t, key) != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("check never answered %d", want)
+			t.Fatalf("check never answered %d (answers %d)\n%s", want, e.code(t, key), e.logs.String())
 		}
 		time.Sleep(time.Millisecond)
 	}
