@@ -28,8 +28,7 @@ func benchCheck(b *testing.B, f *fixture, req *authv3.CheckRequest) {
 
 func BenchmarkCheckAllowCacheHit(b *testing.B) {
 	f := newFixture(b)
-	// A limit the loop never reaches, so every check is an allow.
-	key, _ := f.createKey(b, keySpec{limit: &store.RateLimit{Requests: 1e12, Window: store.Duration(time.Second)}})
+	key, _ := f.createKey(b, keySpec{limit: unlimited})
 	f.setBalance(b, "acme", 1e12, nil)
 	req := request("POST", "/v1/chat/completions", map[string]string{
 		"authorization": "Bearer " + key, "content-type": "application/json", "user-agent": "OpenAI/Python 1.0",
@@ -37,6 +36,9 @@ func BenchmarkCheckAllowCacheHit(b *testing.B) {
 	})
 	benchCheck(b, f, req)
 }
+
+// unlimited is a limit no test or benchmark reaches.
+var unlimited = &store.RateLimit{Requests: 1e12, Window: store.Duration(time.Second)}
 
 func BenchmarkCheckDenyMalformed(b *testing.B) {
 	f := newFixture(b)

@@ -53,6 +53,7 @@ type fixture struct {
 	ctx      context.Context
 	nats     *server.Server
 	srv      *authz.Server
+	revoked  sync.Map // hash -> struct{}, once a revocation has been applied
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -81,6 +82,9 @@ func newFixture(t testing.TB) *fixture {
 				e.Value, e.Found = authz.NewKey(k), true
 			}
 			f.keys.Apply(hash, e)
+			if k != nil && k.Revoked() {
+				f.revoked.Store(hash, struct{}{})
+			}
 		},
 		Account: func(id string, rev uint64, a *store.Account) {
 			f.accounts.Apply(id, &cache.Entry[*authz.Account]{Value: a, Found: a != nil, Rev: rev})

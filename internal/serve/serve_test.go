@@ -31,7 +31,7 @@ type env struct {
 	ctx    context.Context
 }
 
-func start(t *testing.T, cfg config.Config) *env {
+func start(t testing.TB, cfg config.Config) *env {
 	t.Helper()
 	ctx := natstest.Context(t)
 	logs := &syncBuffer{}
@@ -67,7 +67,7 @@ func (s *syncBuffer) String() string {
 }
 
 // noKeysLogged fails if any key appears in the logs.
-func (e *env) noKeysLogged(t *testing.T, keys ...string) {
+func (e *env) noKeysLogged(t testing.TB, keys ...string) {
 	t.Helper()
 	logs := e.logs.String()
 	for _, k := range keys {
@@ -77,7 +77,7 @@ func (e *env) noKeysLogged(t *testing.T, keys ...string) {
 	}
 }
 
-func testConfig(t *testing.T, natsURL string) config.Config {
+func testConfig(t testing.TB, natsURL string) config.Config {
 	cfg := config.Default()
 	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.NATS.URL = natsURL
@@ -90,7 +90,7 @@ func testConfig(t *testing.T, natsURL string) config.Config {
 	return cfg
 }
 
-func (e *env) code(t *testing.T, key string) int {
+func (e *env) code(t testing.TB, key string) int {
 	t.Helper()
 	resp, err := e.client.Check(e.ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v1/models", Headers: map[string]string{"authorization": "Bearer " + key}},
@@ -105,7 +105,7 @@ func (e *env) code(t *testing.T, key string) int {
 }
 
 // openStore opens the store on ns with a client of the test's own.
-func openStore(t *testing.T, e *env, ns *server.Server) *store.Store {
+func openStore(t testing.TB, e *env, ns *server.Server) *store.Store {
 	t.Helper()
 	_, js := natstest.Connect(t, ns)
 	st, err := store.Open(e.ctx, js, store.DefaultOptions())
@@ -115,7 +115,7 @@ func openStore(t *testing.T, e *env, ns *server.Server) *store.Store {
 	return st
 }
 
-func createKey(t *testing.T, ctx context.Context, st *store.Store, account string) (string, *store.Key) {
+func createKey(t testing.TB, ctx context.Context, st *store.Store, account string) (string, *store.Key) {
 	t.Helper()
 	f := apikey.DefaultFormat()
 	plain, _ := f.Mint(apikey.LivePrefix)
@@ -127,14 +127,14 @@ func createKey(t *testing.T, ctx context.Context, st *store.Store, account strin
 	return plain, k
 }
 
-func setBalance(t *testing.T, ctx context.Context, st *store.Store, account string, minor int64) {
+func setBalance(t testing.TB, ctx context.Context, st *store.Store, account string, minor int64) {
 	t.Helper()
 	if _, err := st.UpdateAccount(ctx, account, true, func(a *store.Account) error { a.Balance = minor; return nil }); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func waitCode(t *testing.T, e *env, key string, want int) {
+func waitCode(t testing.TB, e *env, key string, want int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for e.code(t, key) != want {
