@@ -35,8 +35,9 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
 	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./authz
 
 .PHONY: bench
-bench: ## Run the benchmarks and print a table.
+bench: ## Run the benchmarks: in-process decisions, then revocation propagation over two sidecars.
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./authz ./cache ./internal/apikey
+	$(GO) test -run='^$$' -bench=Propagation -benchtime=1x -count=1 ./internal/serve
 
 .PHONY: k8s-test
 k8s-test: ## helm lint, helm template vs golden files, kubeconform -strict (offline; pinned tools in .tools).

@@ -186,6 +186,15 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// UnmarshalYAML implements yaml.Unmarshaler, so that a bad duration in a
+// file is reported with its line, like yaml's own type errors.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || d.UnmarshalText([]byte(n.Value)) != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a Go duration like 30s", n.Line, n.Value)}}
+	}
+	return nil
+}
+
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 

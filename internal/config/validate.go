@@ -17,6 +17,7 @@ var (
 	headerName = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
 	prefixText = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 	methodName = regexp.MustCompile(`^(\*|[A-Z]+)?$`)
+	schemeText = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
 )
 
 // minKeyBody is the fewest characters after the prefix: enough entropy and
@@ -106,13 +107,20 @@ func validScheme(s string) bool {
 	return s == "nats" || s == "tls" || s == "ws" || s == "wss"
 }
 
-// redact drops any user:password from a URL before it is printed.
+// redact drops any user:password (or token) from a URL before it is
+// printed: everything up to the last '@', after the scheme. It works on
+// text, as the URLs it is given may not parse.
 func redact(u string) string {
-	if p, err := url.Parse(strings.TrimSpace(u)); err == nil && p.User != nil {
-		p.User = url.User("redacted")
-		return p.String()
+	u = strings.TrimSpace(u)
+	at := strings.LastIndex(u, "@")
+	if at < 0 {
+		return u
 	}
-	return u
+	scheme := ""
+	if i := strings.Index(u[:at], "://"); i > 0 && schemeText.MatchString(u[:i]) {
+		scheme = u[:i+3]
+	}
+	return scheme + "redacted@" + u[at+1:]
 }
 
 func (k Keys) validate(add adder) {

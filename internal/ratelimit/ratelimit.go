@@ -4,6 +4,7 @@
 package ratelimit
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,11 @@ func (l *Limiter) Allow(key string, limit Limit) Result {
 	tat := l.state(key)
 	for {
 		old := tat.Load()
+		if old == dead { // dropped by Sweep: use the key's new state
+			l.tats.CompareAndDelete(key, tat)
+			tat = l.state(key)
+			continue
+		}
 		used := max(old, now) + interval - now // window used after this request
 		if used > window {
 			return result(false, limit, old-now, interval)
@@ -76,12 +82,18 @@ func result(allowed bool, limit Limit, used, interval int64) Result {
 	return Result{Allowed: allowed, Limit: limit.Requests, Remaining: remaining, Reset: time.Duration(max(reset, 0))}
 }
 
+// dead marks a state that Sweep dropped. A request that raced with Sweep
+// and still holds the state sees it and counts in the key's new state
+// instead, so no request is counted in a state that is forgotten.
+const dead = math.MinInt64
+
 // Sweep forgets keys whose windows are empty, bounding memory to the keys
 // used recently. Call it from time to time.
 func (l *Limiter) Sweep() {
 	now := int64(l.now().Sub(l.epoch))
 	l.tats.Range(func(k, v any) bool {
-		if v.(*atomic.Int64).Load() <= now {
+		tat := v.(*atomic.Int64)
+		if old := tat.Load(); old <= now && tat.CompareAndSwap(old, dead) {
 			l.tats.CompareAndDelete(k, v)
 		}
 		return true
