@@ -139,11 +139,15 @@ func checkNATSURL(s string) error {
 	return nil
 }
 
-var userInfo = regexp.MustCompile(`//[^/]*@`)
+// userInfo matches the credentials in a URL, with or without a scheme.
+var (
+	userInfo     = regexp.MustCompile(`//[^\s,]*@`)
+	bareUserInfo = regexp.MustCompile(`(^|[\s,])[^\s,/]*@`)
+)
 
 // redactURL hides any user, password or token in a URL or seed list.
 func redactURL(s string) string {
-	return userInfo.ReplaceAllString(s, "//redacted@")
+	return bareUserInfo.ReplaceAllString(userInfo.ReplaceAllString(s, "//redacted@"), "${1}redacted@")
 }
 
 // cause drops the wrapping that only repeats "connect to nats".

@@ -43,8 +43,10 @@ func New(now func() time.Time) *Limiter {
 
 // Allow counts one request for key under limit.
 func (l *Limiter) Allow(key string, limit Limit) Result {
-	window := int64(limit.Window)
-	interval := max(window/limit.Requests, 1)
+	// The window is a whole number of intervals, so the burst is exactly
+	// Requests even when Window/Requests does not divide evenly.
+	interval := max(int64(limit.Window)/limit.Requests, 1)
+	window := interval * limit.Requests
 	now := int64(l.now().Sub(l.epoch))
 	tat := l.state(key)
 	for {
@@ -74,7 +76,7 @@ func (l *Limiter) state(key string) *atomic.Int64 {
 
 // result computes the headers' numbers from the window in use.
 func result(allowed bool, limit Limit, used, interval int64) Result {
-	window := int64(limit.Window)
+	window := interval * limit.Requests
 	used = max(used, 0)
 	remaining := max((window-used)/interval, 0)
 	remaining = min(remaining, limit.Requests)

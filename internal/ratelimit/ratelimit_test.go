@@ -321,3 +321,23 @@ func TestSweepConcurrentWithAllow(t *testing.T) {
 		}
 	}
 }
+
+// TestUnevenInterval: when Window/Requests is not a whole number of
+// nanoseconds, the burst is still exactly Requests.
+func TestUnevenInterval(t *testing.T) {
+	for _, limit := range []ratelimit.Limit{
+		{Requests: 3, Window: time.Second + 1},
+		{Requests: 7, Window: time.Second},
+		{Requests: 300_000, Window: 100 * time.Millisecond},
+	} {
+		l := ratelimit.New(newClock().now)
+		for i := range limit.Requests {
+			if !l.Allow("k", limit).Allowed {
+				t.Fatalf("%+v: request %d denied", limit, i+1)
+			}
+		}
+		if l.Allow("k", limit).Allowed {
+			t.Fatalf("%+v: request %d allowed", limit, limit.Requests+1)
+		}
+	}
+}

@@ -162,6 +162,9 @@ func ParseRateLimit(s string) (*RateLimit, error) {
 	if err != nil || w <= 0 {
 		return nil, fmt.Errorf("%q: WINDOW must be a positive Go duration like 1s, 1m or 1h", s)
 	}
+	if n > int64(w) {
+		return nil, fmt.Errorf("%q: at most one request per nanosecond of WINDOW", s)
+	}
 	return &RateLimit{Requests: n, Window: Duration(w)}, nil
 }
 
