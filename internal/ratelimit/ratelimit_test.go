@@ -325,12 +325,12 @@ func TestSweepConcurrentWithAllow(t *testing.T) {
 // TestUnevenInterval: when Window/Requests is not a whole number of
 // nanoseconds, the burst is still exactly Requests.
 func TestUnevenInterval(t *testing.T) {
-	for _, limit := range []ratelimit.Limit{
+	for _, limit := range []Limit{
 		{Requests: 3, Window: time.Second + 1},
 		{Requests: 7, Window: time.Second},
 		{Requests: 300_000, Window: 100 * time.Millisecond},
 	} {
-		l := ratelimit.New(newClock().now)
+		l := New(newClock().now)
 		for i := range limit.Requests {
 			if !l.Allow("k", limit).Allowed {
 				t.Fatalf("%+v: request %d denied", limit, i+1)
