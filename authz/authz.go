@@ -8,13 +8,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/internal/apikey"
@@ -42,20 +39,22 @@ type Options struct {
 
 // Server answers ext_authz checks.
 type Server struct {
-	format     apikey.Format
-	extract    extractor
-	routes     routes
-	limit      *ratelimit.Limit
-	lowBalance string
-	remove     []string
-	keys       *cache.Table[*Key]
-	accounts   *cache.Table[*Account]
-	limiter    *ratelimit.Limiter
-	now        func() time.Time
-	stale      func(time.Time) bool
-	metrics    *Metrics
-	log        *slog.Logger
-	static     map[string]*authv3.CheckResponse
+	format      apikey.Format
+	extract     extractor
+	routes      routes
+	limit       *ratelimit.Limit
+	lowBalance2 int64 // default threshold in minor units, 2 decimals
+	lowBalance0 int64 // the same for currencies without decimals
+	headers     headerCache
+	remove      []string
+	keys        *cache.Table[*Key]
+	accounts    *cache.Table[*Account]
+	limiter     *ratelimit.Limiter
+	now         func() time.Time
+	stale       func(time.Time) bool
+	metrics     *Metrics
+	log         *slog.Logger
+	static      map[string]*authv3.CheckResponse
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -76,12 +75,14 @@ func New(o Options, keys *cache.Table[*Key], accounts *cache.Table[*Account]) *S
 	}
 	s := &Server{stale: stale,
 		format: o.Format, extract: extractor{sources: o.Credentials},
-		routes: newRoutes(o.Routes, o.DefaultScope), limit: o.DefaultLimit, lowBalance: o.LowBalance,
+		routes: newRoutes(o.Routes, o.DefaultScope), limit: o.DefaultLimit,
 		keys: keys, accounts: accounts, limiter: ratelimit.New(now), now: now, metrics: o.Metrics, log: log,
 	}
 	for _, c := range o.Credentials {
 		s.remove = append(s.remove, c.Header)
 	}
+	s.lowBalance2, _ = money.Parse(o.LowBalance, money.DefaultCurrency) // validated by config
+	s.lowBalance0 = s.lowBalance2 / 100
 	s.static = staticDenials()
 	return s
 }
@@ -139,14 +140,15 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 			return denyBalance.response(fmt.Sprintf("Your balance is %s %s; top up to continue.", money.Format(acct.Balance, acct.Currency), acct.Currency)), CodeNoBalance
 		}
 	}
-	var rl []*corev3.HeaderValueOption
+	var rl *ratelimit.Result
 	if limit := s.limitOf(k); limit != nil {
 		r := s.limiter.Allow(k.ID, *limit)
-		rl = rateHeaders(r)
 		if !r.Allowed {
-			return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %d requests per %s. Retry in %ss.", k.ID, r.Limit, limit.Window, seconds(int64(r.Reset))),
-				append(rl, header("retry-after", seconds(int64(r.Reset))))...), CodeRateLimited
+			wait := seconds(int64(r.Reset))
+			return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %d requests per %s. Retry in %ss.", k.ID, r.Limit, limit.Window, wait),
+				append(s.headers.appendRate(nil, &r), header("retry-after", wait))...), CodeRateLimited
 		}
+		rl = &r
 	}
 	return s.allow(k, acct, rl), CodeOK
 }
@@ -170,37 +172,15 @@ func (s *Server) limitOf(k *Key) *ratelimit.Limit {
 	return s.limit
 }
 
-func (s *Server) allow(k *Key, acct *Account, rl []*corev3.HeaderValueOption) *authv3.CheckResponse {
-	if acct != nil && acct.Balance < s.threshold(acct) {
-		rl = append(rl, header("x-balance-low", "true"),
-			header("x-balance-remaining", money.Format(acct.Balance, acct.Currency)+" "+acct.Currency))
-	}
-	return &authv3.CheckResponse{
-		Status: &status.Status{},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:              k.upstream,
-			HeadersToRemove:      s.remove,
-			ResponseHeadersToAdd: rl,
-		}},
-		DynamicMetadata: k.metadata,
-	}
-}
-
 // threshold is the account's low-balance threshold in its minor units.
 func (s *Server) threshold(a *Account) int64 {
 	if a.LowBalanceThreshold != nil {
 		return *a.LowBalanceThreshold
 	}
-	v, _ := money.Parse(s.lowBalance, a.Currency)
-	return v
-}
-
-func rateHeaders(r ratelimit.Result) []*corev3.HeaderValueOption {
-	return []*corev3.HeaderValueOption{
-		header("x-ratelimit-limit", strconv.FormatInt(r.Limit, 10)),
-		header("x-ratelimit-remaining", strconv.FormatInt(r.Remaining, 10)),
-		header("x-ratelimit-reset", seconds(int64(r.Reset))),
+	if money.Decimals(a.Currency) == 0 {
+		return s.lowBalance0
 	}
+	return s.lowBalance2
 }
 
 // trimQuery shortens a request path for a message.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,13 +25,17 @@ import (
 	"github.com/keygate/keygate/internal/store"
 )
 
-// clock is a settable test clock.
+// clock is a settable test clock; a live one reads the real time.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	live atomic.Bool
+	mu   sync.Mutex
+	t    time.Time
 }
 
 func (c *clock) now() time.Time {
+	if c.live.Load() {
+		return time.Now()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t

@@ -3,19 +3,19 @@ package authz
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"time"
-
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
 )
 
-// Key is the cached form of a key record: what a decision needs, with the
-// upstream headers and metadata of an allow built once.
+// Key is the cached form of a key record: what a decision needs, kept
+// small (a million of them fit in a few hundred megabytes). Strings shared
+// by many keys (account ids, scope lists) are interned.
 type Key struct {
 	ID        string
 	AccountID string
@@ -24,34 +24,44 @@ type Key struct {
 	Limit     *ratelimit.Limit // nil: the configured default
 	ExpiresAt time.Time        // zero: never
 	Revoked   bool
-
-	upstream []*corev3.HeaderValueOption
-	metadata *structpb.Struct
+	scopes    string // Scopes joined with ",", as headers carry them
 }
 
 // NewKey builds the cached form of a key record.
 func NewKey(k *store.Key) *Key {
-	c := &Key{ID: k.ID, AccountID: k.AccountID, Env: k.Env, Scopes: k.Scopes, Revoked: k.Revoked()}
+	joined := intern(strings.Join(k.Scopes, ","))
+	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), Env: intern(k.Env), Scopes: internScopes(joined, k.Scopes),
+		Revoked: k.Revoked(), scopes: joined}
 	if k.ExpiresAt != nil {
 		c.ExpiresAt = *k.ExpiresAt
 	}
 	if k.RateLimit != nil {
 		c.Limit = &ratelimit.Limit{Requests: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)}
 	}
-	scopes := strings.Join(k.Scopes, ",")
-	c.upstream = []*corev3.HeaderValueOption{
-		header("x-keygate-key-id", k.ID),
-		header("x-keygate-account-id", k.AccountID),
-		header("x-keygate-scopes", scopes),
-		header("x-keygate-env", k.Env),
-	}
-	c.metadata = &structpb.Struct{Fields: map[string]*structpb.Value{
-		"key_id":     structpb.NewStringValue(k.ID),
-		"account_id": structpb.NewStringValue(k.AccountID),
-		"scopes":     structpb.NewStringValue(scopes),
-		"env":        structpb.NewStringValue(k.Env),
-	}}
 	return c
+}
+
+// interned holds strings that many keys share; it grows with the number
+// of distinct accounts and scope lists, which only operators create.
+var (
+	interned   sync.Map // string -> string
+	scopeLists sync.Map // joined scopes -> []string
+)
+
+func intern(s string) string {
+	if v, ok := interned.Load(s); ok {
+		return v.(string)
+	}
+	v, _ := interned.LoadOrStore(s, s)
+	return v.(string)
+}
+
+func internScopes(joined string, scopes []string) []string {
+	if v, ok := scopeLists.Load(joined); ok {
+		return v.([]string)
+	}
+	v, _ := scopeLists.LoadOrStore(joined, slices.Clone(scopes))
+	return v.([]string)
 }
 
 func (k *Key) expired(now time.Time) bool {

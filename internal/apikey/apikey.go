@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strings"
+	"unsafe"
 )
 
 // Defaults of the key format.
@@ -60,7 +61,7 @@ func (f Format) Check(key string) error {
 	}
 	if f.Checksum && len(body) > checksumLen {
 		n := len(key) - checksumLen
-		if key[n:] != checksum(key[:n]) {
+		if sum := checksumOf(key[:n]); key[n:] != string(sum[:]) {
 			return ErrChecksum
 		}
 	}
@@ -88,7 +89,8 @@ func (f Format) Mint(prefix string) (string, error) {
 		return "", err
 	}
 	s := prefix + r
-	return s + checksum(s), nil
+	sum := checksumOf(s)
+	return s + string(sum[:]), nil
 }
 
 // NewID returns a new key id, "key_" and 20 random base62 characters.
@@ -102,9 +104,12 @@ func NewID() (string, error) {
 
 // Hash returns the hex SHA-256 of key, the only form keygate stores.
 func Hash(key string) string {
-	sum := sha256.Sum256([]byte(key))
+	sum := sha256.Sum256(bytesOf(key))
 	return hex.EncodeToString(sum[:])
 }
+
+// bytesOf views s as bytes without copying; the bytes must not be changed.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // Mask returns key with its middle hidden: prefix, four characters, "****",
 // the last four characters. Anything too short to mask becomes "****".
@@ -117,14 +122,15 @@ func (f Format) Mask(key string) string {
 	return prefix + body[:maskKeep] + "****" + body[len(body)-maskKeep:]
 }
 
-func checksum(s string) string {
-	v := crc32.ChecksumIEEE([]byte(s))
+// checksumOf is the base62 CRC32 of s, six characters.
+func checksumOf(s string) [checksumLen]byte {
+	v := crc32.ChecksumIEEE(bytesOf(s))
 	var b [checksumLen]byte
 	for i := checksumLen - 1; i >= 0; i-- {
 		b[i] = base62[v%62]
 		v /= 62
 	}
-	return string(b[:])
+	return b
 }
 
 func randomString(n int) (string, error) {
