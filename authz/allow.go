@@ -38,7 +38,7 @@ func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.Chec
 	for i := range a.hdrs {
 		a.hdrs[i] = corev3.HeaderValueOption{Header: &a.vals[i], AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 	}
-	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], s.headers.get("x-keygate-scopes", k.scopes), s.headers.get("x-keygate-env", k.Env)}
+	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], s.headers.get("x-keygate-scopes", k.scopes.joined), s.headers.get("x-keygate-env", k.env())}
 	client := a.client[:0]
 	if rl != nil {
 		client = s.headers.appendRate(client, rl)
@@ -49,7 +49,7 @@ func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.Chec
 	}
 	a.ok = authv3.OkHttpResponse{Headers: a.upstream[:], HeadersToRemove: s.remove, ResponseHeadersToAdd: client}
 	a.oneof.OkResponse = &a.ok
-	for i, v := range [4]string{k.ID, k.AccountID, k.scopes, k.Env} {
+	for i, v := range [4]string{k.ID, k.AccountID, k.scopes.joined, k.env()} {
 		a.mdStrs[i].StringValue = v
 		a.mdVals[i].Kind = &a.mdStrs[i]
 	}

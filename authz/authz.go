@@ -18,7 +18,6 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/ratelimit"
-	"github.com/keygate/keygate/internal/store"
 )
 
 // Options configure a Server.
@@ -121,17 +120,17 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	switch {
 	case !e.Found:
 		return s.static[msgUnknown], CodeInvalidKey
-	case k.Revoked:
+	case k.revoked:
 		return s.static[msgRevoked], CodeInvalidKey
 	case k.expired(now):
-		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", k.ExpiresAt.UTC().Format(time.RFC3339))), CodeExpiredKey
+		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", time.Unix(0, k.expiresAt).UTC().Format(time.RFC3339))), CodeExpiredKey
 	}
-	if need := s.routes.scope(http.GetMethod(), http.GetPath(), req.GetAttributes().GetContextExtensions()); !hasScope(k.Scopes, need) {
+	if need := s.routes.scope(http.GetMethod(), http.GetPath(), req.GetAttributes().GetContextExtensions()); !hasScope(k.scopes.list, need) {
 		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", need, http.GetMethod(), trimQuery(http.GetPath())),
 			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+need+`"`)), CodeInsufficientScope
 	}
 	var acct *Account
-	if k.Env != store.EnvTest {
+	if !k.test {
 		if acct, err = s.account(ctx, k.AccountID); err != nil {
 			s.log.Debug("key store unavailable", "err", err)
 			return s.static[msgUnavailable], CodeUnavailable
@@ -166,8 +165,8 @@ func (s *Server) account(ctx context.Context, id string) (*Account, error) {
 }
 
 func (s *Server) limitOf(k *Key) *ratelimit.Limit {
-	if k.Limit != nil {
-		return k.Limit
+	if k.limit != nil {
+		return k.limit
 	}
 	return s.limit
 }

@@ -14,58 +14,81 @@ import (
 )
 
 // Key is the cached form of a key record: what a decision needs, kept
-// small (a million of them fit in a few hundred megabytes). Strings shared
-// by many keys (account ids, scope lists) are interned.
+// small (a million of them fit in a few hundred megabytes). What many keys
+// share (account ids, scope lists, limits) is interned.
 type Key struct {
 	ID        string
 	AccountID string
-	Env       string
-	Scopes    []string
-	Limit     *ratelimit.Limit // nil: the configured default
-	ExpiresAt time.Time        // zero: never
-	Revoked   bool
-	scopes    string // Scopes joined with ",", as headers carry them
+	scopes    *scopeSet
+	limit     *ratelimit.Limit // nil: the configured default
+	expiresAt int64            // unix nanoseconds; 0: never
+	revoked   bool
+	test      bool // env test: no balance check
+}
+
+// scopeSet is a key's scopes, and the same joined with "," as headers and
+// metadata carry them.
+type scopeSet struct {
+	list   []string
+	joined string
 }
 
 // NewKey builds the cached form of a key record.
 func NewKey(k *store.Key) *Key {
-	joined := intern(strings.Join(k.Scopes, ","))
-	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), Env: intern(k.Env), Scopes: internScopes(joined, k.Scopes),
-		Revoked: k.Revoked(), scopes: joined}
+	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), scopes: internScopes(k.Scopes),
+		revoked: k.Revoked(), test: k.Env == store.EnvTest}
 	if k.ExpiresAt != nil {
-		c.ExpiresAt = *k.ExpiresAt
+		c.expiresAt = k.ExpiresAt.UnixNano()
 	}
 	if k.RateLimit != nil {
-		c.Limit = &ratelimit.Limit{Requests: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)}
+		c.limit = internLimit(ratelimit.Limit{Requests: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)})
 	}
 	return c
 }
 
-// interned holds strings that many keys share; it grows with the number
-// of distinct accounts and scope lists, which only operators create.
-var (
-	interned   sync.Map // string -> string
-	scopeLists sync.Map // joined scopes -> []string
-)
-
-func intern(s string) string {
-	if v, ok := interned.Load(s); ok {
-		return v.(string)
+// env is the key's environment, "live" or "test".
+func (k *Key) env() string {
+	if k.test {
+		return store.EnvTest
 	}
-	v, _ := interned.LoadOrStore(s, s)
-	return v.(string)
-}
-
-func internScopes(joined string, scopes []string) []string {
-	if v, ok := scopeLists.Load(joined); ok {
-		return v.([]string)
-	}
-	v, _ := scopeLists.LoadOrStore(joined, slices.Clone(scopes))
-	return v.([]string)
+	return store.EnvLive
 }
 
 func (k *Key) expired(now time.Time) bool {
-	return !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt)
+	return k.expiresAt != 0 && now.UnixNano() >= k.expiresAt
+}
+
+// interned holds values that many keys share; it grows with the number of
+// distinct accounts, scope lists and limits, which only operators create.
+var (
+	internedStrings sync.Map // string -> string
+	internedScopes  sync.Map // joined scopes -> *scopeSet
+	internedLimits  sync.Map // ratelimit.Limit -> *ratelimit.Limit
+)
+
+func intern(s string) string {
+	if v, ok := internedStrings.Load(s); ok {
+		return v.(string)
+	}
+	v, _ := internedStrings.LoadOrStore(s, s)
+	return v.(string)
+}
+
+func internScopes(scopes []string) *scopeSet {
+	joined := strings.Join(scopes, ",")
+	if v, ok := internedScopes.Load(joined); ok {
+		return v.(*scopeSet)
+	}
+	v, _ := internedScopes.LoadOrStore(joined, &scopeSet{list: slices.Clone(scopes), joined: joined})
+	return v.(*scopeSet)
+}
+
+func internLimit(l ratelimit.Limit) *ratelimit.Limit {
+	if v, ok := internedLimits.Load(l); ok {
+		return v.(*ratelimit.Limit)
+	}
+	v, _ := internedLimits.LoadOrStore(l, &l)
+	return v.(*ratelimit.Limit)
 }
 
 // Account is the cached form of an account record.
