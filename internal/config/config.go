@@ -19,10 +19,12 @@ import (
 
 // Config is the whole configuration of keygate serve.
 type Config struct {
-	GRPCAddr      string   `yaml:"grpc_addr"`
-	AdminAddr     string   `yaml:"admin_addr"`
-	HTTPAddr      string   `yaml:"http_addr"`
-	LogLevel      string   `yaml:"log_level"`
+	GRPCAddr  string `yaml:"grpc_addr"`
+	AdminAddr string `yaml:"admin_addr"`
+	HTTPAddr  string `yaml:"http_addr"`
+	LogLevel  string `yaml:"log_level"`
+	// Pprof serves /debug/pprof/ on the admin port.
+	Pprof         bool     `yaml:"pprof"`
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	TLS           TLS      `yaml:"tls"`
 	NATS          NATS     `yaml:"nats"`

@@ -49,6 +49,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			}
 		}
 	}
+	if v := getenv("KEYGATE_PPROF"); v != "" {
+		c.Pprof = v == "true" || v == "1"
+	}
 	if v := getenv("KEYGATE_NATS_REPLICAS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {

@@ -28,6 +28,10 @@ import (
 	"github.com/keygate/keygate/internal/store"
 )
 
+// StreamWorkers is how many goroutines serve gRPC streams; checks beyond
+// them each get a goroutine of their own.
+const StreamWorkers = 128
+
 // Run serves until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	inst, err := Start(ctx, cfg, log)
@@ -205,6 +209,9 @@ func (inst *Instance) listen(cfg config.Config, srv authv3.AuthorizationServer, 
 	if err != nil {
 		return err
 	}
+	// Stream workers keep their goroutines, and so their grown stacks,
+	// between checks instead of starting a goroutine for each.
+	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers))
 	inst.grpc = grpc.NewServer(opts...)
 	inst.health = health.NewServer()
 	authv3.RegisterAuthorizationServer(inst.grpc, srv)

@@ -1,0 +1,86 @@
+// Command loadgen measures keygate's Check over gRPC on loopback next to a
+// do-nothing ext_authz server, with the same load generator, in one run:
+// throughput, latency percentiles, server CPU per check, and keygate's
+// startup time. make bench builds the two servers and runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	keygate, noop string
+	keys, hot     int
+	duration      time.Duration
+	warmup        time.Duration
+	conns         int
+	concurrency   []int
+	cpuprofile    string
+}
+
+func run(ctx context.Context) error {
+	var o options
+	conc := flag.String("concurrency", "1,16,64", "comma-separated concurrency levels")
+	flag.StringVar(&o.keygate, "keygate", "bin/keygate", "keygate binary")
+	flag.StringVar(&o.noop, "noop", "bin/noop-authz", "do-nothing ext_authz server binary")
+	flag.IntVar(&o.keys, "keys", 100_000, "keys in the store")
+	flag.IntVar(&o.hot, "hot", 10_000, "keys the requests rotate over")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per run")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured time before each run")
+	flag.IntVar(&o.conns, "conns", 4, "gRPC connections")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "save keygate's CPU profile during its last run to this file")
+	flag.Parse()
+	for _, c := range strings.Split(*conc, ",") {
+		var n int
+		if _, err := fmt.Sscan(c, &n); err != nil || n < 1 {
+			return fmt.Errorf("--concurrency: %q is not a positive number", c)
+		}
+		o.concurrency = append(o.concurrency, n)
+	}
+
+	kg, startup, err := startKeygate(ctx, o.keygate)
+	if err != nil {
+		return err
+	}
+	defer kg.stop()
+	fmt.Printf("keygate startup to ready (embedded NATS, empty cache): %.0f ms\n", ms(startup))
+	reqs, err := seed(ctx, kg.natsURL, o.keys, o.hot)
+	if err != nil {
+		return err
+	}
+	noop, err := startNoop(ctx, o.noop)
+	if err != nil {
+		return err
+	}
+	defer noop.stop()
+
+	var rows []result
+	for _, c := range o.concurrency {
+		for _, s := range []*process{noop, kg} {
+			r, err := load(ctx, s, reqs, c, o)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, r)
+		}
+	}
+	report(os.Stdout, rows, startup)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// process is a server under test, run as its own process so that its CPU
+// time can be read apart from the load generator's.
+type process struct {
+	name      string
+	cmd       *exec.Cmd
+	grpcAddr  string
+	adminAddr string
+	natsURL   string
+}
+
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	_ = p.cmd.Wait()
+}
+
+// cpu returns the process's user+system CPU time so far.
+func (p *process) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startKeygate runs keygate with an embedded NATS server and returns once
+// /readyz answers, with the time that took.
+func startKeygate(ctx context.Context, bin string) (*process, time.Duration, error) {
+	addrs := make([]string, 3)
+	for i := range addrs {
+		a, err := freeAddr()
+		if err != nil {
+			return nil, 0, err
+		}
+		addrs[i] = a
+	}
+	dir, err := os.MkdirTemp("", "keygate-bench-")
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "serve", "--grpc-addr", addrs[0], "--admin-addr", addrs[1],
+		"--nats-listen", addrs[2], "--data-dir", dir)
+	cmd.Env = append(os.Environ(), "KEYGATE_DEFAULT_RATE_LIMIT=none", "KEYGATE_LOG_LEVEL=warn", "KEYGATE_PPROF=true")
+	cmd.Stderr = os.Stderr
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, 0, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &process{name: "keygate", cmd: cmd, grpcAddr: addrs[0], adminAddr: addrs[1], natsURL: "nats://" + addrs[2]}
+	for {
+		resp, err := http.Get("http://" + addrs[1] + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, time.Since(begin), nil
+			}
+		}
+		if time.Since(begin) > 30*time.Second {
+			p.stop()
+			return nil, 0, fmt.Errorf("keygate not ready after 30s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// profile saves keygate's CPU profile over d to file.
+func (p *process) profile(d time.Duration, file string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.adminAddr, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+func startNoop(ctx context.Context, bin string) (*process, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-addr", addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &process{name: "do-nothing", cmd: cmd, grpcAddr: addr}
+	for begin := time.Now(); ; time.Sleep(time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return p, nil
+		}
+		if time.Since(begin) > 10*time.Second {
+			p.stop()
+			return nil, fmt.Errorf("do-nothing server did not start")
+		}
+	}
+}
