@@ -6,7 +6,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=devel
-RUN CGO_ENABLED=0 go build -trimpath \
+RUN CGO_ENABLED=0 go build -tags vtprotobuf -trimpath \
       -ldflags "-s -w -X github.com/keygate/keygate/internal/cli.version=${VERSION}" \
       -o /out/keygate ./cmd/keygate
 

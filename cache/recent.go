@@ -2,21 +2,19 @@ package cache
 
 import "time"
 
-// recentTTL is how long an applied change is remembered. It needs to
-// outlast only a load in flight and ristretto's buffered writes.
-const recentTTL = time.Minute
-
-// recent remembers the changes applied in the last one to two recentTTLs,
-// in two generations of maps: lookups read both, and the older generation
-// is dropped when the newer one is recentTTL old.
+// recent remembers the changes applied in the last one to two ttls, in two
+// generations of maps: lookups read both, and the older generation is
+// dropped when the newer one is ttl old. The ttl needs to outlast only a
+// load in flight and ristretto's buffered writes.
 type recent[V any] struct {
 	now      func() time.Time
+	ttl      time.Duration
 	cur, old map[string]*Entry[V]
 	started  time.Time
 }
 
-func newRecent[V any](now func() time.Time) *recent[V] {
-	return &recent[V]{now: now, cur: map[string]*Entry[V]{}, started: now()}
+func newRecent[V any](now func() time.Time, ttl time.Duration) *recent[V] {
+	return &recent[V]{now: now, ttl: ttl, cur: map[string]*Entry[V]{}, started: now()}
 }
 
 func (r *recent[V]) get(id string) (*Entry[V], bool) {
@@ -28,8 +26,20 @@ func (r *recent[V]) get(id string) (*Entry[V], bool) {
 }
 
 func (r *recent[V]) put(id string, e *Entry[V]) {
-	if now := r.now(); now.Sub(r.started) >= recentTTL {
-		r.old, r.cur, r.started = r.cur, map[string]*Entry[V]{}, now
-	}
+	r.rotate()
 	r.cur[id] = e
+}
+
+// rotate drops the older generation once the newer one is ttl old.
+func (r *recent[V]) rotate() {
+	now := r.now()
+	if now.Sub(r.started) < r.ttl {
+		return
+	}
+	if len(r.cur) == 0 {
+		r.old = nil // nothing for a whole ttl: both generations are done
+	} else {
+		r.old, r.cur = r.cur, map[string]*Entry[V]{}
+	}
+	r.started = now
 }

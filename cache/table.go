@@ -77,7 +77,7 @@ func New[V any](o Options, load Loader[V]) (*Table[V], error) {
 	if loadTO == 0 {
 		loadTO = 2 * time.Second
 	}
-	return &Table[V]{pos: pos, neg: neg, load: load, negTTL: o.NegativeTTL, loadTO: loadTO, recent: newRecent[V](now)}, nil
+	return &Table[V]{pos: pos, neg: neg, load: load, negTTL: o.NegativeTTL, loadTO: loadTO, recent: newRecent[V](now, 2*loadTO+time.Second)}, nil
 }
 
 func newRistretto[V any](max int64) (*ristretto.Cache[string, *Entry[V]], error) {
@@ -151,6 +151,7 @@ func (t *Table[V]) fill(ctx context.Context, id string) (*Entry[V], error) {
 	e := &Entry[V]{Value: v, Found: found, Rev: rev}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.recent.rotate()
 	if r, ok := t.recent.get(id); ok && r.Rev >= e.Rev {
 		e = r
 	}

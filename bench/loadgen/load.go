@@ -22,50 +22,107 @@ type result struct {
 	cpuPerCheck    time.Duration
 }
 
-// load sends reqs in turn to p from c goroutines over o.conns connections,
-// for o.warmup unmeasured and then o.duration measured.
-func load(ctx context.Context, p *process, reqs []*authv3.CheckRequest, c int, o options) (result, error) {
-	clients := make([]authv3.AuthorizationClient, o.conns)
-	for i := range clients {
+// target is a server under load: its connections and what was measured.
+type target struct {
+	p       *process
+	clients []authv3.AuthorizationClient
+	lat     []time.Duration
+	errs    int
+	elapsed time.Duration
+	cpu     time.Duration
+}
+
+func newTarget(p *process, conns int) (*target, func(), error) {
+	t := &target{p: p}
+	var closers []func() error
+	for range conns {
 		cc, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return result{}, err
+			return nil, nil, err
 		}
-		defer cc.Close()
-		clients[i] = authv3.NewAuthorizationClient(cc)
+		closers = append(closers, cc.Close)
+		t.clients = append(t.clients, authv3.NewAuthorizationClient(cc))
 	}
-	drive(ctx, clients, reqs, c, time.Now().Add(o.warmup))
-	cpu0, err := p.cpu()
+	return t, func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}, nil
+}
+
+// round warms up t at concurrency c, then measures it for d.
+func (t *target) round(ctx context.Context, reqs []*authv3.CheckRequest, c int, warmup, d time.Duration) error {
+	drive(ctx, t.clients, reqs, c, time.Now().Add(warmup))
+	cpu0, err := t.p.cpu()
 	if err != nil {
-		return result{}, err
-	}
-	profiled := make(chan error, 1)
-	if o.cpuprofile != "" && p.adminAddr != "" && c == o.concurrency[len(o.concurrency)-1] {
-		go func() { profiled <- p.profile(o.duration, o.cpuprofile) }()
-	} else {
-		profiled <- nil
+		return err
 	}
 	begin := time.Now()
-	lat, errs := drive(ctx, clients, reqs, c, begin.Add(o.duration))
-	elapsed := time.Since(begin)
-	cpu1, err := p.cpu()
+	lat, errs := drive(ctx, t.clients, reqs, c, begin.Add(d))
+	t.elapsed += time.Since(begin)
+	cpu1, err := t.p.cpu()
 	if err != nil {
-		return result{}, err
+		return err
 	}
-	if err := <-profiled; err != nil {
-		return result{}, fmt.Errorf("profile: %w", err)
+	t.lat, t.errs, t.cpu = append(t.lat, lat...), t.errs+errs, t.cpu+cpu1-cpu0
+	return nil
+}
+
+func (t *target) result(c int) (result, error) {
+	if len(t.lat) == 0 {
+		return result{}, fmt.Errorf("%s: no check answered", t.p.name)
 	}
-	if len(lat) == 0 {
-		return result{}, fmt.Errorf("%s: no check answered", p.name)
-	}
+	lat := t.lat
 	slices.Sort(lat)
 	pct := func(q float64) time.Duration { return lat[min(int(q*float64(len(lat))), len(lat)-1)] }
 	return result{
-		server: p.name, concurrency: c, checks: len(lat), errors: errs,
-		rps: float64(len(lat)) / elapsed.Seconds(),
+		server: t.p.name, concurrency: c, checks: len(lat), errors: t.errs,
+		rps: float64(len(lat)) / t.elapsed.Seconds(),
 		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999),
-		cpuPerCheck: (cpu1 - cpu0) / time.Duration(len(lat)),
+		cpuPerCheck: t.cpu / time.Duration(len(lat)),
 	}, nil
+}
+
+// compare loads the servers in turn at concurrency c, in o.rounds
+// alternating rounds so that both see the same machine, and returns a
+// result for each.
+func compare(ctx context.Context, servers []*process, reqs []*authv3.CheckRequest, c int, o options) ([]result, error) {
+	var targets []*target
+	for _, p := range servers {
+		t, closeConns, err := newTarget(p, o.conns)
+		if err != nil {
+			return nil, err
+		}
+		defer closeConns()
+		targets = append(targets, t)
+	}
+	each := o.duration / time.Duration(o.rounds)
+	for r := range o.rounds {
+		for _, t := range targets {
+			profile := o.cpuprofile != "" && t.p.adminAddr != "" && r == o.rounds-1 && c == o.concurrency[len(o.concurrency)-1]
+			profiled := make(chan error, 1)
+			if profile {
+				go func() { profiled <- t.p.profile(each, o.cpuprofile+"."+t.p.name) }()
+			} else {
+				profiled <- nil
+			}
+			if err := t.round(ctx, reqs, c, o.warmup/time.Duration(o.rounds), each); err != nil {
+				return nil, err
+			}
+			if err := <-profiled; err != nil {
+				return nil, fmt.Errorf("profile: %w", err)
+			}
+		}
+	}
+	var out []result
+	for _, t := range targets {
+		r, err := t.result(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // drive runs c workers until deadline and returns every latency and the

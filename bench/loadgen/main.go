@@ -31,6 +31,7 @@ type options struct {
 	conns         int
 	concurrency   []int
 	cpuprofile    string
+	rounds        int
 }
 
 func run(ctx context.Context) error {
@@ -40,10 +41,11 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.noop, "noop", "bin/noop-authz", "do-nothing ext_authz server binary")
 	flag.IntVar(&o.keys, "keys", 100_000, "keys in the store")
 	flag.IntVar(&o.hot, "hot", 10_000, "keys the requests rotate over")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per run")
+	flag.DurationVar(&o.duration, "duration", 6*time.Second, "measured time per server and concurrency")
+	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds the measured time is split into")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured time before each run")
 	flag.IntVar(&o.conns, "conns", 4, "gRPC connections")
-	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "save keygate's CPU profile during its last run to this file")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "save each server's CPU profile during its last round to this file, with the server's name appended")
 	flag.Parse()
 	for _, c := range strings.Split(*conc, ",") {
 		var n int
@@ -71,13 +73,11 @@ func run(ctx context.Context) error {
 
 	var rows []result
 	for _, c := range o.concurrency {
-		for _, s := range []*process{noop, kg} {
-			r, err := load(ctx, s, reqs, c, o)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, r)
+		r, err := compare(ctx, []*process{noop, kg}, reqs, c, o)
+		if err != nil {
+			return err
 		}
+		rows = append(rows, r...)
 	}
 	report(os.Stdout, rows, startup)
 	return nil

@@ -91,7 +91,7 @@ func startKeygate(ctx context.Context, bin string) (*process, time.Duration, err
 	}
 }
 
-// profile saves keygate's CPU profile over d to file.
+// profile saves the server's CPU profile over d to file.
 func (p *process) profile(d time.Duration, file string) error {
 	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.adminAddr, int(d.Seconds())))
 	if err != nil {
@@ -112,12 +112,16 @@ func startNoop(ctx context.Context, bin string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "-addr", addr)
+	admin, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-addr", addr, "-pprof", admin)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &process{name: "do-nothing", cmd: cmd, grpcAddr: addr}
+	p := &process{name: "do-nothing", cmd: cmd, grpcAddr: addr, adminAddr: admin}
 	for begin := time.Now(); ; time.Sleep(time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()

@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,7 +39,11 @@ func main() {
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:9292", "listen address")
 	workers := flag.Uint("workers", 128, "gRPC stream workers (keygate uses 128)")
+	admin := flag.String("pprof", "", "serve /debug/pprof/ on this address")
 	flag.Parse()
+	if *admin != "" {
+		go func() { _ = http.ListenAndServe(*admin, nil) }() //nolint:gosec // benchmark tool on loopback
+	}
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

@@ -211,7 +211,7 @@ func (inst *Instance) listen(cfg config.Config, srv authv3.AuthorizationServer, 
 	}
 	// Stream workers keep their goroutines, and so their grown stacks,
 	// between checks instead of starting a goroutine for each.
-	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers))
+	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers), grpc.ForceServerCodecV2(newCodec()))
 	inst.grpc = grpc.NewServer(opts...)
 	inst.health = health.NewServer()
 	authv3.RegisterAuthorizationServer(inst.grpc, srv)
