@@ -25,8 +25,11 @@ type allowResponse struct {
 	client   [5]*corev3.HeaderValueOption
 }
 
-// okStatus is shared by every allow; responses are only read once built.
-var okStatus = &status.Status{}
+// Shared by every allow: responses are only read once built.
+var (
+	okStatus   = &status.Status{}
+	balanceLow = header("x-balance-low", "true")
+)
 
 // Metadata fields, in the filter's namespace.
 var mdFields = [4]string{"key_id", "account_id", "scopes", "env"}
@@ -38,13 +41,13 @@ func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.Chec
 	for i := range a.hdrs {
 		a.hdrs[i] = corev3.HeaderValueOption{Header: &a.vals[i], AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 	}
-	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], s.headers.get("x-keygate-scopes", k.scopes.joined), s.headers.get("x-keygate-env", k.env())}
+	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.scopes.header, k.envHeader()}
 	client := a.client[:0]
 	if rl != nil {
 		client = s.headers.appendRate(client, rl)
 	}
 	if acct != nil && acct.Balance < s.threshold(acct) {
-		client = append(client, s.headers.get("x-balance-low", "true"),
+		client = append(client, balanceLow,
 			header("x-balance-remaining", money.Format(acct.Balance, acct.Currency)+" "+acct.Currency))
 	}
 	a.ok = authv3.OkHttpResponse{Headers: a.upstream[:], HeadersToRemove: s.remove, ResponseHeadersToAdd: client}

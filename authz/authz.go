@@ -92,13 +92,13 @@ func (s *Server) Limiter() *ratelimit.Limiter { return s.limiter }
 // Check implements Envoy's ext_authz Check. It never returns an error:
 // every failure is a deny the client can read.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	start := time.Now()
-	resp, code := s.decide(ctx, req)
-	s.metrics.observe(code, time.Since(start))
+	now := s.now()
+	resp, code := s.decide(ctx, req, now)
+	s.metrics.observe(code, s.now().Sub(now))
 	return resp, nil
 }
 
-func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, string) {
+func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.Time) (*authv3.CheckResponse, string) {
 	http := req.GetAttributes().GetRequest().GetHttp()
 	raw, st := s.extract.extract(http)
 	if st != credOK {
@@ -107,7 +107,6 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	if s.format.Check(raw) != nil {
 		return s.static[msgMalformed], CodeInvalidKey
 	}
-	now := s.now()
 	if s.stale(now) {
 		return s.static[msgUnavailable], CodeUnavailable
 	}
@@ -141,7 +140,7 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	}
 	var rl *ratelimit.Result
 	if limit := s.limitOf(k); limit != nil {
-		r := s.limiter.Allow(k.ID, *limit)
+		r := s.limiter.AllowAt(k.ID, *limit, now)
 		if !r.Allowed {
 			wait := seconds(int64(r.Reset))
 			return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %d requests per %s. Retry in %ss.", k.ID, r.Limit, limit.Window, wait),

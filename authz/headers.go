@@ -2,7 +2,6 @@ package authz
 
 import (
 	"strconv"
-	"sync"
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -10,15 +9,11 @@ import (
 	"github.com/keygate/keygate/internal/ratelimit"
 )
 
-// headerCache shares header options between responses: a response only
-// reads them once built, and most values (scope lists, small numbers)
-// repeat.
+// headerCache shares rate-limit headers between responses: a response
+// only reads them once built, and the numbers repeat.
 type headerCache struct {
-	m       sync.Map // headerKey -> *corev3.HeaderValueOption
 	numbers [len(rateHeaders)][maxCachedNumber + 1]atomic.Pointer[corev3.HeaderValueOption]
 }
-
-type headerKey struct{ name, value string }
 
 // maxCachedNumber bounds the numeric header values kept, so that the cache
 // stays small whatever the limits.
@@ -26,15 +21,6 @@ const maxCachedNumber = 10_000
 
 // rateHeaders are the rate-limit headers, in the order rate adds them.
 var rateHeaders = [...]string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}
-
-func (c *headerCache) get(name, value string) *corev3.HeaderValueOption {
-	k := headerKey{name, value}
-	if v, ok := c.m.Load(k); ok {
-		return v.(*corev3.HeaderValueOption)
-	}
-	v, _ := c.m.LoadOrStore(k, header(name, value))
-	return v.(*corev3.HeaderValueOption)
-}
 
 // number returns rate-limit header i with value n.
 func (c *headerCache) number(i int, n int64) *corev3.HeaderValueOption {

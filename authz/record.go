@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
@@ -31,6 +33,7 @@ type Key struct {
 type scopeSet struct {
 	list   []string
 	joined string
+	header *corev3.HeaderValueOption // x-keygate-scopes
 }
 
 // NewKey builds the cached form of a key record.
@@ -52,6 +55,19 @@ func (k *Key) env() string {
 		return store.EnvTest
 	}
 	return store.EnvLive
+}
+
+// The x-keygate-env headers.
+var (
+	liveHeader = header("x-keygate-env", store.EnvLive)
+	testHeader = header("x-keygate-env", store.EnvTest)
+)
+
+func (k *Key) envHeader() *corev3.HeaderValueOption {
+	if k.test {
+		return testHeader
+	}
+	return liveHeader
 }
 
 func (k *Key) expired(now time.Time) bool {
@@ -79,7 +95,8 @@ func internScopes(scopes []string) *scopeSet {
 	if v, ok := internedScopes.Load(joined); ok {
 		return v.(*scopeSet)
 	}
-	v, _ := internedScopes.LoadOrStore(joined, &scopeSet{list: slices.Clone(scopes), joined: joined})
+	set := &scopeSet{list: slices.Clone(scopes), joined: joined, header: header("x-keygate-scopes", joined)}
+	v, _ := internedScopes.LoadOrStore(joined, set)
 	return v.(*scopeSet)
 }
 

@@ -91,7 +91,4 @@ func header(name, value string) *corev3.HeaderValueOption {
 }
 
 // seconds rounds up to whole seconds for header values.
-func seconds(ns int64) string {
-	const s = 1e9
-	return strconv.FormatInt((ns+s-1)/s, 10)
-}
+func seconds(ns int64) string { return strconv.FormatInt(ceilSeconds(ns), 10) }

@@ -105,7 +105,9 @@ func NewID() (string, error) {
 // Hash returns the hex SHA-256 of key, the only form keygate stores.
 func Hash(key string) string {
 	sum := sha256.Sum256(bytesOf(key))
-	return hex.EncodeToString(sum[:])
+	var buf [2 * sha256.Size]byte
+	hex.Encode(buf[:], sum[:])
+	return string(buf[:])
 }
 
 // bytesOf views s as bytes without copying; the bytes must not be changed.

@@ -43,11 +43,17 @@ func New(now func() time.Time) *Limiter {
 
 // Allow counts one request for key under limit.
 func (l *Limiter) Allow(key string, limit Limit) Result {
+	return l.AllowAt(key, limit, l.now())
+}
+
+// AllowAt counts one request for key under limit at time t, for callers
+// that have read the clock already.
+func (l *Limiter) AllowAt(key string, limit Limit, t time.Time) Result {
 	// The window is a whole number of intervals, so the burst is exactly
 	// Requests even when Window/Requests does not divide evenly.
 	interval := max(int64(limit.Window)/limit.Requests, 1)
 	window := interval * limit.Requests
-	now := int64(l.now().Sub(l.epoch))
+	now := int64(t.Sub(l.epoch))
 	tat := l.state(key)
 	for {
 		old := tat.Load()
