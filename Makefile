@@ -40,9 +40,13 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
 .PHONY: bench
 bench: build ## Run every benchmark and print the tables (about 3 minutes).
 	$(GO) build -o bin/noop-authz ./bench/noop
-	$(GO) test -tags $(TAGS) -run='^$$' -bench='Check|Cache|Key|Parse' -benchmem -count=1 ./authz ./cache ./internal/apikey
+	@echo "== in-process decisions (target: cache-hit allow <= 1500 ns/op and <= 4 allocs/op)"
+	$(GO) test -tags $(TAGS) -run='^$$' -bench='Check|Get|Apply|Hash' -benchmem -count=1 ./authz ./cache ./internal/apikey
+	@echo "== memory with 1,000,000 keys cached (target: <= 400 B/key)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench='Memory1M' -benchtime=1x -count=1 ./authz
+	@echo "== revocation propagation, KV write to enforcement on 2 sidecars, 1,000 revocations (target: p99 < 20 ms)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=Propagation -benchtime=1x -count=1 ./internal/serve
+	@echo "== Check over gRPC on loopback, keygate beside a do-nothing ext_authz server"
 	$(GO) run ./bench/loadgen -keygate bin/keygate -noop bin/noop-authz
 
 .PHONY: k8s-test
