@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -125,7 +124,7 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.
 		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", time.Unix(0, k.expiresAt).UTC().Format(time.RFC3339))), CodeExpiredKey
 	}
 	if need := s.routes.scope(http.GetMethod(), http.GetPath(), req.GetAttributes().GetContextExtensions()); !hasScope(k.scopes.list, need) {
-		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", need, http.GetMethod(), trimQuery(http.GetPath())),
+		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", need, http.GetMethod(), shortPath(http.GetPath())),
 			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+need+`"`)), CodeInsufficientScope
 	}
 	var acct *Account
@@ -181,13 +180,11 @@ func (s *Server) threshold(a *Account) int64 {
 	return s.lowBalance2
 }
 
-// trimQuery shortens a request path for a message.
-func trimQuery(path string) string {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
+// shortPath is a request path for a message: no query, at most 200 bytes.
+func shortPath(p string) string {
+	p = trimQuery(p)
+	if len(p) > 200 {
+		p = p[:200] + "..."
 	}
-	if len(path) > 200 {
-		path = path[:200] + "..."
-	}
-	return path
+	return p
 }

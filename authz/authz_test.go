@@ -84,6 +84,10 @@ func TestDecisionTable(t *testing.T) {
 		{"expired", request("GET", "/v1/models", bearer(expired)), 401, "expired_api_key", "invalid_request_error", []string{"www-authenticate", "x-should-retry"}},
 		{"scope", request("GET", "/v1/models", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", []string{"x-should-retry", "www-authenticate"}},
 		{"scope from context_extensions", withExt(request("POST", "/v1/chat/completions", bearer(chatOnly)), "images:create"), 403, "insufficient_permissions", "permission_error", nil},
+		{"scope, doubled slash", request("GET", "/v1//models", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
+		{"scope, escaped path", request("GET", "/v1/%6Dodels?x=1", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
+		{"scope, escaped slash", request("GET", "/v1%2Fmodels", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
+		{"scope, dot segments", request("GET", "/v1/chat/../models", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
 		{"zero balance", request("GET", "/v1/models", bearer(broke)), 402, "insufficient_balance", "insufficient_quota", []string{"x-should-retry"}},
 		{"no account", request("GET", "/v1/models", bearer(noAccount)), 402, "insufficient_balance", "insufficient_quota", nil},
 	}

@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"net/url"
+	"path"
 	"sort"
 	"strings"
 
@@ -24,19 +26,41 @@ func newRoutes(table []config.Route, defaultScope string) routes {
 }
 
 // scope returns the scope required for a request; "" means none.
-func (r routes) scope(method, path string, ext map[string]string) string {
+func (r routes) scope(method, reqPath string, ext map[string]string) string {
 	if s, ok := ext[ScopeExtension]; ok {
 		return s
 	}
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
-	}
+	p := cleanPath(reqPath)
 	for _, rt := range r.table {
-		if (rt.Method == "" || rt.Method == "*" || rt.Method == method) && strings.HasPrefix(path, rt.PathPrefix) {
+		if (rt.Method == "" || rt.Method == "*" || rt.Method == method) && strings.HasPrefix(p, rt.PathPrefix) {
 			return rt.Scope
 		}
 	}
 	return r.defaultScope
+}
+
+// cleanPath is the request path as a backend resolves it: without query,
+// percent-decoded, with "//", "." and ".." resolved, so that
+// "/v1//chat/%63ompletions?x" matches the route "/v1/chat/completions".
+// A path that does not decode is kept as sent; it matches no route that a
+// decoded one would.
+func cleanPath(p string) string {
+	p = trimQuery(p)
+	if d, err := url.PathUnescape(p); err == nil {
+		p = d
+	}
+	if p == "" {
+		return "/"
+	}
+	return path.Clean("/" + p)
+}
+
+// trimQuery drops the query and fragment from a request path.
+func trimQuery(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		return p[:i]
+	}
+	return p
 }
 
 // hasScope reports whether scopes grant need: "*" grants everything and
