@@ -21,9 +21,13 @@ import (
 type Handlers struct {
 	Key     func(hash string, rev uint64, k *store.Key)
 	Account func(id string, rev uint64, a *store.Account)
-	// Seen, if set, is told of every entry after it is handled: its bucket
-	// and when it was written.
-	Seen func(bucket string, written time.Time)
+	// Seen, if set, is told of every entry after it is handled: when it
+	// was written.
+	Seen func(written time.Time)
+	// Stalled, if set, is told when a watch has fallen behind its bucket
+	// and made no progress, or the buckets cannot be read: the cache may no
+	// longer be current, and Resume should be called.
+	Stalled func()
 }
 
 // Watcher follows the buckets until Stop.
@@ -38,7 +42,7 @@ type Watcher struct {
 type bucket struct {
 	kv    jetstream.KeyValue
 	apply func(jetstream.KeyValueEntry)
-	seen  func(string, time.Time)
+	seen  func(time.Time)
 
 	mu     sync.Mutex // serialises resume and stop
 	closed bool       // stopped for good
@@ -52,9 +56,12 @@ type bucket struct {
 // later change can be missed: load records only after Start. The watches
 // last until ctx ends or Stop.
 func Start(ctx context.Context, st *store.Store, h Handlers, log *slog.Logger) (*Watcher, error) {
-	seen := h.Seen
+	seen, stalled := h.Seen, h.Stalled
 	if seen == nil {
-		seen = func(string, time.Time) {}
+		seen = func(time.Time) {}
+	}
+	if stalled == nil {
+		stalled = func() {}
 	}
 	w := &Watcher{log: log, ctx: ctx}
 	w.buckets = []*bucket{
@@ -72,7 +79,7 @@ func Start(ctx context.Context, st *store.Store, h Handlers, log *slog.Logger) (
 			return nil, err
 		}
 	}
-	go w.watchdog(watchdogInterval)
+	go w.watchdog(watchdogInterval, stalled)
 	return w, nil
 }
 
@@ -100,10 +107,14 @@ func (b *bucket) follow(kw jetstream.KeyWatcher, done, synced chan struct{}) {
 			continue
 		}
 		b.apply(e)
-		if e.Revision() > b.rev.Load() {
-			b.rev.Store(e.Revision())
-		}
-		b.seen(e.Bucket(), e.Created())
+		b.advance(e.Revision())
+		b.seen(e.Created())
+	}
+}
+
+// advance raises the applied revision to rev.
+func (b *bucket) advance(rev uint64) {
+	for cur := b.rev.Load(); rev > cur && !b.rev.CompareAndSwap(cur, rev); cur = b.rev.Load() {
 	}
 }
 
@@ -131,63 +142,78 @@ func (w *Watcher) Resume(ctx context.Context) error {
 
 // resume restarts b's watch, to live for life, and waits for its backlog.
 func (b *bucket) resume(ctx, life context.Context) error {
+	last, err := lastRevision(ctx, b.kv)
+	if err != nil {
+		return err
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return fmt.Errorf("watch %s: stopped", b.kv.Bucket())
 	}
 	b.stop()
-	err := b.start(life)
-	synced := b.synced
+	err = b.start(life)
+	synced, done := b.synced, b.done
 	b.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	select {
 	case <-synced:
+		// Everything up to last is applied, even if the last revisions
+		// are gone from the stream (purged deletes) and never arrived.
+		b.advance(last)
 		return nil
+	case <-done:
+		return fmt.Errorf("watch %s ended while catching up", b.kv.Bucket())
 	case <-ctx.Done():
 		return fmt.Errorf("catch up on %s: %w", b.kv.Bucket(), ctx.Err())
 	}
 }
 
-// watchdog resumes a watch that has fallen behind its bucket and made no
-// progress for a whole interval: its consumer was on a server that went
-// away while the connection stayed up.
-func (w *Watcher) watchdog(interval time.Duration) {
+// watchdog reports a watch that has fallen behind its bucket and made no
+// progress for a whole interval (its consumer was on a server that went
+// away while the connection stayed up), or buckets that cannot be read
+// for three intervals.
+func (w *Watcher) watchdog(interval time.Duration, stalled func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	behind := make([]uint64, len(w.buckets)) // rev seen behind at the last tick; 0: not behind
+	failures := 0
 	for {
 		select {
 		case <-w.ctx.Done():
 			return
 		case <-t.C:
 		}
+		stall := false
 		for i, b := range w.buckets {
-			behind[i] = w.check(b, behind[i], interval)
+			rev, last, err := w.progress(b, interval)
+			switch {
+			case err != nil:
+				failures++
+				stall = stall || failures == 3
+			case rev >= last:
+				behind[i], failures = 0, 0
+			case rev == behind[i]:
+				w.log.Warn("change stream stalled", "bucket", b.kv.Bucket(), "applied", rev, "last", last)
+				behind[i], stall = 0, true
+			default:
+				behind[i] = rev
+			}
+		}
+		if stall {
+			stalled()
 		}
 	}
 }
 
-// check returns b's revision if b is behind its bucket, else 0, and
-// resumes b if it was behind at the same revision last time too.
-func (w *Watcher) check(b *bucket, lastBehind uint64, interval time.Duration) uint64 {
-	ctx, cancel := context.WithTimeout(w.ctx, interval)
+// progress returns the revision b has applied and the bucket's last one.
+func (w *Watcher) progress(b *bucket, timeout time.Duration) (rev, last uint64, err error) {
+	ctx, cancel := context.WithTimeout(w.ctx, timeout)
 	defer cancel()
-	last, err := lastRevision(ctx, b.kv)
-	rev := b.rev.Load()
-	if err != nil || rev >= last {
-		return 0
-	}
-	if rev != lastBehind {
-		return rev
-	}
-	w.log.Warn("change stream stalled; resuming", "bucket", b.kv.Bucket(), "applied", rev, "last", last)
-	if err := b.resume(ctx, w.ctx); err != nil {
-		w.log.Warn("resume change stream", "bucket", b.kv.Bucket(), "err", err)
-	}
-	return 0
+	last, err = lastRevision(ctx, b.kv)
+	return b.rev.Load(), last, err
 }
 
 func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {

@@ -52,7 +52,7 @@ func (m *metrics) natsState(connected bool) {
 
 func (m *metrics) event(kind string) { m.events.WithLabelValues(kind).Inc() }
 
-func (m *metrics) seen(_ string, written time.Time) { m.lag.Observe(time.Since(written).Seconds()) }
+func (m *metrics) seen(written time.Time) { m.lag.Observe(time.Since(written).Seconds()) }
 
 // registerEntries exposes how many entries a cache table holds.
 func registerEntries(reg prometheus.Registerer, table string, length func() (int64, int64)) {

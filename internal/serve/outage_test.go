@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/natstest"
@@ -113,6 +115,15 @@ func TestNATSOutage(t *testing.T) {
 
 	px.setCut(true)
 	waitReady(t, e, 503)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		h, err := healthpb.NewHealthClient(e.conn).Check(e.ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && h.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grpc health during outage: %v %v", h, err)
+		}
+	}
 	if got := e.code(t, key); got != 200 {
 		t.Fatalf("cached key during outage: %d", got)
 	}

@@ -58,6 +58,7 @@ type Instance struct {
 	admin    *http.Server
 	ready    atomic.Bool
 	state    *storeState
+	wake     chan struct{} // the cache may be behind: catch up
 	metrics  *metrics
 	bg       context.Context
 	stop     context.CancelFunc
@@ -66,7 +67,8 @@ type Instance struct {
 // Start brings keygate up and returns once it is ready to answer checks.
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instance, err error) {
 	begin := time.Now()
-	inst := &Instance{cfg: cfg, log: log, state: &storeState{maxStale: cfg.Cache.MaxStaleness.D(), now: time.Now}}
+	inst := &Instance{cfg: cfg, log: log, state: &storeState{maxStale: cfg.Cache.MaxStaleness.D(), now: time.Now},
+		wake: make(chan struct{}, 1)}
 	inst.bg, inst.stop = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -100,6 +102,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 		return nil, err
 	}
 	go sweep(inst.bg, srv)
+	go inst.syncLoop() // only now: it needs the watcher
 	inst.setReady(true)
 	log.Info("keygate ready", "grpc_addr", inst.GRPCAddr.String(), "admin_addr", inst.AdminAddr.String(),
 		"embedded_nats", inst.conn.Embedded(), "startup_ms", time.Since(begin).Milliseconds())
@@ -119,25 +122,66 @@ func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics, state func(b
 // on reconnect, keygate catches up on missed changes before it is ready.
 func (inst *Instance) natsState(up bool) {
 	if !up {
-		inst.state.down()
+		inst.storeDown()
 		return
 	}
-	go inst.catchUp()
+	inst.wakeSync()
 }
 
+// storeDown marks the cache as possibly behind the store. It runs in NATS
+// and watcher callbacks, so it only records and wakes syncLoop.
+func (inst *Instance) storeDown() {
+	inst.state.down()
+	inst.wakeSync()
+}
+
+func (inst *Instance) wakeSync() {
+	select {
+	case inst.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// syncLoop catches up with the store whenever the cache may be behind and
+// NATS is connected. It is the only caller of the watcher's Resume.
+func (inst *Instance) syncLoop() {
+	for {
+		select {
+		case <-inst.bg.Done():
+			return
+		case <-inst.wake:
+		}
+		inst.setHealth()
+		if !inst.state.Current() {
+			inst.catchUp()
+		}
+	}
+}
+
+// catchUp resumes the change streams until they have caught up, NATS goes
+// away again, or keygate stops; failures back off from 250ms to 5s.
 func (inst *Instance) catchUp() {
+	gen := inst.state.generation()
 	begin := time.Now()
-	for inst.bg.Err() == nil {
+	backoff := 250 * time.Millisecond
+	for inst.bg.Err() == nil && inst.conn.NC.IsConnected() {
 		ctx, cancel := context.WithTimeout(inst.bg, 30*time.Second)
 		err := inst.watcher.Resume(ctx)
 		cancel()
 		if err == nil {
-			inst.state.current()
-			inst.metrics.catchUp.Set(time.Since(begin).Seconds())
-			inst.log.Info("caught up with the key store", "ms", time.Since(begin).Milliseconds())
+			if inst.state.currentSince(gen) {
+				inst.setHealth()
+				inst.metrics.catchUp.Set(time.Since(begin).Seconds())
+				inst.log.Info("caught up with the key store", "ms", time.Since(begin).Milliseconds())
+			}
 			return
 		}
-		inst.log.Warn("catching up with the key store", "err", err)
+		inst.log.Warn("catching up with the key store", "err", err, "retry_in", backoff.String())
+		select {
+		case <-inst.bg.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -174,7 +218,8 @@ func (inst *Instance) handlers(m *metrics) events.Handlers {
 				m.event("account")
 			}
 		},
-		Seen: m.seen,
+		Seen:    m.seen,
+		Stalled: inst.storeDown,
 	}
 }
 
@@ -246,8 +291,13 @@ func (inst *Instance) serveAdmin(l net.Listener) {
 
 func (inst *Instance) setReady(ready bool) {
 	inst.ready.Store(ready)
+	inst.setHealth()
+}
+
+// setHealth makes gRPC health say what /readyz says.
+func (inst *Instance) setHealth() {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if ready {
+	if inst.Ready() {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	inst.health.SetServingStatus("", st)
