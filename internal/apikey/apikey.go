@@ -68,6 +68,12 @@ func (f Format) Check(key string) error {
 	return nil
 }
 
+// HasPrefix reports whether s starts with an accepted key prefix.
+func (f Format) HasPrefix(s string) bool {
+	_, ok := f.prefixOf(s)
+	return ok
+}
+
 func (f Format) prefixOf(key string) (string, bool) {
 	for _, p := range f.Prefixes {
 		if strings.HasPrefix(key, p) {

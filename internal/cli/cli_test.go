@@ -634,3 +634,25 @@ func TestVersionAndHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyInsteadOfID: a pasted key works where an id is asked for, and is
+// never echoed whole, found or not.
+func TestKeyInsteadOfID(t *testing.T) {
+	e := newEnv(t)
+	r := e.run("keys", "create", "--account", "acme", "--json")
+	var created struct{ ID, Key string }
+	if err := json.Unmarshal([]byte(r.out), &created); err != nil {
+		t.Fatal(err)
+	}
+	unknown, _ := apikey.DefaultFormat().Mint(apikey.LivePrefix)
+	for _, cmd := range []string{"get", "rotate", "revoke"} {
+		r := e.run("keys", cmd, unknown)
+		if r.code != cli.ExitFailure || strings.Contains(r.msg+r.out+r.err, unknown) || !strings.Contains(r.msg, "not found") {
+			t.Errorf("keys %s UNKNOWN_KEY: exit %d %q", cmd, r.code, r.msg)
+		}
+	}
+	r = e.run("keys", "revoke", created.Key)
+	if r.code != 0 || strings.Contains(r.out+r.err, created.Key) || !strings.Contains(r.out, created.ID) {
+		t.Fatalf("keys revoke KEY: exit %d %q %q", r.code, r.out, r.msg)
+	}
+}

@@ -297,9 +297,13 @@ func keysGet(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	k, _, err := a.store.KeyByID(ctx, pos[0])
+	id, err := a.keyID(ctx, pos[0])
 	if err != nil {
-		return notFound("key", pos[0], err)
+		return err
+	}
+	k, _, err := a.store.KeyByID(ctx, id)
+	if err != nil {
+		return notFound("key", id, err)
 	}
 	return printKey(io, viewOf(k, time.Now()), af.json)
 }
@@ -346,12 +350,15 @@ func keysRevoke(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	id := pos[0]
 	a, err := af.open(ctx, io)
 	if err != nil {
 		return err
 	}
 	defer a.close()
+	id, err := a.keyID(ctx, pos[0])
+	if err != nil {
+		return err
+	}
 	var already *store.Key
 	k, err := a.store.UpdateKey(ctx, id, func(k *store.Key) error {
 		if k.Revoked() {
@@ -395,7 +402,25 @@ func keysRotate(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	return a.rotate(ctx, io, pos[0], grace, af.json)
+	id, err := a.keyID(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return a.rotate(ctx, io, id, grace, af.json)
+}
+
+// keyID accepts a key id, or the key itself (people paste leaked keys to
+// revoke them): a key is looked up by its hash and never printed whole.
+func (a *admin) keyID(ctx context.Context, arg string) (string, error) {
+	f := a.cfg.Keys.Format()
+	if !f.HasPrefix(arg) {
+		return arg, nil
+	}
+	k, _, err := a.store.KeyByHash(ctx, apikey.Hash(arg))
+	if err != nil {
+		return "", notFound("key", f.Mask(arg), err)
+	}
+	return k.ID, nil
 }
 
 // rotate mints a successor of key id, then shortens the old key's life to
