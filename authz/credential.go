@@ -37,11 +37,15 @@ func (x *extractor) extract(h *authv3.AttributeContext_HttpRequest) (string, cre
 		x.offer(&f, name, v)
 	}
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		s, ok := x.source(hv.GetKey())
+		if !ok {
+			continue
+		}
 		v := hv.GetValue()
 		if raw := hv.GetRawValue(); len(raw) > 0 {
 			v = string(raw)
 		}
-		x.offer(&f, hv.GetKey(), v)
+		f.add(credential(v, s.Scheme))
 	}
 	if f.status == credOK && f.key == "" {
 		return "", credMissing
@@ -56,12 +60,19 @@ type found struct {
 }
 
 func (x *extractor) offer(f *found, name, value string) {
+	if s, ok := x.source(name); ok {
+		f.add(credential(value, s.Scheme))
+	}
+}
+
+// source returns the credential source for header name, if any.
+func (x *extractor) source(name string) (config.Credential, bool) {
 	for _, s := range x.sources {
 		if len(name) == len(s.Header) && strings.EqualFold(name, s.Header) {
-			f.add(credential(value, s.Scheme))
-			return
+			return s, true
 		}
 	}
+	return config.Credential{}, false
 }
 
 func (f *found) add(key string, st credStatus) {

@@ -78,7 +78,7 @@ func (k *Key) expired(now time.Time) bool {
 // distinct accounts, scope lists and limits, which only operators create.
 var (
 	internedStrings sync.Map // string -> string
-	internedScopes  sync.Map // joined scopes -> *scopeSet
+	internedScopes  sync.Map // scopes joined with NUL -> *scopeSet
 	internedLimits  sync.Map // ratelimit.Limit -> *ratelimit.Limit
 )
 
@@ -91,12 +91,13 @@ func intern(s string) string {
 }
 
 func internScopes(scopes []string) *scopeSet {
-	joined := strings.Join(scopes, ",")
-	if v, ok := internedScopes.Load(joined); ok {
+	k := strings.Join(scopes, "\x00") // unambiguous, whatever the scopes hold
+	if v, ok := internedScopes.Load(k); ok {
 		return v.(*scopeSet)
 	}
+	joined := strings.Join(scopes, ",")
 	set := &scopeSet{list: slices.Clone(scopes), joined: joined, header: header("x-keygate-scopes", joined)}
-	v, _ := internedScopes.LoadOrStore(joined, set)
+	v, _ := internedScopes.LoadOrStore(k, set)
 	return v.(*scopeSet)
 }
 

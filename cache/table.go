@@ -111,10 +111,17 @@ func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 		return t.current(id, e), nil
 	}
 	t.stats.Misses.Add(1)
-	v, err, _ := t.group.Do(id, func() (any, error) { return t.fill(ctx, id) })
-	if err != nil {
-		return nil, err
+	ch := t.group.DoChan(id, func() (any, error) { return t.fill(ctx, id) })
+	var r singleflight.Result
+	select {
+	case r = <-ch:
+	case <-ctx.Done(): // the shared fill goes on for the others
+		return nil, ctx.Err()
 	}
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	v := r.Val
 	// A change applied after the shared fill read the store, but before
 	// this call joined it, must still be seen.
 	return t.current(id, v.(*Entry[V])), nil

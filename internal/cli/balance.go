@@ -149,7 +149,8 @@ func checkSetArgs(id, amount, currency, threshold string) error {
 }
 
 // setAccount sets acct's balance to amount, and its currency and threshold
-// if given. It refuses to change the currency of a non-zero balance.
+// if given. It refuses to change the currency of a non-zero balance, and
+// a change of currency drops a threshold not given anew.
 func setAccount(acct *store.Account, amount, currency, threshold string) error {
 	if currency != "" && currency != acct.Currency {
 		if acct.Balance != 0 {
@@ -157,6 +158,7 @@ func setAccount(acct *store.Account, amount, currency, threshold string) error {
 				acct.ID, money.Format(acct.Balance, acct.Currency), acct.Currency, currency)
 		}
 		acct.Currency = currency
+		acct.LowBalanceThreshold = nil // it was in the old currency's units
 	}
 	v, err := money.Parse(amount, acct.Currency)
 	if err != nil {

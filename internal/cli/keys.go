@@ -29,8 +29,7 @@ nats://127.0.0.1:4222) and --config FILE.`
 
 // Limits on what people type into key records.
 const (
-	maxNameLen  = 200
-	maxScopeLen = 128
+	maxNameLen = 200
 )
 
 func runKeys(ctx context.Context, args []string, io IO) error {
@@ -163,10 +162,8 @@ func parseScopes(s string) ([]string, error) {
 		switch {
 		case p == "":
 			continue
-		case len(p) > maxScopeLen:
-			return nil, usagef("--scopes: %q is longer than %d bytes", p, maxScopeLen)
-		case strings.ContainsFunc(p, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
-			return nil, usagef("--scopes: %q has spaces or control characters", p)
+		case !store.ValidScope(p):
+			return nil, usagef("--scopes: %q must be 1-128 printable ASCII characters without spaces", p)
 		}
 		if !slices.Contains(out, p) {
 			out = append(out, p)

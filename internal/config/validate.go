@@ -159,7 +159,12 @@ func (c *Config) validateRequests(add adder) {
 	if len(c.Credentials) == 0 {
 		add("credentials", "needs at least one header")
 	}
+	seen := map[string]bool{}
 	for i, cr := range c.Credentials {
+		if seen[cr.Header] {
+			add(fmt.Sprintf("credentials[%d].header", i), "%q is listed twice", cr.Header)
+		}
+		seen[cr.Header] = true
 		if !headerName.MatchString(cr.Header) {
 			add(fmt.Sprintf("credentials[%d].header", i), "%q must be a lowercase header name", cr.Header)
 		}

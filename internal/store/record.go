@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/internal/money"
 )
 
 // Key is a key record, stored as JSON under "hash.<sha256 hex>" in the keys
@@ -87,10 +89,30 @@ func (k *Key) Validate() error {
 		return fmt.Errorf("key %s: account_id %q is not valid", k.ID, k.AccountID)
 	case k.Env != EnvLive && k.Env != EnvTest:
 		return fmt.Errorf("key %s: env %q is not live or test", k.ID, k.Env)
-	case k.RateLimit != nil && (k.RateLimit.Requests < 1 || k.RateLimit.Window <= 0):
-		return fmt.Errorf("key %s: rate_limit needs requests >= 1 and a positive window", k.ID)
+	case k.RateLimit != nil && k.RateLimit.validate() != nil:
+		return fmt.Errorf("key %s: rate_limit: %w", k.ID, k.RateLimit.validate())
+	}
+	for _, sc := range k.Scopes {
+		if !ValidScope(sc) {
+			return fmt.Errorf("key %s: scope %q must be 1-128 printable characters without spaces or commas", k.ID, sc)
+		}
 	}
 	return nil
+}
+
+// ValidScope reports whether s can name a scope: it travels in a
+// comma-separated header, so 1 to 128 printable ASCII characters other
+// than space and comma.
+func ValidScope(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == ',' {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate checks an account record read from the bucket.
@@ -98,8 +120,8 @@ func (a *Account) Validate() error {
 	if !ValidAccountID(a.ID) {
 		return fmt.Errorf("account id %q is not valid", a.ID)
 	}
-	if len(a.Currency) != 3 {
-		return fmt.Errorf("account %s: currency %q is not a 3-letter code", a.ID, a.Currency)
+	if !money.ValidCurrency(a.Currency) {
+		return fmt.Errorf("account %s: currency %q is not a 3-letter upper-case code", a.ID, a.Currency)
 	}
 	return nil
 }
@@ -162,13 +184,30 @@ func ParseRateLimit(s string) (*RateLimit, error) {
 	if err != nil || w <= 0 {
 		return nil, fmt.Errorf("%q: WINDOW must be a positive Go duration like 1s, 1m or 1h", s)
 	}
-	if n > int64(w) {
-		return nil, fmt.Errorf("%q: at most one request per nanosecond of WINDOW", s)
+	r := &RateLimit{Requests: n, Window: Duration(w)}
+	if err := r.validate(); err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
 	}
-	return &RateLimit{Requests: n, Window: Duration(w)}, nil
+	return r, nil
 }
 
-const maxRequests = 1e12
+// Bounds of a rate limit.
+const (
+	maxRequests = 1e12
+	maxWindow   = 366 * 24 * time.Hour
+)
+
+func (r *RateLimit) validate() error {
+	switch {
+	case r.Requests < 1 || r.Requests > maxRequests:
+		return fmt.Errorf("requests must be from 1 to %d", int64(maxRequests))
+	case r.Window <= 0 || time.Duration(r.Window) > maxWindow:
+		return fmt.Errorf("window must be positive and at most %s", maxWindow)
+	case r.Requests > int64(r.Window):
+		return fmt.Errorf("at most one request per nanosecond of window")
+	}
+	return nil
+}
 
 // String writes the limit as N/WINDOW.
 func (r *RateLimit) String() string {
