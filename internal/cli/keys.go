@@ -229,7 +229,9 @@ func keysList(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	keys, err := a.store.ListKeys(ctx)
+	lctx, cancel := context.WithTimeout(ctx, openTimeout) // a connection lost mid-list must not hang
+	defer cancel()
+	keys, err := a.store.ListKeys(lctx)
 	if err != nil {
 		return err
 	}
