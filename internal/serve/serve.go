@@ -46,6 +46,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 type Instance struct {
 	GRPCAddr  net.Addr
 	AdminAddr net.Addr
+	HTTPAddr  net.Addr // nil unless the HTTP authorization mode is on
 
 	cfg      config.Config
 	log      *slog.Logger
@@ -56,6 +57,7 @@ type Instance struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	admin    *http.Server
+	httpAuth *http.Server
 	ready    atomic.Bool
 	state    *storeState
 	wake     chan struct{} // the cache may be behind: catch up
@@ -99,6 +101,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 		return nil, err
 	}
 	if err := inst.listen(cfg, srv, reg); err != nil {
+		return nil, err
+	}
+	if err := inst.listenHTTP(cfg, srv); err != nil {
 		return nil, err
 	}
 	go sweep(inst.bg, srv)
@@ -277,6 +282,25 @@ func (inst *Instance) listen(cfg config.Config, srv authv3.AuthorizationServer, 
 	return nil
 }
 
+// listenHTTP starts the HTTP authorization mode if http_addr is set.
+func (inst *Instance) listenHTTP(cfg config.Config, srv *authz.Server) error {
+	if cfg.HTTPAddr == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http_addr: %w", err)
+	}
+	inst.HTTPAddr = l.Addr()
+	inst.httpAuth = &http.Server{Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := inst.httpAuth.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			inst.log.Error("http authorization server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
 func (inst *Instance) serveGRPC(l net.Listener) {
 	if err := inst.grpc.Serve(l); err != nil {
 		inst.log.Error("grpc server stopped", "err", err)
@@ -326,6 +350,11 @@ func (inst *Instance) Shutdown() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	if inst.httpAuth != nil {
+		hctx, hcancel := context.WithTimeout(context.Background(), inst.cfg.ShutdownGrace.D())
+		_ = inst.httpAuth.Shutdown(hctx) // drains requests in flight
+		hcancel()
+	}
 	_ = inst.admin.Shutdown(ctx)
 	inst.close()
 	return nil
