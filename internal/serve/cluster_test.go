@@ -43,6 +43,7 @@ func testNodeLoss(t *testing.T, connected bool) {
 	if got := e.code(t, key); got != 200 {
 		t.Fatalf("before: %d", got)
 	}
+	e.waitCached(t, key)
 
 	// Check continuously while the node goes away.
 	var failed, done atomic.Int64

@@ -1,9 +1,11 @@
 package serve_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,6 +79,41 @@ func (p *proxy) setCut(cut bool) {
 
 func (p *proxy) url() string { return "nats://" + p.l.Addr().String() }
 
+// waitCached checks key until the check is answered from the cache (the
+// cache admits entries asynchronously), reading keygate's hit counters.
+func (e *env) waitCached(t *testing.T, key string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		before := e.hits(t)
+		e.code(t, key)
+		if e.hits(t) >= before+2 { // the key and its account
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("key never answered from the cache")
+		}
+	}
+}
+
+// hits is the number of positive cache hits so far, keys and accounts.
+func (e *env) hits(t *testing.T) float64 {
+	resp, err := http.Get("http://" + e.inst.AdminAddr.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var n float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "keygate_cache_requests_total{") && strings.Contains(line, `result="hit"`) {
+			var v float64
+			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			n += v
+		}
+	}
+	return n
+}
+
 func readyz(t *testing.T, e *env) int {
 	resp, err := http.Get("http://" + e.inst.AdminAddr.String() + "/readyz")
 	if err != nil {
@@ -112,6 +149,7 @@ func TestNATSOutage(t *testing.T) {
 	if got := e.code(t, key); got != 200 {
 		t.Fatalf("before outage: %d", got)
 	}
+	e.waitCached(t, key)
 
 	px.setCut(true)
 	waitReady(t, e, 503)
@@ -149,6 +187,7 @@ func TestNATSOutage(t *testing.T) {
 	waitCode(t, e, key2, 402)
 	setBalance(t, e.ctx, st, "acme", 100)
 	waitCode(t, e, key2, 200)
+	e.waitCached(t, key2)
 	px.setCut(true)
 	waitReady(t, e, 503)
 	deadline := time.Now().Add(20 * time.Second)
