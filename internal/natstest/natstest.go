@@ -115,7 +115,7 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		servers = append(servers, start(t, opts, false))
 	}
 	for _, s := range servers {
-		if !s.ReadyForConnections(10 * time.Second) {
+		if !s.ReadyForConnections(30 * time.Second) {
 			t.Fatal("nats cluster node did not start")
 		}
 	}

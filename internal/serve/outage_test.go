@@ -128,7 +128,7 @@ func waitReady(t *testing.T, e *env, want int) {
 	deadline := time.Now().Add(20 * time.Second)
 	for readyz(t, e) != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("/readyz never answered %d", want)
+			t.Fatalf("/readyz never answered %d\n%s", want, e.logs.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -83,7 +83,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if inst.conn, err = broker.Connect(brokerOptions(cfg, log, m, inst.natsState)); err != nil {
 		return nil, err
 	}
-	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := store.Open(openCtx, inst.conn.JS, cfg.NATS.StoreOptions())
 	if err != nil {
@@ -93,7 +93,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 		return nil, err
 	}
 	// Watch before serving: every fill after this sees later changes.
-	if inst.watcher, err = events.Start(inst.bg, st, inst.handlers(m), log); err != nil {
+	if inst.watcher, err = inst.watch(openCtx, st, m); err != nil {
 		return nil, err
 	}
 	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.state.Stale, reg, log)
@@ -120,6 +120,23 @@ func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics, state func(b
 		URL: n.URL, Listen: n.Listen, DataDir: n.DataDir, CredsFile: n.CredsFile, NKeyFile: n.NKeyFile,
 		User: n.User, Password: n.Password, Token: n.Token, CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
 		Name: "keygate", Logger: log, OnState: func(up bool) { m.natsState(up); state(up) },
+	}
+}
+
+// watch starts the change streams, retrying while ctx lasts: a cluster
+// that has just started or lost a node may still be electing leaders.
+func (inst *Instance) watch(ctx context.Context, st *store.Store, m *metrics) (*events.Watcher, error) {
+	for {
+		w, err := events.Start(inst.bg, st, inst.handlers(m), inst.log)
+		if err == nil {
+			return w, nil
+		}
+		inst.log.Warn("starting the change streams", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("start change streams: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 
@@ -170,7 +187,9 @@ func (inst *Instance) catchUp() {
 	begin := time.Now()
 	backoff := 250 * time.Millisecond
 	for inst.bg.Err() == nil && inst.conn.NC.IsConnected() {
-		ctx, cancel := context.WithTimeout(inst.bg, 30*time.Second)
+		// Short attempts: a request to a stream that is electing a
+		// leader may go unanswered until its deadline.
+		ctx, cancel := context.WithTimeout(inst.bg, 5*time.Second)
 		err := inst.watcher.Resume(ctx)
 		cancel()
 		if err == nil {
