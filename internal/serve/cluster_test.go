@@ -33,6 +33,13 @@ func testNodeLoss(t *testing.T, connected bool) {
 	ctx := natstest.Context(t)
 	var st *store.Store
 	retry(t, "create R3 buckets", func() (err error) { st, err = store.Open(ctx, js, opts); return err })
+	retry(t, "bucket leaders", func() error {
+		if _, err := st.Keys().Status(ctx); err != nil {
+			return err
+		}
+		_, err := st.Accounts().Status(ctx)
+		return err
+	})
 
 	cfg := testConfig(t, natstest.URLs(nodes))
 	cfg.NATS.Replicas = 3
