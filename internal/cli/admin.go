@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -91,7 +90,7 @@ func (f *adminFlags) load(io IO) (config.Config, error) {
 	case cfg.NATS.URL == "":
 		cfg.NATS.URL = DefaultNATSURL
 	}
-	if err := checkNATSURL(cfg.NATS.URL); err != nil {
+	if err := config.CheckNATSURL(cfg.NATS.URL); err != nil {
 		return cfg, usagef("%s: %v", source, err)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -121,22 +120,6 @@ func brokerOptions(n config.NATS) broker.Options {
 		Name:      "keygate-admin",
 		Logger:    slog.New(slog.DiscardHandler),
 	}
-}
-
-// checkNATSURL accepts a URL or a comma-separated seed list of them.
-func checkNATSURL(s string) error {
-	for _, u := range strings.Split(s, ",") {
-		p, err := url.Parse(strings.TrimSpace(u))
-		if err != nil || p.Host == "" {
-			return fmt.Errorf("%q is not a URL like %s", redactURL(u), DefaultNATSURL)
-		}
-		switch p.Scheme {
-		case "nats", "tls", "ws", "wss":
-		default:
-			return fmt.Errorf("%q is not a nats://, tls://, ws:// or wss:// URL", redactURL(u))
-		}
-	}
-	return nil
 }
 
 // userInfo matches the credentials in a URL, with or without a scheme.

@@ -75,11 +75,8 @@ func (t TLS) validate(add adder) {
 
 func (n NATS) validate(add adder) {
 	if n.URL != "" {
-		for _, u := range strings.Split(n.URL, ",") {
-			p, err := url.Parse(strings.TrimSpace(u))
-			if err != nil || p.Host == "" || !validScheme(p.Scheme) {
-				add("nats.url", "%q is not a nats://, tls://, ws:// or wss:// URL", redact(u))
-			}
+		if err := CheckNATSURL(n.URL); err != nil {
+			add("nats.url", "%v", err)
 		}
 	} else {
 		checkAddr(add, "nats.listen", n.Listen, true)
@@ -101,6 +98,18 @@ func (n NATS) validate(add adder) {
 	if n.Replicas < 1 || n.Replicas > 5 {
 		add("nats.replicas", "%d is not from 1 to 5", n.Replicas)
 	}
+}
+
+// CheckNATSURL checks a NATS URL or comma-separated seed list; its error
+// never shows credentials.
+func CheckNATSURL(s string) error {
+	for _, u := range strings.Split(s, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || p.Host == "" || !validScheme(p.Scheme) {
+			return fmt.Errorf("%q is not a nats://, tls://, ws:// or wss:// URL", redact(u))
+		}
+	}
+	return nil
 }
 
 func validScheme(s string) bool {
