@@ -291,15 +291,11 @@ func keysGet(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	a, err := af.open(ctx, io)
+	a, id, err := af.openKey(ctx, io, pos[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.keyID(ctx, pos[0])
-	if err != nil {
-		return err
-	}
 	k, _, err := a.store.KeyByID(ctx, id)
 	if err != nil {
 		return notFound("key", id, err)
@@ -349,15 +345,11 @@ func keysRevoke(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	a, err := af.open(ctx, io)
+	a, id, err := af.openKey(ctx, io, pos[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.keyID(ctx, pos[0])
-	if err != nil {
-		return err
-	}
 	var already *store.Key
 	k, err := a.store.UpdateKey(ctx, id, func(k *store.Key) error {
 		if k.Revoked() {
@@ -396,16 +388,26 @@ func keysRotate(ctx context.Context, args []string, io IO) error {
 	if err != nil || grace < 0 {
 		return usagef("--grace: %q is not a Go duration of 0 or more, like 24h", *graceText)
 	}
-	a, err := af.open(ctx, io)
+	a, id, err := af.openKey(ctx, io, pos[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.keyID(ctx, pos[0])
-	if err != nil {
-		return err
-	}
 	return a.rotate(ctx, io, id, grace, af.json)
+}
+
+// openKey opens the store and resolves a KEY_ID argument with keyID.
+func (f *adminFlags) openKey(ctx context.Context, io IO, arg string) (*admin, string, error) {
+	a, err := f.open(ctx, io)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := a.keyID(ctx, arg)
+	if err != nil {
+		a.close()
+		return nil, "", err
+	}
+	return a, id, nil
 }
 
 // keyID accepts a key id, or the key itself (people paste leaked keys to
