@@ -49,10 +49,10 @@ func cleanPath(p string) string {
 	if d, err := url.PathUnescape(p); err == nil {
 		p = d
 	}
-	if p == "" {
-		return "/"
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
 	}
-	return path.Clean("/" + p)
+	return path.Clean(p) // no copy when p is clean already
 }
 
 // trimQuery drops the query and fragment from a request path.
