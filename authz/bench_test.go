@@ -1,11 +1,16 @@
 package authz_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -52,4 +57,40 @@ func BenchmarkCheckDenyRevoked(b *testing.B) {
 	f := newFixture(b)
 	key, _ := f.createKey(b, keySpec{revoked: true})
 	benchCheck(b, f, request("GET", "/v1/models", bearer(key)))
+}
+
+// BenchmarkCheckAllowNoNATS is the cache-hit allow in a process that holds
+// only keygate's caches, as a sidecar with an external NATS cluster does:
+// the decision without the embedded server's heap for the collector to scan.
+func BenchmarkCheckAllowNoNATS(b *testing.B) {
+	format := apikey.DefaultFormat()
+	key, _ := format.Mint(apikey.LivePrefix)
+	rec := &store.Key{ID: "key_0123456789abcdefghij", Hash: apikey.Hash(key), AccountID: "acme", Env: store.EnvLive,
+		Scopes: []string{"*"}, RateLimit: &store.RateLimit{Requests: 10_000, Window: store.Duration(time.Millisecond)}}
+	o := cache.Options{MaxEntries: 1000, MaxNegative: 1000, NegativeTTL: time.Minute}
+	keys, _ := cache.New(o, func(context.Context, string) (*authz.Key, uint64, error) { return authz.NewKey(rec), 1, nil })
+	accounts, _ := cache.New(o, func(context.Context, string) (*authz.Account, uint64, error) {
+		return &authz.Account{ID: "acme", Balance: 1e12, Currency: "MXN"}, 1, nil
+	})
+	b.Cleanup(keys.Close)
+	b.Cleanup(accounts.Close)
+	srv := authz.New(authz.Options{Format: format, Credentials: config.Default().Credentials,
+		Routes: []config.Route{{Method: "POST", PathPrefix: "/v1/chat/completions", Scope: "chat:send"}}}, keys, accounts)
+	req := request("POST", "/v1/chat/completions", map[string]string{
+		"authorization": "Bearer " + key, "content-type": "application/json", "user-agent": "OpenAI/Python 1.0",
+		"accept": "application/json", "x-request-id": "abc", "host": "api.example.com",
+	})
+	ctx := context.Background()
+	for range 3 {
+		_, _ = srv.Check(ctx, req)
+	}
+	keys.Wait()
+	accounts.Wait()
+	if resp, _ := srv.Check(ctx, req); resp.GetOkResponse() == nil {
+		b.Fatalf("not allowed: %v", resp)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = srv.Check(ctx, req)
+	}
 }
