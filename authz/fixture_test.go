@@ -82,17 +82,13 @@ func newFixture(t testing.TB) *fixture {
 	t.Cleanup(f.accounts.Close)
 	w, err := events.Start(ctx, st, events.Handlers{
 		Key: func(hash string, rev uint64, k *store.Key) {
-			e := &cache.Entry[*authz.Key]{Rev: rev}
-			if k != nil {
-				e.Value, e.Found = authz.NewKey(k), true
-			}
-			f.keys.Apply(hash, e)
+			f.keys.Apply(hash, authz.KeyEntry(rev, k))
 			if k != nil && k.Revoked() {
 				f.revoked.Store(hash, struct{}{})
 			}
 		},
 		Account: func(id string, rev uint64, a *store.Account) {
-			f.accounts.Apply(id, &cache.Entry[*authz.Account]{Value: a, Found: a != nil, Rev: rev})
+			f.accounts.Apply(id, authz.AccountEntry(rev, a))
 		},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -112,6 +112,21 @@ func internLimit(l ratelimit.Limit) *ratelimit.Limit {
 // Account is the cached form of an account record.
 type Account = store.Account
 
+// KeyEntry is the cache entry for a key record at revision rev; a nil
+// record (deleted or unreadable) is a negative entry.
+func KeyEntry(rev uint64, k *store.Key) *cache.Entry[*Key] {
+	e := &cache.Entry[*Key]{Rev: rev}
+	if k != nil {
+		e.Value, e.Found = NewKey(k), true
+	}
+	return e
+}
+
+// AccountEntry is the cache entry for an account record at revision rev.
+func AccountEntry(rev uint64, a *store.Account) *cache.Entry[*Account] {
+	return &cache.Entry[*Account]{Value: a, Found: a != nil, Rev: rev}
+}
+
 // KeyLoader loads key records by hash for the cache. A record that cannot
 // be read counts as missing: the key is denied, never allowed.
 func KeyLoader(st *store.Store) cache.Loader[*Key] {

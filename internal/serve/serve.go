@@ -229,16 +229,12 @@ func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometh
 func (inst *Instance) handlers(m *metrics) events.Handlers {
 	return events.Handlers{
 		Key: func(hash string, rev uint64, k *store.Key) {
-			e := &cache.Entry[*authz.Key]{Rev: rev}
-			if k != nil {
-				e.Value, e.Found = authz.NewKey(k), true
-			}
-			if inst.keys.Apply(hash, e) {
+			if inst.keys.Apply(hash, authz.KeyEntry(rev, k)) {
 				m.event(keyEventKind(k))
 			}
 		},
 		Account: func(id string, rev uint64, a *store.Account) {
-			if inst.accounts.Apply(id, &cache.Entry[*authz.Account]{Value: a, Found: a != nil, Rev: rev}) {
+			if inst.accounts.Apply(id, authz.AccountEntry(rev, a)) {
 				m.event("account")
 			}
 		},
