@@ -36,6 +36,7 @@ test: lint ## Lint, run every test under -race, then each fuzz target briefly.
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
 	$(GO) test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/apikey
 	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./authz
+	$(GO) test -run='^$$' -fuzz='^FuzzIsClean$$' -fuzztime=$(FUZZTIME) ./authz
 
 .PHONY: bench
 bench: build ## Run every benchmark and print the tables (about 2 minutes).

@@ -1,6 +1,9 @@
 package authz
 
 import (
+	"sync"
+	"unsafe"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -11,14 +14,15 @@ import (
 )
 
 // allowResponse holds every part of an allow in one allocation: the
-// response, its upstream and client headers and its dynamic metadata.
+// response, its upstream and client headers and its dynamic metadata,
+// wired together once. Only the values change from one allow to the next.
 type allowResponse struct {
 	resp     authv3.CheckResponse
 	oneof    authv3.CheckResponse_OkResponse
 	ok       authv3.OkHttpResponse
 	md       structpb.Struct
-	mdVals   [4]structpb.Value
-	mdStrs   [4]structpb.Value_StringValue
+	mdVals   [len(mdFields)]structpb.Value
+	mdStrs   [len(mdFields)]structpb.Value_StringValue
 	hdrs     [2]corev3.HeaderValueOption // key id, account id
 	vals     [2]corev3.HeaderValue
 	upstream [4]*corev3.HeaderValueOption
@@ -32,15 +36,42 @@ var (
 )
 
 // Metadata fields, in the filter's namespace.
-var mdFields = [4]string{"key_id", "account_id", "scopes", "env"}
+var mdFields = [...]string{"key_id", "account_id", "scopes", "env"}
 
-func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.CheckResponse {
+// allows recycles allow responses that were handed back with Release.
+var allows = sync.Pool{New: func() any { return newAllowResponse() }}
+
+func newAllowResponse() *allowResponse {
 	a := &allowResponse{}
-	a.vals[0] = corev3.HeaderValue{Key: "x-keygate-key-id", Value: k.ID}
-	a.vals[1] = corev3.HeaderValue{Key: "x-keygate-account-id", Value: k.AccountID}
+	a.vals[0].Key, a.vals[1].Key = "x-keygate-key-id", "x-keygate-account-id"
 	for i := range a.hdrs {
 		a.hdrs[i] = corev3.HeaderValueOption{Header: &a.vals[i], AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 	}
+	a.md.Fields = make(map[string]*structpb.Value, len(mdFields))
+	for i, name := range mdFields {
+		a.mdVals[i].Kind = &a.mdStrs[i]
+		a.md.Fields[name] = &a.mdVals[i]
+	}
+	a.oneof.OkResponse = &a.ok
+	a.resp = authv3.CheckResponse{Status: okStatus, HttpResponse: &a.oneof, DynamicMetadata: &a.md}
+	return a
+}
+
+// Release hands back a response from Check once the caller is done with
+// it (for the gRPC server: once marshalled), so that the next allow can
+// reuse it. Denials are shared and not recycled; releasing one is a no-op.
+// Neither resp nor anything reached from it may be used afterwards.
+func Release(resp *authv3.CheckResponse) {
+	if resp == nil || resp.Status != okStatus {
+		return
+	}
+	a := (*allowResponse)(unsafe.Pointer(resp)) // resp is the first field of an allowResponse
+	allows.Put(a)
+}
+
+func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.CheckResponse {
+	a := allows.Get().(*allowResponse)
+	a.vals[0].Value, a.vals[1].Value = k.ID, k.AccountID
 	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.scopes.header, k.envHeader()}
 	client := a.client[:0]
 	if rl != nil {
@@ -51,14 +82,8 @@ func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.Chec
 			header("x-balance-remaining", money.Format(acct.Balance, acct.Currency)+" "+acct.Currency))
 	}
 	a.ok = authv3.OkHttpResponse{Headers: a.upstream[:], HeadersToRemove: s.remove, ResponseHeadersToAdd: client}
-	a.oneof.OkResponse = &a.ok
-	for i, v := range [4]string{k.ID, k.AccountID, k.scopes.joined, k.env()} {
+	for i, v := range [...]string{k.ID, k.AccountID, k.scopes.joined, k.env()} {
 		a.mdStrs[i].StringValue = v
-		a.mdVals[i].Kind = &a.mdStrs[i]
 	}
-	a.md.Fields = map[string]*structpb.Value{
-		mdFields[0]: &a.mdVals[0], mdFields[1]: &a.mdVals[1], mdFields[2]: &a.mdVals[2], mdFields[3]: &a.mdVals[3],
-	}
-	a.resp = authv3.CheckResponse{Status: okStatus, HttpResponse: &a.oneof, DynamicMetadata: &a.md}
 	return &a.resp
 }

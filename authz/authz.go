@@ -93,7 +93,9 @@ func (s *Server) Limiter() *ratelimit.Limiter { return s.limiter }
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	now := s.now()
 	resp, code := s.decide(ctx, req, now)
-	s.metrics.observe(code, s.now().Sub(now))
+	if s.metrics != nil {
+		s.metrics.observe(code, s.now().Sub(now))
+	}
 	return resp, nil
 }
 
@@ -139,7 +141,7 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.
 	}
 	var rl *ratelimit.Result
 	if limit := s.limitOf(k); limit != nil {
-		r := s.limiter.AllowAt(k.ID, *limit, now)
+		r := s.limiter.AllowSlot(&k.rate, k.ID, *limit, now)
 		if !r.Allowed {
 			wait := seconds(int64(r.Reset))
 			return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %d requests per %s. Retry in %ss.", k.ID, r.Limit, limit.Window, wait),

@@ -7,7 +7,10 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -119,7 +122,7 @@ func TestDecisionTable(t *testing.T) {
 		{"bearer lowercase scheme", request("GET", "/v1/models", map[string]string{"authorization": "bearer " + live})},
 		{"x-api-key", request("GET", "/v1/models", map[string]string{"x-api-key": live})},
 		{"same key twice", request("GET", "/v1/models", map[string]string{"authorization": "Bearer " + live, "x-api-key": live})},
-		{"mixed-case header name", request("GET", "/v1/models", map[string]string{"Authorization": "Bearer " + live})},
+		{"mixed-case header name", rawRequest("GET", "/v1/models", "Authorization", "Bearer "+live)},
 		{"raw header_map", rawRequest("GET", "/v1/models", "authorization", "Bearer "+live)},
 		{"scope granted", request("POST", "/v1/chat/completions?stream=true", bearer(chatOnly))},
 		{"scope from context_extensions", withExt(request("GET", "/v1/models", bearer(chatOnly)), "chat:send")},
@@ -238,4 +241,46 @@ func TestStoreUnavailable(t *testing.T) {
 	if status != 503 || code != "auth_unavailable" || h["retry-after"] == "" {
 		t.Fatalf("got %d %s %v", status, code, h)
 	}
+}
+
+// TestReleasedAllowIsReused checks that an allow built in a released
+// response carries nothing over from the allow before it.
+func TestReleasedAllowIsReused(t *testing.T) {
+	f := newFixture(t)
+	threshold := int64(100000)
+	f.setBalance(t, "acme", 1250, &threshold) // low: two more client headers
+	low, lowRec := f.createKey(t, keySpec{account: "acme", scopes: []string{"chat:send"}})
+	plain, plainRec := f.createKey(t, keySpec{account: "beta", env: store.EnvTest})
+
+	// check returns an allow and its text, the remaining count left out.
+	check := func(key string) (*authv3.CheckResponse, string) {
+		t.Helper()
+		resp, _ := f.srv.Check(f.ctx, request("POST", "/v1/chat/completions", bearer(key)))
+		if resp.GetOkResponse() == nil {
+			t.Fatalf("want allow, got %v", resp)
+		}
+		c := proto.Clone(resp).(*authv3.CheckResponse)
+		for _, h := range c.GetOkResponse().GetResponseHeadersToAdd() {
+			if h.GetHeader().GetKey() == "x-ratelimit-remaining" {
+				h.Header.Value = ""
+			}
+		}
+		return resp, prototext.Format(c)
+	}
+	_, wantPlain := check(plain)
+	for range 3 {
+		first, _ := check(low)
+		authz.Release(first)
+		second, got := check(plain)
+		if got != wantPlain {
+			t.Fatalf("after releasing %s's allow, %s's allow is\n%s\nwant\n%s", lowRec.ID, plainRec.ID, got, wantPlain)
+		}
+		authz.Release(second)
+	}
+	deny, _ := f.srv.Check(f.ctx, request("GET", "/v1/models", bearer("sk-malformed")))
+	authz.Release(deny) // shared: ignored
+	if deny.GetDeniedResponse() == nil {
+		t.Fatalf("want a denial, got %v", deny)
+	}
+	authz.Release(nil)
 }

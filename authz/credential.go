@@ -29,12 +29,17 @@ type extractor struct {
 }
 
 // extract returns the one key the request carries. Envoy sends headers
-// either as a map or, with encode_raw_headers, as a list with raw byte
-// values; names are matched case-insensitively either way.
+// either as a map with lowercase names (as the API requires; configured
+// names are lowercase too) or, with encode_raw_headers, as a list with raw
+// byte values, whose names are matched case-insensitively.
 func (x *extractor) extract(h *authv3.AttributeContext_HttpRequest) (string, credStatus) {
 	var f found
-	for name, v := range h.GetHeaders() {
-		x.offer(&f, name, v)
+	if m := h.GetHeaders(); len(m) > 0 {
+		for _, s := range x.sources {
+			if v, ok := m[s.Header]; ok {
+				f.add(credential(v, s.Scheme))
+			}
+		}
 	}
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
 		s, ok := x.source(hv.GetKey())
@@ -57,12 +62,6 @@ func (x *extractor) extract(h *authv3.AttributeContext_HttpRequest) (string, cre
 type found struct {
 	key    string
 	status credStatus
-}
-
-func (x *extractor) offer(f *found, name, value string) {
-	if s, ok := x.source(name); ok {
-		f.add(credential(value, s.Scheme))
-	}
 }
 
 // source returns the credential source for header name, if any.

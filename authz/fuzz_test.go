@@ -21,8 +21,12 @@ const (
 	formGrowAPIKey                  // grow pads x-api-key rather than authorization
 )
 
-// sentHeader is one header as Envoy delivers it.
-type sentHeader struct{ name, value string }
+// sentHeader is one header as Envoy delivers it: in the headers map, whose
+// names are lowercase by contract and matched exactly, or in header_map.
+type sentHeader struct {
+	name, value string
+	inMap       bool
+}
 
 // buildRequest builds the request FuzzExtract checks: an authorization, an
 // x-api-key and one arbitrary header, in the headers map, in header_map
@@ -38,12 +42,12 @@ func buildRequest(auth, apiKey, name, value string, form uint8, grow uint16) (*a
 	}
 	var hs []sentHeader
 	if form&formNoAuthorization == 0 {
-		hs = append(hs, sentHeader{"authorization", auth})
+		hs = append(hs, sentHeader{name: "authorization", value: auth})
 	}
 	if form&formNoAPIKey == 0 {
-		hs = append(hs, sentHeader{"x-api-key", apiKey})
+		hs = append(hs, sentHeader{name: "x-api-key", value: apiKey})
 	}
-	hs = append(hs, sentHeader{name, value})
+	hs = append(hs, sentHeader{name: name, value: value})
 
 	req := &authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/v1/chat/completions"}
 	var sent []sentHeader
@@ -53,7 +57,7 @@ func buildRequest(auth, apiKey, name, value string, form uint8, grow uint16) (*a
 			req.Headers[h.name] = h.value // a later header of the same name replaces an earlier one
 		}
 		for n, v := range req.Headers {
-			sent = append(sent, sentHeader{n, v})
+			sent = append(sent, sentHeader{n, v, true})
 		}
 	}
 	if form&formNoHeaderMap == 0 {
@@ -70,7 +74,7 @@ func buildRequest(auth, apiKey, name, value string, form uint8, grow uint16) (*a
 				hv.RawValue = []byte(h.value)
 			}
 			req.HeaderMap.Headers = append(req.HeaderMap.Headers, hv)
-			sent = append(sent, sentHeader{n, h.value})
+			sent = append(sent, sentHeader{n, h.value, false})
 		}
 	}
 	return req, sent
@@ -175,7 +179,7 @@ func FuzzExtract(f *testing.F) {
 		bad := map[credStatus]bool{}
 		for _, h := range sent {
 			for _, src := range x.sources {
-				if !asciiEqualFold(h.name, src.Header) {
+				if h.inMap && h.name != src.Header || !h.inMap && !asciiEqualFold(h.name, src.Header) {
 					continue
 				}
 				k, b := reference(h.value, src.Scheme)

@@ -18,6 +18,7 @@ import (
 func (s *Server) HTTPHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, _ := s.Check(r.Context(), httpCheckRequest(r))
+		defer Release(resp)
 		if ok := resp.GetOkResponse(); ok != nil {
 			writeHeaders(w, ok.GetHeaders())
 			writeHeaders(w, ok.GetResponseHeadersToAdd())

@@ -23,6 +23,7 @@ type Key struct {
 	AccountID string
 	scopes    *scopeSet
 	limit     *ratelimit.Limit // nil: the configured default
+	rate      ratelimit.Slot   // where the limiter keeps this key's state
 	expiresAt int64            // unix nanoseconds; 0: never
 	revoked   bool
 	test      bool // env test: no balance check

@@ -46,6 +46,14 @@ func (r routes) scope(method, reqPath string, ext map[string]string) string {
 // decoded one would.
 func cleanPath(p string) string {
 	p = trimQuery(p)
+	if isClean(p) {
+		return p
+	}
+	return resolvePath(p)
+}
+
+// resolvePath is cleanPath for a path without query.
+func resolvePath(p string) string {
 	if d, err := url.PathUnescape(p); err == nil {
 		p = d
 	}
@@ -53,6 +61,26 @@ func cleanPath(p string) string {
 		p = "/" + p
 	}
 	return path.Clean(p) // no copy when p is clean already
+}
+
+// isClean reports whether cleanPath would return p unchanged: p starts
+// with "/" and holds no "%", "//" or "/." (so no "." or ".." segments and
+// no trailing "/" but the root).
+func isClean(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		switch p[i] {
+		case '%':
+			return false
+		case '/', '.':
+			if p[i-1] == '/' {
+				return false
+			}
+		}
+	}
+	return len(p) == 1 || p[len(p)-1] != '/'
 }
 
 // trimQuery drops the query and fragment from a request path.

@@ -10,6 +10,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"golang.org/x/sync/errgroup"
 )
 
 // result is one server at one concurrency.
@@ -81,6 +82,28 @@ func (t *target) result(c int) (result, error) {
 		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999),
 		cpuPerCheck: t.cpu / time.Duration(len(lat)),
 	}, nil
+}
+
+// warm sends every request once to p, so that keygate's cache holds the
+// hot keys before anything is measured.
+func warm(ctx context.Context, p *process, reqs []*authv3.CheckRequest, conns int) error {
+	t, closeConns, err := newTarget(p, conns)
+	if err != nil {
+		return err
+	}
+	defer closeConns()
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, r := range reqs {
+		g.Go(func() error {
+			_, err := t.clients[i%len(t.clients)].Check(ctx, r)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("warm %s: %w", p.name, err)
+	}
+	return nil
 }
 
 // compare loads the servers in turn at concurrency c, in o.rounds

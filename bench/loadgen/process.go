@@ -91,6 +91,28 @@ func startKeygate(ctx context.Context, bin string) (*process, time.Duration, err
 	}
 }
 
+// counter returns the sum of the server's metric samples named name.
+func (p *process) counter(name string) (float64, error) {
+	resp, err := http.Get("http://" + p.adminAddr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum, nil
+}
+
 // profile saves the server's CPU profile over d to file.
 func (p *process) profile(d time.Duration, file string) error {
 	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.adminAddr, int(d.Seconds())))

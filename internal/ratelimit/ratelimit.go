@@ -49,17 +49,33 @@ func (l *Limiter) Allow(key string, limit Limit) Result {
 // AllowAt counts one request for key under limit at time t, for callers
 // that have read the clock already.
 func (l *Limiter) AllowAt(key string, limit Limit, t time.Time) Result {
+	return l.AllowSlot(nil, key, limit, t)
+}
+
+// Slot remembers where a key's state is, so that a caller holding one per
+// key (next to its cached record) skips the lookup by key. The zero Slot
+// is empty; a Slot belongs to one key and one Limiter.
+type Slot struct {
+	tat atomic.Pointer[atomic.Int64]
+}
+
+// AllowSlot is AllowAt with the key's state found through slot, which may
+// be nil.
+func (l *Limiter) AllowSlot(slot *Slot, key string, limit Limit, t time.Time) Result {
 	// The window is a whole number of intervals, so the burst is exactly
 	// Requests even when Window/Requests does not divide evenly.
 	interval := max(int64(limit.Window)/limit.Requests, 1)
 	window := interval * limit.Requests
 	now := int64(t.Sub(l.epoch))
-	tat := l.state(key)
+	tat := l.slotState(slot, key)
 	for {
 		old := tat.Load()
 		if old == dead { // dropped by Sweep: use the key's new state
 			l.tats.CompareAndDelete(key, tat)
 			tat = l.state(key)
+			if slot != nil {
+				slot.tat.Store(tat)
+			}
 			continue
 		}
 		used := max(old, now) + interval - now // window used after this request
@@ -70,6 +86,19 @@ func (l *Limiter) AllowAt(key string, limit Limit, t time.Time) Result {
 			return result(true, limit, used, interval)
 		}
 	}
+}
+
+// slotState returns key's state, from slot when it holds it.
+func (l *Limiter) slotState(slot *Slot, key string) *atomic.Int64 {
+	if slot == nil {
+		return l.state(key)
+	}
+	if tat := slot.tat.Load(); tat != nil {
+		return tat
+	}
+	tat := l.state(key)
+	slot.tat.Store(tat)
+	return tat
 }
 
 func (l *Limiter) state(key string) *atomic.Int64 {

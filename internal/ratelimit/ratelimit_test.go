@@ -291,14 +291,21 @@ func TestSweepConcurrentWithAllow(t *testing.T) {
 		l := New(c.now)
 		const key = "k"
 		var allowed atomic.Int64
+		var slot Slot // shared, as by the requests of one cached key
 		start := make(chan struct{})
 		var allowers, sweeper sync.WaitGroup
-		for range goroutines {
+		for g := range goroutines {
 			allowers.Add(1)
 			go func() {
 				defer allowers.Done()
 				<-start
-				if l.Allow(key, lim).Allowed {
+				var r Result
+				if g%2 == 0 {
+					r = l.Allow(key, lim)
+				} else {
+					r = l.AllowSlot(&slot, key, lim, c.now())
+				}
+				if r.Allowed {
 					allowed.Add(1)
 				}
 			}()
@@ -319,6 +326,34 @@ func TestSweepConcurrentWithAllow(t *testing.T) {
 		if n := allowed.Load(); n != 1 {
 			t.Fatalf("round %d: %d requests allowed under a limit of 1", round, n)
 		}
+	}
+}
+
+// TestSlot: a key's requests counted through a Slot and by key share one
+// state, before and after a Sweep drops it.
+func TestSlot(t *testing.T) {
+	lim := Limit{Requests: 2, Window: time.Minute}
+	c := newClock()
+	l := New(c.now)
+	var slot Slot
+	if r := l.AllowSlot(&slot, "k", lim, c.now()); !r.Allowed || r.Remaining != 1 {
+		t.Fatalf("first request through the slot: %+v", r)
+	}
+	if r := l.Allow("k", lim); !r.Allowed || r.Remaining != 0 {
+		t.Fatalf("second request by key: %+v", r)
+	}
+	if r := l.AllowSlot(&slot, "k", lim, c.now()); r.Allowed {
+		t.Fatalf("third request through the slot: %+v", r)
+	}
+	c.advance(time.Hour)
+	l.Sweep() // drops the idle state the slot points to
+	for want := int64(1); want >= 0; want-- {
+		if r := l.AllowSlot(&slot, "k", lim, c.now()); !r.Allowed || r.Remaining != want {
+			t.Fatalf("after Sweep, through the slot: %+v, want remaining %d", r, want)
+		}
+	}
+	if r := l.Allow("k", lim); r.Allowed {
+		t.Fatalf("after Sweep, by key: %+v: the slot and the key no longer share a state", r)
 	}
 }
 

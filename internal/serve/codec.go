@@ -3,8 +3,12 @@ package serve
 import (
 	"fmt"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+
+	"github.com/keygate/keygate/authz"
 )
 
 // vtMessage is a message with vtprotobuf's generated marshaller, which
@@ -17,14 +21,30 @@ type vtMessage interface {
 
 // codec is gRPC's proto codec with the generated marshaller where there is
 // one. Unmarshalling is gRPC's own.
+//
+// Once a CheckResponse is marshalled, the codec hands it back to authz for
+// reuse: the server keeps no reference to a reply it has encoded as long
+// as no stats handler and no request tracing are installed, and keygate
+// installs neither.
 type codec struct {
 	encoding.CodecV2
+	release bool
 }
 
-func newCodec() codec { return codec{encoding.GetCodecV2("proto")} }
+func newCodec() codec {
+	return codec{CodecV2: encoding.GetCodecV2("proto"), release: !grpc.EnableTracing}
+}
 
 // Marshal implements encoding.CodecV2.
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	out, err := c.marshal(v)
+	if r, ok := v.(*authv3.CheckResponse); ok && c.release {
+		authz.Release(r)
+	}
+	return out, err
+}
+
+func (c codec) marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(vtMessage)
 	if !ok {
 		return c.CodecV2.Marshal(v)
