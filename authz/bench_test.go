@@ -85,7 +85,9 @@ func benchAllowKeys(b *testing.B, n int) {
 		})
 	}
 	o := cache.Options{MaxEntries: int64(2 * n), MaxNegative: 1000, NegativeTTL: time.Minute}
-	keys, _ := cache.New(o, func(_ context.Context, hash string) (*authz.Key, uint64, error) { return authz.NewKey(records[hash]), 1, nil })
+	keys, _ := cache.New(o, func(_ context.Context, hash string) (*authz.Key, uint64, error) {
+		return authz.NewKey(records[hash]), 1, nil
+	})
 	accounts, _ := cache.New(o, func(context.Context, string) (*authz.Account, uint64, error) {
 		return &authz.Account{ID: "acme", Balance: 1e12, Currency: "MXN"}, 1, nil
 	})
