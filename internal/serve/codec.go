@@ -2,6 +2,7 @@ package serve
 
 import (
 	"fmt"
+	"sync"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -50,14 +51,10 @@ func (c codec) marshal(v any) (mem.BufferSlice, error) {
 		return c.CodecV2.Marshal(v)
 	}
 	size := m.SizeVT()
-	if mem.IsBelowBufferPoolingThreshold(size) {
-		buf := make([]byte, size)
-		if _, err := m.MarshalToSizedBufferVTStrict(buf); err != nil {
-			return nil, fmt.Errorf("marshal %T: %w", v, err)
-		}
-		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+	var pool mem.BufferPool = mem.DefaultBufferPool()
+	if size <= smallBufferCap {
+		pool = smallBuffers
 	}
-	pool := mem.DefaultBufferPool()
 	buf := pool.Get(size)
 	if _, err := m.MarshalToSizedBufferVTStrict((*buf)[:size]); err != nil {
 		pool.Put(buf)
@@ -65,3 +62,27 @@ func (c codec) marshal(v any) (mem.BufferSlice, error) {
 	}
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
+
+// smallBufferCap is the capacity of the buffers smallBuffers hands out:
+// above gRPC's pooling threshold, so that gRPC returns them once written.
+const smallBufferCap = 2 << 10
+
+// smallBuffers recycles marshalled responses of up to smallBufferCap
+// bytes, allows among them. gRPC's own pool allocates buffers this small
+// afresh, and clears the pooled larger ones; a marshaller writes every
+// byte of its buffer, so these are neither.
+var smallBuffers mem.BufferPool = &bufferPool{}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get(n int) *[]byte {
+	b, ok := p.pool.Get().(*[]byte)
+	if !ok {
+		s := make([]byte, smallBufferCap)
+		b = &s
+	}
+	*b = (*b)[:n]
+	return b
+}
+
+func (p *bufferPool) Put(b *[]byte) { p.pool.Put(b) }
