@@ -124,9 +124,11 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 		state = func(bool) {}
 	}
 	return append(opts,
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", "err", err)
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			state(false)
+			if !nc.IsClosed() { // not keygate closing the connection
+				log.Warn("nats disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
