@@ -72,7 +72,7 @@ func Release(resp *authv3.CheckResponse) {
 func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.CheckResponse {
 	a := allows.Get().(*allowResponse)
 	a.vals[0].Value, a.vals[1].Value = k.ID, k.AccountID
-	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.scopes.header, k.envHeader()}
+	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.policy.scopesHeader, k.policy.envHeader}
 	client := a.client[:0]
 	if rl != nil {
 		client = s.headers.appendRate(client, rl)
@@ -82,7 +82,7 @@ func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.Chec
 			header("x-balance-remaining", money.Format(acct.Balance, acct.Currency)+" "+acct.Currency))
 	}
 	a.ok = authv3.OkHttpResponse{Headers: a.upstream[:], HeadersToRemove: s.remove, ResponseHeadersToAdd: client}
-	for i, v := range [...]string{k.ID, k.AccountID, k.scopes.joined, k.env()} {
+	for i, v := range [...]string{k.ID, k.AccountID, k.policy.joined, k.policy.env} {
 		a.mdStrs[i].StringValue = v
 	}
 	return &a.resp

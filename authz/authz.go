@@ -125,12 +125,12 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.
 	case k.expired(now):
 		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", time.Unix(0, k.expiresAt).UTC().Format(time.RFC3339))), CodeExpiredKey
 	}
-	if need := s.routes.scope(http.GetMethod(), http.GetPath(), req.GetAttributes().GetContextExtensions()); !hasScope(k.scopes.list, need) {
+	if need := s.routes.scope(http.GetMethod(), http.GetPath(), req.GetAttributes().GetContextExtensions()); !hasScope(k.policy.scopes, need) {
 		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", need, http.GetMethod(), shortPath(http.GetPath())),
 			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+need+`"`)), CodeInsufficientScope
 	}
 	var acct *Account
-	if !k.test {
+	if !k.policy.test() {
 		if acct, err = s.account(ctx, k.AccountID); err != nil {
 			s.log.Debug("key store unavailable", "err", err)
 			return s.static[msgUnavailable], CodeUnavailable
@@ -165,8 +165,8 @@ func (s *Server) account(ctx context.Context, id string) (*Account, error) {
 }
 
 func (s *Server) limitOf(k *Key) *ratelimit.Limit {
-	if k.limit != nil {
-		return k.limit
+	if k.policy.limit != nil {
+		return k.policy.limit
 	}
 	return s.limit
 }

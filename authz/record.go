@@ -17,58 +17,37 @@ import (
 
 // Key is the cached form of a key record: what a decision needs, kept
 // small (a million of them fit in a few hundred megabytes). What many keys
-// share (account ids, scope lists, limits) is interned.
+// share (account ids, and scopes, limit and environment) is interned.
 type Key struct {
 	ID        string
 	AccountID string
-	scopes    *scopeSet
-	limit     *ratelimit.Limit // nil: the configured default
-	rate      ratelimit.Slot   // where the limiter keeps this key's state
-	expiresAt int64            // unix nanoseconds; 0: never
+	policy    *policy
+	rate      ratelimit.Slot // where the limiter keeps this key's state
+	expiresAt int64          // unix nanoseconds; 0: never
 	revoked   bool
-	test      bool // env test: no balance check
 }
 
-// scopeSet is a key's scopes, and the same joined with "," as headers and
-// metadata carry them.
-type scopeSet struct {
-	list   []string
-	joined string
-	header *corev3.HeaderValueOption // x-keygate-scopes
+// policy is what a key may do: its scopes, rate limit and environment,
+// with the header and metadata values they become.
+type policy struct {
+	scopes       []string
+	joined       string                    // scopes joined with ","
+	scopesHeader *corev3.HeaderValueOption // x-keygate-scopes
+	env          string
+	envHeader    *corev3.HeaderValueOption // x-keygate-env
+	limit        *ratelimit.Limit          // nil: the configured default
 }
+
+// test reports whether keys with this policy skip the balance check.
+func (p *policy) test() bool { return p.env == store.EnvTest }
 
 // NewKey builds the cached form of a key record.
 func NewKey(k *store.Key) *Key {
-	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), scopes: internScopes(k.Scopes),
-		revoked: k.Revoked(), test: k.Env == store.EnvTest}
+	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), policy: internPolicy(k), revoked: k.Revoked()}
 	if k.ExpiresAt != nil {
 		c.expiresAt = k.ExpiresAt.UnixNano()
 	}
-	if k.RateLimit != nil {
-		c.limit = internLimit(ratelimit.Limit{Requests: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)})
-	}
 	return c
-}
-
-// env is the key's environment, "live" or "test".
-func (k *Key) env() string {
-	if k.test {
-		return store.EnvTest
-	}
-	return store.EnvLive
-}
-
-// The x-keygate-env headers.
-var (
-	liveHeader = header("x-keygate-env", store.EnvLive)
-	testHeader = header("x-keygate-env", store.EnvTest)
-)
-
-func (k *Key) envHeader() *corev3.HeaderValueOption {
-	if k.test {
-		return testHeader
-	}
-	return liveHeader
 }
 
 func (k *Key) expired(now time.Time) bool {
@@ -76,11 +55,10 @@ func (k *Key) expired(now time.Time) bool {
 }
 
 // interned holds values that many keys share; it grows with the number of
-// distinct accounts, scope lists and limits, which only operators create.
+// distinct accounts and policies, which only operators create.
 var (
-	internedStrings sync.Map // string -> string
-	internedScopes  sync.Map // scopes joined with NUL -> *scopeSet
-	internedLimits  sync.Map // ratelimit.Limit -> *ratelimit.Limit
+	internedStrings  sync.Map // string -> string
+	internedPolicies sync.Map // policyKey -> *policy
 )
 
 func intern(s string) string {
@@ -91,24 +69,41 @@ func intern(s string) string {
 	return v.(string)
 }
 
-func internScopes(scopes []string) *scopeSet {
-	k := strings.Join(scopes, "\x00") // unambiguous, whatever the scopes hold
-	if v, ok := internedScopes.Load(k); ok {
-		return v.(*scopeSet)
-	}
-	joined := strings.Join(scopes, ",")
-	set := &scopeSet{list: slices.Clone(scopes), joined: joined, header: header("x-keygate-scopes", joined)}
-	v, _ := internedScopes.LoadOrStore(k, set)
-	return v.(*scopeSet)
+// policyKey identifies a policy.
+type policyKey struct {
+	scopes string // joined with NUL: unambiguous, whatever the scopes hold
+	test   bool
+	limit  ratelimit.Limit
+	own    bool // the key has a limit of its own (else limit is zero)
 }
 
-func internLimit(l ratelimit.Limit) *ratelimit.Limit {
-	if v, ok := internedLimits.Load(l); ok {
-		return v.(*ratelimit.Limit)
+func internPolicy(k *store.Key) *policy {
+	pk := policyKey{scopes: strings.Join(k.Scopes, "\x00"), test: k.Env == store.EnvTest}
+	if k.RateLimit != nil {
+		pk.own, pk.limit = true, ratelimit.Limit{Requests: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)}
 	}
-	v, _ := internedLimits.LoadOrStore(l, &l)
-	return v.(*ratelimit.Limit)
+	if v, ok := internedPolicies.Load(pk); ok {
+		return v.(*policy)
+	}
+	joined := strings.Join(k.Scopes, ",")
+	p := &policy{scopes: slices.Clone(k.Scopes), joined: joined, scopesHeader: header("x-keygate-scopes", joined),
+		env: store.EnvLive, envHeader: liveHeader}
+	if pk.test {
+		p.env, p.envHeader = store.EnvTest, testHeader
+	}
+	if pk.own {
+		limit := pk.limit
+		p.limit = &limit
+	}
+	v, _ := internedPolicies.LoadOrStore(pk, p)
+	return v.(*policy)
 }
+
+// The x-keygate-env headers.
+var (
+	liveHeader = header("x-keygate-env", store.EnvLive)
+	testHeader = header("x-keygate-env", store.EnvTest)
+)
 
 // Account is the cached form of an account record.
 type Account = store.Account
