@@ -37,18 +37,20 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
 	$(GO) test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/apikey
 	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./authz
 	$(GO) test -run='^$$' -fuzz='^FuzzIsClean$$' -fuzztime=$(FUZZTIME) ./authz
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./authz
 
 .PHONY: bench
-bench: build ## Run every benchmark and print the tables (about 2 minutes).
+bench: build ## Run every benchmark and print the tables (about 4 minutes).
 	$(GO) build -o bin/noop-authz ./bench/noop
+	cd bench/opa && $(GO) build -o ../../bin/opa-authz .
 	@echo "== in-process decisions (target: cache-hit allow <= 1500 ns/op and <= 4 allocs/op)"
-	$(GO) test -tags $(TAGS) -run='^$$' -bench='Check|Get|Apply|Hash' -benchmem -count=1 ./authz ./cache ./internal/apikey
+	$(GO) test -tags $(TAGS) -run='^$$' -bench='Check|Decode|Get|Apply|Hash' -benchmem -count=1 ./authz ./cache ./internal/apikey
 	@echo "== memory with 1,000,000 keys cached (target: <= 400 B/key)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench='Memory1M' -benchtime=1x -count=1 ./authz
 	@echo "== revocation propagation, KV write to enforcement on 2 sidecars, 1,000 revocations (target: p99 < 20 ms)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=Propagation -benchtime=1x -count=1 ./internal/serve
 	@echo "== Check over gRPC on loopback, keygate beside a do-nothing ext_authz server"
-	$(GO) run ./bench/loadgen -keygate bin/keygate -noop bin/noop-authz
+	$(GO) run ./bench/loadgen -keygate bin/keygate -noop bin/noop-authz -opa bin/opa-authz
 
 .PHONY: k8s-test
 k8s-test: ## helm lint, helm template vs golden files, kubeconform -strict (offline; pinned tools in .tools).
@@ -72,8 +74,9 @@ $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: tidy
-tidy: ## go mod tidy.
+tidy: ## go mod tidy (the module and bench/opa's own).
 	$(GO) mod tidy
+	cd bench/opa && $(GO) mod tidy
 
 .PHONY: clean
 clean: ## Remove build output and the local data directory.

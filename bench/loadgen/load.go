@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -85,7 +86,9 @@ func (t *target) result(c int) (result, error) {
 }
 
 // warm sends every request once to p, so that keygate's cache holds the
-// hot keys before anything is measured.
+// hot keys before anything is measured, and checks that p allows the
+// requests that carry a valid key (all but one in twenty) and denies the
+// others; the do-nothing server allows everything.
 func warm(ctx context.Context, p *process, reqs []*authv3.CheckRequest, conns int) error {
 	t, closeConns, err := newTarget(p, conns)
 	if err != nil {
@@ -94,14 +97,25 @@ func warm(ctx context.Context, p *process, reqs []*authv3.CheckRequest, conns in
 	defer closeConns()
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
+	var allowed atomic.Int64
 	for i, r := range reqs {
 		g.Go(func() error {
-			_, err := t.clients[i%len(t.clients)].Check(ctx, r)
+			resp, err := t.clients[i%len(t.clients)].Check(ctx, r)
+			if resp.GetOkResponse() != nil {
+				allowed.Add(1)
+			}
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("warm %s: %w", p.name, err)
+	}
+	want := int64(len(reqs) - len(reqs)/20)
+	if p.name == "do-nothing" {
+		want = int64(len(reqs))
+	}
+	if n := allowed.Load(); n != want {
+		return fmt.Errorf("%s allowed %d of %d requests, want %d", p.name, n, len(reqs), want)
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 // Command loadgen measures keygate's Check over gRPC on loopback next to a
-// do-nothing ext_authz server, with the same load generator, in one run:
-// throughput, latency percentiles, server CPU per check, and keygate's
-// startup time. make bench builds the two servers and runs it.
+// do-nothing ext_authz server (and, with -opa, an OPA one), with the same
+// load generator, in one run: throughput, latency percentiles, server CPU
+// per check, and keygate's startup time. make bench builds the servers and
+// runs it.
 package main
 
 import (
@@ -12,6 +13,8 @@ import (
 	"os/signal"
 	"strings"
 	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 func main() {
@@ -25,6 +28,7 @@ func main() {
 
 type options struct {
 	keygate, noop string
+	opa           string
 	keys, hot     int
 	duration      time.Duration
 	warmup        time.Duration
@@ -39,6 +43,7 @@ func run(ctx context.Context) error {
 	conc := flag.String("concurrency", "1,16,64", "comma-separated concurrency levels")
 	flag.StringVar(&o.keygate, "keygate", "bin/keygate", "keygate binary")
 	flag.StringVar(&o.noop, "noop", "bin/noop-authz", "do-nothing ext_authz server binary")
+	flag.StringVar(&o.opa, "opa", "", "OPA ext_authz server binary (bench/opa); none if empty")
 	flag.IntVar(&o.keys, "keys", 100_000, "keys in the store")
 	flag.IntVar(&o.hot, "hot", 10_000, "keys the requests rotate over")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per server and concurrency")
@@ -61,33 +66,29 @@ func run(ctx context.Context) error {
 	}
 	defer kg.stop()
 	fmt.Printf("keygate startup to ready (embedded NATS, empty cache): %.0f ms\n", ms(startup))
-	reqs, err := seed(ctx, kg.natsURL, o.keys, o.hot)
+	reqs, hashes, err := seed(ctx, kg.natsURL, o.keys, o.hot)
 	if err != nil {
 		return err
 	}
-	noop, err := startNoop(ctx, o.noop)
+	noop, err := startServer(ctx, "do-nothing", o.noop, nil)
 	if err != nil {
 		return err
 	}
 	defer noop.stop()
-
 	for _, p := range []*process{noop, kg} {
 		if err := warm(ctx, p, reqs, o.conns); err != nil {
 			return err
 		}
 	}
+
 	const loads = "keygate_store_lookups_total"
 	loads0, err := kg.counter(loads)
 	if err != nil {
 		return err
 	}
-	var rows []result
-	for _, c := range o.concurrency {
-		r, err := compare(ctx, []*process{noop, kg}, reqs, c, o)
-		if err != nil {
-			return err
-		}
-		rows = append(rows, r...)
+	rows, err := compareAll(ctx, []*process{noop, kg}, reqs, o)
+	if err != nil {
+		return err
 	}
 	loads1, err := kg.counter(loads)
 	if err != nil {
@@ -95,7 +96,38 @@ func run(ctx context.Context) error {
 	}
 	report(os.Stdout, rows, startup)
 	fmt.Printf("keygate store reads while measured: %.0f (the hot keys are cached by a first pass)\n", loads1-loads0)
+	if o.opa == "" {
+		return nil
+	}
+	noop.stop() // started after, so that idle servers are not beside the main comparison
+	opa, err := startOPA(ctx, o.opa, hashes)
+	if err != nil {
+		return err
+	}
+	defer opa.stop()
+	if err := warm(ctx, opa, reqs, o.conns); err != nil {
+		return err
+	}
+	fmt.Println("\n== keygate beside OPA (opa-envoy-plugin's evaluation, the key hashes as data), rounds of their own")
+	rows, err = compareAll(ctx, []*process{kg, opa}, reqs, o)
+	if err != nil {
+		return err
+	}
+	reportOPA(os.Stdout, rows)
 	return nil
+}
+
+// compareAll runs compare at each concurrency.
+func compareAll(ctx context.Context, servers []*process, reqs []*authv3.CheckRequest, o options) ([]result, error) {
+	var rows []result
+	for _, c := range o.concurrency {
+		r, err := compare(ctx, servers, reqs, c, o)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

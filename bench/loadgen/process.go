@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +24,11 @@ type process struct {
 	natsURL   string
 }
 
+// stop ends the process; it may be called again.
 func (p *process) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
 	_ = p.cmd.Process.Signal(os.Interrupt)
 	_ = p.cmd.Wait()
 }
@@ -129,7 +134,34 @@ func (p *process) profile(d time.Duration, file string) error {
 	return err
 }
 
-func startNoop(ctx context.Context, bin string) (*process, error) {
+// startOPA runs the OPA server with the keys' hashes as its data.
+func startOPA(ctx context.Context, bin string, hashes []string) (*process, error) {
+	keys := make(map[string]struct{}, len(hashes))
+	for _, h := range hashes {
+		keys[h] = struct{}{}
+	}
+	b, err := json.Marshal(map[string]any{"keys": keys})
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp("", "opa-data-*.json")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name()) // read at startup
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return startServer(ctx, "opa", bin, []string{"-data", f.Name()})
+}
+
+// startServer runs a server that takes -addr and -pprof, and returns once
+// it accepts connections.
+func startServer(ctx context.Context, name, bin string, args []string) (*process, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -138,20 +170,20 @@ func startNoop(ctx context.Context, bin string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "-addr", addr, "-pprof", admin)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-addr", addr, "-pprof", admin}, args...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &process{name: "do-nothing", cmd: cmd, grpcAddr: addr, adminAddr: admin}
+	p := &process{name: name, cmd: cmd, grpcAddr: addr, adminAddr: admin}
 	for begin := time.Now(); ; time.Sleep(time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
 			return p, nil
 		}
-		if time.Since(begin) > 10*time.Second {
+		if time.Since(begin) > time.Minute {
 			p.stop()
-			return nil, fmt.Errorf("do-nothing server did not start")
+			return nil, fmt.Errorf("%s server did not start", name)
 		}
 	}
 }

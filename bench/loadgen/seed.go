@@ -15,27 +15,28 @@ import (
 )
 
 // seed creates keys in keygate's store, funds their account, and returns
-// the requests to send: hot of the keys in turn, with every 20th request
-// (5%) carrying an unknown key or none.
-func seed(ctx context.Context, url string, keys, hot int) ([]*authv3.CheckRequest, error) {
+// the requests to send (hot of the keys in turn, with every 20th request,
+// 5%, carrying an unknown key or none) and the hashes of all the keys.
+func seed(ctx context.Context, url string, keys, hot int) ([]*authv3.CheckRequest, []string, error) {
 	begin := time.Now()
 	nc, err := nats.Connect(url)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st, err := store.Open(ctx, js, store.DefaultOptions())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := st.UpdateAccount(ctx, "bench", true, func(a *store.Account) error { a.Balance = 1 << 50; return nil }); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	plain := make([]string, keys)
+	hashes := make([]string, keys)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(32)
 	format := apikey.DefaultFormat()
@@ -49,13 +50,13 @@ func seed(ctx context.Context, url string, keys, hot int) ([]*authv3.CheckReques
 			if err != nil {
 				return err
 			}
-			plain[i] = k
-			return st.CreateKey(gctx, &store.Key{ID: id, Hash: apikey.Hash(k), AccountID: "bench", Env: store.EnvLive,
+			plain[i], hashes[i] = k, apikey.Hash(k)
+			return st.CreateKey(gctx, &store.Key{ID: id, Hash: hashes[i], AccountID: "bench", Env: store.EnvLive,
 				Scopes: []string{"*"}, Masked: format.Mask(k), CreatedAt: time.Now()})
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("seed keys: %w", err)
+		return nil, nil, fmt.Errorf("seed keys: %w", err)
 	}
 	fmt.Printf("seeded %d keys in %.1f s\n", keys, time.Since(begin).Seconds())
 	var reqs []*authv3.CheckRequest
@@ -70,7 +71,7 @@ func seed(ctx context.Context, url string, keys, hot int) ([]*authv3.CheckReques
 			reqs = append(reqs, request(plain[i]))
 		}
 	}
-	return reqs, nil
+	return reqs, hashes, nil
 }
 
 // request is a Check as Envoy sends it for a chat completion.

@@ -27,13 +27,31 @@ type vtMessage interface {
 // reuse: the server keeps no reference to a reply it has encoded as long
 // as no stats handler and no request tracing are installed, and keygate
 // installs neither.
+//
+// A CheckRequest is read with authz's Decoder, which keeps only what the
+// decision uses.
 type codec struct {
 	encoding.CodecV2
 	release bool
+	decoder *authz.Decoder
 }
 
-func newCodec() codec {
-	return codec{CodecV2: encoding.GetCodecV2("proto"), release: !grpc.EnableTracing}
+func newCodec(d *authz.Decoder) codec {
+	return codec{CodecV2: encoding.GetCodecV2("proto"), release: !grpc.EnableTracing, decoder: d}
+}
+
+// Unmarshal implements encoding.CodecV2.
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	req, ok := v.(*authv3.CheckRequest)
+	if !ok || c.decoder == nil {
+		return c.CodecV2.Unmarshal(data, v)
+	}
+	if len(data) == 1 { // the usual case: no copy
+		return c.decoder.Decode(data[0].ReadOnlyData(), req)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return c.decoder.Decode(buf.ReadOnlyData(), req)
 }
 
 // Marshal implements encoding.CodecV2.

@@ -6,13 +6,17 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/internal/config"
 )
 
 // TestCodecRoundTrip marshals responses of every buffer size the codec
 // uses, each into a buffer a larger one used before, and reads them back.
 func TestCodecRoundTrip(t *testing.T) {
-	c := newCodec()
+	c := newCodec(nil)
 	for _, n := range []int{4000, 1500, 10, 0, smallBufferCap, 3 * smallBufferCap} {
 		want := &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status: &typev3.HttpStatus{Code: typev3.StatusCode_Unauthorized}, Body: strings.Repeat("x", n),
@@ -30,6 +34,34 @@ func TestCodecRoundTrip(t *testing.T) {
 			if !proto.Equal(got, want) {
 				t.Fatalf("body of %d bytes: read back a different response", n)
 			}
+		}
+	}
+}
+
+// TestCodecDecodesRequestsInPieces: a request that arrives in several
+// buffers reads the same as one in a single buffer.
+func TestCodecDecodesRequestsInPieces(t *testing.T) {
+	srv := authz.New(authz.Options{Credentials: config.Default().Credentials}, nil, nil)
+	c := newCodec(srv.Decoder())
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+		Method: "POST", Path: "/v1/chat/completions", Body: strings.Repeat("b", 100_000),
+		Headers: map[string]string{"authorization": "Bearer sk-abc", "user-agent": "x"},
+	}}}}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pieces := range []mem.BufferSlice{
+		{mem.SliceBuffer(b)},
+		{mem.SliceBuffer(b[:7]), mem.SliceBuffer(b[7:50_000]), mem.SliceBuffer(b[50_000:])},
+	} {
+		got := &authv3.CheckRequest{}
+		if err := c.Unmarshal(pieces, got); err != nil {
+			t.Fatal(err)
+		}
+		h := got.GetAttributes().GetRequest().GetHttp()
+		if h.GetMethod() != "POST" || h.GetPath() != "/v1/chat/completions" || h.GetHeaders()["authorization"] != "Bearer sk-abc" || len(h.GetHeaders()) != 1 || h.GetBody() != "" {
+			t.Fatalf("%d pieces: read %v", len(pieces), got)
 		}
 	}
 }

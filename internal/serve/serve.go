@@ -271,14 +271,14 @@ func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.
 	return authz.New(o, keys, accounts), nil
 }
 
-func (inst *Instance) listen(cfg config.Config, srv authv3.AuthorizationServer, reg *prometheus.Registry) error {
+func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *prometheus.Registry) error {
 	opts, err := grpcOptions(cfg.TLS)
 	if err != nil {
 		return err
 	}
 	// Stream workers keep their goroutines, and so their grown stacks,
 	// between checks instead of starting a goroutine for each.
-	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers), grpc.ForceServerCodecV2(newCodec()))
+	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers), grpc.ForceServerCodecV2(newCodec(srv.Decoder())))
 	inst.grpc = grpc.NewServer(opts...)
 	inst.health = health.NewServer()
 	authv3.RegisterAuthorizationServer(inst.grpc, srv)
