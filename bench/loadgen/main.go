@@ -13,8 +13,6 @@ import (
 	"os/signal"
 	"strings"
 	"time"
-
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 func main() {
@@ -86,7 +84,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rows, err := compareAll(ctx, []*process{noop, kg}, reqs, o)
+	frames, err := encode(reqs)
+	if err != nil {
+		return err
+	}
+	rows, err := compareAll(ctx, []*process{noop, kg}, frames, o)
 	if err != nil {
 		return err
 	}
@@ -109,7 +111,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Println("\n== keygate beside OPA (opa-envoy-plugin's evaluation, the key hashes as data), rounds of their own")
-	rows, err = compareAll(ctx, []*process{kg, opa}, reqs, o)
+	rows, err = compareAll(ctx, []*process{kg, opa}, frames, o)
 	if err != nil {
 		return err
 	}
@@ -118,7 +120,7 @@ func run(ctx context.Context) error {
 }
 
 // compareAll runs compare at each concurrency.
-func compareAll(ctx context.Context, servers []*process, reqs []*authv3.CheckRequest, o options) ([]result, error) {
+func compareAll(ctx context.Context, servers []*process, reqs [][]byte, o options) ([]result, error) {
 	var rows []result
 	for _, c := range o.concurrency {
 		r, err := compare(ctx, servers, reqs, c, o)
