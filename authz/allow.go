@@ -27,6 +27,7 @@ type allowResponse struct {
 	vals     [2]corev3.HeaderValue
 	upstream [4]*corev3.HeaderValueOption
 	client   [5]*corev3.HeaderValueOption
+	released bool // in the pool
 }
 
 // Shared by every allow: responses are only read once built.
@@ -59,18 +60,34 @@ func newAllowResponse() *allowResponse {
 
 // Release hands back a response from Check once the caller is done with
 // it (for the gRPC server: once marshalled), so that the next allow can
-// reuse it. Denials are shared and not recycled; releasing one is a no-op.
-// Neither resp nor anything reached from it may be used afterwards.
+// reuse it. Denials are shared and not recycled; releasing one, or a
+// response twice, is a no-op. Neither resp nor anything reached from it
+// may be used afterwards.
 func Release(resp *authv3.CheckResponse) {
-	if resp == nil || resp.Status != okStatus {
+	if !isAllowResponse(resp) {
 		return
 	}
-	a := (*allowResponse)(unsafe.Pointer(resp)) // resp is the first field of an allowResponse
-	allows.Put(a)
+	a := (*allowResponse)(unsafe.Pointer(resp))
+	if !a.released {
+		a.released = true
+		allows.Put(a)
+	}
+}
+
+// isAllowResponse reports whether resp is the first field of an
+// allowResponse: its oneof is the one that follows it in the same struct
+// (a copy of resp, or a response built elsewhere, points elsewhere).
+func isAllowResponse(resp *authv3.CheckResponse) bool {
+	if resp == nil || resp.Status != okStatus {
+		return false
+	}
+	ok, isOK := resp.HttpResponse.(*authv3.CheckResponse_OkResponse)
+	return isOK && uintptr(unsafe.Pointer(ok)) == uintptr(unsafe.Pointer(resp))+unsafe.Offsetof(allowResponse{}.oneof)
 }
 
 func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.CheckResponse {
 	a := allows.Get().(*allowResponse)
+	a.released = false
 	a.vals[0].Value, a.vals[1].Value = k.ID, k.AccountID
 	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.policy.scopesHeader, k.policy.envHeader}
 	client := a.client[:0]

@@ -277,6 +277,21 @@ func TestReleasedAllowIsReused(t *testing.T) {
 		}
 		authz.Release(second)
 	}
+	// Releasing twice, or a copy of an allow, does not put it in the pool
+	// again: two allows would share it.
+	first, _ := check(low)
+	authz.Release(first)
+	authz.Release(first)
+	if a, _ := check(low); a == func() *authv3.CheckResponse { b, _ := check(plain); return b }() {
+		t.Fatal("a response released twice went to two allows")
+	}
+	copied, _ := check(plain)
+	shallow := &authv3.CheckResponse{Status: copied.Status, HttpResponse: copied.HttpResponse, DynamicMetadata: copied.DynamicMetadata}
+	authz.Release(shallow) // not an allow of the pool's: ignored
+	if a, _ := check(low); a == shallow {
+		t.Fatal("a copy of an allow went into the pool")
+	}
+
 	deny, _ := f.srv.Check(f.ctx, request("GET", "/v1/models", bearer("sk-malformed")))
 	authz.Release(deny) // shared: ignored
 	if deny.GetDeniedResponse() == nil {

@@ -278,6 +278,9 @@ func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *promethe
 	}
 	// Stream workers keep their goroutines, and so their grown stacks,
 	// between checks instead of starting a goroutine for each.
+	// The codec recycles allow responses once marshalled. That is safe only
+	// while no stats handler is installed (one reads each reply after it is
+	// sent): add none without turning the codec's release off.
 	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers), grpc.ForceServerCodecV2(newCodec(srv.Decoder())))
 	inst.grpc = grpc.NewServer(opts...)
 	inst.health = health.NewServer()
