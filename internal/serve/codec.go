@@ -21,7 +21,7 @@ type vtMessage interface {
 }
 
 // codec is gRPC's proto codec with the generated marshaller where there is
-// one. Unmarshalling is gRPC's own.
+// one.
 //
 // Once a CheckResponse is marshalled, the codec hands it back to authz for
 // reuse: the server keeps no reference to a reply it has encoded as long
