@@ -16,7 +16,9 @@ import (
 // (from the headers map and from header_map). Everything else Envoy sends
 // (peers, TLS details, other headers, the body) is skipped without being
 // allocated, which is most of the cost of reading a request. Where it keeps
-// a field, the result is what proto.Unmarshal gives (FuzzDecode checks).
+// a field, the result is what proto.Unmarshal gives (FuzzDecode checks);
+// what it skips is checked for wire format only, so a request that
+// proto.Unmarshal refuses for, say, invalid UTF-8 in its body is decided.
 type Decoder struct {
 	headers []string // credential header names, lowercase
 }
@@ -30,7 +32,10 @@ func (s *Server) Decoder() *Decoder {
 	return d
 }
 
-var errBadUTF8 = errors.New("string field contains invalid UTF-8")
+var (
+	errBadUTF8     = errors.New("string field contains invalid UTF-8")
+	errFieldNumber = errors.New("invalid field number")
+)
 
 // Field numbers, from envoy/service/auth/v3 and envoy/config/core/v3.
 const (
@@ -230,6 +235,10 @@ func (r *fields) next() (protowire.Number, []byte, bool) {
 		num, typ, n := protowire.ConsumeTag(r.b)
 		if n < 0 {
 			r.err = protowire.ParseError(n)
+			return 0, nil, false
+		}
+		if num > protowire.MaxValidNumber {
+			r.err = errFieldNumber
 			return 0, nil, false
 		}
 		r.b = r.b[n:]

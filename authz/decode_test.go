@@ -102,6 +102,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(append(twice, twice...))
 	f.Add(protowire.AppendTag(nil, fieldAttributes, protowire.VarintType))
 	f.Add([]byte("\x0a\x05\x22\x03\x12\x01\xff")) // invalid UTF-8 in a field Decode skips
+	f.Add(protowire.AppendTag(nil, protowire.MaxValidNumber+1, protowire.VarintType))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		full := &authv3.CheckRequest{}
 		fullErr := proto.Unmarshal(b, full)
