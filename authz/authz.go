@@ -8,7 +8,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
@@ -123,11 +125,11 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.
 	case k.revoked:
 		return s.static[msgRevoked], CodeInvalidKey
 	case k.expired(now):
-		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", time.Unix(0, k.expiresAt).UTC().Format(time.RFC3339))), CodeExpiredKey
+		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", k.expiry().Format(time.RFC3339))), CodeExpiredKey
 	}
 	if need := s.routes.scope(http.GetMethod(), http.GetPath(), req.GetAttributes().GetContextExtensions()); !hasScope(k.policy.scopes, need) {
-		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", need, http.GetMethod(), shortPath(http.GetPath())),
-			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+need+`"`)), CodeInsufficientScope
+		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", clip(need), clip(http.GetMethod()), clip(trimQuery(http.GetPath()))),
+			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+quotable(clip(need))+`"`)), CodeInsufficientScope
 	}
 	var acct *Account
 	if !k.policy.test() {
@@ -143,13 +145,25 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.
 	if limit := s.limitOf(k); limit != nil {
 		r := s.limiter.AllowSlot(&k.rate, k.ID, *limit, now)
 		if !r.Allowed {
-			wait := seconds(int64(r.Reset))
-			return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %d requests per %s. Retry in %ss.", k.ID, r.Limit, limit.Window, wait),
-				append(s.headers.appendRate(nil, &r), header("retry-after", wait))...), CodeRateLimited
+			return s.denyRate(k, limit, &r), CodeRateLimited
 		}
 		rl = &r
 	}
 	return s.allow(k, acct, rl), CodeOK
+}
+
+// maxRetryWait is the longest wait a 429 asks clients to sleep through:
+// beyond it, x-should-retry: false tells SDKs to give up at once rather
+// than hang (the OpenAI Node SDK sleeps any retry-after).
+const maxRetryWait = 60 * time.Second
+
+func (s *Server) denyRate(k *Key, limit *ratelimit.Limit, r *ratelimit.Result) *authv3.CheckResponse {
+	wait := seconds(int64(r.Reset))
+	hs := append(s.headers.appendRate(nil, r), header("retry-after", wait))
+	if r.Reset > maxRetryWait {
+		hs = append(hs, header("x-should-retry", "false"))
+	}
+	return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %d requests per %s. Retry in %ss.", k.ID, r.Limit, limit.Window, wait), hs...)
 }
 
 // account returns the key's account; a missing one has a zero balance.
@@ -182,11 +196,30 @@ func (s *Server) threshold(a *Account) int64 {
 	return s.lowBalance2
 }
 
-// shortPath is a request path for a message: no query, at most 200 bytes.
-func shortPath(p string) string {
-	p = trimQuery(p)
-	if len(p) > 200 {
-		p = p[:200] + "..."
+// maxEcho bounds what of a request value is repeated in a deny.
+const maxEcho = 200
+
+// clip cuts a request value repeated in a deny to maxEcho bytes, on a
+// UTF-8 boundary where there is one.
+func clip(s string) string {
+	if len(s) <= maxEcho {
+		return s
 	}
-	return p
+	i := maxEcho
+	for i > maxEcho-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
+}
+
+// quotable keeps only the characters an RFC 6750 quoted value may hold
+// (printable ASCII but the double quote and the backslash), so that the
+// header stays valid.
+func quotable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
 }

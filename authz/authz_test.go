@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +92,8 @@ func TestDecisionTable(t *testing.T) {
 		{"scope, escaped path", request("GET", "/v1/%6Dodels?x=1", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
 		{"scope, escaped slash", request("GET", "/v1%2Fmodels", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
 		{"scope, dot segments", request("GET", "/v1/chat/../models", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
+		{"scope, upper-case path", request("GET", "/V1/MODELS", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
+		{"scope, lower-case method", request("get", "/v1/models", bearer(chatOnly)), 403, "insufficient_permissions", "permission_error", nil},
 		{"zero balance", request("GET", "/v1/models", bearer(broke)), 402, "insufficient_balance", "insufficient_quota", []string{"x-should-retry"}},
 		{"no account", request("GET", "/v1/models", bearer(noAccount)), 402, "insufficient_balance", "insufficient_quota", nil},
 	}
@@ -123,6 +126,8 @@ func TestDecisionTable(t *testing.T) {
 		{"x-api-key", request("GET", "/v1/models", map[string]string{"x-api-key": live})},
 		{"same key twice", request("GET", "/v1/models", map[string]string{"authorization": "Bearer " + live, "x-api-key": live})},
 		{"mixed-case header name", rawRequest("GET", "/v1/models", "Authorization", "Bearer "+live)},
+		{"mixed-case name in headers map", request("GET", "/v1/models", map[string]string{"Authorization": "bearer " + live})},
+		{"upper-case x-api-key in headers map", request("GET", "/v1/models", map[string]string{"X-API-KEY": live})},
 		{"raw header_map", rawRequest("GET", "/v1/models", "authorization", "Bearer "+live)},
 		{"scope granted", request("POST", "/v1/chat/completions?stream=true", bearer(chatOnly))},
 		{"scope from context_extensions", withExt(request("GET", "/v1/models", bearer(chatOnly)), "chat:send")},
@@ -209,12 +214,105 @@ func TestRateLimit(t *testing.T) {
 	if status != 429 || code != "rate_limit_exceeded" || h["type"] != "rate_limit_error" {
 		t.Fatalf("got %d %s", status, code)
 	}
-	if h["retry-after"] != "20" || h["x-ratelimit-remaining"] != "0" || h["x-ratelimit-reset"] != "20" {
+	if h["retry-after"] != "20" || h["x-ratelimit-remaining"] != "0" || h["x-ratelimit-reset"] != "20" || h["x-should-retry"] != "" {
 		t.Fatalf("429 headers = %v", h)
 	}
 	f.clock.advance(20 * time.Second)
 	if f.check(t, req).GetOkResponse() == nil {
 		t.Fatal("not allowed after the window freed a request")
+	}
+}
+
+// TestRateLimitLongWait: a 429 whose wait is over a minute tells SDKs not
+// to retry; one of exactly a minute still lets them.
+func TestRateLimitLongWait(t *testing.T) {
+	f := newFixture(t)
+	f.setBalance(t, "acme", 100, nil)
+	for _, c := range []struct {
+		window time.Duration
+		retry  string
+	}{{time.Minute, ""}, {10 * time.Minute, "false"}, {61 * time.Second, "false"}} {
+		key, _ := f.createKey(t, keySpec{limit: &store.RateLimit{Requests: 1, Window: store.Duration(c.window)}})
+		req := request("GET", "/v1/models", bearer(key))
+		if f.check(t, req).GetOkResponse() == nil {
+			t.Fatal("first request denied")
+		}
+		_, code, h := denied(t, f.check(t, req))
+		if code != "rate_limit_exceeded" || h["x-should-retry"] != c.retry || h["retry-after"] != fmt.Sprint(int(c.window.Seconds())) {
+			t.Fatalf("1/%s: %s with headers %v, want x-should-retry %q", c.window, code, h, c.retry)
+		}
+	}
+}
+
+// TestRoutesIgnoreCase: a route's scope cannot be dodged by spelling the
+// method or path in another case.
+func TestRoutesIgnoreCase(t *testing.T) {
+	f := newFixture(t)
+	f.setBalance(t, "acme", 100, nil)
+	models, _ := f.createKey(t, keySpec{scopes: []string{"models:read"}})
+	chat, _ := f.createKey(t, keySpec{scopes: []string{"chat:send"}})
+	for _, r := range [][2]string{
+		{"POST", "/v1/chat/completions"}, {"post", "/v1/chat/completions"}, {"Post", "/V1/CHAT/COMPLETIONS"},
+		{"POST", "/V1/Chat/Completions?stream=true"}, {"pOsT", "/v1/%43hat/completions"},
+	} {
+		if _, code, _ := denied(t, f.check(t, request(r[0], r[1], bearer(models)))); code != "insufficient_permissions" {
+			t.Errorf("%s %s with models:read: %s, want insufficient_permissions", r[0], r[1], code)
+		}
+		if f.check(t, request(r[0], r[1], bearer(chat))).GetOkResponse() == nil {
+			t.Errorf("%s %s with chat:send: denied", r[0], r[1])
+		}
+	}
+	// Only ASCII folds: no router takes the long s for an s.
+	if f.check(t, request("POST", "/v1/chat/completion\u017f", bearer(models))).GetOkResponse() == nil {
+		t.Error("a path that matches no route in ASCII was given the chat route's scope")
+	}
+}
+
+// TestDenyEchoIsCapped: request values repeated in a deny are cut short.
+func TestDenyEchoIsCapped(t *testing.T) {
+	f := newFixture(t)
+	f.setBalance(t, "acme", 100, nil)
+	chat, _ := f.createKey(t, keySpec{scopes: []string{"chat:send"}})
+	huge := strings.Repeat("M", 1<<20)
+	req := withExt(request(huge, "/v1/"+huge, bearer(chat)), strings.Repeat("s\"", 1000))
+	resp := f.check(t, req)
+	if _, code, h := denied(t, resp); code != "insufficient_permissions" || len(h["www-authenticate"]) > 300 || strings.Count(h["www-authenticate"], `"`) != 6 {
+		t.Fatalf("%s, www-authenticate %q", code, h["www-authenticate"])
+	}
+	if n := len(resp.GetDeniedResponse().GetBody()); n > 1500 {
+		t.Fatalf("deny body is %d bytes", n)
+	}
+}
+
+// TestExpiryOutOfRange: expiry dates outside what nanoseconds can hold
+// still mean what they say: long past is expired, far future is not.
+func TestExpiryOutOfRange(t *testing.T) {
+	f := newFixture(t)
+	f.setBalance(t, "acme", 100, nil)
+	for _, c := range []struct {
+		at   time.Time
+		code string
+	}{
+		{time.Date(1500, 1, 1, 0, 0, 0, 0, time.UTC), "expired_api_key"},
+		{time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), "expired_api_key"},
+		{time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), ""},
+		{time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), ""},
+	} {
+		key, rec := f.createKey(t, keySpec{})
+		if _, err := f.st.UpdateKey(f.ctx, rec.ID, func(k *store.Key) error { k.ExpiresAt = &c.at; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		resp := f.check(t, request("GET", "/v1/models", bearer(key)))
+		if c.code == "" {
+			if resp.GetOkResponse() == nil {
+				t.Errorf("expiring %s: denied: %v", c.at, resp.GetDeniedResponse().GetBody())
+			}
+			continue
+		}
+		_, code, _ := denied(t, resp)
+		if body := resp.GetDeniedResponse().GetBody(); code != c.code || !strings.Contains(body, c.at.Format("2006-01-02")) {
+			t.Errorf("expiring %s: %s %s", c.at, code, body)
+		}
 	}
 }
 

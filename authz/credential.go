@@ -31,15 +31,11 @@ type extractor struct {
 // extract returns the one key the request carries. Envoy sends headers
 // either as a map with lowercase names (as the API requires; configured
 // names are lowercase too) or, with encode_raw_headers, as a list with raw
-// byte values, whose names are matched case-insensitively.
+// byte values. Names are matched in any case in both.
 func (x *extractor) extract(h *authv3.AttributeContext_HttpRequest) (string, credStatus) {
 	var f found
 	if m := h.GetHeaders(); len(m) > 0 {
-		for _, s := range x.sources {
-			if v, ok := m[s.Header]; ok {
-				f.add(credential(v, s.Scheme))
-			}
-		}
+		x.fromMap(m, &f)
 	}
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
 		s, ok := x.source(hv.GetKey())
@@ -56,6 +52,27 @@ func (x *extractor) extract(h *authv3.AttributeContext_HttpRequest) (string, cre
 		return "", credMissing
 	}
 	return f.key, f.status
+}
+
+// fromMap reads the credential headers from the headers map: by their
+// lowercase names, as Envoy sends them, and only if none is there, in any
+// case, as other ext_authz clients may send them.
+func (x *extractor) fromMap(m map[string]string, f *found) {
+	seen := false
+	for _, s := range x.sources {
+		if v, ok := m[s.Header]; ok {
+			f.add(credential(v, s.Scheme))
+			seen = true
+		}
+	}
+	if seen {
+		return
+	}
+	for name, v := range m {
+		if s, ok := x.source(name); ok {
+			f.add(credential(v, s.Scheme))
+		}
+	}
 }
 
 // found accumulates credentials seen so far.

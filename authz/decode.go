@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"strings"
-	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -13,12 +12,15 @@ import (
 
 // Decoder reads a serialized CheckRequest keeping only what Check uses:
 // the method, the path, the context extensions and the credential headers
-// (from the headers map and from header_map). Everything else Envoy sends
-// (peers, TLS details, other headers, the body) is skipped without being
-// allocated, which is most of the cost of reading a request. Where it keeps
-// a field, the result is what proto.Unmarshal gives (FuzzDecode checks);
-// what it skips is checked for wire format only, so a request that
-// proto.Unmarshal refuses for, say, invalid UTF-8 in its body is decided.
+// (from the headers map and from header_map, named in any case).
+// Everything else Envoy sends (peers, TLS details, other headers, the
+// body) is skipped without being allocated, which is most of the cost of
+// reading a request. Where it keeps a field, the result is what
+// proto.Unmarshal gives (FuzzDecode checks). It checks the wire format
+// only: invalid UTF-8, which Envoy sends when a header carries such bytes
+// and encode_raw_headers is off, is kept as it is, never an error, so
+// such a request is decided (a key with those bytes is malformed) instead
+// of failing the call.
 type Decoder struct {
 	headers []string // credential header names, lowercase
 }
@@ -32,10 +34,7 @@ func (s *Server) Decoder() *Decoder {
 	return d
 }
 
-var (
-	errBadUTF8     = errors.New("string field contains invalid UTF-8")
-	errFieldNumber = errors.New("invalid field number")
-)
+var errFieldNumber = errors.New("invalid field number")
 
 // Field numbers, from envoy/service/auth/v3 and envoy/config/core/v3.
 const (
@@ -125,9 +124,12 @@ func (d *Decoder) http(b []byte, h *authv3.AttributeContext_HttpRequest) error {
 		case fieldHeaders:
 			var key, value []byte
 			if key, value, err = entry(v); err == nil {
-				if name, ok := d.credential(key, false); ok { // the configured name: no allocation
+				if name, ok := d.credential(key); ok {
 					if h.Headers == nil {
 						h.Headers = map[string]string{}
+					}
+					if string(key) != name { // another spelling: kept as sent
+						name = string(key)
 					}
 					h.Headers[name] = string(value)
 				}
@@ -166,10 +168,7 @@ func (d *Decoder) headerMap(b []byte, m *corev3.HeaderMap) error {
 		if hr.err != nil {
 			return hr.err
 		}
-		if !utf8.Valid(key) || !utf8.Valid(value) {
-			return errBadUTF8
-		}
-		if _, ok := d.credential(key, true); ok {
+		if _, ok := d.credential(key); ok {
 			hv := &corev3.HeaderValue{Key: string(key), Value: string(value)}
 			if len(raw) > 0 {
 				hv.RawValue = bytes.Clone(raw)
@@ -180,11 +179,10 @@ func (d *Decoder) headerMap(b []byte, m *corev3.HeaderMap) error {
 	return r.err
 }
 
-// credential returns the configured name that name is, compared exactly
-// (headers map) or ignoring case (header_map).
-func (d *Decoder) credential(name []byte, fold bool) (string, bool) {
+// credential returns the configured name that name is, in any case.
+func (d *Decoder) credential(name []byte) (string, bool) {
 	for _, h := range d.headers {
-		if string(name) == h || fold && len(name) == len(h) && strings.EqualFold(string(name), h) {
+		if string(name) == h || len(name) == len(h) && strings.EqualFold(string(name), h) {
 			return h, true
 		}
 	}
@@ -205,16 +203,10 @@ func entry(b []byte) (key, value []byte, err error) {
 	if r.err != nil {
 		return nil, nil, r.err
 	}
-	if !utf8.Valid(key) || !utf8.Valid(value) {
-		return nil, nil, errBadUTF8
-	}
 	return key, value, nil
 }
 
 func setString(dst *string, v []byte) error {
-	if !utf8.Valid(v) {
-		return errBadUTF8
-	}
 	*dst = string(v)
 	return nil
 }

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -28,7 +29,7 @@ func projected(d *Decoder, full *authv3.CheckRequest) *authv3.CheckRequest {
 	}
 	ph := &authv3.AttributeContext_HttpRequest{Method: h.GetMethod(), Path: h.GetPath()}
 	for k, v := range h.GetHeaders() {
-		if _, ok := d.credential([]byte(k), false); ok {
+		if _, ok := d.credential([]byte(k)); ok {
 			if ph.Headers == nil {
 				ph.Headers = map[string]string{}
 			}
@@ -38,7 +39,7 @@ func projected(d *Decoder, full *authv3.CheckRequest) *authv3.CheckRequest {
 	if hm := h.GetHeaderMap(); hm != nil {
 		ph.HeaderMap = &corev3.HeaderMap{}
 		for _, hv := range hm.GetHeaders() {
-			if _, ok := d.credential([]byte(hv.GetKey()), true); ok {
+			if _, ok := d.credential([]byte(hv.GetKey())); ok {
 				ph.HeaderMap.Headers = append(ph.HeaderMap.Headers, &corev3.HeaderValue{Key: hv.GetKey(), Value: hv.GetValue(), RawValue: hv.GetRawValue()})
 			}
 		}
@@ -102,6 +103,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(append(twice, twice...))
 	f.Add(protowire.AppendTag(nil, fieldAttributes, protowire.VarintType))
 	f.Add([]byte("\x0a\x05\x22\x03\x12\x01\xff")) // invalid UTF-8 in a field Decode skips
+	f.Add([]byte("\x0a\x07\x22\x05\x12\x03\x12\x01\xff")) // invalid UTF-8 in the method
 	f.Add(protowire.AppendTag(nil, protowire.MaxValidNumber+1, protowire.VarintType))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		full := &authv3.CheckRequest{}
@@ -111,6 +113,8 @@ func FuzzDecode(f *testing.F) {
 		switch {
 		case err != nil && fullErr == nil:
 			t.Fatalf("Decode failed (%v) where proto.Unmarshal did not", err)
+		case err != nil && strings.Contains(fullErr.Error(), "invalid UTF-8"):
+			t.Fatalf("Decode failed (%v) for invalid UTF-8", err)
 		case fullErr != nil:
 			return
 		}

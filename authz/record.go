@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ type Key struct {
 	AccountID string
 	policy    *policy
 	rate      ratelimit.Slot // where the limiter keeps this key's state
-	expiresAt int64          // unix nanoseconds; 0: never
+	expiresAt int64          // unix milliseconds; never: math.MaxInt64
 	revoked   bool
 }
 
@@ -43,16 +44,19 @@ func (p *policy) test() bool { return p.env == store.EnvTest }
 
 // NewKey builds the cached form of a key record.
 func NewKey(k *store.Key) *Key {
-	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), policy: internPolicy(k), revoked: k.Revoked()}
+	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), policy: internPolicy(k), revoked: k.Revoked(), expiresAt: math.MaxInt64}
 	if k.ExpiresAt != nil {
-		c.expiresAt = k.ExpiresAt.UnixNano()
+		// Milliseconds hold every date JSON can carry (years 0-9999)
+		// without overflow, unlike UnixNano (1678-2262).
+		c.expiresAt = k.ExpiresAt.UnixMilli()
 	}
 	return c
 }
 
-func (k *Key) expired(now time.Time) bool {
-	return k.expiresAt != 0 && now.UnixNano() >= k.expiresAt
-}
+func (k *Key) expired(now time.Time) bool { return now.UnixMilli() >= k.expiresAt }
+
+// expiry is when the key expires.
+func (k *Key) expiry() time.Time { return time.UnixMilli(k.expiresAt).UTC() }
 
 // interned holds values that many keys share; it grows with the number of
 // distinct accounts and policies, which only operators create.

@@ -25,18 +25,45 @@ func newRoutes(table []config.Route, defaultScope string) routes {
 	return routes{table: t, defaultScope: defaultScope}
 }
 
-// scope returns the scope required for a request; "" means none.
+// scope returns the scope required for a request; "" means none. Methods
+// and path prefixes match whatever their case (in ASCII), since many
+// backends route "/V1/CHAT/COMPLETIONS" or "post" like the canonical
+// spelling.
 func (r routes) scope(method, reqPath string, ext map[string]string) string {
 	if s, ok := ext[ScopeExtension]; ok {
 		return s
 	}
 	p := cleanPath(reqPath)
 	for _, rt := range r.table {
-		if (rt.Method == "" || rt.Method == "*" || rt.Method == method) && strings.HasPrefix(p, rt.PathPrefix) {
+		if (rt.Method == "" || rt.Method == "*" || equalFold(rt.Method, method)) && hasPrefixFold(p, rt.PathPrefix) {
 			return rt.Scope
 		}
 	}
 	return r.defaultScope
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && equalFold(s[:len(prefix)], prefix)
+}
+
+// equalFold reports whether a and b are equal ignoring ASCII case only:
+// unlike strings.EqualFold, "ſ" (long s) is not "s" and "K" (Kelvin) is
+// not "k", as no HTTP router takes them to be.
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // cleanPath is the request path as a backend resolves it: without query,

@@ -22,7 +22,12 @@ type Config struct {
 	GRPCAddr  string `yaml:"grpc_addr"`
 	AdminAddr string `yaml:"admin_addr"`
 	HTTPAddr  string `yaml:"http_addr"`
-	LogLevel  string `yaml:"log_level"`
+	// HTTPMode names the proxy in front of the HTTP authorization mode,
+	// and so where the original method and path are read: "envoy" (the
+	// request line), "nginx" (X-Original-Method, X-Original-URI) or
+	// "traefik" (X-Forwarded-Method, X-Forwarded-Uri).
+	HTTPMode string `yaml:"http_mode"`
+	LogLevel string `yaml:"log_level"`
 	// Pprof serves /debug/pprof/ on the admin port.
 	Pprof         bool     `yaml:"pprof"`
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
@@ -105,6 +110,7 @@ func Default() Config {
 	return Config{
 		GRPCAddr:      "127.0.0.1:9191",
 		AdminAddr:     "127.0.0.1:9090",
+		HTTPMode:      "envoy",
 		LogLevel:      "info",
 		ShutdownGrace: Duration(10 * time.Second),
 		NATS: NATS{

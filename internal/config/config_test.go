@@ -298,6 +298,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"grpc_addr", func(c *config.Config) { c.GRPCAddr = "" }},
 		{"admin_addr", func(c *config.Config) { c.AdminAddr = "localhost" }},
 		{"http_addr", func(c *config.Config) { c.HTTPAddr = "9192" }},
+		{"http_mode", func(c *config.Config) { c.HTTPMode = "caddy" }},
+		{"http_mode", func(c *config.Config) { c.HTTPMode = "" }},
 		{"log_level", func(c *config.Config) { c.LogLevel = "loud" }},
 		{"shutdown_grace", func(c *config.Config) { c.ShutdownGrace = config.Duration(-time.Second) }},
 		{"tls", func(c *config.Config) { c.TLS.CertFile = "/etc/tls.crt" }},
@@ -416,6 +418,7 @@ func TestFullExample(t *testing.T) {
 		GRPCAddr:      "127.0.0.1:9191",
 		AdminAddr:     "0.0.0.0:9090",
 		HTTPAddr:      "",
+		HTTPMode:      "nginx",
 		LogLevel:      "info",
 		ShutdownGrace: config.Duration(15 * time.Second),
 		TLS: config.TLS{

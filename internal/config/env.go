@@ -14,6 +14,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_GRPC_ADDR":             &c.GRPCAddr,
 		"KEYGATE_ADMIN_ADDR":            &c.AdminAddr,
 		"KEYGATE_HTTP_ADDR":             &c.HTTPAddr,
+		"KEYGATE_HTTP_MODE":             &c.HTTPMode,
 		"KEYGATE_LOG_LEVEL":             &c.LogLevel,
 		"KEYGATE_TLS_CERT_FILE":         &c.TLS.CertFile,
 		"KEYGATE_TLS_KEY_FILE":          &c.TLS.KeyFile,

@@ -34,6 +34,11 @@ func (c *Config) Validate() error {
 	checkAddr(add, "grpc_addr", c.GRPCAddr, true)
 	checkAddr(add, "admin_addr", c.AdminAddr, true)
 	checkAddr(add, "http_addr", c.HTTPAddr, false)
+	switch c.HTTPMode {
+	case "envoy", "nginx", "traefik":
+	default:
+		add("http_mode", "%q is not envoy, nginx or traefik", c.HTTPMode)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

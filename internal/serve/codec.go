@@ -34,14 +34,26 @@ type codec struct {
 	encoding.CodecV2
 	release bool
 	decoder *authz.Decoder
+	failed  func() // told of each request that does not decode
 }
 
-func newCodec(d *authz.Decoder) codec {
-	return codec{CodecV2: encoding.GetCodecV2("proto"), release: !grpc.EnableTracing, decoder: d}
+func newCodec(d *authz.Decoder, failed func()) codec {
+	if failed == nil {
+		failed = func() {}
+	}
+	return codec{CodecV2: encoding.GetCodecV2("proto"), release: !grpc.EnableTracing, decoder: d, failed: failed}
 }
 
 // Unmarshal implements encoding.CodecV2.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.unmarshal(data, v)
+	if err != nil {
+		c.failed()
+	}
+	return err
+}
+
+func (c codec) unmarshal(data mem.BufferSlice, v any) error {
 	req, ok := v.(*authv3.CheckRequest)
 	if !ok || c.decoder == nil {
 		return c.CodecV2.Unmarshal(data, v)

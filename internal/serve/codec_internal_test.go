@@ -16,7 +16,7 @@ import (
 // TestCodecRoundTrip marshals responses of every buffer size the codec
 // uses, each into a buffer a larger one used before, and reads them back.
 func TestCodecRoundTrip(t *testing.T) {
-	c := newCodec(nil)
+	c := newCodec(nil, nil)
 	for _, n := range []int{4000, 1500, 10, 0, smallBufferCap, 3 * smallBufferCap} {
 		want := &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status: &typev3.HttpStatus{Code: typev3.StatusCode_Unauthorized}, Body: strings.Repeat("x", n),
@@ -42,7 +42,7 @@ func TestCodecRoundTrip(t *testing.T) {
 // buffers reads the same as one in a single buffer.
 func TestCodecDecodesRequestsInPieces(t *testing.T) {
 	srv := authz.New(authz.Options{Credentials: config.Default().Credentials}, nil, nil)
-	c := newCodec(srv.Decoder())
+	c := newCodec(srv.Decoder(), nil)
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 		Method: "POST", Path: "/v1/chat/completions", Body: strings.Repeat("b", 100_000),
 		Headers: map[string]string{"authorization": "Bearer sk-abc", "user-agent": "x"},

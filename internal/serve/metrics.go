@@ -15,6 +15,9 @@ type metrics struct {
 	events     *prometheus.CounterVec
 	lag        prometheus.Histogram
 	catchUp    prometheus.Gauge
+	// grpcErrors counts calls answered with a gRPC error instead of a
+	// decision: requests that do not decode, unknown methods.
+	grpcErrors *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,11 +38,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		catchUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "keygate_catchup_duration_seconds", Help: "How long the last catch-up after a NATS reconnect took.",
 		}),
+		grpcErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_grpc_errors_total", Help: "gRPC calls answered with an error instead of a decision, by reason.",
+		}, []string{"reason"}),
 	}
 	m.connected.Set(1)
-	reg.MustRegister(m.connected, m.reconnects, m.events, m.lag, m.catchUp)
+	for _, r := range []string{reasonUndecodable, reasonUnknownMethod} {
+		m.grpcErrors.WithLabelValues(r)
+	}
+	reg.MustRegister(m.connected, m.reconnects, m.events, m.lag, m.catchUp, m.grpcErrors)
 	return m
 }
+
+// Reasons of keygate_grpc_errors_total.
+const (
+	reasonUndecodable   = "undecodable"
+	reasonUnknownMethod = "unknown_method"
+)
+
+func (m *metrics) grpcError(reason string) { m.grpcErrors.WithLabelValues(reason).Inc() }
 
 func (m *metrics) natsState(connected bool) {
 	if connected {

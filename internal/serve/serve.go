@@ -17,14 +17,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/events"
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/httpauth"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -281,7 +284,13 @@ func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *promethe
 	// The codec recycles allow responses once marshalled. That is safe only
 	// while no stats handler is installed (one reads each reply after it is
 	// sent): add none without turning the codec's release off.
-	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers), grpc.ForceServerCodecV2(newCodec(srv.Decoder())))
+	m := inst.metrics
+	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers),
+		grpc.ForceServerCodecV2(newCodec(srv.Decoder(), func() { m.grpcError(reasonUndecodable) })),
+		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+			m.grpcError(reasonUnknownMethod)
+			return status.Error(codes.Unimplemented, "keygate serves envoy.service.auth.v3.Authorization and grpc.health.v1.Health")
+		}))
 	inst.grpc = grpc.NewServer(opts...)
 	inst.health = health.NewServer()
 	authv3.RegisterAuthorizationServer(inst.grpc, srv)
@@ -312,7 +321,8 @@ func (inst *Instance) listenHTTP(cfg config.Config, srv *authz.Server) error {
 		return fmt.Errorf("http_addr: %w", err)
 	}
 	inst.HTTPAddr = l.Addr()
-	inst.httpAuth = &http.Server{Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second}
+	h := httpauth.New(srv, httpauth.Options{Mode: cfg.HTTPMode, Release: authz.Release, Log: inst.log})
+	inst.httpAuth = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := inst.httpAuth.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			inst.log.Error("http authorization server stopped", "err", err)

@@ -1,0 +1,150 @@
+// Package httpauth answers keygate's decision over plain HTTP, for proxies
+// that ask an HTTP service instead of calling ext_authz over gRPC: Envoy's
+// http_service, nginx auth_request (or the shipped njs handler) and Traefik
+// forwardAuth. It reads the original request's method and path only from
+// the source the operator named, so a client cannot steer the decision
+// with headers meant for another proxy.
+package httpauth
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// Checker decides one request, as authz.Server does.
+type Checker interface {
+	Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error)
+}
+
+// Modes: where the original method and path are read from.
+const (
+	ModeEnvoy   = "envoy"   // the request line: Envoy's http_service sends the original method and path
+	ModeNginx   = "nginx"   // X-Original-Method and X-Original-URI
+	ModeTraefik = "traefik" // X-Forwarded-Method and X-Forwarded-Uri
+)
+
+// Modes lists the valid modes.
+var Modes = []string{ModeEnvoy, ModeNginx, ModeTraefik}
+
+// source names the headers a mode reads; empty for the request line.
+type source struct{ method, uri string }
+
+var sources = map[string]source{
+	ModeEnvoy:   {},
+	ModeNginx:   {"X-Original-Method", "X-Original-Uri"},
+	ModeTraefik: {"X-Forwarded-Method", "X-Forwarded-Uri"},
+}
+
+// Handler answers every request with the decision for the original
+// request: 200 with the identity and rate-limit headers on allow, the
+// deny's status, headers and JSON body otherwise.
+type Handler struct {
+	check   Checker
+	release func(*authv3.CheckResponse)
+	src     source
+	log     *slog.Logger
+}
+
+// Options configure a Handler.
+type Options struct {
+	Mode string // one of Modes; "" is ModeEnvoy
+	// Release, if set, is given each response once it is written.
+	Release func(*authv3.CheckResponse)
+	Log     *slog.Logger // optional
+}
+
+// New returns a Handler asking c.
+func New(c Checker, o Options) *Handler {
+	h := &Handler{check: c, release: o.Release, src: sources[o.Mode], log: o.Log}
+	if h.release == nil {
+		h.release = func(*authv3.CheckResponse) {}
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req, ok := h.checkRequest(r)
+	if !ok {
+		h.log.Warn("http authorization request without the original request; check the proxy's configuration",
+			"needs", h.src.method+", "+h.src.uri)
+		writeMisconfigured(w, h.src)
+		return
+	}
+	resp, _ := h.check.Check(r.Context(), req)
+	defer h.release(resp)
+	if ok := resp.GetOkResponse(); ok != nil {
+		writeHeaders(w, ok.GetHeaders())
+		writeHeaders(w, ok.GetResponseHeadersToAdd())
+		// Envoy's http_service removes these from the upstream request.
+		w.Header().Set("x-envoy-auth-headers-to-remove", strings.Join(ok.GetHeadersToRemove(), ","))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	d := resp.GetDeniedResponse()
+	writeHeaders(w, d.GetHeaders())
+	w.WriteHeader(int(d.GetStatus().GetCode()))
+	_, _ = w.Write([]byte(d.GetBody()))
+}
+
+// checkRequest describes r as Envoy's Check would: the original method and
+// path from the mode's source, and every header value as a raw header_map
+// entry, so that repeated credential headers are seen. It reports false
+// when the mode's headers are missing or repeated: the proxy in front is
+// not configured as the mode requires, and nothing is guessed.
+func (h *Handler) checkRequest(r *http.Request) (*authv3.CheckRequest, bool) {
+	method, path := r.Method, r.RequestURI
+	if h.src.method != "" {
+		var ok1, ok2 bool
+		method, ok1 = single(r.Header, h.src.method)
+		path, ok2 = single(r.Header, h.src.uri)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+	}
+	hm := &corev3.HeaderMap{}
+	for name, values := range r.Header {
+		for _, v := range values {
+			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: strings.ToLower(name), RawValue: []byte(v)})
+		}
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, HeaderMap: hm},
+	}}}, true
+}
+
+// single returns the one non-empty value of header name.
+func single(h http.Header, name string) (string, bool) {
+	vs := h.Values(name)
+	if len(vs) != 1 || vs[0] == "" {
+		return "", false
+	}
+	return vs[0], true
+}
+
+func writeHeaders(w http.ResponseWriter, hs []*corev3.HeaderValueOption) {
+	for _, h := range hs {
+		w.Header().Set(h.GetHeader().GetKey(), h.GetHeader().GetValue())
+	}
+}
+
+// misconfigured is the body when the proxy did not send what the mode
+// reads: a 503 in the decision table's form, so clients retry later and
+// operators see the cause in the message.
+const misconfigured = `{"error":{"message":"Authentication is unavailable: the proxy in front of keygate did not send one %s and one %s header. Contact the API provider.","type":"server_error","param":null,"code":"auth_unavailable"}}`
+
+func writeMisconfigured(w http.ResponseWriter, s source) {
+	w.Header().Set("content-type", "application/json")
+	w.Header().Set("retry-after", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = fmt.Fprintf(w, misconfigured, s.method, s.uri)
+}
