@@ -102,7 +102,7 @@ func FuzzDecode(f *testing.F) {
 	twice, _ := proto.Marshal(envoyRequest()) // fields repeat: messages merge, scalars and map keys take the last
 	f.Add(append(twice, twice...))
 	f.Add(protowire.AppendTag(nil, fieldAttributes, protowire.VarintType))
-	f.Add([]byte("\x0a\x05\x22\x03\x12\x01\xff")) // invalid UTF-8 in a field Decode skips
+	f.Add([]byte("\x0a\x05\x22\x03\x12\x01\xff"))         // invalid UTF-8 in a field Decode skips
 	f.Add([]byte("\x0a\x07\x22\x05\x12\x03\x12\x01\xff")) // invalid UTF-8 in the method
 	f.Add(protowire.AppendTag(nil, protowire.MaxValidNumber+1, protowire.VarintType))
 	f.Fuzz(func(t *testing.T, b []byte) {
