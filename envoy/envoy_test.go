@@ -229,6 +229,9 @@ func TestEnvoyConfigValid(t *testing.T) {
 	if ea.GetWithRequestBody() != nil {
 		t.Error("with_request_body must be off: keygate decides on headers")
 	}
+	if !ea.GetEncodeRawHeaders() {
+		t.Error("encode_raw_headers must be true: header bytes that are not UTF-8 must not fail the check")
+	}
 	if !ea.GetIncludePeerCertificate() {
 		t.Error("include_peer_certificate must be true")
 	}
@@ -265,10 +268,16 @@ func TestEnvoyRouteScopes(t *testing.T) {
 		if got := r.GetMatch().GetPrefix(); got != w.prefix {
 			t.Errorf("route %s prefix = %q, want %q", name, got, w.prefix)
 		}
+		if cs := r.GetMatch().GetCaseSensitive(); cs == nil || cs.GetValue() {
+			t.Errorf("route %s must match in any case (case_sensitive: false), or /V1/... skips its scope", name)
+		}
 		method := ""
 		for _, h := range r.GetMatch().GetHeaders() {
 			if h.GetName() == ":method" {
 				method = h.GetStringMatch().GetExact()
+				if !h.GetStringMatch().GetIgnoreCase() {
+					t.Errorf("route %s must match the method in any case", name)
+				}
 			}
 		}
 		if method != w.method {

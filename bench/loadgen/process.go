@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/internal/natstoken"
 )
 
 // process is a server under test, run as its own process so that its CPU
@@ -22,6 +24,7 @@ type process struct {
 	grpcAddr  string
 	adminAddr string
 	natsURL   string
+	natsToken string // the embedded server's
 }
 
 // stop ends the process; it may be called again.
@@ -73,13 +76,15 @@ func startKeygate(ctx context.Context, bin string) (*process, time.Duration, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "serve", "--grpc-addr", addrs[0], "--admin-addr", addrs[1],
 		"--nats-listen", addrs[2], "--data-dir", dir)
-	cmd.Env = append(os.Environ(), "KEYGATE_DEFAULT_RATE_LIMIT=none", "KEYGATE_LOG_LEVEL=warn", "KEYGATE_PPROF=true")
+	token := natstoken.New()
+	cmd.Env = append(os.Environ(), "KEYGATE_DEFAULT_RATE_LIMIT=none", "KEYGATE_LOG_LEVEL=warn", "KEYGATE_PPROF=true",
+		"KEYGATE_SHUTDOWN_DELAY=0s", "KEYGATE_NATS_TOKEN="+token)
 	cmd.Stderr = os.Stderr
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, 0, fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &process{name: "keygate", cmd: cmd, grpcAddr: addrs[0], adminAddr: addrs[1], natsURL: "nats://" + addrs[2]}
+	p := &process{name: "keygate", cmd: cmd, grpcAddr: addrs[0], adminAddr: addrs[1], natsURL: "nats://" + addrs[2], natsToken: token}
 	for {
 		resp, err := http.Get("http://" + addrs[1] + "/readyz")
 		if err == nil {

@@ -17,9 +17,9 @@ import (
 // seed creates keys in keygate's store, funds their account, and returns
 // the requests to send (hot of the keys in turn, with every 20th request,
 // 5%, carrying an unknown key or none) and the hashes of all the keys.
-func seed(ctx context.Context, url string, keys, hot int) ([]*authv3.CheckRequest, []string, error) {
+func seed(ctx context.Context, url, token string, keys, hot int) ([]*authv3.CheckRequest, []string, error) {
 	begin := time.Now()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, nats.Token(token))
 	if err != nil {
 		return nil, nil, err
 	}

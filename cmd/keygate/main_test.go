@@ -58,15 +58,19 @@ type result struct {
 // KEYGATE_* variables.
 func keygate(t *testing.T, natsURL string, args ...string) result {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), binary, args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KEYGATE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	var env []string
 	if natsURL != "" {
-		cmd.Env = append(cmd.Env, "KEYGATE_NATS_URL="+natsURL)
+		env = append(env, "KEYGATE_NATS_URL="+natsURL)
 	}
+	return keygateEnv(t, env, args...)
+}
+
+// keygateEnv runs the binary with env added to the environment without
+// KEYGATE_* variables.
+func keygateEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keygate/keygate/internal/natstoken"
 )
 
 // Options say where NATS is and how to authenticate to it.
@@ -28,8 +30,12 @@ type Options struct {
 	CAFile    string
 	CertFile  string
 	KeyFile   string
-	Name      string
-	Logger    *slog.Logger
+	// TokenDir holds the embedded server's token file; "" for
+	// natstoken.DefaultDir. A client of a loopback URL without
+	// credentials of its own reads the token there.
+	TokenDir string
+	Name     string
+	Logger   *slog.Logger
 	// OnState, if set, is called with true on (re)connect and false on
 	// disconnect.
 	OnState func(connected bool)
@@ -50,14 +56,26 @@ func Connect(o Options) (*Conn, error) {
 		return nil, err
 	}
 	url := o.URL
-	if url == "" {
-		s, err := startEmbedded(o)
+	switch {
+	case url == "":
+		s, token, err := startEmbedded(o)
 		if err != nil {
 			return nil, err
 		}
 		c.server = s
 		url = s.ClientURL()
 		opts = append(opts, nats.InProcessServer(s))
+		if o.Token == "" {
+			opts = append(opts, nats.Token(token))
+		}
+	case !o.hasCredentials():
+		token, err := natstoken.ForURLs(o.TokenDir, url)
+		if err != nil {
+			return nil, err
+		}
+		if token != "" {
+			opts = append(opts, nats.Token(token))
+		}
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -81,6 +99,14 @@ func (c *Conn) Close() {
 		c.server.Shutdown()
 		c.server.WaitForShutdown()
 	}
+}
+
+// ServerAddr is the embedded server's client address; nil if there is none.
+func (c *Conn) ServerAddr() net.Addr {
+	if c.server == nil {
+		return nil
+	}
+	return c.server.Addr()
 }
 
 // Embedded reports whether keygate runs its own NATS server.
@@ -137,31 +163,62 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 	), nil
 }
 
-func startEmbedded(o Options) (*server.Server, error) {
+// hasCredentials reports whether any NATS credentials are configured.
+func (o Options) hasCredentials() bool {
+	return o.CredsFile != "" || o.NKeyFile != "" || o.User != "" || o.Token != ""
+}
+
+// startEmbedded starts the in-process server on o.Listen, requiring a
+// token: o.Token if set, else the one saved for its port (or a new one),
+// saved for the clients of this machine. It returns the server and token.
+func startEmbedded(o Options) (*server.Server, string, error) {
 	host, portStr, err := net.SplitHostPort(o.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("nats listen address %q: %w", o.Listen, err)
+		return nil, "", fmt.Errorf("nats.listen %q: %w", o.Listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, fmt.Errorf("nats listen address %q: bad port", o.Listen)
+		return nil, "", fmt.Errorf("nats.listen %q: bad port", o.Listen)
+	}
+	if port > 0 { // fail fast on a busy address, before the server tries for seconds
+		l, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return nil, "", fmt.Errorf("nats.listen: %w", err)
+		}
+		l.Close()
+	}
+	token := o.Token
+	if token == "" && port > 0 {
+		if token, err = natstoken.Read(o.TokenDir, port); err != nil {
+			return nil, "", err
+		}
+	}
+	if token == "" {
+		token = natstoken.New()
 	}
 	s, err := server.NewServer(&server.Options{
-		ServerName: "keygate",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   o.DataDir,
-		NoSigs:     true,
-		NoLog:      true,
+		ServerName:    "keygate",
+		Host:          host,
+		Port:          port,
+		JetStream:     true,
+		StoreDir:      o.DataDir,
+		Authorization: token,
+		NoSigs:        true,
+		NoLog:         true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
+		return nil, "", fmt.Errorf("embedded nats: %w", err)
 	}
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats did not start on %s", o.Listen)
+		return nil, "", fmt.Errorf("embedded nats did not start on %s", o.Listen)
 	}
-	return s, nil
+	if o.Token == "" {
+		if err := natstoken.Write(o.TokenDir, s.Addr().(*net.TCPAddr).Port, token); err != nil {
+			s.Shutdown()
+			return nil, "", fmt.Errorf("%w (set nats.token or nats.token_dir)", err)
+		}
+	}
+	return s, token, nil
 }

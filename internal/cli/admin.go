@@ -117,6 +117,7 @@ func brokerOptions(n config.NATS) broker.Options {
 		CAFile:    n.CAFile,
 		CertFile:  n.CertFile,
 		KeyFile:   n.KeyFile,
+		TokenDir:  n.TokenDir,
 		Name:      "keygate-admin",
 		Logger:    slog.New(slog.DiscardHandler),
 	}

@@ -172,6 +172,11 @@ func TestKeysCreateFlags(t *testing.T) {
 	if short.ExpiresAt == nil || short.ExpiresAt.Sub(short.CreatedAt) != time.Second {
 		t.Errorf("--expires-in 1s: got %v", short.ExpiresAt)
 	}
+	// Past 2262, where nanoseconds since 1970 overflow: still active.
+	far := e.create("--account", "acme", "--expires-in", "2100000h")
+	if far.ExpiresAt == nil || far.ExpiresAt.Year() < 2262 || far.Status != "active" {
+		t.Errorf("--expires-in 2100000h: %v %s", far.ExpiresAt, far.Status)
+	}
 }
 
 func TestKeysCreateHuman(t *testing.T) {

@@ -30,6 +30,7 @@ nats://127.0.0.1:4222) and --config FILE.`
 // Limits on what people type into key records.
 const (
 	maxNameLen = 200
+	maxYear    = 9999 // the last year a record's RFC 3339 dates can hold
 )
 
 func runKeys(ctx context.Context, args []string, io IO) error {
@@ -102,6 +103,9 @@ func keysCreate(ctx context.Context, args []string, io IO) error {
 	k.CreatedAt = now
 	if lifetime > 0 {
 		t := now.Add(lifetime)
+		if t.Year() > maxYear {
+			return usagef("--expires-in: %q ends after the year %d", *expires, maxYear)
+		}
 		k.ExpiresAt = &t
 	}
 	secret, err := a.mint(ctx, k)

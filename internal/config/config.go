@@ -29,7 +29,12 @@ type Config struct {
 	HTTPMode string `yaml:"http_mode"`
 	LogLevel string `yaml:"log_level"`
 	// Pprof serves /debug/pprof/ on the admin port.
-	Pprof         bool     `yaml:"pprof"`
+	Pprof bool `yaml:"pprof"`
+	// ShutdownDelay is how long keygate keeps answering checks after
+	// SIGTERM, reporting not ready, before it stops accepting: the proxy
+	// beside it is still sending checks while it drains.
+	ShutdownDelay Duration `yaml:"shutdown_delay"`
+	// ShutdownGrace bounds the drain of checks in flight after that.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	TLS           TLS      `yaml:"tls"`
 	NATS          NATS     `yaml:"nats"`
@@ -57,17 +62,20 @@ type TLS struct {
 
 // NATS says where the key store is. Without URL keygate embeds a server.
 type NATS struct {
-	URL            string `yaml:"url"`
-	CredsFile      string `yaml:"creds_file"`
-	NKeyFile       string `yaml:"nkey_file"`
-	User           string `yaml:"user"`
-	Password       string `yaml:"password"`
-	Token          string `yaml:"token"`
-	CAFile         string `yaml:"ca_file"`
-	CertFile       string `yaml:"cert_file"`
-	KeyFile        string `yaml:"key_file"`
-	Listen         string `yaml:"listen"`
-	DataDir        string `yaml:"data_dir"`
+	URL       string `yaml:"url"`
+	CredsFile string `yaml:"creds_file"`
+	NKeyFile  string `yaml:"nkey_file"`
+	User      string `yaml:"user"`
+	Password  string `yaml:"password"`
+	Token     string `yaml:"token"`
+	CAFile    string `yaml:"ca_file"`
+	CertFile  string `yaml:"cert_file"`
+	KeyFile   string `yaml:"key_file"`
+	Listen    string `yaml:"listen"`
+	DataDir   string `yaml:"data_dir"`
+	// TokenDir holds the embedded server's token files, one per port; ""
+	// is $XDG_CONFIG_HOME/keygate (else ~/.config/keygate).
+	TokenDir       string `yaml:"token_dir"`
 	KeysBucket     string `yaml:"keys_bucket"`
 	AccountsBucket string `yaml:"accounts_bucket"`
 	Replicas       int    `yaml:"replicas"`
@@ -112,6 +120,7 @@ func Default() Config {
 		AdminAddr:     "127.0.0.1:9090",
 		HTTPMode:      "envoy",
 		LogLevel:      "info",
+		ShutdownDelay: Duration(5 * time.Second),
 		ShutdownGrace: Duration(10 * time.Second),
 		NATS: NATS{
 			Listen:         "127.0.0.1:4222",

@@ -30,6 +30,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_NATS_KEY_FILE":         &c.NATS.KeyFile,
 		"KEYGATE_NATS_LISTEN":           &c.NATS.Listen,
 		"KEYGATE_DATA_DIR":              &c.NATS.DataDir,
+		"KEYGATE_NATS_TOKEN_DIR":        &c.NATS.TokenDir,
 		"KEYGATE_DEFAULT_SCOPE":         &c.DefaultScope,
 		"KEYGATE_DEFAULT_RATE_LIMIT":    &c.DefaultRateLimit,
 		"KEYGATE_LOW_BALANCE_THRESHOLD": &c.LowBalanceThreshold,
@@ -40,6 +41,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	durs := map[string]*Duration{
+		"KEYGATE_SHUTDOWN_DELAY": &c.ShutdownDelay,
 		"KEYGATE_SHUTDOWN_GRACE": &c.ShutdownGrace,
 		"KEYGATE_MAX_STALENESS":  &c.Cache.MaxStaleness,
 	}

@@ -44,6 +44,9 @@ func (c *Config) Validate() error {
 	default:
 		add("log_level", "%q is not debug, info, warn or error", c.LogLevel)
 	}
+	if c.ShutdownDelay < 0 {
+		add("shutdown_delay", "must not be negative")
+	}
 	if c.ShutdownGrace < 0 {
 		add("shutdown_grace", "must not be negative")
 	}

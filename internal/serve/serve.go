@@ -51,6 +51,7 @@ type Instance struct {
 	GRPCAddr  net.Addr
 	AdminAddr net.Addr
 	HTTPAddr  net.Addr // nil unless the HTTP authorization mode is on
+	NATSAddr  net.Addr // the embedded NATS server's client address; nil with an external NATS
 
 	cfg      config.Config
 	log      *slog.Logger
@@ -88,6 +89,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if inst.conn, err = broker.Connect(brokerOptions(cfg, log, m, inst.natsState)); err != nil {
 		return nil, err
 	}
+	inst.NATSAddr = inst.conn.ServerAddr()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := store.Open(openCtx, inst.conn.JS, cfg.NATS.StoreOptions())
@@ -124,7 +126,7 @@ func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics, state func(b
 	return broker.Options{
 		URL: n.URL, Listen: n.Listen, DataDir: n.DataDir, CredsFile: n.CredsFile, NKeyFile: n.NKeyFile,
 		User: n.User, Password: n.Password, Token: n.Token, CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
-		Name: "keygate", Logger: log, OnState: func(up bool) { m.natsState(up); state(up) },
+		TokenDir: n.TokenDir, Name: "keygate", Logger: log, OnState: func(up bool) { m.natsState(up); state(up) },
 	}
 }
 
@@ -363,11 +365,16 @@ func (inst *Instance) Ready() bool {
 	return inst.ready.Load() && inst.conn.NC.IsConnected() && inst.state.Current()
 }
 
-// Shutdown stops accepting checks, drains those in flight (up to the
+// Shutdown reports not ready, keeps answering checks for the configured
+// delay (the proxy beside keygate is still sending them while it drains),
+// then stops accepting checks, drains those in flight (up to the
 // configured grace), and closes everything.
 func (inst *Instance) Shutdown() error {
 	inst.setReady(false)
-	inst.log.Info("shutting down", "grace", inst.cfg.ShutdownGrace.D().String())
+	delay := inst.cfg.ShutdownDelay.D()
+	inst.log.Info("shutting down: not ready, still answering checks", "delay", delay.String(), "grace", inst.cfg.ShutdownGrace.D().String())
+	time.Sleep(delay)
+	inst.log.Info("draining")
 	done := make(chan struct{})
 	go func() {
 		inst.grpc.GracefulStop()

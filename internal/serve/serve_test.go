@@ -2,9 +2,13 @@ package serve_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +16,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -80,9 +85,10 @@ func (e *env) noKeysLogged(t testing.TB, keys ...string) {
 func testConfig(t testing.TB, natsURL string) config.Config {
 	cfg := config.Default()
 	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ShutdownDelay = 0
 	cfg.NATS.URL = natsURL
 	if natsURL == "" {
-		cfg.NATS.Listen, cfg.NATS.DataDir = "127.0.0.1:-1", t.TempDir()
+		cfg.NATS.Listen, cfg.NATS.DataDir, cfg.NATS.TokenDir = "127.0.0.1:-1", t.TempDir(), t.TempDir()
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -217,5 +223,43 @@ func TestEmbeddedNATSAndAdminEndpoints(t *testing.T) {
 	}
 	if _, err := http.Get(admin + "/healthz"); err == nil {
 		t.Fatal("admin still serving after shutdown")
+	}
+}
+
+// TestEmbeddedNATSRequiresToken: the embedded server refuses clients
+// without its token, which it keeps in a file of the user's; a second
+// keygate on the same machine pointed at it finds the token there.
+func TestEmbeddedNATSRequiresToken(t *testing.T) {
+	cfg := testConfig(t, "")
+	e := start(t, cfg)
+	port := e.inst.NATSAddr.(*net.TCPAddr).Port
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("the embedded NATS server accepted a client without its token")
+	}
+	file := filepath.Join(cfg.NATS.TokenDir, fmt.Sprintf("nats-%d.token", port))
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %s: %v %v, want mode 0600", file, fi, err)
+	}
+	token, _ := os.ReadFile(file)
+	nc, err := nats.Connect(url, nats.Token(strings.TrimSpace(string(token))))
+	if err != nil {
+		t.Fatalf("with the token from %s: %v", file, err)
+	}
+	nc.Close()
+
+	second := testConfig(t, url)
+	second.NATS.TokenDir = cfg.NATS.TokenDir
+	e2 := start(t, second)
+	if got := e2.code(t, "nope"); got != 401 {
+		t.Fatalf("second keygate answers %d", got)
+	}
+	other := testConfig(t, url)
+	other.NATS.TokenDir = t.TempDir() // another user: no token
+	if inst, err := serve.Start(e.ctx, other, slog.New(slog.DiscardHandler)); err == nil {
+		_ = inst.Shutdown()
+		t.Fatal("keygate without the token connected")
 	}
 }

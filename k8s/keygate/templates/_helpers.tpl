@@ -51,6 +51,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "grpc_addr" "127.0.0.1:9191"
     "admin_addr" (printf "0.0.0.0:%d" (int .Values.keygate.adminPort))
     "log_level" .Values.keygate.logLevel
+    "shutdown_delay" .Values.keygate.shutdownDelay
+    "shutdown_grace" .Values.keygate.shutdownGrace
     "default_rate_limit" .Values.keygate.defaultRateLimit
     "routes" .Values.keygate.routes }}
 {{- toYaml (mustMergeOverwrite $c (deepCopy .Values.keygate.extraConfig)) }}
@@ -84,6 +86,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   {{- with .Values.envoy.resources }}
   resources:
     {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.envoy.preStop }}
+  lifecycle:
+    preStop:
+      {{- toYaml . | nindent 6 }}
   {{- end }}
   securityContext:
     {{- toYaml (merge (dict "runAsUser" 101 "runAsGroup" 101) .Values.containerSecurityContext) | nindent 4 }}
