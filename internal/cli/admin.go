@@ -34,8 +34,8 @@ type adminFlags struct {
 
 func addAdminFlags(fs *flag.FlagSet) *adminFlags {
 	a := &adminFlags{}
-	fs.StringVar(&a.natsURL, "nats-url", "", "NATS URL or comma-separated seed list (default $KEYGATE_NATS_URL or "+DefaultNATSURL+")")
-	fs.StringVar(&a.config, "config", "", "YAML config file: key format, bucket names, NATS credentials")
+	fs.StringVar(&a.natsURL, "nats-url", "", "NATS `URL` or comma-separated seed list (default $KEYGATE_NATS_URL, else "+DefaultNATSURL+")")
+	fs.StringVar(&a.config, "config", "", "YAML config `FILE`: key format, bucket names, NATS credentials")
 	fs.BoolVar(&a.json, "json", false, "print JSON")
 	return a
 }

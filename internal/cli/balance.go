@@ -12,19 +12,9 @@ import (
 	"github.com/keygate/keygate/internal/store"
 )
 
-const balanceUsage = `usage: keygate balance <command> [arguments]
-
-  balance get ACCT [--json]
-  balance set ACCT AMOUNT [--currency MXN] [--low-threshold AMOUNT] [--json]
-  balance add ACCT AMOUNT [--json]       AMOUNT may be negative: a debit
-
-AMOUNT is a decimal in major units: 100, 12.50, -3.25. Every command takes
---nats-url URL (default $KEYGATE_NATS_URL or nats://127.0.0.1:4222) and
---config FILE.`
-
 func runBalance(ctx context.Context, args []string, io IO) error {
 	if len(args) == 0 {
-		return usagef("%s", balanceUsage)
+		return usagef("%s", groupUsage("balance "))
 	}
 	switch args[0] {
 	case "get":
@@ -34,7 +24,7 @@ func runBalance(ctx context.Context, args []string, io IO) error {
 	case "add":
 		return balanceAdd(ctx, args[1:], io)
 	case "help", "-h", "--help":
-		fmt.Fprintln(io.Out, balanceUsage)
+		fmt.Fprintln(io.Out, groupUsage("balance "))
 		return nil
 	}
 	return usagef("unknown command \"balance %s\"; want get, set or add", args[0])
@@ -101,8 +91,8 @@ func balanceGet(ctx context.Context, args []string, io IO) error {
 func balanceSet(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("balance set", flag.ContinueOnError)
 	af := addAdminFlags(fs)
-	currency := fs.String("currency", "", "ISO 4217 code like MXN (default: the account's, or MXN for a new one)")
-	threshold := fs.String("low-threshold", "", "low-balance threshold AMOUNT, or none to clear it")
+	currency := fs.String("currency", "", "ISO 4217 `code` like MXN (default: the account's, or MXN for a new one)")
+	threshold := fs.String("low-threshold", "", "low-balance threshold `AMOUNT`, or none to clear it")
 	pos, err := parse(fs, args, "ACCT", "AMOUNT")
 	if err != nil {
 		return err

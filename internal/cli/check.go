@@ -19,11 +19,11 @@ import (
 // need not appear in shell history.
 func runCheck(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	addr := fs.String("grpc-addr", "127.0.0.1:9191", "keygate's ext_authz address")
-	key := fs.String("key", "", "API key to send as 'Authorization: Bearer KEY' (default $KEYGATE_API_KEY)")
-	method := fs.String("method", "GET", "HTTP method of the request")
-	path := fs.String("path", "/v1/models", "HTTP path of the request")
-	scope := fs.String("scope", "", "context_extensions keygate.scope, as an Envoy route would set it")
+	addr := fs.String("grpc-addr", "127.0.0.1:9191", "keygate's ext_authz `address`")
+	key := fs.String("key", "", "API `key` to send as 'Authorization: Bearer KEY' (default $KEYGATE_API_KEY)")
+	method := fs.String("method", "GET", "HTTP `method` of the request")
+	path := fs.String("path", "/v1/models", "HTTP `path` of the request")
+	scope := fs.String("scope", "", "`scope` to require, as an Envoy route's context_extensions keygate.scope would")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}

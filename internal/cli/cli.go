@@ -54,19 +54,21 @@ type IO struct {
 	Getenv Env
 }
 
-const topUsage = `usage: keygate <command> [arguments]
-
-commands:
-  serve      run the ext_authz server
-  keys       create, list, get, revoke and rotate API keys
-  balance    get, set and add to account balances
-  check      send one ext_authz Check to a running keygate and print the answer
-  version    print the version`
-
-// Run executes the command line args (without the program name).
+// Run executes the command line args (without the program name). A
+// command asked for its help (-h, --help, or "keygate help COMMAND")
+// prints it and succeeds.
 func Run(ctx context.Context, args []string, io IO) error {
+	err := run(ctx, args, io)
+	if h, ok := err.(*helpError); ok {
+		writeHelp(io.Out, h.fs)
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, args []string, io IO) error {
 	if len(args) == 0 {
-		return usagef("%s", topUsage)
+		return usagef("%s", groupUsage(""))
 	}
 	switch args[0] {
 	case "serve":
@@ -78,13 +80,24 @@ func Run(ctx context.Context, args []string, io IO) error {
 	case "check":
 		return runCheck(ctx, args[1:], io)
 	case "version", "--version", "-version":
-		fmt.Fprintln(io.Out, "keygate", Version())
-		return nil
+		return runVersion(args[1:], io)
 	case "help", "-h", "--help":
-		fmt.Fprintln(io.Out, topUsage)
+		if len(args) > 1 && args[0] == "help" {
+			return run(ctx, append(args[1:], "--help"), io)
+		}
+		fmt.Fprintln(io.Out, groupUsage(""))
 		return nil
 	}
-	return usagef("unknown command %q\n%s", args[0], topUsage)
+	return usagef("unknown command %q; 'keygate help' lists them", args[0])
+}
+
+func runVersion(args []string, io IO) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintln(io.Out, "keygate", Version())
+	return nil
 }
 
 // parse parses flags and positional arguments in any order, as in
@@ -108,22 +121,22 @@ func parse(fs *flag.FlagSet, args []string, want ...string) ([]string, error) {
 				n = 2
 			}
 			if err := fs.Parse(args[:n]); err != nil {
-				return nil, usagef("%s %s", fs.Name(), flagError(err))
+				if errors.Is(err, flag.ErrHelp) {
+					return nil, &helpError{fs}
+				}
+				return nil, usagef("%s: %v; usage: keygate %s", fs.Name(), err, oneLine(commands[fs.Name()].synopsis))
 			}
 			args = args[n:]
 		}
 	}
 	if len(pos) != len(want) {
-		return nil, usagef("usage: keygate %s %s", fs.Name(), strings.Join(want, " "))
+		what := "no arguments"
+		if len(want) > 0 {
+			what = strings.Join(want, " ")
+		}
+		return nil, usagef("%s takes %s, got %d; usage: keygate %s", fs.Name(), what, len(pos), oneLine(commands[fs.Name()].synopsis))
 	}
 	return pos, nil
-}
-
-func flagError(err error) string {
-	if errors.Is(err, flag.ErrHelp) {
-		return "does not take -h; see the README"
-	}
-	return err.Error()
 }
 
 func needsValue(fs *flag.FlagSet, arg string) bool {

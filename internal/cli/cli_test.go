@@ -190,6 +190,26 @@ func TestKeysCreateHuman(t *testing.T) {
 	if got := e.get(id); got.Hash != apikey.Hash(key) {
 		t.Errorf("stored hash does not match the printed key")
 	}
+	if !strings.Contains(out, "scopes * (* = every route)") {
+		t.Errorf("output does not name the scopes: %q", out)
+	}
+}
+
+// TestKeysCreateWarnsWithoutAccount: a live key for an account without a
+// balance record is created, with a warning on stderr saying what to do.
+func TestKeysCreateWarnsWithoutAccount(t *testing.T) {
+	e := newEnv(t)
+	const warning = "live keys of account ghost are denied 402 until `keygate balance set ghost AMOUNT`"
+	r := e.run("keys", "create", "--account", "ghost", "--scopes", "chat:send", "--json")
+	if r.code != 0 || !strings.Contains(r.err, warning) || !strings.Contains(r.out, `"scopes":["chat:send"]`) {
+		t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.err, r.out)
+	}
+	e.ok("balance", "set", "ghost", "1")
+	for _, args := range [][]string{{"--account", "ghost"}, {"--account", "nobody", "--env", "test"}} {
+		if r := e.run(append([]string{"keys", "create"}, args...)...); r.code != 0 || r.err != "" {
+			t.Errorf("keys create %v: exit %d, stderr %q", args, r.code, r.err)
+		}
+	}
 }
 
 func TestKeysBadArgs(t *testing.T) {

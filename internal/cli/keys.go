@@ -15,18 +15,6 @@ import (
 	"github.com/keygate/keygate/internal/store"
 )
 
-const keysUsage = `usage: keygate keys <command> [arguments]
-
-  keys create --account ACCT [--name NAME] [--env live|test] [--scopes a,b]
-              [--rate-limit 600/1m] [--expires-in 720h] [--json]
-  keys list [--account ACCT] [--all] [--json]
-  keys get KEY_ID [--json]
-  keys revoke KEY_ID
-  keys rotate KEY_ID [--grace 24h] [--json]
-
-Every command takes --nats-url URL (default $KEYGATE_NATS_URL or
-nats://127.0.0.1:4222) and --config FILE.`
-
 // Limits on what people type into key records.
 const (
 	maxNameLen = 200
@@ -35,7 +23,7 @@ const (
 
 func runKeys(ctx context.Context, args []string, io IO) error {
 	if len(args) == 0 {
-		return usagef("%s", keysUsage)
+		return usagef("%s", groupUsage("keys "))
 	}
 	switch args[0] {
 	case "create":
@@ -49,7 +37,7 @@ func runKeys(ctx context.Context, args []string, io IO) error {
 	case "rotate":
 		return keysRotate(ctx, args[1:], io)
 	case "help", "-h", "--help":
-		fmt.Fprintln(io.Out, keysUsage)
+		fmt.Fprintln(io.Out, groupUsage("keys "))
 		return nil
 	}
 	return usagef("unknown command \"keys %s\"; want create, list, get, revoke or rotate", args[0])
@@ -77,12 +65,12 @@ func viewOf(k *store.Key, now time.Time) keyView {
 func keysCreate(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
 	af := addAdminFlags(fs)
-	account := fs.String("account", "", "account id (required)")
-	name := fs.String("name", "", "a label for people")
-	env := fs.String("env", store.EnvLive, "live or test")
-	scopes := fs.String("scopes", "*", "comma-separated scopes")
-	rate := fs.String("rate-limit", "", "N/WINDOW, like 600/1m (default: the configured default)")
-	expires := fs.String("expires-in", "", "lifetime, a Go duration like 720h (default: never)")
+	account := fs.String("account", "", "`ACCT`, the account the key belongs to (required)")
+	name := fs.String("name", "", "`NAME`, a label for people")
+	env := fs.String("env", store.EnvLive, "environment, `live|test`: test keys skip the balance check")
+	scopes := fs.String("scopes", "*", "comma-separated `scopes`; * grants every route")
+	rate := fs.String("rate-limit", "", "requests per window, `N/WINDOW` like 600/1m (default: the configured default_rate_limit)")
+	expires := fs.String("expires-in", "", "lifetime, a Go `duration` like 720h (default: never expires)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -112,12 +100,34 @@ func keysCreate(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
+	a.warnNoAccount(ctx, io, k)
 	if af.json {
 		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, now), Secret: secret})
 	}
-	fmt.Fprintf(io.Out, "Created key %s for account %s (%s).\n", k.ID, k.AccountID, k.Env)
+	fmt.Fprintf(io.Out, "Created key %s for account %s (%s), scopes %s.\n", k.ID, k.AccountID, k.Env, scopesText(k.Scopes))
 	printSecret(io, secret)
 	return nil
+}
+
+// scopesText names a key's scopes for people.
+func scopesText(scopes []string) string {
+	s := strings.Join(scopes, ",")
+	if slices.Contains(scopes, "*") {
+		s += " (* = every route)"
+	}
+	return s
+}
+
+// warnNoAccount tells on stderr that a new live key cannot be used yet
+// because its account has no balance record.
+func (a *admin) warnNoAccount(ctx context.Context, io IO, k *store.Key) {
+	if k.Env == store.EnvTest {
+		return
+	}
+	if _, _, err := a.store.Account(ctx, k.AccountID); errors.Is(err, store.ErrNotFound) {
+		fmt.Fprintf(io.Err, "warning: account %s has no balance record: live keys of account %s are denied 402 until `keygate balance set %s AMOUNT`\n",
+			k.AccountID, k.AccountID, k.AccountID)
+	}
 }
 
 // keyFromFlags checks the flags of keys create and returns the record
@@ -220,7 +230,7 @@ func printSecret(io IO, secret string) {
 func keysList(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
 	af := addAdminFlags(fs)
-	account := fs.String("account", "", "only keys of this account")
+	account := fs.String("account", "", "only keys of account `ACCT`")
 	all := fs.Bool("all", false, "include revoked and expired keys")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -383,7 +393,7 @@ func keysRevoke(ctx context.Context, args []string, io IO) error {
 func keysRotate(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	af := addAdminFlags(fs)
-	graceText := fs.String("grace", "24h", "how long the old key keeps working, a Go duration; 0 ends it now")
+	graceText := fs.String("grace", "24h", "how long the old key keeps working, a Go `duration`; 0 ends it now")
 	pos, err := parse(fs, args, "KEY_ID")
 	if err != nil {
 		return err

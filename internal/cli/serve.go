@@ -13,15 +13,18 @@ import (
 // then flags, validated before anything starts.
 func runServe(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	file := fs.String("config", "", "YAML config file")
+	file := fs.String("config", "", "YAML config `FILE`")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	// Defaults are shown in the help; only flags given override the
+	// configuration.
+	d := config.Default()
 	flags := map[string]*string{
-		"grpc-addr":   fs.String("grpc-addr", "", "ext_authz gRPC listen address"),
-		"admin-addr":  fs.String("admin-addr", "", "admin HTTP listen address (metrics, health)"),
-		"http-addr":   fs.String("http-addr", "", "HTTP authorization listen address"),
-		"nats-url":    fs.String("nats-url", "", "NATS URL or comma-separated seed list; empty runs NATS in-process"),
-		"data-dir":    fs.String("data-dir", "", "embedded NATS data directory"),
-		"nats-listen": fs.String("nats-listen", "", "embedded NATS client address"),
+		"grpc-addr":   fs.String("grpc-addr", d.GRPCAddr, "ext_authz gRPC listen `address`"),
+		"admin-addr":  fs.String("admin-addr", d.AdminAddr, "admin HTTP listen `address` (/metrics, /healthz, /readyz)"),
+		"http-addr":   fs.String("http-addr", "", "HTTP authorization listen `address` (default off)"),
+		"nats-url":    fs.String("nats-url", "", "NATS `URL` or comma-separated seed list (default: run NATS in-process)"),
+		"data-dir":    fs.String("data-dir", d.NATS.DataDir, "embedded NATS data `directory`"),
+		"nats-listen": fs.String("nats-listen", d.NATS.Listen, "embedded NATS client `address`"),
 	}
 	if _, err := parse(fs, args); err != nil {
 		return err

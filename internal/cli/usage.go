@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// command is what a command's help says of it.
+type command struct {
+	// synopsis is as the README's command-line section writes it, without
+	// "keygate " (a test keeps the two the same).
+	synopsis string
+	summary  string
+}
+
+// commands, by name as their flag sets are named.
+var commands = map[string]command{
+	"serve": {`serve [--config FILE] [--grpc-addr 127.0.0.1:9191] [--admin-addr 127.0.0.1:9090]
+              [--http-addr ADDR] [--nats-url URL] [--data-dir DIR] [--nats-listen 127.0.0.1:4222]
+              [--check-config]`,
+		"Run the ext_authz server. Without a NATS URL it runs NATS in-process. Settings come from --config, then KEYGATE_* variables, then flags."},
+	"keys create": {`keys create --account ACCT [--name NAME] [--env live|test] [--scopes a,b]
+                    [--rate-limit 600/1m] [--expires-in 720h] [--json]`,
+		"Create an API key and print it once. Without --scopes the key has scope * (every route)."},
+	"keys list":   {"keys list [--account ACCT] [--all] [--json]", "List active keys (--all: revoked and expired ones too)."},
+	"keys get":    {"keys get KEY_ID [--json]", "Show one key. KEY_ID may also be the key itself, which is never printed."},
+	"keys revoke": {"keys revoke KEY_ID [--json]", "Revoke a key: every keygate denies it within milliseconds."},
+	"keys rotate": {"keys rotate KEY_ID [--grace 24h] [--json]", "Create a successor with the same account, scopes and limit; the old key expires after the grace period."},
+	"balance get": {"balance get ACCT [--json]", "Show an account's balance."},
+	"balance set": {"balance set ACCT AMOUNT [--currency MXN] [--low-threshold AMOUNT] [--json]", "Set an account's balance, creating the account if needed. AMOUNT is a decimal in major units."},
+	"balance add": {"balance add ACCT AMOUNT [--json]          # AMOUNT may be negative: a debit", "Add AMOUNT (a decimal in major units; negative for a debit) to a balance."},
+	"check":       {"check [--key KEY] [--method GET] [--path /v1/models] [--scope S] [--grpc-addr ADDR]", "Send one ext_authz Check to a running keygate, as Envoy would, and print the answer. The key defaults to $KEYGATE_API_KEY."},
+	"version":     {"version", "Print the version."},
+}
+
+// helpError asks Run to print the help of the command fs parses, and to
+// succeed.
+type helpError struct{ fs *flag.FlagSet }
+
+func (*helpError) Error() string { return "help requested" }
+
+// writeHelp prints a command's synopsis, summary and every flag with its
+// default.
+func writeHelp(w io.Writer, fs *flag.FlagSet) {
+	c := commands[fs.Name()]
+	synopsis := strings.ReplaceAll(c.synopsis, "\n", "\n       ") // aligned under "usage: "
+	fmt.Fprintf(w, "usage: keygate %s\n\n%s\n", synopsis, c.summary)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		if n++; n == 1 {
+			fmt.Fprintln(tw, "\nflags:")
+		}
+		name, usage := flag.UnquoteUsage(f)
+		arg := "--" + f.Name
+		if name == strings.ToLower(name) && !strings.ContainsAny(name, "|/,") {
+			name = strings.ToUpper(name) // "duration" -> DURATION, as synopses write values
+		}
+		if name != "" {
+			arg += " " + name
+		}
+		if f.DefValue != "" && f.DefValue != "false" {
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", arg, usage)
+	})
+	_ = tw.Flush()
+}
+
+// groupUsage lists the commands whose names start with prefix ("" for
+// all), as the help of a command group.
+func groupUsage(prefix string) string {
+	var names []string
+	for name := range commands {
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: keygate %s<command> [arguments]\n\ncommands:\n", prefix)
+	for _, name := range names {
+		fmt.Fprintf(&b, "  keygate %s\n", commands[name].synopsis)
+	}
+	fmt.Fprintf(&b, "\n'keygate help COMMAND' or 'keygate COMMAND --help' describes one.")
+	return b.String()
+}
+
+// oneLine is a synopsis on one line, for error messages.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "#")
+	return strings.Join(strings.Fields(s), " ")
+}
