@@ -4,9 +4,11 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/keygate/keygate/internal/logs"
 	"github.com/keygate/keygate/internal/natstoken"
 )
 
@@ -141,10 +144,7 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 	if o.CertFile != "" {
 		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := o.logger()
 	state := o.OnState
 	if state == nil {
 		state = func(bool) {}
@@ -156,11 +156,41 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
+		// Without a handler nats.go writes asynchronous errors to stderr
+		// as plain text.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("nats error", "subject", subject, "err", err)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 			state(true)
 		}),
 	), nil
+}
+
+// checkWritable makes dir if needed and checks that a file can be
+// written in it: the server would otherwise fail only after seconds.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".keygate-write-check-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
 }
 
 // hasCredentials reports whether any NATS credentials are configured.
@@ -187,6 +217,9 @@ func startEmbedded(o Options) (*server.Server, string, error) {
 		}
 		l.Close()
 	}
+	if err := checkWritable(o.DataDir); err != nil {
+		return nil, "", fmt.Errorf("nats.data_dir: %w", err)
+	}
 	token := o.Token
 	if token == "" && port > 0 {
 		if token, err = natstoken.Read(o.TokenDir, port); err != nil {
@@ -196,6 +229,8 @@ func startEmbedded(o Options) (*server.Server, string, error) {
 	if token == "" {
 		token = natstoken.New()
 	}
+	log := o.logger().With("component", "nats-server")
+	debug := log.Enabled(context.Background(), slog.LevelDebug)
 	s, err := server.NewServer(&server.Options{
 		ServerName:    "keygate",
 		Host:          host,
@@ -204,11 +239,12 @@ func startEmbedded(o Options) (*server.Server, string, error) {
 		StoreDir:      o.DataDir,
 		Authorization: token,
 		NoSigs:        true,
-		NoLog:         true,
+		Debug:         debug,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("embedded nats: %w", err)
 	}
+	s.SetLoggerV2(logs.NATSServer{Log: log}, debug, false, false)
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/logs"
 	"github.com/keygate/keygate/internal/serve"
 )
 
@@ -49,5 +50,7 @@ func runServe(ctx context.Context, args []string, io IO) error {
 		fmt.Fprintln(io.Out, "configuration is valid")
 		return nil
 	}
-	return serve.Run(ctx, cfg, newLogger(io.Err, cfg.LogLevel))
+	log := logs.New(io.Err, cfg.LogLevel)
+	logs.Capture(log)
+	return serve.Run(ctx, cfg, log)
 }

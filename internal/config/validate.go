@@ -124,6 +124,15 @@ func validScheme(s string) bool {
 	return s == "nats" || s == "tls" || s == "ws" || s == "wss"
 }
 
+// RedactURLs is a NATS URL or seed list without credentials, to print.
+func RedactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, u := range parts {
+		parts[i] = redact(u)
+	}
+	return strings.Join(parts, ",")
+}
+
 // redact drops any user:password (or token) from a URL before it is
 // printed: everything up to the last '@', after the scheme. It works on
 // text, as the URLs it is given may not parse.

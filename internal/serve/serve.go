@@ -87,6 +87,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	m := newMetrics(reg)
 	inst.metrics = m
 	if inst.conn, err = broker.Connect(brokerOptions(cfg, log, m, inst.natsState)); err != nil {
+		if cfg.NATS.URL != "" {
+			err = fmt.Errorf("nats.url %s: %w", config.RedactURLs(cfg.NATS.URL), err)
+		}
 		return nil, err
 	}
 	inst.NATSAddr = inst.conn.ServerAddr()
@@ -116,9 +119,22 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	go sweep(inst.bg, srv)
 	go inst.syncLoop() // only now: it needs the watcher
 	inst.setReady(true)
-	log.Info("keygate ready", "grpc_addr", inst.GRPCAddr.String(), "admin_addr", inst.AdminAddr.String(),
-		"embedded_nats", inst.conn.Embedded(), "startup_ms", time.Since(begin).Milliseconds())
+	log.Info("keygate ready", inst.addrs(cfg, time.Since(begin))...)
 	return inst, nil
+}
+
+// addrs are the ready line's attributes: every address served.
+func (inst *Instance) addrs(cfg config.Config, startup time.Duration) []any {
+	a := []any{"grpc_addr", inst.GRPCAddr.String(), "admin_addr", inst.AdminAddr.String()}
+	if inst.HTTPAddr != nil {
+		a = append(a, "http_addr", inst.HTTPAddr.String(), "http_mode", cfg.HTTPMode)
+	}
+	if inst.NATSAddr != nil {
+		a = append(a, "embedded_nats_addr", inst.NATSAddr.String())
+	} else {
+		a = append(a, "nats_url", config.RedactURLs(cfg.NATS.URL))
+	}
+	return append(a, "startup_ms", startup.Milliseconds())
 }
 
 func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics, state func(bool)) broker.Options {
