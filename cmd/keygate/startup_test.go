@@ -137,4 +137,3 @@ func (s *served) stop(t *testing.T) {
 		t.Errorf("keygate exited with %v\n%s", err, s.log())
 	}
 }
-

@@ -35,22 +35,28 @@ var _ grpclog.LoggerV2 = grpcLogger{}
 
 func (g grpcLogger) at(l slog.Level, msg string) { g.log.Log(context.Background(), l, msg) }
 
-func (g grpcLogger) Info(args ...any)                 { g.at(slog.LevelDebug, fmt.Sprint(args...)) }
-func (g grpcLogger) Infoln(args ...any)               { g.at(slog.LevelDebug, fmt.Sprint(args...)) }
-func (g grpcLogger) Infof(format string, args ...any) { g.at(slog.LevelDebug, fmt.Sprintf(format, args...)) }
-func (g grpcLogger) Warning(args ...any)              { g.at(slog.LevelWarn, fmt.Sprint(args...)) }
-func (g grpcLogger) Warningln(args ...any)            { g.at(slog.LevelWarn, fmt.Sprint(args...)) }
+func (g grpcLogger) Info(args ...any)   { g.at(slog.LevelDebug, fmt.Sprint(args...)) }
+func (g grpcLogger) Infoln(args ...any) { g.at(slog.LevelDebug, fmt.Sprint(args...)) }
+func (g grpcLogger) Infof(format string, args ...any) {
+	g.at(slog.LevelDebug, fmt.Sprintf(format, args...))
+}
+func (g grpcLogger) Warning(args ...any)   { g.at(slog.LevelWarn, fmt.Sprint(args...)) }
+func (g grpcLogger) Warningln(args ...any) { g.at(slog.LevelWarn, fmt.Sprint(args...)) }
 func (g grpcLogger) Warningf(format string, args ...any) {
 	g.at(slog.LevelWarn, fmt.Sprintf(format, args...))
 }
-func (g grpcLogger) Error(args ...any)                 { g.at(slog.LevelError, fmt.Sprint(args...)) }
-func (g grpcLogger) Errorln(args ...any)               { g.at(slog.LevelError, fmt.Sprint(args...)) }
-func (g grpcLogger) Errorf(format string, args ...any) { g.at(slog.LevelError, fmt.Sprintf(format, args...)) }
+func (g grpcLogger) Error(args ...any)   { g.at(slog.LevelError, fmt.Sprint(args...)) }
+func (g grpcLogger) Errorln(args ...any) { g.at(slog.LevelError, fmt.Sprint(args...)) }
+func (g grpcLogger) Errorf(format string, args ...any) {
+	g.at(slog.LevelError, fmt.Sprintf(format, args...))
+}
 
 // Fatal logs at error level; gRPC exits the process after it.
-func (g grpcLogger) Fatal(args ...any)                 { g.at(slog.LevelError, fmt.Sprint(args...)) }
-func (g grpcLogger) Fatalln(args ...any)               { g.at(slog.LevelError, fmt.Sprint(args...)) }
-func (g grpcLogger) Fatalf(format string, args ...any) { g.at(slog.LevelError, fmt.Sprintf(format, args...)) }
+func (g grpcLogger) Fatal(args ...any)   { g.at(slog.LevelError, fmt.Sprint(args...)) }
+func (g grpcLogger) Fatalln(args ...any) { g.at(slog.LevelError, fmt.Sprint(args...)) }
+func (g grpcLogger) Fatalf(format string, args ...any) {
+	g.at(slog.LevelError, fmt.Sprintf(format, args...))
+}
 
 // V reports whether verbose logging at level l is on: only at debug.
 func (g grpcLogger) V(l int) bool { return g.log.Enabled(context.Background(), slog.LevelDebug) }
