@@ -4,6 +4,8 @@ GO          ?= go
 TOOLS       := $(CURDIR)/.tools
 STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+GRPCURL     := $(TOOLS)/grpcurl
+GRPCURL_VERSION := v1.9.4
 FUZZTIME    ?= 10s
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 # vtprotobuf compiles go-control-plane's generated marshallers in.
@@ -26,11 +28,17 @@ run: build ## Run keygate serve with the embedded NATS server (data in ./keygate
 	./bin/keygate serve
 
 .PHONY: test
-test: lint ## Lint, run every test under -race, then each fuzz target briefly.
-	$(GO) test -race -count=1 -tags $(TAGS) ./...
-	$(GO) test -race -count=1 -run 'Decision|Allow|Changes' ./authz ./internal/serve # without the tag too
+test: lint test-short ## Everything CI runs: lint, test-short, fuzz targets, the chart, end-to-end through nginx.
 	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) k8s-test
+
+.PHONY: test-short
+test-short: tools ## Unit and integration tests under -race (no lint, fuzz, chart or nginx).
+	$(GO) test -race -count=1 -tags $(TAGS) ./...
+	$(GO) test -race -count=1 -run 'Decision|Allow|Changes' ./authz ./internal/serve # without the tag too
+
+.PHONY: tools
+tools: $(STATICCHECK) $(GRPCURL) ## Install the pinned test tools into .tools.
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
@@ -72,6 +80,9 @@ lint: $(STATICCHECK) ## go vet, gofmt and staticcheck.
 
 $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(GRPCURL):
+	GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 .PHONY: tidy
 tidy: ## go mod tidy (the module and bench/opa's own).

@@ -98,6 +98,7 @@ func TestLogsAreJSON(t *testing.T) {
 type served struct {
 	cmd   *exec.Cmd
 	admin string
+	grpc  string
 	mu    sync.Mutex
 	buf   bytes.Buffer
 }
@@ -118,8 +119,8 @@ func (s *served) log() string {
 // waits until it is ready.
 func startServe(t *testing.T, env []string, args ...string) *served {
 	t.Helper()
-	s := &served{admin: freeAddr(t)}
-	s.cmd = exec.Command(binary, append([]string{"serve", "--grpc-addr", freeAddr(t), "--admin-addr", s.admin}, args...)...)
+	s := &served{admin: freeAddr(t), grpc: freeAddr(t)}
+	s.cmd = exec.Command(binary, append([]string{"serve", "--grpc-addr", s.grpc, "--admin-addr", s.admin}, args...)...)
 	s.cmd.Env = append(cleanEnv(), append(env, "KEYGATE_LOG_LEVEL=debug", "KEYGATE_SHUTDOWN_DELAY=0s")...)
 	s.cmd.Stderr = s
 	if err := s.cmd.Start(); err != nil {

@@ -19,9 +19,12 @@ import (
 
 // Config is the whole configuration of keygate serve.
 type Config struct {
-	GRPCAddr  string `yaml:"grpc_addr"`
-	AdminAddr string `yaml:"admin_addr"`
-	HTTPAddr  string `yaml:"http_addr"`
+	GRPCAddr string `yaml:"grpc_addr"`
+	// GRPCReflection serves gRPC server reflection on grpc_addr, so that
+	// grpcurl and the like need no proto files.
+	GRPCReflection bool   `yaml:"grpc_reflection"`
+	AdminAddr      string `yaml:"admin_addr"`
+	HTTPAddr       string `yaml:"http_addr"`
 	// HTTPMode names the proxy in front of the HTTP authorization mode,
 	// and so where the original method and path are read: "envoy" (the
 	// request line), "nginx" (X-Original-Method, X-Original-URI) or
@@ -116,12 +119,13 @@ type Route struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		GRPCAddr:      "127.0.0.1:9191",
-		AdminAddr:     "127.0.0.1:9090",
-		HTTPMode:      "envoy",
-		LogLevel:      "info",
-		ShutdownDelay: Duration(5 * time.Second),
-		ShutdownGrace: Duration(10 * time.Second),
+		GRPCAddr:       "127.0.0.1:9191",
+		GRPCReflection: true,
+		AdminAddr:      "127.0.0.1:9090",
+		HTTPMode:       "envoy",
+		LogLevel:       "info",
+		ShutdownDelay:  Duration(5 * time.Second),
+		ShutdownGrace:  Duration(10 * time.Second),
 		NATS: NATS{
 			Listen:         "127.0.0.1:4222",
 			DataDir:        "./keygate-data",

@@ -416,13 +416,14 @@ func TestFullExample(t *testing.T) {
 		t.Fatalf("%s does not validate: %v", path, err)
 	}
 	want := config.Config{
-		GRPCAddr:      "127.0.0.1:9191",
-		AdminAddr:     "0.0.0.0:9090",
-		HTTPAddr:      "",
-		HTTPMode:      "nginx",
-		LogLevel:      "info",
-		ShutdownDelay: config.Duration(15 * time.Second),
-		ShutdownGrace: config.Duration(10 * time.Second),
+		GRPCAddr:       "127.0.0.1:9191",
+		GRPCReflection: true,
+		AdminAddr:      "0.0.0.0:9090",
+		HTTPAddr:       "",
+		HTTPMode:       "nginx",
+		LogLevel:       "info",
+		ShutdownDelay:  config.Duration(15 * time.Second),
+		ShutdownGrace:  config.Duration(10 * time.Second),
 		TLS: config.TLS{
 			CertFile:     "/etc/keygate/tls/tls.crt",
 			KeyFile:      "/etc/keygate/tls/tls.key",

@@ -52,8 +52,20 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			}
 		}
 	}
-	if v := getenv("KEYGATE_PPROF"); v != "" {
-		c.Pprof = v == "true" || v == "1"
+	bools := map[string]*bool{
+		"KEYGATE_PPROF":           &c.Pprof,
+		"KEYGATE_GRPC_REFLECTION": &c.GRPCReflection,
+	}
+	for name, p := range bools {
+		switch v := getenv(name); v {
+		case "":
+		case "true", "1":
+			*p = true
+		case "false", "0":
+			*p = false
+		default:
+			return fmt.Errorf("%s: %q is not true or false", name, v)
+		}
 	}
 	if v := getenv("KEYGATE_NATS_REPLICAS"); v != "" {
 		n, err := strconv.Atoi(v)

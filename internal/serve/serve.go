@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/keygate/keygate/authz"
@@ -307,12 +308,15 @@ func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *promethe
 		grpc.ForceServerCodecV2(newCodec(srv.Decoder(), func() { m.grpcError(reasonUndecodable) })),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			m.grpcError(reasonUnknownMethod)
-			return status.Error(codes.Unimplemented, "keygate serves envoy.service.auth.v3.Authorization and grpc.health.v1.Health")
+			return status.Error(codes.Unimplemented, "keygate serves envoy.service.auth.v3.Authorization, grpc.health.v1.Health and server reflection")
 		}))
 	inst.grpc = grpc.NewServer(opts...)
 	inst.health = health.NewServer()
 	authv3.RegisterAuthorizationServer(inst.grpc, srv)
 	healthpb.RegisterHealthServer(inst.grpc, inst.health)
+	if cfg.GRPCReflection {
+		reflection.Register(inst.grpc)
+	}
 	gl, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("grpc_addr: %w", err)
