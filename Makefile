@@ -69,7 +69,11 @@ k8s-golden: ## Regenerate k8s/testdata/*.golden.yaml after a chart change.
 	UPDATE=1 ./k8s/test.sh
 
 .PHONY: image
-image: ## Build the keygate container image (needs Docker).
+image: build ## Build the image without Docker into bin/keygate-image.tar (docker load reads it); PUSH=1 pushes IMAGE.
+	$(GO) run ./k8s/internal/imagebuild -binary bin/keygate -version $(VERSION) -image $(IMAGE) -out bin/keygate-image.tar $(if $(PUSH),-push)
+
+.PHONY: docker-image
+docker-image: ## Build the same image with Docker from the Dockerfile.
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 .PHONY: lint
