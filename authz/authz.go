@@ -28,6 +28,8 @@ type Options struct {
 	Routes       []config.Route
 	DefaultScope string
 	DefaultLimit *ratelimit.Limit // nil: unlimited
+	// Limiter enforces rate limits; nil: one of this process alone.
+	Limiter *ratelimit.Limiter
 	LowBalance   string           // default threshold in major units
 	Now          func() time.Time // time.Now if nil
 	// Stale, if set, reports that cached records are too old to trust at
@@ -76,7 +78,10 @@ func New(o Options, keys *cache.Table[*Key], accounts *cache.Table[*Account]) *S
 	s := &Server{stale: stale,
 		format: o.Format, extract: extractor{sources: o.Credentials},
 		routes: newRoutes(o.Routes, o.DefaultScope), limit: o.DefaultLimit,
-		keys: keys, accounts: accounts, limiter: ratelimit.New(now), now: now, metrics: o.Metrics, log: log,
+		keys: keys, accounts: accounts, limiter: o.Limiter, now: now, metrics: o.Metrics, log: log,
+	}
+	if s.limiter == nil {
+		s.limiter = ratelimit.New(ratelimit.Options{Now: now})
 	}
 	for _, c := range o.Credentials {
 		s.remove = append(s.remove, c.Header)
@@ -143,7 +148,7 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.
 	}
 	var rl *ratelimit.Result
 	if limit := s.limitOf(k); limit != nil {
-		r := s.limiter.AllowSlot(&k.rate, k.ID, *limit, now)
+		r := s.limiter.Allow(ctx, &k.rate, k.ID, *limit, now)
 		if !r.Allowed {
 			return s.denyRate(k, limit, &r), CodeRateLimited
 		}

@@ -3,6 +3,7 @@ package authz_test
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -178,8 +180,8 @@ func TestAllowResponse(t *testing.T) {
 		t.Errorf("headers_to_remove = %v", ok.GetHeadersToRemove())
 	}
 	client := headersOf(ok.GetResponseHeadersToAdd())
-	if client["x-ratelimit-limit"] != "100" || client["x-ratelimit-remaining"] != "99" || client["x-ratelimit-reset"] != "1" {
-		t.Errorf("rate-limit headers = %v", client)
+	if client["x-ratelimit-limit"] != "100" || client["x-ratelimit-remaining"] != "99" || client["x-ratelimit-reset"] != f.reset(rec.ID, 100, time.Minute) {
+		t.Errorf("rate-limit headers = %v, want reset %s", client, f.reset(rec.ID, 100, time.Minute))
 	}
 	if client["x-balance-low"] != "true" || client["x-balance-remaining"] != "12.50 MXN" {
 		t.Errorf("low-balance headers = %v", client)
@@ -200,7 +202,7 @@ func TestAllowResponse(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	f := newFixture(t)
-	key, _ := f.createKey(t, keySpec{limit: &store.RateLimit{Requests: 3, Window: store.Duration(time.Minute)}})
+	key, rec := f.createKey(t, keySpec{limit: &store.RateLimit{Requests: 3, Window: store.Duration(time.Minute)}})
 	f.setBalance(t, "acme", 100, nil)
 	req := request("GET", "/v1/models", bearer(key))
 	for i := 2; i >= 0; i-- {
@@ -214,32 +216,44 @@ func TestRateLimit(t *testing.T) {
 	if status != 429 || code != "rate_limit_exceeded" || h["type"] != "rate_limit_error" {
 		t.Fatalf("got %d %s", status, code)
 	}
-	if h["retry-after"] != "20" || h["x-ratelimit-remaining"] != "0" || h["x-ratelimit-reset"] != "20" || h["x-should-retry"] != "" {
-		t.Fatalf("429 headers = %v", h)
+	reset := f.reset(rec.ID, 3, time.Minute)
+	if h["retry-after"] != reset || h["x-ratelimit-remaining"] != "0" || h["x-ratelimit-reset"] != reset || h["x-should-retry"] != "" {
+		t.Fatalf("429 headers = %v, want reset %s", h, reset)
 	}
-	f.clock.advance(20 * time.Second)
+	_, end := ratelimit.Window(rec.ID, ratelimit.Limit{Requests: 3, Window: time.Minute}, f.clock.now())
+	f.clock.advance(end.Sub(f.clock.now()))
 	if f.check(t, req).GetOkResponse() == nil {
-		t.Fatal("not allowed after the window freed a request")
+		t.Fatal("not allowed in the next window")
 	}
 }
 
+// reset is the x-ratelimit-reset of key id under n per window now: the
+// seconds until its window ends, rounded up.
+func (f *fixture) reset(id string, n int64, window time.Duration) string {
+	_, end := ratelimit.Window(id, ratelimit.Limit{Requests: n, Window: window}, f.clock.now())
+	return fmt.Sprint(int64(math.Ceil(end.Sub(f.clock.now()).Seconds())))
+}
+
 // TestRateLimitLongWait: a 429 whose wait is over a minute tells SDKs not
-// to retry; one of exactly a minute still lets them.
+// to retry; one of a minute or less still lets them (keys' windows end at
+// different times, so twenty keys see both).
 func TestRateLimitLongWait(t *testing.T) {
 	f := newFixture(t)
 	f.setBalance(t, "acme", 100, nil)
-	for _, c := range []struct {
-		window time.Duration
-		retry  string
-	}{{time.Minute, ""}, {10 * time.Minute, "false"}, {61 * time.Second, "false"}} {
-		key, _ := f.createKey(t, keySpec{limit: &store.RateLimit{Requests: 1, Window: store.Duration(c.window)}})
+	for range 20 {
+		key, rec := f.createKey(t, keySpec{limit: &store.RateLimit{Requests: 1, Window: store.Duration(10 * time.Minute)}})
 		req := request("GET", "/v1/models", bearer(key))
 		if f.check(t, req).GetOkResponse() == nil {
 			t.Fatal("first request denied")
 		}
 		_, code, h := denied(t, f.check(t, req))
-		if code != "rate_limit_exceeded" || h["x-should-retry"] != c.retry || h["retry-after"] != fmt.Sprint(int(c.window.Seconds())) {
-			t.Fatalf("1/%s: %s with headers %v, want x-should-retry %q", c.window, code, h, c.retry)
+		_, end := ratelimit.Window(rec.ID, ratelimit.Limit{Requests: 1, Window: 10 * time.Minute}, f.clock.now())
+		retry := ""
+		if end.Sub(f.clock.now()) > time.Minute {
+			retry = "false"
+		}
+		if code != "rate_limit_exceeded" || h["x-should-retry"] != retry || h["retry-after"] != f.reset(rec.ID, 1, 10*time.Minute) {
+			t.Fatalf("%s with headers %v, want x-should-retry %q, retry-after %s", code, h, retry, f.reset(rec.ID, 1, 10*time.Minute))
 		}
 	}
 }

@@ -54,6 +54,22 @@ type Config struct {
 	DefaultRateLimit string `yaml:"default_rate_limit"`
 	// LowBalanceThreshold, in major units, for accounts without their own.
 	LowBalanceThreshold string `yaml:"low_balance_threshold"`
+	// Fleet tunes how keygates sharing a NATS share per-key state.
+	Fleet Fleet `yaml:"fleet"`
+}
+
+// Fleet tunes the per-key state keygates share through NATS: rate-limit
+// budgets and key use.
+type Fleet struct {
+	// SyncInterval is how often a keygate tells the others how much of
+	// each limit it holds unused.
+	SyncInterval Duration `yaml:"sync_interval"`
+	// LeaseTimeout bounds a check's wait for a rate-limit lease before the
+	// keygate falls back to its share of the limit.
+	LeaseTimeout Duration `yaml:"lease_timeout"`
+	// UsageFlushInterval is how often a keygate writes per-key use (last
+	// used, counts by outcome).
+	UsageFlushInterval Duration `yaml:"usage_flush_interval"`
 }
 
 // TLS configures the gRPC listener. ClientCAFile turns on mTLS.
@@ -81,6 +97,8 @@ type NATS struct {
 	TokenDir       string `yaml:"token_dir"`
 	KeysBucket     string `yaml:"keys_bucket"`
 	AccountsBucket string `yaml:"accounts_bucket"`
+	LimitsBucket   string `yaml:"limits_bucket"`
+	UsageBucket    string `yaml:"usage_bucket"`
 	Replicas       int    `yaml:"replicas"`
 }
 
@@ -131,6 +149,8 @@ func Default() Config {
 			DataDir:        "./keygate-data",
 			KeysBucket:     store.DefaultOptions().KeysBucket,
 			AccountsBucket: store.DefaultOptions().AccountsBucket,
+			LimitsBucket:   store.DefaultOptions().LimitsBucket,
+			UsageBucket:    store.DefaultOptions().UsageBucket,
 			Replicas:       1,
 		},
 		Keys: Keys{
@@ -151,6 +171,11 @@ func Default() Config {
 		},
 		DefaultRateLimit:    "600/1m",
 		LowBalanceThreshold: "0",
+		Fleet: Fleet{
+			SyncInterval:       Duration(250 * time.Millisecond),
+			LeaseTimeout:       Duration(100 * time.Millisecond),
+			UsageFlushInterval: Duration(10 * time.Second),
+		},
 	}
 }
 
@@ -191,7 +216,8 @@ func (k Keys) Prefix(env string) string {
 
 // StoreOptions are the bucket settings.
 func (n NATS) StoreOptions() store.Options {
-	return store.Options{KeysBucket: n.KeysBucket, AccountsBucket: n.AccountsBucket, Replicas: n.Replicas}
+	return store.Options{KeysBucket: n.KeysBucket, AccountsBucket: n.AccountsBucket,
+		LimitsBucket: n.LimitsBucket, UsageBucket: n.UsageBucket, Replicas: n.Replicas}
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").

@@ -299,6 +299,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"admin_addr", func(c *config.Config) { c.AdminAddr = "localhost" }},
 		{"http_addr", func(c *config.Config) { c.HTTPAddr = "9192" }},
 		{"http_mode", func(c *config.Config) { c.HTTPMode = "caddy" }},
+		{"fleet.sync_interval", func(c *config.Config) { c.Fleet.SyncInterval = 0 }},
+		{"fleet.usage_flush_interval", func(c *config.Config) { c.Fleet.UsageFlushInterval = config.Duration(time.Hour) }},
+		{"nats.usage_bucket", func(c *config.Config) { c.NATS.UsageBucket = c.NATS.KeysBucket }},
 		{"http_mode", func(c *config.Config) { c.HTTPMode = "" }},
 		{"log_level", func(c *config.Config) { c.LogLevel = "loud" }},
 		{"shutdown_grace", func(c *config.Config) { c.ShutdownGrace = config.Duration(-time.Second) }},
@@ -440,6 +443,8 @@ func TestFullExample(t *testing.T) {
 			TokenDir:       "/var/lib/keygate",
 			KeysBucket:     "keygate_keys",
 			AccountsBucket: "keygate_accounts",
+			LimitsBucket:   "keygate_limits",
+			UsageBucket:    "keygate_usage",
 			Replicas:       3,
 		},
 		Keys: config.Keys{
@@ -470,6 +475,11 @@ func TestFullExample(t *testing.T) {
 		DefaultScope:        "",
 		DefaultRateLimit:    "600/1m",
 		LowBalanceThreshold: "50.00",
+		Fleet: config.Fleet{
+			SyncInterval:       config.Duration(250 * time.Millisecond),
+			LeaseTimeout:       config.Duration(100 * time.Millisecond),
+			UsageFlushInterval: config.Duration(10 * time.Second),
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s loads as\n%+v\nwant\n%+v", path, got, want)

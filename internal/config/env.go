@@ -41,9 +41,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	durs := map[string]*Duration{
-		"KEYGATE_SHUTDOWN_DELAY": &c.ShutdownDelay,
-		"KEYGATE_SHUTDOWN_GRACE": &c.ShutdownGrace,
-		"KEYGATE_MAX_STALENESS":  &c.Cache.MaxStaleness,
+		"KEYGATE_SHUTDOWN_DELAY":             &c.ShutdownDelay,
+		"KEYGATE_SHUTDOWN_GRACE":             &c.ShutdownGrace,
+		"KEYGATE_MAX_STALENESS":              &c.Cache.MaxStaleness,
+		"KEYGATE_FLEET_SYNC_INTERVAL":        &c.Fleet.SyncInterval,
+		"KEYGATE_FLEET_LEASE_TIMEOUT":        &c.Fleet.LeaseTimeout,
+		"KEYGATE_FLEET_USAGE_FLUSH_INTERVAL": &c.Fleet.UsageFlushInterval,
 	}
 	for name, p := range durs {
 		if v := getenv(name); v != "" {

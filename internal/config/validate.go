@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/store"
@@ -54,6 +55,7 @@ func (c *Config) Validate() error {
 	c.NATS.validate(add)
 	c.Keys.validate(add)
 	c.Cache.validate(add)
+	c.Fleet.validate(add)
 	c.validateRequests(add)
 	return errors.Join(errs...)
 }
@@ -95,13 +97,15 @@ func (n NATS) validate(add adder) {
 	if (n.CertFile == "") != (n.KeyFile == "") {
 		add("nats", "cert_file and key_file go together")
 	}
-	for field, b := range map[string]string{"nats.keys_bucket": n.KeysBucket, "nats.accounts_bucket": n.AccountsBucket} {
-		if !bucketName.MatchString(b) {
-			add(field, "%q must be letters, digits, '_' or '-'", b)
+	seen := map[string]string{}
+	for _, f := range [][2]string{{"nats.keys_bucket", n.KeysBucket}, {"nats.accounts_bucket", n.AccountsBucket},
+		{"nats.limits_bucket", n.LimitsBucket}, {"nats.usage_bucket", n.UsageBucket}} {
+		if !bucketName.MatchString(f[1]) {
+			add(f[0], "%q must be letters, digits, '_' or '-'", f[1])
+		} else if other, dup := seen[f[1]]; dup {
+			add(f[0], "must differ from %s", other)
 		}
-	}
-	if n.KeysBucket == n.AccountsBucket {
-		add("nats.accounts_bucket", "must differ from nats.keys_bucket")
+		seen[f[1]] = f[0]
 	}
 	if n.Replicas < 1 || n.Replicas > 5 {
 		add("nats.replicas", "%d is not from 1 to 5", n.Replicas)
@@ -178,6 +182,22 @@ func (c Cache) validate(add adder) {
 	}
 	if c.MaxStaleness <= 0 {
 		add("cache.max_staleness", "must be a positive duration")
+	}
+}
+
+func (f Fleet) validate(add adder) {
+	for _, d := range []struct {
+		field    string
+		v        Duration
+		min, max time.Duration
+	}{
+		{"fleet.sync_interval", f.SyncInterval, 10 * time.Millisecond, time.Minute},
+		{"fleet.lease_timeout", f.LeaseTimeout, time.Millisecond, 10 * time.Second},
+		{"fleet.usage_flush_interval", f.UsageFlushInterval, 100 * time.Millisecond, 30 * time.Second},
+	} {
+		if d.v.D() < d.min || d.v.D() > d.max {
+			add(d.field, "%s is not from %s to %s", d.v.D(), d.min, d.max)
+		}
 	}
 }
 

@@ -1,10 +1,22 @@
-// Package ratelimit limits requests per key in memory with the generic cell
-// rate algorithm (GCRA): N requests per window, spread evenly, with a burst
-// of up to N. Each key's whole state is one atomic timestamp.
+// Package ratelimit enforces per-key rate limits, N requests per fixed
+// window, as one budget shared by every keygate that uses the same Store.
+//
+// The budget of a key's window lives in the Store (a NATS KV entry per
+// key); each keygate takes leases from it, some requests at a time, with a
+// compare-and-set, and answers checks from the requests it holds, in
+// memory. So the fleet together never allows more than the limit, and a
+// check waits on the network only when its keygate has run out of leased
+// requests for the key (leases are taken ahead, sized to the key's recent
+// traffic). Keygates also tell each other, batched, how many leased
+// requests they still hold, so that the remaining count is the fleet's.
+// When the Store cannot be reached, each keygate allows only its share of
+// the limit: the limit divided by the keygates it last knew of.
 package ratelimit
 
 import (
-	"math"
+	"context"
+	"hash/fnv"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,119 +32,212 @@ type Limit struct {
 type Result struct {
 	Allowed   bool
 	Limit     int64
-	Remaining int64
-	// Reset is the time until the window frees a request; for a denied
-	// request, also the time to wait before retrying.
+	Remaining int64 // in the whole fleet's budget for this window
+	// Reset is the time until the window ends and its budget is whole
+	// again; for a denied request, the time to wait before retrying.
 	Reset time.Duration
 }
 
-// Limiter tracks every key's theoretical arrival time (TAT).
+// Options configure a Limiter.
+type Options struct {
+	// Store holds the budgets; nil keeps them in this process alone.
+	Store Store
+	Now   func() time.Time // time.Now if nil
+	// LeaseTimeout bounds how long a check waits for a lease before this
+	// keygate falls back to its share of the limit; 100ms if zero.
+	LeaseTimeout time.Duration
+	// Online, if set, reports whether the Store can be reached: while it
+	// cannot, windows start on the local share at once, without waiting
+	// for a lease to time out.
+	Online func() bool
+	Log    *slog.Logger
+}
+
+// Limiter decides requests against per-key limits.
 type Limiter struct {
-	now   func() time.Time
-	epoch time.Time
-	tats  sync.Map // key -> *atomic.Int64, nanoseconds since epoch
+	store   Store
+	now     func() time.Time
+	timeout time.Duration
+	log     *slog.Logger
+	keys    sync.Map // key -> *keyState
+	peers   peers
+	online  func() bool
+	bg      context.Context
+	stop    context.CancelFunc
+	leases  sync.WaitGroup // prefetches in flight
 }
 
-// New returns a Limiter reading the clock with now (time.Now if nil).
-func New(now func() time.Time) *Limiter {
-	if now == nil {
-		now = time.Now
+// New returns a Limiter.
+func New(o Options) *Limiter {
+	l := &Limiter{store: o.Store, now: o.Now, timeout: o.LeaseTimeout, log: o.Log, online: o.Online}
+	if l.store == nil {
+		l.store = NewLocalStore()
 	}
-	return &Limiter{now: now, epoch: now()}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.timeout == 0 {
+		l.timeout = 100 * time.Millisecond
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.online == nil {
+		l.online = func() bool { return true }
+	}
+	l.bg, l.stop = context.WithCancel(context.Background())
+	l.peers.init(l.now)
+	return l
 }
 
-// Allow counts one request for key under limit.
-func (l *Limiter) Allow(key string, limit Limit) Result {
-	return l.AllowAt(key, limit, l.now())
-}
-
-// AllowAt counts one request for key under limit at time t, for callers
-// that have read the clock already.
-func (l *Limiter) AllowAt(key string, limit Limit, t time.Time) Result {
-	return l.AllowSlot(nil, key, limit, t)
-}
-
-// Slot remembers where a key's state is, so that a caller holding one per
-// key (next to its cached record) skips the lookup by key. The zero Slot
-// is empty; a Slot belongs to one key and one Limiter.
+// Slot remembers a key's state, so that a caller holding one per key
+// (next to its cached record) skips the lookup by key. The zero Slot is
+// empty; a Slot belongs to one key and one Limiter.
 type Slot struct {
-	tat atomic.Pointer[atomic.Int64]
+	st atomic.Pointer[keyState]
 }
 
-// AllowSlot is AllowAt with the key's state found through slot, which may
-// be nil.
-func (l *Limiter) AllowSlot(slot *Slot, key string, limit Limit, t time.Time) Result {
-	// The window is a whole number of intervals, so the burst is exactly
-	// Requests even when Window/Requests does not divide evenly.
-	interval := max(int64(limit.Window)/limit.Requests, 1)
-	window := interval * limit.Requests
-	now := int64(t.Sub(l.epoch))
-	tat := l.slotState(slot, key)
+// keyState is one key's limit and its current window here.
+type keyState struct {
+	key    string
+	limit  Limit
+	offset int64 // where the key's windows start, so that keys reset at different times
+	cur    atomic.Pointer[period]
+
+	mu       sync.Mutex // one lease at a time; guards prevRate
+	waiting  atomic.Int64
+	refill   atomic.Bool // a prefetch is in flight
+	prevRate float64     // requests per nanosecond in the window before
+	lastUse  atomic.Int64
+	others   othersView // other keygates' unspent leases, from their reports
+}
+
+// period is a key's window as seen here.
+type period struct {
+	index     int64
+	start     int64        // unix nanoseconds
+	end       int64        // unix nanoseconds
+	tokens    atomic.Int64 // requests leased here and not yet allowed
+	mine      atomic.Int64 // requests leased here in this window
+	granted   atomic.Int64 // requests leased by the whole fleet, as last seen
+	lastLease atomic.Int64
+	exhausted atomic.Bool // the fleet's budget for the window is spent
+	local     atomic.Bool // the Store was unreachable: tokens are a local share
+}
+
+// Allow counts one request for key under limit at time now.
+func (l *Limiter) Allow(ctx context.Context, slot *Slot, key string, limit Limit, now time.Time) Result {
+	ks := l.state(slot, key, limit)
+	t := now.UnixNano()
+	ks.lastUse.Store(t)
+	if p := ks.cur.Load(); p != nil && t >= p.start && t < p.end {
+		if p.tokens.Add(-1) >= 0 {
+			l.prefetch(ks, p)
+			return ks.result(true, p, t)
+		}
+		p.tokens.Add(1)
+		if p.exhausted.Load() {
+			return ks.result(false, p, t)
+		}
+	}
+	return l.slow(ctx, ks, t)
+}
+
+// result is the outcome at time t in window p.
+func (ks *keyState) result(allowed bool, p *period, t int64) Result {
+	r := Result{Allowed: allowed, Limit: ks.limit.Requests, Reset: time.Duration(p.end - t)}
+	if allowed {
+		rem := ks.limit.Requests - p.granted.Load() + p.tokens.Load() + ks.others.unspent(p.index)
+		r.Remaining = min(max(rem, 0), ks.limit.Requests)
+	}
+	return r
+}
+
+// state returns key's state, from slot when it holds it for this limit.
+func (l *Limiter) state(slot *Slot, key string, limit Limit) *keyState {
+	if slot != nil {
+		if ks := slot.st.Load(); ks != nil && ks.limit == limit {
+			return ks
+		}
+	}
+	ks := l.lookup(key, limit)
+	if slot != nil {
+		slot.st.Store(ks)
+	}
+	return ks
+}
+
+func (l *Limiter) lookup(key string, limit Limit) *keyState {
+	fresh := &keyState{key: key, limit: limit, offset: offset(key, limit.Window)}
 	for {
-		old := tat.Load()
-		if old == dead { // dropped by Sweep: use the key's new state
-			l.tats.CompareAndDelete(key, tat)
-			tat = l.state(key)
-			if slot != nil {
-				slot.tat.Store(tat)
-			}
-			continue
+		v, loaded := l.keys.LoadOrStore(key, fresh)
+		if !loaded {
+			return fresh
 		}
-		used := max(old, now) + interval - now // window used after this request
-		if used > window {
-			return result(false, limit, old-now, interval)
-		}
-		if tat.CompareAndSwap(old, now+used) {
-			return result(true, limit, used, interval)
+		if old := v.(*keyState); old.limit == limit {
+			return old
+		} else if l.keys.CompareAndSwap(key, old, fresh) { // the key's limit changed
+			return fresh
 		}
 	}
 }
 
-// slotState returns key's state, from slot when it holds it.
-func (l *Limiter) slotState(slot *Slot, key string) *atomic.Int64 {
-	if slot == nil {
-		return l.state(key)
-	}
-	if tat := slot.tat.Load(); tat != nil {
-		return tat
-	}
-	tat := l.state(key)
-	slot.tat.Store(tat)
-	return tat
+// offset spreads the keys' window boundaries over the window.
+func offset(key string, window time.Duration) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	return int64(h.Sum64() % uint64(window))
 }
 
-func (l *Limiter) state(key string) *atomic.Int64 {
-	if v, ok := l.tats.Load(key); ok {
-		return v.(*atomic.Int64)
+// Window returns the index and end of the window of key under limit that
+// holds t; every keygate computes the same.
+func Window(key string, limit Limit, t time.Time) (int64, time.Time) {
+	idx, _, end := window(t.UnixNano(), int64(limit.Window), offset(key, limit.Window))
+	return idx, time.Unix(0, end)
+}
+
+// window returns the index, start and end of the window holding t.
+func window(t, w, offset int64) (index, start, end int64) {
+	index = (t + offset) / w
+	if (t+offset)%w < 0 {
+		index--
 	}
-	v, _ := l.tats.LoadOrStore(key, new(atomic.Int64))
-	return v.(*atomic.Int64)
+	start = index*w - offset
+	return index, start, start + w
 }
 
-// result computes the headers' numbers from the window in use.
-func result(allowed bool, limit Limit, used, interval int64) Result {
-	window := interval * limit.Requests
-	used = max(used, 0)
-	remaining := max((window-used)/interval, 0)
-	remaining = min(remaining, limit.Requests)
-	reset := used - (window - interval*(remaining+1))
-	return Result{Allowed: allowed, Limit: limit.Requests, Remaining: remaining, Reset: time.Duration(max(reset, 0))}
-}
-
-// dead marks a state that Sweep dropped. A request that raced with Sweep
-// and still holds the state sees it and counts in the key's new state
-// instead, so no request is counted in a state that is forgotten.
-const dead = math.MinInt64
-
-// Sweep forgets keys whose windows are empty, bounding memory to the keys
-// used recently. Call it from time to time.
+// Sweep forgets keys unused for two windows.
 func (l *Limiter) Sweep() {
-	now := int64(l.now().Sub(l.epoch))
-	l.tats.Range(func(k, v any) bool {
-		tat := v.(*atomic.Int64)
-		if old := tat.Load(); old <= now && tat.CompareAndSwap(old, dead) {
-			l.tats.CompareAndDelete(k, v)
+	now := l.now().UnixNano()
+	l.keys.Range(func(k, v any) bool {
+		ks := v.(*keyState)
+		if now-ks.lastUse.Load() > 2*int64(ks.limit.Window) {
+			l.keys.CompareAndDelete(k, v)
 		}
 		return true
+	})
+}
+
+// Close stops background work and hands unspent leases back to the
+// Store, so that a keygate going away strands none of the budget.
+func (l *Limiter) Close(ctx context.Context) {
+	l.stop()
+	l.leases.Wait()
+	if !l.online() {
+		return
+	}
+	now := l.now().UnixNano()
+	l.keys.Range(func(_, v any) bool {
+		ks := v.(*keyState)
+		p := ks.cur.Load()
+		if p == nil || p.local.Load() || now >= p.end {
+			return true
+		}
+		if n := p.tokens.Swap(0); n > 0 {
+			if err := l.store.Return(ctx, ks.key, ks.limit, p.index, n); err != nil {
+				l.log.Debug("returning leased requests", "key_id", ks.key, "err", err)
+			}
+		}
+		return ctx.Err() == nil
 	})
 }

@@ -60,6 +60,7 @@ type Instance struct {
 	watcher  *events.Watcher
 	keys     *cache.Table[*authz.Key]
 	accounts *cache.Table[*authz.Account]
+	limiter  *ratelimit.Limiter
 	grpc     *grpc.Server
 	health   *health.Server
 	admin    *http.Server
@@ -107,7 +108,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if inst.watcher, err = inst.watch(openCtx, st, m); err != nil {
 		return nil, err
 	}
-	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.state.Stale, reg, log)
+	inst.limiter = ratelimit.New(ratelimit.Options{Store: ratelimit.NewKVStore(st.Limits()),
+		LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), Online: inst.conn.NC.IsConnected, Log: log})
+	if err := inst.limiter.Sync(inst.bg, inst.conn.NC, syncSubject(cfg), cfg.Fleet.SyncInterval.D()); err != nil {
+		return nil, fmt.Errorf("rate-limit sync: %w", err)
+	}
+	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.limiter, inst.state.Stale, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -278,14 +284,19 @@ func keyEventKind(k *store.Key) string {
 	return "key_put"
 }
 
-func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], stale func(time.Time) bool, reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
+// syncSubject is where the keygates sharing cfg's buckets share rate-limit
+// state.
+func syncSubject(cfg config.Config) string { return "keygate.sync." + cfg.NATS.LimitsBucket }
+
+func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], limiter *ratelimit.Limiter,
+	stale func(time.Time) bool, reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
 	rl, err := cfg.RateLimit()
 	if err != nil {
 		return nil, fmt.Errorf("default_rate_limit: %w", err)
 	}
 	o := authz.Options{
 		Format: cfg.Keys.Format(), Credentials: cfg.Credentials, Routes: cfg.Routes, DefaultScope: cfg.DefaultScope,
-		LowBalance: cfg.LowBalanceThreshold, Stale: stale, Metrics: authz.NewMetrics(reg), Log: log,
+		LowBalance: cfg.LowBalanceThreshold, Stale: stale, Metrics: authz.NewMetrics(reg), Log: log, Limiter: limiter,
 	}
 	if rl != nil {
 		o.DefaultLimit = &ratelimit.Limit{Requests: rl.Requests, Window: time.Duration(rl.Window)}
@@ -413,6 +424,7 @@ func (inst *Instance) Shutdown() error {
 		hcancel()
 	}
 	_ = inst.admin.Shutdown(ctx)
+	inst.limiter.Close(ctx) // unused rate-limit leases go back to the fleet
 	inst.close()
 	return nil
 }

@@ -29,18 +29,23 @@ const (
 type Options struct {
 	KeysBucket     string
 	AccountsBucket string
+	LimitsBucket   string // rate-limit budgets, by key id
+	UsageBucket    string // per-key use, by key id
 	Replicas       int
 }
 
 // DefaultOptions are the bucket names keygate uses unless configured.
 func DefaultOptions() Options {
-	return Options{KeysBucket: "keygate_keys", AccountsBucket: "keygate_accounts", Replicas: 1}
+	return Options{KeysBucket: "keygate_keys", AccountsBucket: "keygate_accounts",
+		LimitsBucket: "keygate_limits", UsageBucket: "keygate_usage", Replicas: 1}
 }
 
 // Store is the key and account store.
 type Store struct {
 	keys     jetstream.KeyValue
 	accounts jetstream.KeyValue
+	limits   jetstream.KeyValue
+	usage    jetstream.KeyValue
 }
 
 // Open binds to the buckets, creating any that is missing.
@@ -53,7 +58,14 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if err != nil {
 		return nil, err
 	}
-	return &Store{keys: keys, accounts: accounts}, nil
+	s := &Store{keys: keys, accounts: accounts}
+	if s.limits, err = bucket(ctx, js, o.LimitsBucket, o.Replicas, "keygate rate-limit budgets"); err != nil {
+		return nil, err
+	}
+	if s.usage, err = bucket(ctx, js, o.UsageBucket, o.Replicas, "keygate per-key use"); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func bucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, desc string) (jetstream.KeyValue, error) {
@@ -75,6 +87,12 @@ func (s *Store) Keys() jetstream.KeyValue { return s.keys }
 
 // Accounts is the accounts bucket, for watchers.
 func (s *Store) Accounts() jetstream.KeyValue { return s.accounts }
+
+// Limits is the rate-limit budgets bucket.
+func (s *Store) Limits() jetstream.KeyValue { return s.limits }
+
+// Usage is the per-key use bucket.
+func (s *Store) Usage() jetstream.KeyValue { return s.usage }
 
 // HashEntry is the entry name of the key record with the given hash.
 func HashEntry(hash string) string { return hashPrefix + hash }

@@ -1,0 +1,291 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keygate/keygate/internal/natstest"
+)
+
+// fleet is n Limiters sharing one KV bucket and sync subject on a real
+// NATS server, each on a connection of its own, all on a clock that runs
+// scale times faster than real time (so that a 1m window passes in a
+// second).
+type fleet struct {
+	limiters []*Limiter
+	conns    []*nats.Conn
+	now      func() time.Time
+}
+
+func newFleet(t testing.TB, n int, scale float64, online func() bool) *fleet {
+	t.Helper()
+	ns := natstest.Run(t)
+	ctx := natstest.Context(t)
+	begin := time.Now()
+	f := &fleet{now: func() time.Time {
+		return begin.Add(time.Duration(float64(time.Since(begin)) * scale))
+	}}
+	for i := range n {
+		nc, js := natstest.Connect(t, ns)
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "limits"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := New(Options{Store: NewKVStore(kv), Now: f.now, LeaseTimeout: time.Second, Online: online})
+		if err := l.Sync(ctx, nc, "keygate.sync.limits", 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close(context.Background()) })
+		f.limiters = append(f.limiters, l)
+		f.conns = append(f.conns, nc)
+		_ = i
+	}
+	// Wait until every limiter has heard from every other.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, l := range f.limiters {
+		for l.Peers() != int64(n) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a limiter knows of %d keygates, want %d", l.Peers(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return f
+}
+
+// traffic says how requests are spread over the fleet: the share of each
+// keygate.
+type traffic struct {
+	name   string
+	shares func(n int) []float64
+}
+
+var (
+	balanced = traffic{"balanced", func(n int) []float64 {
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = 1 / float64(n)
+		}
+		return s
+	}}
+	// skewed sends 90 % to one keygate and spreads the rest.
+	skewed = traffic{"skewed", func(n int) []float64 {
+		s := make([]float64, n)
+		s[0] = 0.9
+		for i := 1; i < n; i++ {
+			s[i] = 0.1 / float64(n-1)
+		}
+		return s
+	}}
+	// oneOnly sends everything to one keygate; the others hold nothing.
+	oneOnly = traffic{"one", func(n int) []float64 {
+		s := make([]float64, n)
+		s[0] = 1
+		return s
+	}}
+)
+
+// windowCounts drives demand times the limit through the fleet for
+// `windows` whole windows of key and returns the requests allowed in each
+// whole window.
+func (f *fleet) windowCounts(key string, lim Limit, tr traffic, demand float64, windows int, scale float64) []int64 {
+	idx0, end0 := Window(key, lim, f.now())
+	first := idx0 + 1 // the first whole window
+	last := first + int64(windows) - 1
+	stop := end0.Add(time.Duration(windows) * lim.Window)
+	counts := map[int64]int64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	perWindow := demand * float64(lim.Requests)
+	for i, share := range tr.shares(len(f.limiters)) {
+		if share == 0 {
+			continue
+		}
+		// Requests per real second for this keygate, over 4 goroutines.
+		rate := perWindow * share / lim.Window.Seconds() * scale
+		for range 4 {
+			wg.Go(func() {
+				var slot Slot
+				gap := time.Duration(float64(time.Second) * 4 / rate)
+				next := time.Now()
+				for {
+					now := f.now()
+					if !now.Before(stop) {
+						return
+					}
+					r := f.limiters[i].Allow(context.Background(), &slot, key, lim, now)
+					if idx, _ := Window(key, lim, now); r.Allowed && idx >= first && idx <= last {
+						mu.Lock()
+						counts[idx]++
+						mu.Unlock()
+					}
+					next = next.Add(gap)
+					time.Sleep(time.Until(next))
+				}
+			})
+		}
+	}
+	wg.Wait()
+	out := make([]int64, 0, windows)
+	for idx := first; idx <= last; idx++ {
+		out = append(out, counts[idx])
+	}
+	return out
+}
+
+// bounds are the issue's tolerances: at most limit + max(1 %, 2), and
+// when demand exceeds the limit, at least limit - max(2 %, 2).
+func bounds(limit int64) (lo, hi int64) {
+	return limit - max(limit*2/100, 2), limit + max(limit/100, 2)
+}
+
+type fleetCase struct {
+	sidecars int
+	traffic  traffic
+	limit    Limit
+	scale    float64
+}
+
+func (c fleetCase) String() string {
+	return fmt.Sprintf("%d keygates, %s, %d/%s", c.sidecars, c.traffic.name, c.limit.Requests, c.limit.Window)
+}
+
+// TestFleetLimitHolds: three keygates on one NATS, traffic balanced or
+// skewed, asking for twice the limit: each whole window allows the limit
+// within the tolerances.
+func TestFleetLimitHolds(t *testing.T) {
+	for _, c := range []fleetCase{
+		{3, balanced, Limit{100, time.Second}, 1},
+		{3, skewed, Limit{100, time.Second}, 1},
+		{3, oneOnly, Limit{10, time.Minute}, 60},
+	} {
+		t.Run(c.String(), func(t *testing.T) {
+			f := newFleet(t, c.sidecars, c.scale, nil)
+			lo, hi := bounds(c.limit.Requests)
+			got := f.windowCounts(fmt.Sprintf("key_%d", c.sidecars), c.limit, c.traffic, 2, 3, c.scale)
+			for i, n := range got {
+				if n < lo || n > hi {
+					t.Errorf("window %d allowed %d, want %d..%d (all: %v)", i, n, lo, hi, got)
+				}
+			}
+		})
+	}
+}
+
+// TestRemainingIsFleetWide: what one keygate used shows in another's
+// remaining count, once they have synced.
+func TestRemainingIsFleetWide(t *testing.T) {
+	f := newFleet(t, 2, 1, nil)
+	lim := Limit{Requests: 100, Window: time.Hour}
+	a, b := f.limiters[0], f.limiters[1]
+	for range 30 {
+		if !allow(a, "k", lim, f.now()).Allowed {
+			t.Fatal("denied under the limit")
+		}
+	}
+	// b's first request leases; once a's report arrives, b counts a's
+	// 30 requests and nothing else.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := allow(b, "k", lim, f.now())
+		used := 30 + (lim.Requests - r.Remaining - 30) // what b thinks the fleet used
+		if r.Remaining == lim.Requests-30-countAllowed(b) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b reports %d remaining (fleet used %d), want %d", r.Remaining, used, lim.Requests-30-countAllowed(b))
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+}
+
+// countAllowed is how many requests l has allowed for "k" in its window.
+func countAllowed(l *Limiter) int64 {
+	v, _ := l.keys.Load("k")
+	p := v.(*keyState).cur.Load()
+	return p.mine.Load() - p.tokens.Load()
+}
+
+// TestRestartKeepsWindow: a keygate that starts afresh on the same store
+// finds the window's budget spent, and one that closes hands back what it
+// leased and did not use.
+func TestRestartKeepsWindow(t *testing.T) {
+	f := newFleet(t, 1, 1, nil)
+	lim := Limit{Requests: 50, Window: time.Hour}
+	a := f.limiters[0]
+	for range 50 {
+		allow(a, "k", lim, f.now())
+	}
+	kv := a.store
+	restarted := New(Options{Store: kv, Now: f.now})
+	if r := allow(restarted, "k", lim, f.now()); r.Allowed {
+		t.Fatalf("after a restart the window's budget is whole again: %+v", r)
+	}
+	c := New(Options{Store: kv, Now: f.now})
+	allow(c, "k2", lim, f.now()) // leases some of k2's budget
+	c.Close(context.Background())
+	d := New(Options{Store: kv, Now: f.now})
+	n := 0
+	for range 100 {
+		if allow(d, "k2", lim, f.now()).Allowed {
+			n++
+		}
+	}
+	if n != 49 {
+		t.Fatalf("after a keygate closed, another got %d of the 49 left", n)
+	}
+}
+
+// TestFleetOutage: when NATS goes away, each keygate allows the limit
+// divided by the keygates it knew of, so the fleet stays within it.
+func TestFleetOutage(t *testing.T) {
+	var down sync.Map // limiter index -> true once offline
+	online := func(i int) func() bool {
+		return func() bool { _, off := down.Load(i); return !off }
+	}
+	ns := natstest.Run(t)
+	ctx := natstest.Context(t)
+	var ls []*Limiter
+	for i := range 3 {
+		nc, js := natstest.Connect(t, ns)
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "limits"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := New(Options{Store: NewKVStore(kv), Online: online(i)})
+		if err := l.Sync(ctx, nc, "sync", 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	for _, l := range ls {
+		for l.Peers() != 3 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for i := range ls {
+		down.Store(i, true)
+	}
+	lim := Limit{Requests: 90, Window: time.Hour}
+	var total []int
+	for _, l := range ls {
+		n := 0
+		for range 100 {
+			if allow(l, "k", lim, time.Now()).Allowed {
+				n++
+			}
+		}
+		total = append(total, n)
+	}
+	sort.Ints(total)
+	if fmt.Sprint(total) != "[30 30 30]" {
+		t.Fatalf("offline, each keygate allowed %v of 90", total)
+	}
+}

@@ -1,0 +1,111 @@
+package ratelimit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KVStore keeps budgets in a NATS KV bucket, one entry per key (named by
+// the key id) holding its current window's budget as JSON:
+// {"limit":600,"window_ns":60000000000,"index":29876543,"granted":250},
+// changed only by compare-and-set.
+type KVStore struct {
+	kv   jetstream.KeyValue
+	last sync.Map // key -> revision: the entry as this keygate last wrote or read it
+}
+
+type revision struct {
+	rev uint64
+	b   budget
+}
+
+// NewKVStore returns a Store on kv.
+func NewKVStore(kv jetstream.KeyValue) *KVStore { return &KVStore{kv: kv} }
+
+var _ Store = (*KVStore)(nil)
+
+// Lease implements Store.
+func (s *KVStore) Lease(ctx context.Context, key string, limit Limit, index, want int64) (int64, int64, error) {
+	var got int64
+	b, err := s.update(ctx, key, func(b budget) (budget, bool) {
+		b, got = b.lease(limit, index, want)
+		return b, got > 0
+	})
+	return got, b.Granted, err
+}
+
+// Return implements Store.
+func (s *KVStore) Return(ctx context.Context, key string, limit Limit, index, n int64) error {
+	_, err := s.update(ctx, key, func(b budget) (budget, bool) { return b.giveBack(limit, index, n) })
+	return err
+}
+
+// update applies change to key's budget with compare-and-set, starting
+// from the entry as last seen here and reading it afresh on a conflict.
+// A change that writes nothing is checked against a fresh read too, since
+// the entry seen last may be out of date.
+func (s *KVStore) update(ctx context.Context, key string, change func(budget) (budget, bool)) (budget, error) {
+	var r revision
+	v, cached := s.last.Load(key)
+	if cached {
+		r = v.(revision)
+	}
+	fresh := !cached
+	for {
+		if fresh {
+			var err error
+			if r, err = s.read(ctx, key); err != nil {
+				return budget{}, err
+			}
+		}
+		b, write := change(r.b)
+		if !write {
+			if fresh {
+				s.last.Store(key, r)
+				return b, nil
+			}
+			fresh = true
+			continue
+		}
+		data, _ := json.Marshal(b)
+		var rev uint64
+		var err error
+		if r.rev == 0 {
+			rev, err = s.kv.Create(ctx, key, data)
+		} else {
+			rev, err = s.kv.Update(ctx, key, data, r.rev)
+		}
+		switch {
+		case err == nil:
+			s.last.Store(key, revision{rev, b})
+			return b, nil
+		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			fresh = true // another keygate wrote first
+		default:
+			return budget{}, fmt.Errorf("rate-limit budget of %s: %w", key, err)
+		}
+	}
+}
+
+func (s *KVStore) read(ctx context.Context, key string) (revision, error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		if e != nil {
+			return revision{rev: e.Revision()}, nil // deleted: update after the delete marker
+		}
+		return revision{}, nil
+	}
+	if err != nil {
+		return revision{}, fmt.Errorf("rate-limit budget of %s: %w", key, err)
+	}
+	var b budget
+	if json.Unmarshal(e.Value(), &b) != nil {
+		b = budget{} // unreadable: start afresh, as for a new key
+	}
+	return revision{e.Revision(), b}, nil
+}

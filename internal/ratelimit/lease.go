@@ -1,0 +1,191 @@
+package ratelimit
+
+import (
+	"context"
+	"math"
+	"time"
+)
+
+// slow decides a request when this keygate holds no leased request for
+// the key in the window at t: it starts the window if it is new, and
+// takes a lease unless the fleet's budget is spent. Callers for one key
+// queue here while one of them takes the lease.
+func (l *Limiter) slow(ctx context.Context, ks *keyState, t int64) Result {
+	ks.waiting.Add(1)
+	ks.mu.Lock()
+	ks.waiting.Add(-1)
+	defer ks.mu.Unlock()
+	p := l.current(ks, t)
+	for {
+		if p.tokens.Add(-1) >= 0 {
+			return ks.result(true, p, t)
+		}
+		p.tokens.Add(1)
+		if p.exhausted.Load() {
+			return ks.result(false, p, t)
+		}
+		l.lease(ctx, ks, p, t)
+	}
+}
+
+// current returns the key's period holding t, starting a new one if the
+// window has changed; the caller holds ks.mu.
+func (l *Limiter) current(ks *keyState, t int64) *period {
+	p := ks.cur.Load()
+	if p != nil && t >= p.start && t < p.end {
+		return p
+	}
+	if p != nil && t >= p.end {
+		// The rate of the window that ended sizes the first lease of this one.
+		ks.prevRate = float64(p.mine.Load()-p.tokens.Load()) / float64(p.end-p.start)
+	}
+	idx, start, end := window(t, int64(ks.limit.Window), ks.offset)
+	np := &period{index: idx, start: start, end: end}
+	ks.cur.Store(np)
+	return np
+}
+
+// lease takes requests for p from the Store, or on failure falls back to
+// this keygate's share of the limit; the caller holds ks.mu.
+func (l *Limiter) lease(ctx context.Context, ks *keyState, p *period, t int64) {
+	if !l.online() {
+		l.fallBack(ks, p)
+		return
+	}
+	want := l.want(ks, p, t)
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	got, granted, err := l.store.Lease(ctx, ks.key, ks.limit, p.index, want)
+	if err != nil {
+		l.log.Debug("rate-limit lease failed; using this keygate's share", "key_id", ks.key, "err", err)
+		l.fallBack(ks, p)
+		return
+	}
+	if got == 0 {
+		raise(&p.granted, granted)
+		p.exhausted.Store(true)
+		return
+	}
+	p.mine.Add(got)
+	p.lastLease.Store(got)
+	p.tokens.Add(got) // before granted: a remaining count read between the two is high, not low
+	raise(&p.granted, granted)
+}
+
+// want is the size of the next lease, at least what is waiting and at
+// most a share of what the fleet has left, so that the others find some.
+//
+// While the fleet uses its budget slower than the window passes, a
+// keygate leases what it expects to use before the window ends at its
+// recent rate: few leases. Once the fleet would run out before the
+// window ends, a keygate leases only what it uses while the next lease is
+// on its way: leased requests it would not use before the window ends
+// would be lost to the keygates that need them. A keygate using less than
+// that leases nothing ahead (0: only what is waiting, on demand).
+func (l *Limiter) want(ks *keyState, p *period, t int64) int64 {
+	left := ks.limit.Requests - p.granted.Load()
+	need := ks.waiting.Load() + 1
+	if left <= l.endgame(ks.limit) {
+		return need
+	}
+	share := max(left/(2*l.peers.count()), 1)
+	rate, ahead := ks.rate(p, t), float64(p.end-t)
+	if l.contended(ks, p, t) {
+		ahead = float64(l.horizon())
+	} else {
+		// Plenty is left: lease for the pace of this window so far too,
+		// so that a key's leases grow fast from its first requests.
+		used := float64(p.mine.Load() - p.tokens.Load())
+		rate = max(rate, used/float64(max(t-p.start, int64(ks.limit.Window)/20)))
+	}
+	expect := int64(math.Min(math.Floor(rate*ahead), math.MaxInt32))
+	return max(min(expect, share), need)
+}
+
+// rate estimates the key's requests per nanosecond here over the last
+// whole window: this one so far and the end of the one before, as if its
+// requests had come evenly. Early in a window a few requests do not make
+// it look huge.
+func (ks *keyState) rate(p *period, t int64) float64 {
+	w := float64(ks.limit.Window)
+	used := float64(p.mine.Load() - p.tokens.Load())
+	return (used + ks.prevRate*max(w-float64(t-p.start), 0)) / w
+}
+
+// contended reports whether the fleet, at the pace it has leased so far
+// in the window, would run out before the window ends.
+func (l *Limiter) contended(ks *keyState, p *period, t int64) bool {
+	elapsed := max(t-p.start, int64(ks.limit.Window)/20)
+	return float64(p.granted.Load())*float64(ks.limit.Window) > float64(ks.limit.Requests)*float64(elapsed)
+}
+
+// horizon is how far ahead a keygate leases when the fleet's budget is
+// contended: about two round trips to the Store.
+func (l *Limiter) horizon() time.Duration { return max(l.timeout/5, time.Millisecond) }
+
+// maxEndgame bounds the endgame, so that a huge limit's last requests
+// do not each take a lease.
+const maxEndgame = 10_000
+
+// endgame is how little of the fleet's budget is left when keygates stop
+// leasing ahead and lease only what is waiting: then the budget is not
+// stranded in keygates that will not use it before the window ends.
+// It is 2 % of the limit (the tolerance below it), at least two requests
+// per keygate, at most maxEndgame.
+func (l *Limiter) endgame(limit Limit) int64 {
+	return min(max(limit.Requests/50, 2*l.peers.count()), maxEndgame)
+}
+
+// fallBack gives p this keygate's share of the limit, less what it has
+// leased in the window already: the Store cannot be reached.
+func (l *Limiter) fallBack(ks *keyState, p *period) {
+	if p.local.Swap(true) {
+		p.exhausted.Store(true) // the share is spent
+		return
+	}
+	share := ks.limit.Requests/l.peers.count() - p.mine.Load()
+	if share <= 0 {
+		p.exhausted.Store(true)
+		return
+	}
+	p.mine.Add(share)
+	p.tokens.Add(share)
+}
+
+// prefetch takes the next lease in the background once p's requests run
+// low, so that checks rarely wait for one.
+func (l *Limiter) prefetch(ks *keyState, p *period) {
+	if p.tokens.Load() > p.lastLease.Load()/2 || p.local.Load() || p.exhausted.Load() ||
+		ks.limit.Requests-p.granted.Load() <= l.endgame(ks.limit) {
+		return
+	}
+	if !ks.refill.CompareAndSwap(false, true) {
+		return
+	}
+	l.leases.Add(1)
+	go func() {
+		defer l.leases.Done()
+		defer ks.refill.Store(false)
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		t := l.now().UnixNano()
+		if ks.cur.Load() != p || p.exhausted.Load() || p.local.Load() || l.bg.Err() != nil {
+			return
+		}
+		// Under contention a keygate that uses less than a request per
+		// lease round trip waits for its leases rather than hold one.
+		if l.contended(ks, p, t) && ks.rate(p, t)*float64(l.horizon()) < 1 {
+			return
+		}
+		l.lease(l.bg, ks, p, t)
+	}()
+}
+
+// raise sets v to n if n is larger.
+func raise(v interface {
+	Load() int64
+	CompareAndSwap(old, new int64) bool
+}, n int64) {
+	for cur := v.Load(); n > cur && !v.CompareAndSwap(cur, n); cur = v.Load() {
+	}
+}

@@ -1,0 +1,206 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// report is what a keygate tells the others every sync interval: for
+// each key whose lease changed, the fleet's grants it last saw and the
+// leased requests it has not used yet. An empty report says it is alive.
+type report struct {
+	From     string        `json:"from"`
+	Interval time.Duration `json:"interval_ns"`
+	Keys     []keyReport   `json:"keys,omitempty"`
+}
+
+type keyReport struct {
+	Key     string `json:"key"`
+	Index   int64  `json:"index"`
+	Granted int64  `json:"granted"`
+	Unspent int64  `json:"unspent"`
+}
+
+// maxKeysPerReport keeps a report's message well below NATS's payload
+// limit (about 100 bytes a key).
+const maxKeysPerReport = 2000
+
+// Sync shares this keygate's unspent leases with the other keygates on
+// subject every interval, and reads theirs, until ctx ends or Close. The
+// number of keygates heard from sets the share each takes of a limit
+// when the Store cannot be reached.
+func (l *Limiter) Sync(ctx context.Context, nc *nats.Conn, subject string, interval time.Duration) error {
+	id := newID()
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) { l.receive(id, m.Data) })
+	if err != nil {
+		return err
+	}
+	sent := map[string][2]int64{} // key -> granted, unspent last reported
+	go func() {
+		defer func() { _ = sub.Unsubscribe() }()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.bg.Done():
+				return
+			case <-t.C:
+			}
+			if nc.IsConnected() { // through an outage, the last count holds
+				l.peers.expire()
+			}
+			for _, r := range l.reports(id, interval, sent) {
+				b, _ := json.Marshal(r)
+				if err := nc.Publish(subject, b); err != nil {
+					l.log.Debug("rate-limit sync", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// reports are the reports to send now: keys whose lease changed since
+// the last ones (sent remembers), in messages of bounded size.
+func (l *Limiter) reports(id string, interval time.Duration, sent map[string][2]int64) []report {
+	now := l.now().UnixNano()
+	r := report{From: id, Interval: interval}
+	var out []report
+	l.keys.Range(func(_, v any) bool {
+		ks := v.(*keyState)
+		p := ks.cur.Load()
+		if p == nil || p.local.Load() || now >= p.end {
+			delete(sent, ks.key)
+			return true
+		}
+		st := [2]int64{p.granted.Load(), p.tokens.Load()}
+		if sent[ks.key] == st {
+			return true
+		}
+		sent[ks.key] = st
+		r.Keys = append(r.Keys, keyReport{Key: ks.key, Index: p.index, Granted: st[0], Unspent: max(st[1], 0)})
+		if len(r.Keys) == maxKeysPerReport {
+			out = append(out, r)
+			r = report{From: id, Interval: interval}
+		}
+		return true
+	})
+	for k := range sent {
+		if _, ok := l.keys.Load(k); !ok {
+			delete(sent, k)
+		}
+	}
+	return append(out, r)
+}
+
+// receive applies another keygate's report.
+func (l *Limiter) receive(self string, data []byte) {
+	var r report
+	if json.Unmarshal(data, &r) != nil || r.From == "" || r.From == self {
+		return
+	}
+	l.peers.saw(r.From, r.Interval)
+	for _, k := range r.Keys {
+		v, ok := l.keys.Load(k.Key)
+		if !ok {
+			continue
+		}
+		ks := v.(*keyState)
+		if p := ks.cur.Load(); p != nil && p.index == k.Index {
+			raise(&p.granted, k.Granted)
+			ks.others.set(r.From, k.Index, k.Unspent)
+		}
+	}
+}
+
+// othersView sums the unspent leases other keygates reported for a key's
+// window.
+type othersView struct {
+	index atomic.Int64
+	sum   atomic.Int64
+	mu    sync.Mutex
+	by    map[string]int64
+}
+
+// unspent is the sum reported for window index.
+func (o *othersView) unspent(index int64) int64 {
+	if o.index.Load() != index {
+		return 0
+	}
+	return o.sum.Load()
+}
+
+func (o *othersView) set(from string, index, unspent int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.by == nil || o.index.Load() != index {
+		o.by = map[string]int64{}
+		o.sum.Store(0)
+		o.index.Store(index)
+	}
+	o.sum.Add(unspent - o.by[from])
+	o.by[from] = unspent
+}
+
+// peers are the other keygates heard from lately.
+type peers struct {
+	mu   sync.Mutex
+	now  func() time.Time
+	seen map[string]time.Time // id -> when it is no longer counted
+	last atomic.Int64         // count as last computed
+}
+
+func (p *peers) init(now func() time.Time) {
+	p.now, p.seen = now, map[string]time.Time{}
+	p.last.Store(1)
+}
+
+// saw records a report from id, which reports every interval.
+func (p *peers) saw(id string, interval time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	p.seen[id] = now.Add(max(5*interval, time.Second))
+	p.recount(now)
+}
+
+// expire stops counting keygates not heard from lately.
+func (p *peers) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.recount(p.now())
+}
+
+func (p *peers) recount(now time.Time) {
+	n := 1
+	for k, until := range p.seen {
+		if now.After(until) {
+			delete(p.seen, k)
+			continue
+		}
+		n++
+	}
+	p.last.Store(int64(n))
+}
+
+// count is how many keygates share the limits, this one included, as
+// last heard: it is kept through an outage, when no reports arrive.
+func (p *peers) count() int64 { return p.last.Load() }
+
+// Peers is how many keygates share the limits, this one included.
+func (l *Limiter) Peers() int64 { return l.peers.count() }
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
