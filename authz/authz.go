@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/usage"
 )
 
 // Options configure a Server.
@@ -30,8 +31,10 @@ type Options struct {
 	DefaultLimit *ratelimit.Limit // nil: unlimited
 	// Limiter enforces rate limits; nil: one of this process alone.
 	Limiter *ratelimit.Limiter
-	LowBalance   string           // default threshold in major units
-	Now          func() time.Time // time.Now if nil
+	// Usage, if set, counts each known key's checks by outcome.
+	Usage      *usage.Recorder
+	LowBalance string           // default threshold in major units
+	Now        func() time.Time // time.Now if nil
 	// Stale, if set, reports that cached records are too old to trust at
 	// the given time (the store has been unreachable for too long).
 	Stale   func(time.Time) bool
@@ -52,6 +55,7 @@ type Server struct {
 	keys        *cache.Table[*Key]
 	accounts    *cache.Table[*Account]
 	limiter     *ratelimit.Limiter
+	usage       *usage.Recorder
 	now         func() time.Time
 	stale       func(time.Time) bool
 	metrics     *Metrics
@@ -78,7 +82,7 @@ func New(o Options, keys *cache.Table[*Key], accounts *cache.Table[*Account]) *S
 	s := &Server{stale: stale,
 		format: o.Format, extract: extractor{sources: o.Credentials},
 		routes: newRoutes(o.Routes, o.DefaultScope), limit: o.DefaultLimit,
-		keys: keys, accounts: accounts, limiter: o.Limiter, now: now, metrics: o.Metrics, log: log,
+		keys: keys, accounts: accounts, limiter: o.Limiter, usage: o.Usage, now: now, metrics: o.Metrics, log: log,
 	}
 	if s.limiter == nil {
 		s.limiter = ratelimit.New(ratelimit.Options{Now: now})
@@ -99,45 +103,58 @@ func (s *Server) Limiter() *ratelimit.Limiter { return s.limiter }
 // every failure is a deny the client can read.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	now := s.now()
-	resp, code := s.decide(ctx, req, now)
+	resp, code, k := s.decide(ctx, req, now)
+	if k != nil && s.usage != nil {
+		s.usage.Count(&k.use, k.ID, code)
+	}
 	if s.metrics != nil {
 		s.metrics.observe(code, s.now().Sub(now))
 	}
 	return resp, nil
 }
 
-func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.Time) (*authv3.CheckResponse, string) {
+// decide answers req, with the error code for metrics ("ok" on allow) and
+// the key's cached record if the key is known.
+func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.Time) (*authv3.CheckResponse, string, *Key) {
 	http := req.GetAttributes().GetRequest().GetHttp()
 	raw, st := s.extract.extract(http)
 	if st != credOK {
-		return s.denyCredential(st)
+		resp, code := s.denyCredential(st)
+		return resp, code, nil
 	}
 	if s.format.Check(raw) != nil {
-		return s.static[msgMalformed], CodeInvalidKey
+		return s.static[msgMalformed], CodeInvalidKey, nil
 	}
 	if s.stale(now) {
-		return s.static[msgUnavailable], CodeUnavailable
+		return s.static[msgUnavailable], CodeUnavailable, nil
 	}
 	e, err := s.keys.Get(ctx, apikey.Hash(raw))
 	if err != nil {
 		s.log.Debug("key store unavailable", "err", err)
-		return s.static[msgUnavailable], CodeUnavailable
+		return s.static[msgUnavailable], CodeUnavailable, nil
 	}
-	k := e.Value
+	if !e.Found {
+		return s.static[msgUnknown], CodeInvalidKey, nil
+	}
+	resp, code := s.decideKey(ctx, e.Value, http, req.GetAttributes().GetContextExtensions(), now)
+	return resp, code, e.Value
+}
+
+// decideKey answers a request made with the known key k.
+func (s *Server) decideKey(ctx context.Context, k *Key, http *authv3.AttributeContext_HttpRequest, ext map[string]string, now time.Time) (*authv3.CheckResponse, string) {
 	switch {
-	case !e.Found:
-		return s.static[msgUnknown], CodeInvalidKey
 	case k.revoked:
 		return s.static[msgRevoked], CodeInvalidKey
 	case k.expired(now):
 		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", k.expiry().Format(time.RFC3339))), CodeExpiredKey
 	}
-	if need := s.routes.scope(http.GetMethod(), http.GetPath(), req.GetAttributes().GetContextExtensions()); !hasScope(k.policy.scopes, need) {
+	if need := s.routes.scope(http.GetMethod(), http.GetPath(), ext); !hasScope(k.policy.scopes, need) {
 		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", clip(need), clip(http.GetMethod()), clip(trimQuery(http.GetPath()))),
 			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+quotable(clip(need))+`"`)), CodeInsufficientScope
 	}
 	var acct *Account
 	if !k.policy.test() {
+		var err error
 		if acct, err = s.account(ctx, k.AccountID); err != nil {
 			s.log.Debug("key store unavailable", "err", err)
 			return s.static[msgUnavailable], CodeUnavailable

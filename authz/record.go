@@ -14,6 +14,7 @@ import (
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/usage"
 )
 
 // Key is the cached form of a key record: what a decision needs, kept
@@ -24,6 +25,7 @@ type Key struct {
 	AccountID string
 	policy    *policy
 	rate      ratelimit.Slot // where the limiter keeps this key's state
+	use       usage.Slot     // where its checks are counted
 	expiresAt int64          // unix milliseconds; never: math.MaxInt64
 	revoked   bool
 }

@@ -36,17 +36,21 @@ func runKeys(ctx context.Context, args []string, io IO) error {
 		return keysRevoke(ctx, args[1:], io)
 	case "rotate":
 		return keysRotate(ctx, args[1:], io)
+	case "usage":
+		return keysUsage(ctx, args[1:], io)
 	case "help", "-h", "--help":
 		fmt.Fprintln(io.Out, groupUsage("keys "))
 		return nil
 	}
-	return usagef("unknown command \"keys %s\"; want create, list, get, revoke or rotate", args[0])
+	return usagef("unknown command \"keys %s\"; want create, list, get, revoke, rotate or usage", args[0])
 }
 
 // keyView is a key record as the commands print it.
 type keyView struct {
 	*store.Key
-	Status string `json:"status"`
+	Status     string     `json:"status"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"` // to the minute; absent if never used
+	Unused     bool       `json:"unused"`                 // not used for unusedAfter, or never
 }
 
 // newKeyView is a freshly minted key: the only output that carries the
@@ -232,11 +236,16 @@ func keysList(ctx context.Context, args []string, io IO) error {
 	af := addAdminFlags(fs)
 	account := fs.String("account", "", "only keys of account `ACCT`")
 	all := fs.Bool("all", false, "include revoked and expired keys")
+	unusedText := fs.String("unused", "", "only keys not used for `DURATION` (like 90d or 36h), or never")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *account != "" && !store.ValidAccountID(*account) {
 		return usagef("--account: %q is not an account id", *account)
+	}
+	unused, err := parseDays(*unusedText)
+	if err != nil {
+		return usagef("--unused: %v", err)
 	}
 	a, err := af.open(ctx, io)
 	if err != nil {
@@ -249,8 +258,18 @@ func keysList(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
+	uses, err := a.store.ListUsage(lctx)
+	if err != nil {
+		return err
+	}
 	now := time.Now()
 	views := selectKeys(keys, *account, *all, now)
+	for i := range views {
+		views[i].setUse(uses[views[i].ID], now)
+	}
+	if unused > 0 {
+		views = slices.DeleteFunc(views, func(v keyView) bool { return v.LastUsedAt != nil && now.Sub(*v.LastUsedAt) < unused })
+	}
 	if af.json {
 		return writeJSON(io.Out, views)
 	}
@@ -286,11 +305,11 @@ func printKeyTable(io IO, views []keyView, all bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tACCOUNT\tENV\tKEY\tSCOPES\tSTATUS\tCREATED\tEXPIRES")
+	fmt.Fprintln(tw, "ID\tNAME\tACCOUNT\tENV\tKEY\tSCOPES\tSTATUS\tCREATED\tEXPIRES\tLAST USED")
 	for _, v := range views {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			v.ID, orDash(v.Name), v.AccountID, v.Env, v.Masked, strings.Join(v.Scopes, ","),
-			v.Status, timeText(v.CreatedAt), optTime(v.ExpiresAt, "-"))
+			v.Status, timeText(v.CreatedAt), optTime(v.ExpiresAt, "-"), lastUsedText(v))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
@@ -314,7 +333,13 @@ func keysGet(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return notFound("key", id, err)
 	}
-	return printKey(io, viewOf(k, time.Now()), af.json)
+	u, err := a.store.KeyUsage(ctx, id)
+	if err != nil {
+		return err
+	}
+	v := viewOf(k, time.Now())
+	v.setUse(u, time.Now())
+	return printKey(io, v, af.json)
 }
 
 func printKey(io IO, v keyView, asJSON bool) error {
@@ -337,6 +362,7 @@ func printKey(io IO, v keyView, asJSON bool) error {
 		{"status", v.Status},
 		{"created", timeText(v.CreatedAt)},
 		{"expires", optTime(v.ExpiresAt, "never")},
+		{"last used", lastUsedText(v)},
 	}
 	if v.RevokedAt != nil {
 		lines = append(lines, [2]string{"revoked", timeText(*v.RevokedAt)})

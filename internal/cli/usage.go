@@ -26,7 +26,9 @@ var commands = map[string]command{
 	"keys create": {`keys create --account ACCT [--name NAME] [--env live|test] [--scopes a,b]
                     [--rate-limit 600/1m] [--expires-in 720h] [--json]`,
 		"Create an API key and print it once. Without --scopes the key has scope * (every route)."},
-	"keys list":   {"keys list [--account ACCT] [--all] [--json]", "List active keys (--all: revoked and expired ones too)."},
+	"keys list": {"keys list [--account ACCT] [--all] [--unused DURATION] [--json]",
+		"List active keys (--all: revoked and expired ones too) with their last use; keys unused for 30 days, or never used, are marked unused. --unused 90d lists only keys unused for 90 days or never used."},
+	"keys usage":  {"keys usage KEY_ID [--days 7] [--json]", "Show a key's checks per UTC day by outcome (ok or the deny's error code), from every keygate."},
 	"keys get":    {"keys get KEY_ID [--json]", "Show one key. KEY_ID may also be the key itself, which is never printed."},
 	"keys revoke": {"keys revoke KEY_ID [--json]", "Revoke a key: every keygate denies it within milliseconds."},
 	"keys rotate": {"keys rotate KEY_ID [--grace 24h] [--json]", "Create a successor with the same account, scopes and limit; the old key expires after the grace period."},

@@ -31,6 +31,7 @@ import (
 	"github.com/keygate/keygate/internal/httpauth"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/usage"
 )
 
 // StreamWorkers is how many goroutines serve gRPC streams; checks beyond
@@ -61,6 +62,7 @@ type Instance struct {
 	keys     *cache.Table[*authz.Key]
 	accounts *cache.Table[*authz.Account]
 	limiter  *ratelimit.Limiter
+	usage    *usage.Recorder
 	grpc     *grpc.Server
 	health   *health.Server
 	admin    *http.Server
@@ -113,7 +115,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err := inst.limiter.Sync(inst.bg, inst.conn.NC, syncSubject(cfg), cfg.Fleet.SyncInterval.D()); err != nil {
 		return nil, fmt.Errorf("rate-limit sync: %w", err)
 	}
-	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.limiter, inst.state.Stale, reg, log)
+	inst.usage = usage.New(st, nil, log)
+	go inst.usage.Run(inst.bg, cfg.Fleet.UsageFlushInterval.D())
+	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.limiter, inst.usage, inst.state.Stale, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -289,14 +293,14 @@ func keyEventKind(k *store.Key) string {
 func syncSubject(cfg config.Config) string { return "keygate.sync." + cfg.NATS.LimitsBucket }
 
 func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], limiter *ratelimit.Limiter,
-	stale func(time.Time) bool, reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
+	rec *usage.Recorder, stale func(time.Time) bool, reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
 	rl, err := cfg.RateLimit()
 	if err != nil {
 		return nil, fmt.Errorf("default_rate_limit: %w", err)
 	}
 	o := authz.Options{
 		Format: cfg.Keys.Format(), Credentials: cfg.Credentials, Routes: cfg.Routes, DefaultScope: cfg.DefaultScope,
-		LowBalance: cfg.LowBalanceThreshold, Stale: stale, Metrics: authz.NewMetrics(reg), Log: log, Limiter: limiter,
+		LowBalance: cfg.LowBalanceThreshold, Stale: stale, Metrics: authz.NewMetrics(reg), Log: log, Limiter: limiter, Usage: rec,
 	}
 	if rl != nil {
 		o.DefaultLimit = &ratelimit.Limit{Requests: rl.Requests, Window: time.Duration(rl.Window)}
@@ -391,6 +395,10 @@ func (inst *Instance) setHealth() {
 	inst.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
 }
 
+// Peers is how many keygates share this one's rate limits, itself
+// included, as it last heard.
+func (inst *Instance) Peers() int64 { return inst.limiter.Peers() }
+
 // Ready reports whether keygate answers checks from a current store.
 func (inst *Instance) Ready() bool {
 	return inst.ready.Load() && inst.conn.NC.IsConnected() && inst.state.Current()
@@ -424,7 +432,14 @@ func (inst *Instance) Shutdown() error {
 		hcancel()
 	}
 	_ = inst.admin.Shutdown(ctx)
-	inst.limiter.Close(ctx) // unused rate-limit leases go back to the fleet
+	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer fcancel()
+	inst.limiter.Close(fctx) // unused rate-limit leases go back to the fleet
+	if !inst.conn.NC.IsConnected() {
+		inst.log.Warn("key usage since the last flush is not recorded: NATS is unreachable")
+	} else if err := inst.usage.Flush(fctx); err != nil {
+		inst.log.Warn("recording key usage at shutdown", "err", err)
+	}
 	inst.close()
 	return nil
 }

@@ -1,0 +1,237 @@
+package serve_test
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/store"
+)
+
+// fleetConfig is a keygate that syncs and records use quickly.
+func fleetConfig(t testing.TB, url string) config.Config {
+	cfg := testConfig(t, url)
+	cfg.Fleet.SyncInterval = config.Duration(20 * time.Millisecond)
+	cfg.Fleet.UsageFlushInterval = config.Duration(100 * time.Millisecond)
+	return cfg
+}
+
+// check sends one request with key to e and returns the answer.
+func (e *env) check(t testing.TB, key string) *authv3.CheckResponse {
+	t.Helper()
+	resp, err := e.client.Check(e.ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v1/models", Headers: map[string]string{"authorization": "Bearer " + key}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// TestFleetRateLimit: three keygates on one NATS share each key's limit:
+// with balanced traffic asking for twice the limit, every whole window
+// allows the limit within the tolerances, and one keygate's remaining
+// count includes what the others allowed.
+func TestFleetRateLimit(t *testing.T) {
+	ns := natstest.Run(t)
+	var fleet []*env
+	for range 3 {
+		fleet = append(fleet, start(t, fleetConfig(t, ns.ClientURL())))
+	}
+	st := openStore(t, fleet[0], ns)
+	lim := ratelimit.Limit{Requests: 60, Window: time.Second}
+	key, rec := createKey(t, fleet[0].ctx, st, "acme")
+	if _, err := st.UpdateKey(fleet[0].ctx, rec.ID, func(k *store.Key) error {
+		k.RateLimit = &store.RateLimit{Requests: lim.Requests, Window: store.Duration(lim.Window)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	setBalance(t, fleet[0].ctx, st, "acme", 1e6)
+	for _, e := range fleet {
+		waitCode(t, e, key, 200) // cached, with the limit
+	}
+
+	// Remaining is the fleet's: after 10 allows on one keygate (in a
+	// fresh window), another's count shows them once they have synced.
+	_, end := ratelimit.Window(rec.ID, lim, time.Now())
+	time.Sleep(time.Until(end))
+	for range 10 {
+		fleet[0].check(t, key)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h := headersOf(fleet[1].check(t, key).GetOkResponse().GetResponseHeadersToAdd())
+		rem, _ := strconv.Atoi(h["x-ratelimit-remaining"])
+		if rem <= int(lim.Requests)-12 { // 10 there and the 1-2 here
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("x-ratelimit-remaining %d after 10 requests elsewhere", rem)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Twice the limit, balanced, for three whole windows.
+	idx, end := ratelimit.Window(rec.ID, lim, time.Now())
+	first, stop := idx+1, end.Add(3*lim.Window)
+	counts := map[int64]*atomic.Int64{first: {}, first + 1: {}, first + 2: {}}
+	var wg sync.WaitGroup
+	for _, e := range fleet {
+		for range 2 {
+			wg.Go(func() {
+				gap := lim.Window / time.Duration(lim.Requests/3) // 2 goroutines: twice each keygate's share
+				for next := time.Now(); time.Now().Before(stop); next = next.Add(gap) {
+					time.Sleep(time.Until(next))
+					now := time.Now()
+					ok := e.check(t, key).GetOkResponse() != nil
+					if i, _ := ratelimit.Window(rec.ID, lim, now); ok && counts[i] != nil {
+						counts[i].Add(1)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i := first; i < first+3; i++ {
+		if n := counts[i].Load(); n < lim.Requests-2 || n > lim.Requests+2 {
+			t.Errorf("window %d allowed %d, want %d±2", i-first, n, lim.Requests)
+		}
+	}
+}
+
+// TestFleetUsage: each keygate records its checks; keys get and keys
+// usage read them from one record, and a keygate that stops flushes what
+// it has not yet written.
+func TestFleetUsage(t *testing.T) {
+	ns := natstest.Run(t)
+	var fleet []*env
+	for range 3 {
+		fleet = append(fleet, start(t, fleetConfig(t, ns.ClientURL())))
+	}
+	st := openStore(t, fleet[0], ns)
+	key, rec := createKey(t, fleet[0].ctx, st, "acme")
+	setBalance(t, fleet[0].ctx, st, "acme", 1e6)
+	for i, e := range fleet {
+		for range i + 1 {
+			waitCode(t, e, key, 200)
+		}
+	}
+	waitUsage(t, st, rec.ID, 6)
+	u, _ := st.KeyUsage(fleet[0].ctx, rec.ID)
+	if u.LastUsedAt == nil || time.Since(*u.LastUsedAt) > 2*time.Minute {
+		t.Fatalf("last used %v", u.LastUsedAt)
+	}
+	// A keygate shut down at once still writes its counts.
+	slow := testConfig(t, ns.ClientURL())
+	slow.Fleet.UsageFlushInterval = config.Duration(30 * time.Second)
+	e := start(t, slow)
+	waitCode(t, e, key, 200)
+	if err := e.inst.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitUsage(t, st, rec.ID, 7)
+}
+
+// waitUsage waits until key id's record counts n allowed checks today.
+func waitUsage(t *testing.T, st *store.Store, id string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		u, err := st.KeyUsage(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := u.Days[time.Now().UTC().Format(store.DayFormat)]["ok"]
+		if got == n {
+			return
+		}
+		if got > n || time.Now().After(deadline) {
+			t.Fatalf("usage of %s: %d ok today, want %d", id, got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// headersOf flattens header options into a map.
+func headersOf(hs []*corev3.HeaderValueOption) map[string]string {
+	m := map[string]string{}
+	for _, h := range hs {
+		m[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	return m
+}
+
+// TestFleetOutageShare: when NATS goes away, each of three keygates
+// allows a third of a key's limit per window, so that the fleet stays
+// within it.
+func TestFleetOutageShare(t *testing.T) {
+	ns := natstest.Run(t)
+	var fleet []*env
+	for range 3 {
+		fleet = append(fleet, start(t, fleetConfig(t, ns.ClientURL())))
+	}
+	st := openStore(t, fleet[0], ns)
+	lim := ratelimit.Limit{Requests: 30, Window: time.Hour}
+	key, rec := createKey(t, fleet[0].ctx, st, "acme")
+	if _, err := st.UpdateKey(fleet[0].ctx, rec.ID, func(k *store.Key) error {
+		k.RateLimit = &store.RateLimit{Requests: lim.Requests, Window: store.Duration(lim.Window)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	setBalance(t, fleet[0].ctx, st, "acme", 1e6)
+	waitUntil(t, func() bool { // every keygate knows of the other two
+		for _, e := range fleet {
+			if e.inst.Peers() != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, e := range fleet {
+		if e.check(t, key).GetOkResponse() == nil { // cached, with a lease taken
+			t.Fatal("denied")
+		}
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	// Each keygate allows its share in all: the request before and
+	// what it leased, then the rest of the share from memory.
+	total := 0
+	for _, e := range fleet {
+		waitUntil(t, func() bool { return !e.inst.Ready() })
+		n := 1
+		for range 30 {
+			if e.check(t, key).GetOkResponse() != nil {
+				n++
+			}
+		}
+		if n != int(lim.Requests)/3 {
+			t.Errorf("a keygate allowed %d, want its share of %d", n, lim.Requests/3)
+		}
+		total += n
+	}
+	if total > int(lim.Requests) {
+		t.Fatalf("the fleet allowed %d, over the limit of %d", total, lim.Requests)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

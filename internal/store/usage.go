@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Usage is a key's use as every keygate recorded it, stored as JSON under
+// the key id in the usage bucket:
+// {"key_id":"key_...","last_used_at":"2026-11-26T10:42:00Z","days":{"2026-11-26":{"ok":120,"rate_limit_exceeded":3}}}.
+// Days are UTC dates; counts are by outcome ("ok" or the deny's error
+// code) and cover the last MaxUsageDays days.
+type Usage struct {
+	KeyID      string                      `json:"key_id"`
+	LastUsedAt *time.Time                  `json:"last_used_at,omitempty"`
+	Days       map[string]map[string]int64 `json:"days"`
+}
+
+// MaxUsageDays is how many days of counts a usage record keeps.
+const MaxUsageDays = 90
+
+// DayFormat writes a usage record's days.
+const DayFormat = "2006-01-02"
+
+// Add adds counts by outcome for day and moves the last use to used if
+// that is later, then drops days older than MaxUsageDays before day.
+func (u *Usage) Add(day time.Time, counts map[string]int64, used time.Time) {
+	if u.Days == nil {
+		u.Days = map[string]map[string]int64{}
+	}
+	d := day.UTC().Format(DayFormat)
+	if len(counts) > 0 && u.Days[d] == nil {
+		u.Days[d] = map[string]int64{}
+	}
+	for code, n := range counts {
+		u.Days[d][code] += n
+	}
+	if !used.IsZero() && (u.LastUsedAt == nil || used.After(*u.LastUsedAt)) {
+		t := used.UTC()
+		u.LastUsedAt = &t
+	}
+	oldest := day.UTC().AddDate(0, 0, -MaxUsageDays+1).Format(DayFormat)
+	for k := range u.Days {
+		if k < oldest {
+			delete(u.Days, k)
+		}
+	}
+}
+
+// Dates returns the record's days in order.
+func (u *Usage) Dates() []string {
+	var ds []string
+	for d := range u.Days {
+		ds = append(ds, d)
+	}
+	sort.Strings(ds)
+	return ds
+}
+
+// KeyUsage returns the usage record of key id; a key never used has an
+// empty one.
+func (s *Store) KeyUsage(ctx context.Context, id string) (*Usage, error) {
+	u, _, err := s.usageEntry(ctx, id)
+	return u, err
+}
+
+func (s *Store) usageEntry(ctx context.Context, id string) (*Usage, uint64, error) {
+	e, err := s.usage.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return &Usage{KeyID: id, Days: map[string]map[string]int64{}}, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("usage of %s: %w", id, err)
+	}
+	u := &Usage{}
+	if json.Unmarshal(e.Value(), u) != nil || u.KeyID != id {
+		u = &Usage{KeyID: id} // unreadable: start afresh rather than stop counting
+	}
+	if u.Days == nil {
+		u.Days = map[string]map[string]int64{}
+	}
+	return u, e.Revision(), nil
+}
+
+// AddUsage merges counts (by outcome, for day) and a last use into key
+// id's usage record, with compare-and-set, retrying if another keygate
+// wrote first.
+func (s *Store) AddUsage(ctx context.Context, id string, day time.Time, counts map[string]int64, used time.Time) error {
+	for {
+		u, rev, err := s.usageEntry(ctx, id)
+		if err != nil {
+			return err
+		}
+		u.Add(day, counts, used)
+		b, _ := json.Marshal(u)
+		if rev == 0 {
+			_, err = s.usage.Create(ctx, id, b)
+		} else {
+			_, err = s.usage.Update(ctx, id, b, rev)
+		}
+		if !isConflict(err) {
+			return wrap(err, "record usage of "+id)
+		}
+	}
+}
+
+// ListUsage returns every usage record by key id.
+func (s *Store) ListUsage(ctx context.Context) (map[string]*Usage, error) {
+	w, err := s.usage.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list usage: %w", err)
+	}
+	defer w.Stop() //nolint:errcheck // nothing to do about a failed unsubscribe
+	out := map[string]*Usage{}
+	for e := range w.Updates() {
+		if e == nil {
+			return out, nil
+		}
+		u := &Usage{}
+		if json.Unmarshal(e.Value(), u) == nil && u.KeyID == e.Key() {
+			out[u.KeyID] = u
+		}
+	}
+	return nil, fmt.Errorf("list usage: %w", ctx.Err())
+}

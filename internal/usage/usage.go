@@ -1,0 +1,187 @@
+// Package usage counts each key's checks by outcome in memory and writes
+// them, batched, to the key store: every flush interval, at most one
+// write per key used since the last flush, merged with what the other
+// keygates wrote (counts per UTC day, and the last use to the minute).
+package usage
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Outcomes are what a check of a known key can end in: "ok" or a deny's
+// error code.
+var Outcomes = []string{
+	"ok", "invalid_api_key", "expired_api_key", "insufficient_permissions",
+	"insufficient_balance", "rate_limit_exceeded", "auth_unavailable",
+}
+
+// outcomeIndex maps an outcome to its counter.
+var outcomeIndex = func() map[string]int {
+	m := map[string]int{}
+	for i, o := range Outcomes {
+		m[o] = i
+	}
+	return m
+}()
+
+// Writer stores what a flush found: counts by outcome for a key on day,
+// and its last use.
+type Writer interface {
+	AddUsage(ctx context.Context, keyID string, day time.Time, counts map[string]int64, used time.Time) error
+}
+
+// Recorder counts checks per key and flushes them to a Writer.
+type Recorder struct {
+	w       Writer
+	now     func() time.Time
+	log     *slog.Logger
+	mu      sync.Mutex
+	counts  sync.Map // key id -> *Counter
+	retired []*Counter
+}
+
+// New returns a Recorder writing to w; now is the clock (time.Now if nil).
+func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{w: w, now: now, log: log}
+}
+
+// Counter is one key's counts since the last flush.
+type Counter struct {
+	key  string
+	n    [7]atomic.Int64 // by Outcomes
+	idle int             // flushes in a row that found nothing; the flusher's
+	dead atomic.Bool     // dropped from the Recorder: count in a new Counter
+}
+
+// Slot remembers a key's Counter, so that a caller holding one per key
+// (next to its cached record) skips the lookup by key.
+type Slot struct{ c atomic.Pointer[Counter] }
+
+// Count records one check of key id that ended in outcome; outcomes not
+// in Outcomes are not counted.
+func (r *Recorder) Count(slot *Slot, id, outcome string) {
+	i, ok := outcomeIndex[outcome]
+	if !ok {
+		return
+	}
+	c := slot.c.Load()
+	if c == nil || c.dead.Load() {
+		c = r.counter(id)
+		slot.c.Store(c)
+	}
+	c.n[i].Add(1)
+}
+
+func (r *Recorder) counter(id string) *Counter {
+	for {
+		v, _ := r.counts.LoadOrStore(id, &Counter{key: id})
+		c := v.(*Counter)
+		if !c.dead.Load() {
+			return c
+		}
+		r.counts.CompareAndDelete(id, c)
+	}
+}
+
+// Run flushes every interval until ctx ends.
+func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			// Bounded, so that a NATS outage delays the next flush at most
+			// this long; what was not written is written later.
+			fctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
+			if err := r.Flush(fctx); err != nil {
+				r.log.Warn("recording key usage", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// Flush writes the counts gathered since the last flush, one write per
+// key, and forgets keys idle for a while. Counts that fail to be written
+// are kept for the next flush.
+func (r *Recorder) Flush(ctx context.Context) error {
+	r.mu.Lock() // one flush at a time
+	defer r.mu.Unlock()
+	now := r.now()
+	var firstErr error
+	flush := func(c *Counter) {
+		counts := c.take()
+		if len(counts) == 0 {
+			return
+		}
+		if err := r.w.AddUsage(ctx, c.key, now, counts, now.Truncate(time.Minute)); err != nil {
+			c.give(counts)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	// Counters retired at the last flush: a check that found one just
+	// before it was retired may have counted in it since.
+	for _, c := range r.retired {
+		flush(c)
+	}
+	r.retired = r.retired[:0]
+	r.counts.Range(func(_, v any) bool {
+		c := v.(*Counter)
+		before := c.total()
+		flush(c)
+		if before == 0 {
+			if c.idle++; c.idle >= 3 {
+				c.dead.Store(true)
+				r.counts.CompareAndDelete(c.key, c)
+				r.retired = append(r.retired, c)
+			}
+		} else {
+			c.idle = 0
+		}
+		return true
+	})
+	return firstErr
+}
+
+// take empties c and returns its counts by outcome.
+func (c *Counter) take() map[string]int64 {
+	var out map[string]int64
+	for i := range c.n {
+		if n := c.n[i].Swap(0); n > 0 {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[Outcomes[i]] = n
+		}
+	}
+	return out
+}
+
+// give puts counts back after a failed write.
+func (c *Counter) give(counts map[string]int64) {
+	for o, n := range counts {
+		c.n[outcomeIndex[o]].Add(n)
+	}
+}
+
+func (c *Counter) total() int64 {
+	var t int64
+	for i := range c.n {
+		t += c.n[i].Load()
+	}
+	return t
+}
