@@ -48,7 +48,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./authz
 
 .PHONY: bench
-bench: build ## Run every benchmark and print the tables (about 3 minutes).
+bench: build ## Run every benchmark and print the tables (about 6 minutes).
 	$(GO) build -o bin/noop-authz ./bench/noop
 	cd bench/opa && $(GO) build -o ../../bin/opa-authz .
 	@echo "== in-process decisions (target: cache-hit allow <= 1500 ns/op and <= 4 allocs/op)"
@@ -57,6 +57,10 @@ bench: build ## Run every benchmark and print the tables (about 3 minutes).
 	$(GO) test -tags $(TAGS) -run='^$$' -bench='Memory1M' -benchtime=1x -count=1 ./authz
 	@echo "== revocation propagation, KV write to enforcement on 2 sidecars, 1,000 revocations (target: p99 < 20 ms)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=Propagation -benchtime=1x -count=1 ./internal/serve
+	@echo "== fleet-wide rate limits: allowed per whole window at twice the limit (target: limit - max(2%,2) .. limit + max(1%,2))"
+	$(GO) test -tags $(TAGS) -run='^$$' -bench=FleetLimits -benchtime=1x -count=1 ./internal/ratelimit
+	@echo "== NATS traffic per keygate, 2 keygates, 10,000 keys in use, 20,000 checks/s (bounded by keys in use, not by checks)"
+	$(GO) test -tags $(TAGS) -run='^$$' -bench=FleetTraffic -benchtime=1x -count=1 ./internal/serve
 	@echo "== Check over gRPC on loopback, keygate beside a do-nothing ext_authz server"
 	$(GO) run ./bench/loadgen -keygate bin/keygate -noop bin/noop-authz -opa bin/opa-authz
 

@@ -11,8 +11,9 @@ import (
 )
 
 // KVStore keeps budgets in a NATS KV bucket, one entry per key (named by
-// the key id) holding its current window's budget as JSON:
-// {"limit":600,"window_ns":60000000000,"index":29876543,"granted":250},
+// the key id) holding the requests leased in its latest two windows, by
+// window index, as JSON:
+// {"limit":600,"window_ns":60000000000,"granted":{"29876543":250,"29876544":20}},
 // changed only by compare-and-set.
 type KVStore struct {
 	kv   jetstream.KeyValue
@@ -36,7 +37,7 @@ func (s *KVStore) Lease(ctx context.Context, key string, limit Limit, index, wan
 		b, got = b.lease(limit, index, want)
 		return b, got > 0
 	})
-	return got, b.Granted, err
+	return got, b.Granted[index], err
 }
 
 // Return implements Store.

@@ -40,9 +40,19 @@ func (l *Limiter) current(ks *keyState, t int64) *period {
 		ks.prevRate = float64(p.mine.Load()-p.tokens.Load()) / float64(p.end-p.start)
 	}
 	idx, start, end := window(t, int64(ks.limit.Window), ks.offset)
-	np := &period{index: idx, start: start, end: end}
+	np := ks.next.Swap(nil)
+	if np == nil || np.index != idx {
+		np = newPeriod(idx, start, end)
+	}
 	ks.cur.Store(np)
 	return np
+}
+
+// newPeriod is a window with nothing leased yet.
+func newPeriod(idx, start, end int64) *period {
+	// Lease ahead in the last tenth of the window, at most 2s before it
+	// ends.
+	return &period{index: idx, start: start, end: end, late: end - min((end-start)/10, int64(2*time.Second))}
 }
 
 // lease takes requests for p from the Store, or on failure falls back to
@@ -153,10 +163,12 @@ func (l *Limiter) fallBack(ks *keyState, p *period) {
 }
 
 // prefetch takes the next lease in the background once p's requests run
-// low, so that checks rarely wait for one.
-func (l *Limiter) prefetch(ks *keyState, p *period) {
-	if p.tokens.Load() > p.lastLease.Load()/2 || p.local.Load() || p.exhausted.Load() ||
-		ks.limit.Requests-p.granted.Load() <= l.endgame(ks.limit) {
+// low, and, late in the window, a little of the next window's budget, so
+// that checks rarely wait for a lease, at the start of a window included.
+func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
+	low := p.tokens.Load() <= p.lastLease.Load()/2 && !l.endgameNow(ks, p)
+	late := t >= p.late && ks.next.Load() == nil
+	if !low && !late || p.local.Load() || p.exhausted.Load() && !late {
 		return
 	}
 	if !ks.refill.CompareAndSwap(false, true) {
@@ -169,16 +181,48 @@ func (l *Limiter) prefetch(ks *keyState, p *period) {
 		ks.mu.Lock()
 		defer ks.mu.Unlock()
 		t := l.now().UnixNano()
-		if ks.cur.Load() != p || p.exhausted.Load() || p.local.Load() || l.bg.Err() != nil {
+		if ks.cur.Load() != p || p.local.Load() || l.bg.Err() != nil {
 			return
+		}
+		if late {
+			l.leaseNext(ks, p, t)
 		}
 		// Under contention a keygate that uses less than a request per
 		// lease round trip waits for its leases rather than hold one.
-		if l.contended(ks, p, t) && ks.rate(p, t)*float64(l.horizon()) < 1 {
+		if !low || p.exhausted.Load() || l.endgameNow(ks, p) || l.contended(ks, p, t) && ks.rate(p, t)*float64(l.horizon()) < 1 {
 			return
 		}
 		l.lease(l.bg, ks, p, t)
 	}()
+}
+
+// leaseNext leases, ahead, what the key will use here at the start of the
+// window after p, until a lease in that window lands: at its rate in p,
+// for a hundredth of a window or two lease round trips. A key used less
+// than that leases nothing ahead. The caller holds ks.mu.
+func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
+	w := int64(ks.limit.Window)
+	want := int64(ks.rate(p, t) * float64(max(w/100, 2*int64(l.horizon()))))
+	if want < 1 || !l.online() {
+		return
+	}
+	np := newPeriod(p.index+1, p.end, p.end+w)
+	ctx, cancel := context.WithTimeout(l.bg, l.timeout)
+	defer cancel()
+	got, granted, err := l.store.Lease(ctx, ks.key, ks.limit, np.index, min(want, max(ks.limit.Requests/(2*l.peers.count()), 1)))
+	if err != nil {
+		return
+	}
+	np.mine.Store(got)
+	np.lastLease.Store(got)
+	np.tokens.Store(got)
+	np.granted.Store(granted)
+	ks.next.Store(np)
+}
+
+// endgameNow reports whether p is in its endgame: no leasing ahead.
+func (l *Limiter) endgameNow(ks *keyState, p *period) bool {
+	return ks.limit.Requests-p.granted.Load() <= l.endgame(ks.limit)
 }
 
 // raise sets v to n if n is larger.

@@ -103,6 +103,7 @@ type keyState struct {
 	limit  Limit
 	offset int64 // where the key's windows start, so that keys reset at different times
 	cur    atomic.Pointer[period]
+	next   atomic.Pointer[period] // the following window, leased a little of ahead
 
 	mu       sync.Mutex // one lease at a time; guards prevRate
 	waiting  atomic.Int64
@@ -117,6 +118,7 @@ type period struct {
 	index     int64
 	start     int64        // unix nanoseconds
 	end       int64        // unix nanoseconds
+	late      int64        // from then on, lease some of the next window ahead
 	tokens    atomic.Int64 // requests leased here and not yet allowed
 	mine      atomic.Int64 // requests leased here in this window
 	granted   atomic.Int64 // requests leased by the whole fleet, as last seen
@@ -132,7 +134,7 @@ func (l *Limiter) Allow(ctx context.Context, slot *Slot, key string, limit Limit
 	ks.lastUse.Store(t)
 	if p := ks.cur.Load(); p != nil && t >= p.start && t < p.end {
 		if p.tokens.Add(-1) >= 0 {
-			l.prefetch(ks, p)
+			l.prefetch(ks, p, t)
 			return ks.result(true, p, t)
 		}
 		p.tokens.Add(1)
@@ -229,13 +231,14 @@ func (l *Limiter) Close(ctx context.Context) {
 	now := l.now().UnixNano()
 	l.keys.Range(func(_, v any) bool {
 		ks := v.(*keyState)
-		p := ks.cur.Load()
-		if p == nil || p.local.Load() || now >= p.end {
-			return true
-		}
-		if n := p.tokens.Swap(0); n > 0 {
-			if err := l.store.Return(ctx, ks.key, ks.limit, p.index, n); err != nil {
-				l.log.Debug("returning leased requests", "key_id", ks.key, "err", err)
+		for _, p := range []*period{ks.cur.Load(), ks.next.Load()} {
+			if p == nil || p.local.Load() || now >= p.end {
+				continue
+			}
+			if n := p.tokens.Swap(0); n > 0 {
+				if err := l.store.Return(ctx, ks.key, ks.limit, p.index, n); err != nil {
+					l.log.Debug("returning leased requests", "key_id", ks.key, "err", err)
+				}
 			}
 		}
 		return ctx.Err() == nil

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"maps"
 	"sync"
 )
 
@@ -23,12 +24,13 @@ type LocalStore struct {
 	budgets map[string]budget
 }
 
-// budget is what a Store keeps per key.
+// budget is what a Store keeps per key: its limit, and the requests
+// leased in its latest two windows (the current one and the next, which
+// keygates lease a little of before it starts), by window index.
 type budget struct {
-	Limit   int64 `json:"limit"`
-	Window  int64 `json:"window_ns"`
-	Index   int64 `json:"index"`
-	Granted int64 `json:"granted"`
+	Limit   int64           `json:"limit"`
+	Window  int64           `json:"window_ns"`
+	Granted map[int64]int64 `json:"granted"`
 }
 
 // NewLocalStore returns an empty LocalStore.
@@ -42,7 +44,7 @@ func (s *LocalStore) Lease(_ context.Context, key string, limit Limit, index, wa
 	defer s.mu.Unlock()
 	b, got := s.budgets[key].lease(limit, index, want)
 	s.budgets[key] = b
-	return got, b.Granted, nil
+	return got, b.Granted[index], nil
 }
 
 // Return implements Store.
@@ -55,30 +57,46 @@ func (s *LocalStore) Return(_ context.Context, key string, limit Limit, index, n
 	return nil
 }
 
-// lease takes up to want requests from b for window index under limit,
-// starting the window's budget if b holds an older one (or another limit).
-// A b ahead of index (a keygate whose clock is behind) grants nothing.
+// lease takes up to want requests from b for window index under limit.
+// A window two or more behind b's newest is over and grants nothing; a
+// new one drops the windows that are not its neighbours. A budget for
+// another limit is replaced whole.
 func (b budget) lease(limit Limit, index, want int64) (budget, int64) {
-	if !b.holds(limit) || b.Index < index {
-		b = budget{Limit: limit.Requests, Window: int64(limit.Window), Index: index}
+	if !b.holds(limit) {
+		b = budget{Limit: limit.Requests, Window: int64(limit.Window)}
 	}
-	if b.Index > index {
-		return b, 0
+	granted, ok := b.Granted[index]
+	if !ok {
+		for i := range b.Granted {
+			if index < i-1 {
+				return b, 0
+			}
+		}
+		g := map[int64]int64{index: 0}
+		for i, n := range b.Granted {
+			if i >= index-1 && i <= index+1 {
+				g[i] = n
+			}
+		}
+		b.Granted = g
 	}
-	got := min(want, b.Limit-b.Granted)
+	got := min(want, b.Limit-granted)
 	if got <= 0 {
 		return b, 0
 	}
-	b.Granted += got
+	b.Granted = maps.Clone(b.Granted)
+	b.Granted[index] = granted + got
 	return b, got
 }
 
 // giveBack returns n requests to b if it still holds window index.
 func (b budget) giveBack(limit Limit, index, n int64) (budget, bool) {
-	if !b.holds(limit) || b.Index != index || n <= 0 {
+	granted, ok := b.Granted[index]
+	if !b.holds(limit) || !ok || n <= 0 {
 		return b, false
 	}
-	b.Granted = max(b.Granted-n, 0)
+	b.Granted = maps.Clone(b.Granted)
+	b.Granted[index] = max(granted-n, 0)
 	return b, true
 }
 

@@ -13,8 +13,9 @@ import (
 )
 
 // report is what a keygate tells the others every sync interval: for
-// each key whose lease changed, the fleet's grants it last saw and the
-// leased requests it has not used yet. An empty report says it is alive.
+// each key whose leases changed (the fleet's grants it saw, or by 1 % of
+// the limit its leased requests not used yet), both counts. An empty
+// report says it is alive.
 type report struct {
 	From     string        `json:"from"`
 	Interval time.Duration `json:"interval_ns"`
@@ -82,12 +83,16 @@ func (l *Limiter) reports(id string, interval time.Duration, sent map[string][2]
 			delete(sent, ks.key)
 			return true
 		}
-		st := [2]int64{p.granted.Load(), p.tokens.Load()}
-		if sent[ks.key] == st {
+		st := [2]int64{p.granted.Load(), max(p.tokens.Load(), 0)}
+		last, ok := sent[ks.key]
+		// A key's unspent count is reported when it has moved by 1 % of
+		// the limit (at least 1), or the fleet's grants changed: counts
+		// elsewhere are that close, for a fraction of the traffic.
+		if ok && last[0] == st[0] && abs(last[1]-st[1]) < max(ks.limit.Requests/100, 1) {
 			return true
 		}
 		sent[ks.key] = st
-		r.Keys = append(r.Keys, keyReport{Key: ks.key, Index: p.index, Granted: st[0], Unspent: max(st[1], 0)})
+		r.Keys = append(r.Keys, keyReport{Key: ks.key, Index: p.index, Granted: st[0], Unspent: st[1]})
 		if len(r.Keys) == maxKeysPerReport {
 			out = append(out, r)
 			r = report{From: id, Interval: interval}
@@ -198,6 +203,13 @@ func (p *peers) count() int64 { return p.last.Load() }
 
 // Peers is how many keygates share the limits, this one included.
 func (l *Limiter) Peers() int64 { return l.peers.count() }
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
 
 func newID() string {
 	b := make([]byte, 8)

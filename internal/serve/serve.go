@@ -14,6 +14,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
@@ -63,6 +64,7 @@ type Instance struct {
 	accounts *cache.Table[*authz.Account]
 	limiter  *ratelimit.Limiter
 	usage    *usage.Recorder
+	authz    *authz.Server
 	grpc     *grpc.Server
 	health   *health.Server
 	admin    *http.Server
@@ -121,6 +123,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err != nil {
 		return nil, err
 	}
+	inst.authz = srv
 	if err := inst.listen(cfg, srv, reg); err != nil {
 		return nil, err
 	}
@@ -394,6 +397,13 @@ func (inst *Instance) setHealth() {
 	inst.health.SetServingStatus("", st)
 	inst.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
 }
+
+// Authorization is the decision the gRPC server serves, for callers in
+// the same process (benchmarks).
+func (inst *Instance) Authorization() authv3.AuthorizationServer { return inst.authz }
+
+// NATSStats are the NATS connection's message and byte counts.
+func (inst *Instance) NATSStats() nats.Statistics { return inst.conn.NC.Stats() }
 
 // Peers is how many keygates share this one's rate limits, itself
 // included, as it last heard.
