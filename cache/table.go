@@ -41,6 +41,10 @@ type Options struct {
 	LoadTimeout time.Duration // bound on one load; 2s if zero
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
+	// MayExist, if set, is asked before a load: false means the record
+	// does not exist, and it is answered as missing without a load (and
+	// without a negative entry, which a flood of such ids would churn).
+	MayExist func(id string) bool
 }
 
 // Table caches one kind of record.
@@ -51,6 +55,7 @@ type Table[V any] struct {
 	group  singleflight.Group
 	negTTL time.Duration
 	loadTO time.Duration
+	exists func(string) bool
 	stats  Stats
 
 	mu     sync.RWMutex // orders Apply against fills; guards recent
@@ -77,7 +82,8 @@ func New[V any](o Options, load Loader[V]) (*Table[V], error) {
 	if loadTO == 0 {
 		loadTO = 2 * time.Second
 	}
-	return &Table[V]{pos: pos, neg: neg, load: load, negTTL: o.NegativeTTL, loadTO: loadTO, recent: newRecent[V](now, 2*loadTO+time.Second)}, nil
+	return &Table[V]{pos: pos, neg: neg, load: load, negTTL: o.NegativeTTL, loadTO: loadTO, exists: o.MayExist,
+		recent: newRecent[V](now, 2*loadTO+time.Second)}, nil
 }
 
 func newRistretto[V any](max int64) (*ristretto.Cache[string, *Entry[V]], error) {
@@ -111,6 +117,10 @@ func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 		return t.current(id, e), nil
 	}
 	t.stats.Misses.Add(1)
+	if t.exists != nil && !t.exists(id) {
+		t.stats.Filtered.Add(1)
+		return t.current(id, missing[V]()), nil
+	}
 	ch := t.group.DoChan(id, func() (any, error) { return t.fill(ctx, id) })
 	var r singleflight.Result
 	select {
@@ -216,8 +226,13 @@ func (t *Table[V]) Len() (positive, negative int64) {
 // Stats returns the table's counters.
 func (t *Table[V]) Stats() *Stats { return &t.stats }
 
+// missing is the entry for a record MayExist says does not exist: its
+// revision 0 is older than any change, so one applied since wins.
+func missing[V any]() *Entry[V] { return &Entry[V]{} }
+
 // Stats counts cache outcomes.
 type Stats struct {
 	Hits, NegativeHits, Misses atomic.Uint64
 	Loads, LoadErrors          atomic.Uint64 // store lookups and their failures
+	Filtered                   atomic.Uint64 // misses MayExist answered without a lookup
 }

@@ -259,6 +259,10 @@ func (w *Watcher) account(e jetstream.KeyValueEntry, h func(string, uint64, *sto
 	h(e.Key(), e.Revision(), a)
 }
 
+// KeysRevision is the last keys-bucket revision applied: every change up
+// to it has been handed to the Key handler.
+func (w *Watcher) KeysRevision() uint64 { return w.buckets[0].rev.Load() }
+
 // Stop ends the watches and waits for handlers to return.
 func (w *Watcher) Stop() {
 	for _, b := range w.buckets {

@@ -99,6 +99,7 @@ type NATS struct {
 	AccountsBucket string `yaml:"accounts_bucket"`
 	LimitsBucket   string `yaml:"limits_bucket"`
 	UsageBucket    string `yaml:"usage_bucket"`
+	FilterBucket   string `yaml:"filter_bucket"`
 	Replicas       int    `yaml:"replicas"`
 }
 
@@ -151,6 +152,7 @@ func Default() Config {
 			AccountsBucket: store.DefaultOptions().AccountsBucket,
 			LimitsBucket:   store.DefaultOptions().LimitsBucket,
 			UsageBucket:    store.DefaultOptions().UsageBucket,
+			FilterBucket:   store.DefaultOptions().FilterBucket,
 			Replicas:       1,
 		},
 		Keys: Keys{
@@ -217,7 +219,7 @@ func (k Keys) Prefix(env string) string {
 // StoreOptions are the bucket settings.
 func (n NATS) StoreOptions() store.Options {
 	return store.Options{KeysBucket: n.KeysBucket, AccountsBucket: n.AccountsBucket,
-		LimitsBucket: n.LimitsBucket, UsageBucket: n.UsageBucket, Replicas: n.Replicas}
+		LimitsBucket: n.LimitsBucket, UsageBucket: n.UsageBucket, FilterBucket: n.FilterBucket, Replicas: n.Replicas}
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").

@@ -445,6 +445,7 @@ func TestFullExample(t *testing.T) {
 			AccountsBucket: "keygate_accounts",
 			LimitsBucket:   "keygate_limits",
 			UsageBucket:    "keygate_usage",
+			FilterBucket:   "keygate_filter",
 			Replicas:       3,
 		},
 		Keys: config.Keys{

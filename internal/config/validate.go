@@ -99,7 +99,7 @@ func (n NATS) validate(add adder) {
 	}
 	seen := map[string]string{}
 	for _, f := range [][2]string{{"nats.keys_bucket", n.KeysBucket}, {"nats.accounts_bucket", n.AccountsBucket},
-		{"nats.limits_bucket", n.LimitsBucket}, {"nats.usage_bucket", n.UsageBucket}} {
+		{"nats.limits_bucket", n.LimitsBucket}, {"nats.usage_bucket", n.UsageBucket}, {"nats.filter_bucket", n.FilterBucket}} {
 		if !bucketName.MatchString(f[1]) {
 			add(f[0], "%q must be letters, digits, '_' or '-'", f[1])
 		} else if other, dup := seen[f[1]]; dup {

@@ -98,5 +98,6 @@ func registerCache(reg prometheus.Registerer, table string, s *cache.Stats) {
 		counter("keygate_cache_requests_total", "Cache lookups by result.", s.Misses.Load, prometheus.Labels{"result": "miss"}),
 		counter("keygate_store_lookups_total", "Key store reads on cache misses.", s.Loads.Load, prometheus.Labels{}),
 		counter("keygate_store_errors_total", "Key store reads that failed.", s.LoadErrors.Load, prometheus.Labels{}),
+		counter("keygate_store_lookups_spared_total", "Cache misses answered as missing by the key filter, without a store read.", s.Filtered.Load, prometheus.Labels{}),
 	)
 }

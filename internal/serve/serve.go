@@ -30,6 +30,7 @@ import (
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/httpauth"
+	"github.com/keygate/keygate/internal/keyfilter"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
@@ -64,6 +65,7 @@ type Instance struct {
 	accounts *cache.Table[*authz.Account]
 	limiter  *ratelimit.Limiter
 	usage    *usage.Recorder
+	filter   *keyfilter.Keeper
 	authz    *authz.Server
 	grpc     *grpc.Server
 	health   *health.Server
@@ -105,6 +107,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err != nil {
 		return nil, err
 	}
+	inst.filter = keyfilter.NewKeeper(keyfilter.Sources{Keys: st.Keys(), Snapshots: st.Filter(),
+		Applied: func() uint64 { return inst.watcher.KeysRevision() }, Current: inst.state.Current}, log)
 	if err := inst.openCaches(cfg, st, reg); err != nil {
 		return nil, err
 	}
@@ -112,6 +116,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if inst.watcher, err = inst.watch(openCtx, st, m); err != nil {
 		return nil, err
 	}
+	go inst.filter.Run(inst.bg, time.Minute) // only now: it needs the watcher
 	inst.limiter = ratelimit.New(ratelimit.Options{Store: ratelimit.NewKVStore(st.Limits()),
 		LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), Online: inst.conn.NC.IsConnected, Log: log})
 	if err := inst.limiter.Sync(inst.bg, inst.conn.NC, syncSubject(cfg), cfg.Fleet.SyncInterval.D()); err != nil {
@@ -250,13 +255,18 @@ func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometh
 	o := cache.Options{MaxEntries: cfg.Cache.MaxKeys, MaxNegative: cfg.Cache.MaxNegative, NegativeTTL: cfg.Cache.NegativeTTL.D()}
 	var err error
 	connected := func() bool { return inst.conn.NC.IsConnected() }
-	if inst.keys, err = cache.New(o, guard(authz.KeyLoader(st), connected)); err != nil {
+	ko := o
+	ko.MayExist = inst.filter.MayExist
+	if inst.keys, err = cache.New(ko, guard(authz.KeyLoader(st), connected)); err != nil {
 		return err
 	}
 	if inst.accounts, err = cache.New(o, guard(authz.AccountLoader(st), connected)); err != nil {
 		return err
 	}
 	registerCache(reg, "keys", inst.keys.Stats())
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keygate_key_filter_bytes", Help: "Memory the filter of existing key hashes takes; 0 until it is loaded.",
+	}, func() float64 { return float64(inst.filter.Bytes()) }))
 	registerCache(reg, "accounts", inst.accounts.Stats())
 	registerEntries(reg, "keys", inst.keys.Len)
 	registerEntries(reg, "accounts", inst.accounts.Len)
@@ -266,6 +276,9 @@ func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometh
 func (inst *Instance) handlers(m *metrics) events.Handlers {
 	return events.Handlers{
 		Key: func(hash string, rev uint64, k *store.Key) {
+			if k != nil {
+				inst.filter.Add(hash)
+			}
 			if inst.keys.Apply(hash, authz.KeyEntry(rev, k)) {
 				m.event(keyEventKind(k))
 			}
@@ -404,6 +417,13 @@ func (inst *Instance) Authorization() authv3.AuthorizationServer { return inst.a
 
 // NATSStats are the NATS connection's message and byte counts.
 func (inst *Instance) NATSStats() nats.Statistics { return inst.conn.NC.Stats() }
+
+// KeyLookups is how many times keygate has read a key record from the
+// store for a check.
+func (inst *Instance) KeyLookups() uint64 { return inst.keys.Stats().Loads.Load() }
+
+// KeyFilter is the filter of existing key hashes.
+func (inst *Instance) KeyFilter() *keyfilter.Keeper { return inst.filter }
 
 // Peers is how many keygates share this one's rate limits, itself
 // included, as it last heard.

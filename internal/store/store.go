@@ -31,13 +31,14 @@ type Options struct {
 	AccountsBucket string
 	LimitsBucket   string // rate-limit budgets, by key id
 	UsageBucket    string // per-key use, by key id
+	FilterBucket   string // object store: the key filter's snapshot
 	Replicas       int
 }
 
 // DefaultOptions are the bucket names keygate uses unless configured.
 func DefaultOptions() Options {
 	return Options{KeysBucket: "keygate_keys", AccountsBucket: "keygate_accounts",
-		LimitsBucket: "keygate_limits", UsageBucket: "keygate_usage", Replicas: 1}
+		LimitsBucket: "keygate_limits", UsageBucket: "keygate_usage", FilterBucket: "keygate_filter", Replicas: 1}
 }
 
 // Store is the key and account store.
@@ -46,6 +47,7 @@ type Store struct {
 	accounts jetstream.KeyValue
 	limits   jetstream.KeyValue
 	usage    jetstream.KeyValue
+	filter   jetstream.ObjectStore
 }
 
 // Open binds to the buckets, creating any that is missing.
@@ -65,7 +67,24 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if s.usage, err = bucket(ctx, js, o.UsageBucket, o.Replicas, "keygate per-key use"); err != nil {
 		return nil, err
 	}
+	if s.filter, err = objectBucket(ctx, js, o.FilterBucket, o.Replicas, "keygate key filter snapshots"); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+func objectBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, desc string) (jetstream.ObjectStore, error) {
+	obs, err := js.ObjectStore(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: name, Description: desc, Replicas: replicas})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			obs, err = js.ObjectStore(ctx, name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open object bucket %s: %w", name, err)
+	}
+	return obs, nil
 }
 
 func bucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, desc string) (jetstream.KeyValue, error) {
@@ -93,6 +112,9 @@ func (s *Store) Limits() jetstream.KeyValue { return s.limits }
 
 // Usage is the per-key use bucket.
 func (s *Store) Usage() jetstream.KeyValue { return s.usage }
+
+// Filter is the object bucket of the key filter's snapshot.
+func (s *Store) Filter() jetstream.ObjectStore { return s.filter }
 
 // HashEntry is the entry name of the key record with the given hash.
 func HashEntry(hash string) string { return hashPrefix + hash }
