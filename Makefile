@@ -28,9 +28,15 @@ run: build ## Run keygate serve with the embedded NATS server (data in ./keygate
 	./bin/keygate serve
 
 .PHONY: test
-test: lint test-short ## Everything CI runs: lint, test-short, fuzz targets, the chart, end-to-end through nginx.
+test: lint test-short ## Everything CI runs: lint, test-short, fuzz targets, the chart, end-to-end through nginx (about 10 minutes on a fresh machine).
 	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) k8s-test
+	$(MAKE) e2e
+
+.PHONY: e2e
+e2e: ## Real nginx with proxy/nginx and the official OpenAI SDKs (Go, Node) against keygate; installs nginx, njs and the npm packages if missing.
+	./test/e2e/deps.sh
+	cd test/e2e && $(GO) test -race -count=1 ./...
 
 .PHONY: test-short
 test-short: tools ## Unit and integration tests under -race (no lint, fuzz, chart or nginx).
@@ -46,9 +52,10 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
 	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./authz
 	$(GO) test -run='^$$' -fuzz='^FuzzIsClean$$' -fuzztime=$(FUZZTIME) ./authz
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./authz
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/keyfilter
 
 .PHONY: bench
-bench: build ## Run every benchmark and print the tables (about 6 minutes).
+bench: build ## Run every benchmark and print the tables (about 8 minutes).
 	$(GO) build -o bin/noop-authz ./bench/noop
 	cd bench/opa && $(GO) build -o ../../bin/opa-authz .
 	@echo "== in-process decisions (target: cache-hit allow <= 1500 ns/op and <= 4 allocs/op)"
@@ -61,6 +68,8 @@ bench: build ## Run every benchmark and print the tables (about 6 minutes).
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=FleetLimits -benchtime=1x -count=1 ./internal/ratelimit
 	@echo "== NATS traffic per keygate, 2 keygates, 10,000 keys in use, 20,000 checks/s (bounded by keys in use, not by checks)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=FleetTraffic -benchtime=1x -count=1 ./internal/serve
+	@echo "== key filter, 1,000,000 keys: flood lookups (<= 1%), valid p99 ratio (<= 1.5), bytes/key (<= 2), start-up (<= 1 s), create-to-allow p99 (<= 20 ms)"
+	$(GO) test -tags $(TAGS) -run='^$$' -bench=KeyFilter -benchtime=1x -count=1 -timeout=20m ./internal/serve
 	@echo "== Check over gRPC on loopback, keygate beside a do-nothing ext_authz server"
 	$(GO) run ./bench/loadgen -keygate bin/keygate -noop bin/noop-authz -opa bin/opa-authz
 
@@ -81,10 +90,11 @@ docker-image: ## Build the same image with Docker from the Dockerfile.
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 .PHONY: lint
-lint: $(STATICCHECK) ## go vet, gofmt and staticcheck.
+lint: $(STATICCHECK) ## go vet, gofmt and staticcheck (the module and test/e2e's).
 	$(GO) vet -tags $(TAGS) ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(STATICCHECK) -tags $(TAGS) ./...
+	cd test/e2e && $(GO) vet ./... && $(STATICCHECK) ./...
 
 $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -93,9 +103,10 @@ $(GRPCURL):
 	GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 .PHONY: tidy
-tidy: ## go mod tidy (the module and bench/opa's own).
+tidy: ## go mod tidy (the module, bench/opa's and test/e2e's).
 	$(GO) mod tidy
 	cd bench/opa && $(GO) mod tidy
+	cd test/e2e && $(GO) mod tidy
 
 .PHONY: clean
 clean: ## Remove build output and the local data directory.

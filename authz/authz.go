@@ -185,7 +185,15 @@ func (s *Server) denyRate(k *Key, limit *ratelimit.Limit, r *ratelimit.Result) *
 	if r.Reset > maxRetryWait {
 		hs = append(hs, header("x-should-retry", "false"))
 	}
-	return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %d requests per %s. Retry in %ss.", k.ID, r.Limit, limit.Window, wait), hs...)
+	return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %s per %s. Retry in %ss.", k.ID, plural(r.Limit, "request"), limit.Window, wait), hs...)
+}
+
+// plural writes n things: "1 request", "600 requests".
+func plural(n int64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // account returns the key's account; a missing one has a zero balance.

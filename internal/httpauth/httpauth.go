@@ -32,12 +32,13 @@ const (
 // Modes lists the valid modes.
 var Modes = []string{ModeEnvoy, ModeNginx, ModeTraefik}
 
-// source names the headers a mode reads; empty for the request line.
+// source names the headers a mode reads, as its proxy's documentation
+// writes them (they are matched in any case); empty for the request line.
 type source struct{ method, uri string }
 
 var sources = map[string]source{
 	ModeEnvoy:   {},
-	ModeNginx:   {"X-Original-Method", "X-Original-Uri"},
+	ModeNginx:   {"X-Original-Method", "X-Original-URI"},
 	ModeTraefik: {"X-Forwarded-Method", "X-Forwarded-Uri"},
 }
 

@@ -1,0 +1,170 @@
+/*
+ * keygate.js: asks keygate about every request once, then either answers
+ * with keygate's deny exactly as keygate gave it, or hands the request on to
+ * the backend with the identity keygate vouched for. Used by keygate.conf:
+ *
+ *     js_import keygate from /etc/nginx/keygate/keygate.js;
+ *     location / { js_content keygate.check; }
+ *
+ * Written for njs 0.7.9 (Debian bookworm's libnginx-mod-http-js) and later,
+ * whose JavaScript has async/await, let/const and arrow functions but no
+ * for...of, destructuring, spread, optional chaining, default parameters,
+ * classes, generators, Map or Set: this file keeps to var, plain loops and
+ * functions.
+ *
+ * SECURITY: this handler fails closed. keygate's allow is a 200 carrying
+ * x-keygate-key-id, x-keygate-account-id, x-keygate-scopes and
+ * x-keygate-env; its deny is a 401, 402, 403, 429 or 503 with a JSON error
+ * body. Anything else (keygate unreachable, a timeout, a 500, a 200 without
+ * the identity headers, a deny that is not JSON) is answered 503
+ * auth_unavailable, and the request never reaches the backend.
+ */
+
+// The internal location that proxies to keygate, and the named location
+// that proxies to the backend (both in keygate.conf).
+var CHECK = '/_keygate';
+var BACKEND = '@keygate_backend';
+
+// keygate's denials: passed to the client with these headers and the body.
+var DENY_STATUSES = [401, 402, 403, 429, 503];
+var DENY_HEADERS = [
+    'Content-Type', 'WWW-Authenticate', 'X-Should-Retry', 'Retry-After',
+    'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'
+];
+
+// keygate's allow: identity headers for the backend, each into the js_var
+// that keygate.conf sends upstream with proxy_set_header. An allow without
+// a non-empty key id, account id and env is not an allow.
+var IDENTITY = [
+    ['X-Keygate-Key-Id', 'keygate_key_id', true],
+    ['X-Keygate-Account-Id', 'keygate_account_id', true],
+    ['X-Keygate-Scopes', 'keygate_scopes', false], // empty for a key without scopes
+    ['X-Keygate-Env', 'keygate_env', true]
+];
+
+// keygate's allow: headers for the client, each into the js_var that
+// keygate.conf adds to the response with add_header.
+var CLIENT = [
+    ['X-RateLimit-Limit', 'keygate_ratelimit_limit'],
+    ['X-RateLimit-Remaining', 'keygate_ratelimit_remaining'],
+    ['X-RateLimit-Reset', 'keygate_ratelimit_reset'],
+    ['X-Balance-Low', 'keygate_balance_low'],
+    ['X-Balance-Remaining', 'keygate_balance_remaining']
+];
+
+var UNAVAILABLE = JSON.stringify({
+    error: {
+        message: 'Authentication is temporarily unavailable. Retry in a moment; if this persists, contact the API provider.',
+        type: 'server_error',
+        param: null,
+        code: 'auth_unavailable'
+    }
+});
+
+// unavailable answers 503 auth_unavailable, as keygate itself does when
+// its key store is out of reach. The reason goes to nginx's error log; it
+// never contains the credential.
+function unavailable(r, reason) {
+    r.error('keygate: ' + reason + '; answering 503 auth_unavailable');
+    r.headersOut['Content-Type'] = 'application/json';
+    r.headersOut['Retry-After'] = '1';
+    r.return(503, UNAVAILABLE);
+}
+
+// header returns the value of one header of keygate's answer, or undefined.
+function header(reply, name) {
+    var v = reply.headersOut[name];
+    if (typeof v !== 'string') {
+        return undefined;
+    }
+    return v;
+}
+
+function isDenyBody(text) {
+    var body;
+    try {
+        body = JSON.parse(text);
+    } catch (e) {
+        return false;
+    }
+    return body !== null && typeof body === 'object' && body.error !== null &&
+        typeof body.error === 'object' && typeof body.error.code === 'string';
+}
+
+function allow(r, reply) {
+    var i, v;
+    // SECURITY: every identity value comes from keygate's answer; none is
+    // left over from the client (keygate.conf sends these variables, and
+    // nothing else, as the x-keygate-* headers).
+    for (i = 0; i < IDENTITY.length; i++) {
+        v = header(reply, IDENTITY[i][0]);
+        if (v === undefined || (IDENTITY[i][2] && (v === '' || v.indexOf(',') >= 0))) {
+            unavailable(r, 'keygate allowed without a single ' + IDENTITY[i][0]);
+            return;
+        }
+    }
+    for (i = 0; i < IDENTITY.length; i++) {
+        r.variables[IDENTITY[i][1]] = header(reply, IDENTITY[i][0]);
+    }
+    for (i = 0; i < CLIENT.length; i++) {
+        v = header(reply, CLIENT[i][0]);
+        if (v !== undefined) {
+            r.variables[CLIENT[i][1]] = v;
+        }
+    }
+    // js_var values survive the redirect: nginx keeps the request's
+    // variables across internal redirects.
+    r.internalRedirect(BACKEND);
+}
+
+function deny(r, reply) {
+    var i, v, text = reply.responseText;
+    if (typeof text !== 'string' || !isDenyBody(text)) {
+        unavailable(r, 'keygate denied ' + reply.status + ' without a JSON error body');
+        return;
+    }
+    v = header(reply, 'Content-Type');
+    if (v === undefined || v.toLowerCase().indexOf('application/json') !== 0) {
+        unavailable(r, 'keygate denied ' + reply.status + ' with content-type ' + v);
+        return;
+    }
+    for (i = 0; i < DENY_HEADERS.length; i++) {
+        v = header(reply, DENY_HEADERS[i]);
+        if (v !== undefined) {
+            r.headersOut[DENY_HEADERS[i]] = v;
+        }
+    }
+    r.return(reply.status, text);
+}
+
+function decide(r, reply) {
+    if (reply.status === 200) {
+        allow(r, reply);
+    } else if (DENY_STATUSES.indexOf(reply.status) >= 0) {
+        deny(r, reply);
+    } else {
+        unavailable(r, 'keygate answered ' + reply.status);
+    }
+}
+
+// check is the js_content handler of every client request.
+async function check(r) {
+    var reply;
+    try {
+        // SECURITY: one check per request. The subrequest carries the
+        // client's headers (the credential among them) but not its body;
+        // keygate.conf sets X-Original-Method and X-Original-URI on it, and
+        // its method and URI.
+        reply = await r.subrequest(CHECK, { method: 'GET' });
+    } catch (e) {
+        unavailable(r, 'the check could not be made: ' + e);
+        return;
+    }
+    try {
+        decide(r, reply);
+    } catch (e) {
+        unavailable(r, 'the answer could not be read: ' + e);
+    }
+}
+
+export default { check: check };

@@ -1,0 +1,293 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stubCheck is one request the stub keygate received.
+type stubCheck struct {
+	call           string
+	method, uri    []string // X-Original-Method and X-Original-URI values
+	requestMethod  string   // and the request line's
+	requestURI     string
+	contentLength  int64
+	body           int
+	authorizations []string
+}
+
+// stub stands where keygate should be and answers as the client's X-Stub
+// header says, so the shipped handler can be shown answers keygate never
+// gives.
+type stub struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	checks []stubCheck
+}
+
+const denyBody = `{"error":{"message":"Your balance is 0.00 MXN; top up to continue.","type":"insufficient_quota","param":null,"code":"insufficient_balance"}}`
+
+func startStub(t *testing.T) *stub {
+	s := &stub{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.checks = append(s.checks, stubCheck{call: r.Header.Get("X-E2E-Call"), method: r.Header.Values("X-Original-Method"),
+			uri: r.Header.Values("X-Original-Uri"), requestMethod: r.Method, requestURI: r.RequestURI, contentLength: r.ContentLength, body: len(body),
+			authorizations: r.Header.Values("Authorization")})
+		s.mu.Unlock()
+		identity := func() {
+			w.Header().Set("X-Keygate-Key-Id", "key_stub")
+			w.Header().Set("X-Keygate-Account-Id", "stub-account")
+			w.Header().Set("X-Keygate-Scopes", "chat:send")
+			w.Header().Set("X-Keygate-Env", "live")
+		}
+		switch r.Header.Get("X-Stub") {
+		case "allow":
+			identity()
+			w.Header().Set("X-Ratelimit-Limit", "7")
+			w.Header().Set("X-Ratelimit-Remaining", "6")
+			w.Header().Set("X-Ratelimit-Reset", "9")
+			w.Header().Set("X-Balance-Low", "true")
+			w.Header().Set("X-Balance-Remaining", "1.00 MXN")
+			w.Header().Set("Set-Cookie", "stub=1")
+		case "deny":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Should-Retry", "false")
+			w.Header().Set("Retry-After", "7")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="keygate"`)
+			w.Header().Set("X-Ratelimit-Limit", "1")
+			w.Header().Set("X-Ratelimit-Remaining", "0")
+			w.Header().Set("X-Ratelimit-Reset", "7")
+			w.Header().Set("X-Stub-Internal", "not for clients")
+			w.Header().Set("Set-Cookie", "stub=1")
+			w.WriteHeader(http.StatusPaymentRequired)
+			_, _ = io.WriteString(w, denyBody)
+		case "deny-accel-redirect":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Accel-Redirect", "/v1/models")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, denyBody)
+		case "allow-no-identity":
+			w.Header().Set("X-Ratelimit-Limit", "7")
+		case "allow-empty-key-id":
+			identity()
+			w.Header().Set("X-Keygate-Key-Id", "")
+		case "allow-no-scopes-header":
+			identity()
+			w.Header().Del("X-Keygate-Scopes")
+		case "error-500":
+			w.WriteHeader(http.StatusInternalServerError)
+		case "deny-html":
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, "<html>no</html>")
+		case "deny-not-json":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, "forbidden")
+		case "redirect":
+			identity()
+			http.Redirect(w, r, "/v1/models", http.StatusFound)
+		case "teapot":
+			identity()
+			w.WriteHeader(http.StatusTeapot)
+		case "slow":
+			time.Sleep(3 * time.Second) // past the check's 2 s read timeout
+			identity()
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *stub) checksFor(call string) []stubCheck {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []stubCheck
+	for _, c := range s.checks {
+		if c.call == call {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestNginxFailsClosed shows the shipped handler answers keygate cannot
+// give: only a 200 with the identity is an allow, only a JSON deny is
+// passed on, and everything else, keygate being down included, is a 503
+// auth_unavailable that never reaches the backend.
+func TestNginxFailsClosed(t *testing.T) {
+	nginxBinary(t)
+	st := startStub(t)
+	be := startBackend(t)
+	ng := startNginx(t, st.srv.Listener.Addr().String(), be.addr())
+	down := startNginx(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), be.addr()) // nothing listens there
+
+	body := `{"model":"e2e-model","messages":[{"role":"user","content":"hello"}]}`
+	send := func(t *testing.T, base, call, mode string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions?stream=false", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer ghub_sk_live_stubstubstubstubstubstubstubstub")
+		req.Header.Set("X-E2E-Call", call)
+		req.Header.Set("X-Stub", mode)
+		// What a client might send to steer the check.
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header["x-original-uri"] = []string{"/v1/models", "/v1/other"}
+		req.Header.Set("X-Keygate-Account-Id", "victim")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	unavailable := func(t *testing.T, resp *http.Response, body string) {
+		t.Helper()
+		if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Retry-After") != "1" ||
+			!jsonError.MatchString(body) {
+			t.Errorf("answer %d %v %s, want 503 auth_unavailable", resp.StatusCode, resp.Header, body)
+		}
+	}
+
+	t.Run("allow", func(t *testing.T) {
+		resp, _ := send(t, ng.base, "stub-allow", "allow")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		for name, want := range map[string]string{"X-Ratelimit-Limit": "7", "X-Ratelimit-Remaining": "6", "X-Ratelimit-Reset": "9",
+			"X-Balance-Low": "true", "X-Balance-Remaining": "1.00 MXN"} {
+			if got := resp.Header.Values(name); len(got) != 1 || got[0] != want {
+				t.Errorf("%s: %q, want %q", name, got, want)
+			}
+		}
+		if resp.Header.Get("Set-Cookie") != "" {
+			t.Errorf("the check's Set-Cookie reached the client")
+		}
+		reqs := be.requests("stub-allow")
+		if len(reqs) != 1 {
+			t.Fatalf("the backend got %d requests", len(reqs))
+		}
+		checkUpstream(t, reqs[0], &identity{"key_stub", "stub-account", "chat:send", "live"})
+		if reqs[0].Body != len(body) {
+			t.Errorf("the backend got %d bytes of body, want %d", reqs[0].Body, len(body))
+		}
+		checks := st.checksFor("stub-allow")
+		if len(checks) != 1 {
+			t.Fatalf("%d checks for one request", len(checks))
+		}
+		c := checks[0]
+		if fmt.Sprint(c.method) != "[POST]" || fmt.Sprint(c.uri) != "[/v1/chat/completions?stream=false]" {
+			t.Errorf("the check got X-Original-Method %q and X-Original-URI %q", c.method, c.uri)
+		}
+		// The request line says the same, for a keygate in envoy mode.
+		if c.requestMethod != http.MethodPost || c.requestURI != "/v1/chat/completions?stream=false" {
+			t.Errorf("the check's request line was %s %s", c.requestMethod, c.requestURI)
+		}
+		if c.body != 0 || c.contentLength > 0 {
+			t.Errorf("the check had %d bytes of body (content-length %d)", c.body, c.contentLength)
+		}
+		if len(c.authorizations) != 1 {
+			t.Errorf("the check got Authorization %q", c.authorizations)
+		}
+	})
+
+	t.Run("deny passed on", func(t *testing.T) {
+		resp, got := send(t, ng.base, "stub-deny", "deny")
+		if resp.StatusCode != 402 || got != denyBody {
+			t.Fatalf("answer %d %s", resp.StatusCode, got)
+		}
+		for name, want := range map[string]string{"Content-Type": "application/json", "X-Should-Retry": "false", "Retry-After": "7",
+			"Www-Authenticate": `Bearer realm="keygate"`, "X-Ratelimit-Limit": "1", "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": "7"} {
+			if v := resp.Header.Values(name); len(v) != 1 || v[0] != want {
+				t.Errorf("%s: %q, want %q", name, v, want)
+			}
+		}
+		for _, name := range []string{"X-Stub-Internal", "Set-Cookie", "X-Keygate-Key-Id"} {
+			if v := resp.Header.Get(name); v != "" {
+				t.Errorf("%s reached the client: %q", name, v)
+			}
+		}
+		if n := len(st.checksFor("stub-deny")); n != 1 {
+			t.Errorf("%d checks for one request", n)
+		}
+	})
+
+	t.Run("X-Accel-Redirect ignored", func(t *testing.T) {
+		resp, got := send(t, ng.base, "stub-accel", "deny-accel-redirect")
+		if resp.StatusCode != 401 || got != denyBody {
+			t.Errorf("answer %d %s", resp.StatusCode, got)
+		}
+	})
+
+	// A 200 without one of the identity headers carries a missing or
+	// empty value: keygate.check must not turn it into an allow. An
+	// x-keygate-scopes of "" is keygate's answer for a key without scopes,
+	// and is allowed; a missing one is not.
+	for _, mode := range []string{"allow-no-identity", "allow-empty-key-id", "allow-no-scopes-header", "error-500", "deny-html",
+		"deny-not-json", "redirect", "teapot", "slow"} {
+		t.Run(mode, func(t *testing.T) {
+			resp, got := send(t, ng.base, "stub-"+mode, mode)
+			unavailable(t, resp, got)
+			if n := len(be.requests("stub-" + mode)); n != 0 {
+				t.Errorf("the backend got %d requests", n)
+			}
+			if n := len(st.checksFor("stub-" + mode)); n != 1 {
+				t.Errorf("%d checks for one request", n)
+			}
+		})
+	}
+
+	// Only keygate.check's subrequest reaches the check location, and no
+	// client request reaches the backend's named location by its name.
+	t.Run("internal locations", func(t *testing.T) {
+		for _, path := range []string{"/_keygate", "/_keygate?x=1", "/@keygate_backend"} {
+			req, _ := http.NewRequest(http.MethodGet, ng.base+path, nil)
+			req.Header.Set("X-E2E-Call", "stub-internal")
+			req.Header.Set("X-Stub", "allow")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if path == "/@keygate_backend" {
+				// Like any other path: checked once, then allowed by the stub.
+				if resp.StatusCode != 200 || resp.Header.Get("X-Ratelimit-Limit") != "7" {
+					t.Errorf("%s: %d %v", path, resp.StatusCode, resp.Header)
+				}
+				continue
+			}
+			if resp.StatusCode != 404 || resp.Header.Get("X-Keygate-Key-Id") != "" {
+				t.Errorf("%s: %d %v", path, resp.StatusCode, resp.Header)
+			}
+		}
+		if n := len(st.checksFor("stub-internal")); n != 1 {
+			t.Errorf("%d checks, want 1 (for /@keygate_backend)", n)
+		}
+	})
+
+	t.Run("keygate unreachable", func(t *testing.T) {
+		resp, got := send(t, down.base, "stub-down", "allow")
+		unavailable(t, resp, got)
+		if n := len(be.requests("stub-down")); n != 0 {
+			t.Errorf("the backend got %d requests", n)
+		}
+		if !strings.Contains(down.errorLog(), "keygate: keygate answered 502") {
+			t.Errorf("the error log does not say why:\n%s", down.errorLog())
+		}
+	})
+
+	if strings.Contains(ng.errorLog()+down.errorLog(), "stubstubstub") {
+		t.Errorf("the credential appears in nginx's error log")
+	}
+}
