@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"strings"
 	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 func main() {
@@ -34,6 +36,8 @@ type options struct {
 	concurrency   []int
 	cpuprofile    string
 	rounds        int
+	compare       bool
+	memory        bool
 }
 
 func run(ctx context.Context) error {
@@ -49,6 +53,8 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured time before each run")
 	flag.IntVar(&o.conns, "conns", 4, "gRPC connections")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "save each server's CPU profile during its last round to this file, with the server's name appended")
+	flag.BoolVar(&o.compare, "compare", true, "compare keygate with the do-nothing server (and OPA)")
+	flag.BoolVar(&o.memory, "memory", true, "measure a sidecar keygate's memory with an external NATS")
 	flag.Parse()
 	for _, c := range strings.Split(*conc, ",") {
 		var n int
@@ -68,6 +74,24 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	frames, err := encode(reqs)
+	if err != nil {
+		return err
+	}
+	if o.compare {
+		if err := comparison(ctx, kg, reqs, frames, hashes, startup, o); err != nil {
+			return err
+		}
+	}
+	if o.memory {
+		return memory(ctx, o.keygate, kg, reqs, frames, o)
+	}
+	return nil
+}
+
+// comparison runs keygate beside the do-nothing server (and OPA) and
+// prints the tables.
+func comparison(ctx context.Context, kg *process, reqs []*authv3.CheckRequest, frames [][]byte, hashes []string, startup time.Duration, o options) error {
 	noop, err := startServer(ctx, "do-nothing", o.noop, nil)
 	if err != nil {
 		return err
@@ -81,10 +105,6 @@ func run(ctx context.Context) error {
 
 	const loads = "keygate_store_lookups_total"
 	loads0, err := kg.counter(loads)
-	if err != nil {
-		return err
-	}
-	frames, err := encode(reqs)
 	if err != nil {
 		return err
 	}

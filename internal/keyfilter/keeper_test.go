@@ -20,8 +20,7 @@ import (
 func keeper(t *testing.T, ctx context.Context, st *store.Store) *keyfilter.Keeper {
 	t.Helper()
 	var applied atomic.Uint64
-	var k *keyfilter.Keeper
-	k = keyfilter.NewKeeper(keyfilter.Sources{Keys: st.Keys(), Snapshots: st.Filter(),
+	k := keyfilter.NewKeeper(keyfilter.Sources{Keys: st.Keys(), Snapshots: st.Filter(),
 		Applied: applied.Load, Current: func() bool { return true }}, slog.New(slog.DiscardHandler))
 	w, err := st.Keys().WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {

@@ -98,14 +98,6 @@ func TestIdleCountersRetire(t *testing.T) {
 	}
 }
 
-// failing fails every write.
-type failing struct{ calls int }
-
-func (f *failing) AddUsage(context.Context, string, time.Time, map[string]int64, time.Time) error {
-	f.calls++
-	return errors.New("nats: timeout")
-}
-
 // TestFailedFlushKeepsCounts: counts a flush could not write are written
 // by the next one.
 func TestFailedFlushKeepsCounts(t *testing.T) {
