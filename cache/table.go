@@ -86,10 +86,15 @@ func New[V any](o Options, load Loader[V]) (*Table[V], error) {
 		recent: newRecent[V](now, 2*loadTO+time.Second)}, nil
 }
 
-func newRistretto[V any](max int64) (*ristretto.Cache[string, *Entry[V]], error) {
+// newRistretto returns a cache of size entries. Its admission counters
+// (about 4 bytes each, all touched as keys hash over them, so all
+// resident) number one per entry, not ristretto's suggested ten: that
+// costs some hit ratio only when the cache is full, and keeps a cache
+// sized for a million keys at 4 MB of counters instead of 40.
+func newRistretto[V any](size int64) (*ristretto.Cache[string, *Entry[V]], error) {
 	c, err := ristretto.NewCache(&ristretto.Config[string, *Entry[V]]{
-		NumCounters:        max * 10,
-		MaxCost:            max,
+		NumCounters:        max(size, 1024),
+		MaxCost:            size,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
 	})

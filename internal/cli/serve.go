@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/logs"
+	"github.com/keygate/keygate/internal/memtune"
 	"github.com/keygate/keygate/internal/serve"
 )
 
@@ -52,5 +54,13 @@ func runServe(ctx context.Context, args []string, io IO) error {
 	}
 	log := logs.New(io.Err, cfg.LogLevel)
 	logs.Capture(log)
-	return serve.Run(ctx, cfg, log)
+	memtune.Defaults()
+	inst, err := serve.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	memtune.Settle()
+	go memtune.Run(ctx, 5*time.Second)
+	<-ctx.Done()
+	return inst.Shutdown()
 }

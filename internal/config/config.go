@@ -115,6 +115,7 @@ type Keys struct {
 // Cache bounds the in-memory cache.
 type Cache struct {
 	MaxKeys      int64    `yaml:"max_keys"`
+	MaxAccounts  int64    `yaml:"max_accounts"`
 	MaxNegative  int64    `yaml:"max_negative"`
 	NegativeTTL  Duration `yaml:"negative_ttl"`
 	MaxStaleness Duration `yaml:"max_staleness"`
@@ -162,8 +163,9 @@ func Default() Config {
 			Checksum:   true,
 		},
 		Cache: Cache{
-			MaxKeys:      1_000_000,
-			MaxNegative:  100_000,
+			MaxKeys:      100_000,
+			MaxAccounts:  10_000,
+			MaxNegative:  10_000,
 			NegativeTTL:  Duration(30 * time.Second),
 			MaxStaleness: Duration(5 * time.Minute),
 		},

@@ -457,6 +457,7 @@ func TestFullExample(t *testing.T) {
 		},
 		Cache: config.Cache{
 			MaxKeys:      200000,
+			MaxAccounts:  20000,
 			MaxNegative:  50000,
 			NegativeTTL:  config.Duration(10 * time.Second),
 			MaxStaleness: config.Duration(2 * time.Minute),

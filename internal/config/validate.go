@@ -174,6 +174,9 @@ func (c Cache) validate(add adder) {
 	if c.MaxKeys < 1 {
 		add("cache.max_keys", "must be at least 1")
 	}
+	if c.MaxAccounts < 1 {
+		add("cache.max_accounts", "must be at least 1")
+	}
 	if c.MaxNegative < 1 {
 		add("cache.max_negative", "must be at least 1")
 	}

@@ -208,8 +208,8 @@ func TestRemainingIsFleetWide(t *testing.T) {
 
 // countAllowed is how many requests l has allowed for "k" in its window.
 func countAllowed(l *Limiter) int64 {
-	v, _ := l.keys.Load("k")
-	p := v.(*keyState).cur.Load()
+	ks, _ := l.key("k")
+	p := ks.cur.Load()
 	return p.mine.Load() - p.tokens.Load()
 }
 

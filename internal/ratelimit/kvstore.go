@@ -17,7 +17,8 @@ import (
 // changed only by compare-and-set.
 type KVStore struct {
 	kv   jetstream.KeyValue
-	last sync.Map // key -> revision: the entry as this keygate last wrote or read it
+	mu   sync.Mutex
+	last map[string]revision // each key's entry as this keygate last wrote or read it
 }
 
 type revision struct {
@@ -26,7 +27,15 @@ type revision struct {
 }
 
 // NewKVStore returns a Store on kv.
-func NewKVStore(kv jetstream.KeyValue) *KVStore { return &KVStore{kv: kv} }
+func NewKVStore(kv jetstream.KeyValue) *KVStore {
+	return &KVStore{kv: kv, last: map[string]revision{}}
+}
+
+func (s *KVStore) remember(key string, r revision) {
+	s.mu.Lock()
+	s.last[key] = r
+	s.mu.Unlock()
+}
 
 var _ Store = (*KVStore)(nil)
 
@@ -37,7 +46,16 @@ func (s *KVStore) Lease(ctx context.Context, key string, limit Limit, index, wan
 		b, got = b.lease(limit, index, want)
 		return b, got > 0
 	})
-	return got, b.Granted[index], err
+	g, _ := b.granted(index)
+	return got, g, err
+}
+
+// Forget drops what the store remembers of key's entry; the next lease
+// reads it afresh.
+func (s *KVStore) Forget(key string) {
+	s.mu.Lock()
+	delete(s.last, key)
+	s.mu.Unlock()
 }
 
 // Return implements Store.
@@ -51,11 +69,9 @@ func (s *KVStore) Return(ctx context.Context, key string, limit Limit, index, n 
 // A change that writes nothing is checked against a fresh read too, since
 // the entry seen last may be out of date.
 func (s *KVStore) update(ctx context.Context, key string, change func(budget) (budget, bool)) (budget, error) {
-	var r revision
-	v, cached := s.last.Load(key)
-	if cached {
-		r = v.(revision)
-	}
+	s.mu.Lock()
+	r, cached := s.last[key]
+	s.mu.Unlock()
 	fresh := !cached
 	for {
 		if fresh {
@@ -67,7 +83,7 @@ func (s *KVStore) update(ctx context.Context, key string, change func(budget) (b
 		b, write := change(r.b)
 		if !write {
 			if fresh {
-				s.last.Store(key, r)
+				s.remember(key, r)
 				return b, nil
 			}
 			fresh = true
@@ -83,7 +99,7 @@ func (s *KVStore) update(ctx context.Context, key string, change func(budget) (b
 		}
 		switch {
 		case err == nil:
-			s.last.Store(key, revision{rev, b})
+			s.remember(key, revision{rev, b})
 			return b, nil
 		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			fresh = true // another keygate wrote first

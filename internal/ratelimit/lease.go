@@ -36,8 +36,9 @@ func (l *Limiter) current(ks *keyState, t int64) *period {
 		return p
 	}
 	if p != nil && t >= p.end {
-		// The rate of the window that ended sizes the first lease of this one.
+		// The window that ended sizes the first leases of this one.
 		ks.prevRate = float64(p.mine.Load()-p.tokens.Load()) / float64(p.end-p.start)
+		ks.prevOut.Store(p.exhausted.Load() && !p.local.Load())
 	}
 	idx, start, end := window(t, int64(ks.limit.Window), ks.offset)
 	np := ks.next.Swap(nil)
@@ -123,8 +124,12 @@ func (ks *keyState) rate(p *period, t int64) float64 {
 }
 
 // contended reports whether the fleet, at the pace it has leased so far
-// in the window, would run out before the window ends.
+// in the window, would run out before the window ends, or ran out of the
+// window before (at a window's start, the pace says little yet).
 func (l *Limiter) contended(ks *keyState, p *period, t int64) bool {
+	if ks.prevOut.Load() {
+		return true
+	}
 	elapsed := max(t-p.start, int64(ks.limit.Window)/20)
 	return float64(p.granted.Load())*float64(ks.limit.Window) > float64(ks.limit.Requests)*float64(elapsed)
 }

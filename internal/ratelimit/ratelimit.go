@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 )
 
 // Limit allows Requests per Window.
@@ -59,7 +60,8 @@ type Limiter struct {
 	now     func() time.Time
 	timeout time.Duration
 	log     *slog.Logger
-	keys    sync.Map // key -> *keyState
+	kmu     sync.RWMutex
+	keys    map[string]*keyState
 	peers   peers
 	online  func() bool
 	bg      context.Context
@@ -69,7 +71,7 @@ type Limiter struct {
 
 // New returns a Limiter.
 func New(o Options) *Limiter {
-	l := &Limiter{store: o.Store, now: o.Now, timeout: o.LeaseTimeout, log: o.Log, online: o.Online}
+	l := &Limiter{store: o.Store, now: o.Now, timeout: o.LeaseTimeout, log: o.Log, online: o.Online, keys: map[string]*keyState{}}
 	if l.store == nil {
 		l.store = NewLocalStore()
 	}
@@ -93,8 +95,11 @@ func New(o Options) *Limiter {
 // Slot remembers a key's state, so that a caller holding one per key
 // (next to its cached record) skips the lookup by key. The zero Slot is
 // empty; a Slot belongs to one key and one Limiter.
+//
+// A Slot holds its state weakly: once Sweep forgets an idle key, its
+// state goes even while the caller still holds the Slot.
 type Slot struct {
-	st atomic.Pointer[keyState]
+	st atomic.Pointer[weak.Pointer[keyState]]
 }
 
 // keyState is one key's limit and its current window here.
@@ -109,8 +114,10 @@ type keyState struct {
 	waiting  atomic.Int64
 	refill   atomic.Bool // a prefetch is in flight
 	prevRate float64     // requests per nanosecond in the window before
+	prevOut  atomic.Bool // the fleet ran out of the window before
 	lastUse  atomic.Int64
-	others   othersView // other keygates' unspent leases, from their reports
+	dead     atomic.Bool // swept: look the key up again
+	others   othersView  // other keygates' unspent leases, from their reports
 }
 
 // period is a key's window as seen here.
@@ -158,30 +165,54 @@ func (ks *keyState) result(allowed bool, p *period, t int64) Result {
 // state returns key's state, from slot when it holds it for this limit.
 func (l *Limiter) state(slot *Slot, key string, limit Limit) *keyState {
 	if slot != nil {
-		if ks := slot.st.Load(); ks != nil && ks.limit == limit {
-			return ks
+		if w := slot.st.Load(); w != nil {
+			if ks := w.Value(); ks != nil && ks.limit == limit && !ks.dead.Load() {
+				return ks
+			}
 		}
 	}
 	ks := l.lookup(key, limit)
 	if slot != nil {
-		slot.st.Store(ks)
+		w := weak.Make(ks)
+		slot.st.Store(&w)
 	}
 	return ks
 }
 
 func (l *Limiter) lookup(key string, limit Limit) *keyState {
-	fresh := &keyState{key: key, limit: limit, offset: offset(key, limit.Window)}
-	for {
-		v, loaded := l.keys.LoadOrStore(key, fresh)
-		if !loaded {
-			return fresh
-		}
-		if old := v.(*keyState); old.limit == limit {
-			return old
-		} else if l.keys.CompareAndSwap(key, old, fresh) { // the key's limit changed
-			return fresh
-		}
+	l.kmu.RLock()
+	ks, ok := l.keys[key]
+	l.kmu.RUnlock()
+	if ok && ks.limit == limit {
+		return ks
 	}
+	l.kmu.Lock()
+	defer l.kmu.Unlock()
+	if ks, ok := l.keys[key]; ok && ks.limit == limit {
+		return ks
+	}
+	ks = &keyState{key: key, limit: limit, offset: offset(key, limit.Window)} // new, or the key's limit changed
+	l.keys[key] = ks
+	return ks
+}
+
+// key returns the state of key, if any.
+func (l *Limiter) key(key string) (*keyState, bool) {
+	l.kmu.RLock()
+	defer l.kmu.RUnlock()
+	ks, ok := l.keys[key]
+	return ks, ok
+}
+
+// states returns every key's state.
+func (l *Limiter) states() []*keyState {
+	l.kmu.RLock()
+	defer l.kmu.RUnlock()
+	out := make([]*keyState, 0, len(l.keys))
+	for _, ks := range l.keys {
+		out = append(out, ks)
+	}
+	return out
 }
 
 // offset spreads the keys' window boundaries over the window.
@@ -208,39 +239,79 @@ func window(t, w, offset int64) (index, start, end int64) {
 	return index, start, start + w
 }
 
-// Sweep forgets keys unused for two windows.
+// idleFor is how long an unused key's state is kept, at most: it goes
+// (and the requests it holds leased are handed back) once the traffic
+// that needed it has gone.
+const idleFor = 10 * time.Second
+
+// Sweep forgets keys unused for idleFor (or two windows, if shorter),
+// handing back what they hold of a window the fleet is short of. Call it
+// every few seconds.
 func (l *Limiter) Sweep() {
 	now := l.now().UnixNano()
-	l.keys.Range(func(k, v any) bool {
-		ks := v.(*keyState)
-		if now-ks.lastUse.Load() > 2*int64(ks.limit.Window) {
-			l.keys.CompareAndDelete(k, v)
+	var gone []*keyState
+	l.kmu.Lock()
+	for k, ks := range l.keys {
+		w := int64(ks.limit.Window)
+		if idle := now - ks.lastUse.Load(); idle > min(2*w, int64(idleFor)) {
+			delete(l.keys, k)
+			ks.dead.Store(true)
+			gone = append(gone, ks)
 		}
-		return true
-	})
+	}
+	l.kmu.Unlock()
+	for _, ks := range gone {
+		ks.mu.Lock() // no lease of ks's is in flight past here
+		// Requests left leased matter only where the fleet runs short:
+		// elsewhere, handing them back would cost a write for nothing.
+		if p := ks.cur.Load(); p != nil && now < p.end && l.contended(ks, p, now) {
+			l.giveBack(l.bg, ks, now)
+		}
+		// A cached key may still point at ks until it looks its key up
+		// again: keep only the little that pointer needs.
+		ks.cur.Store(nil)
+		ks.next.Store(nil)
+		ks.others.reset()
+		ks.mu.Unlock()
+		if f, ok := l.store.(forgetter); ok {
+			f.Forget(ks.key)
+		}
+	}
 }
+
+// giveBack hands back the requests ks holds leased in windows not over
+// at now.
+func (l *Limiter) giveBack(ctx context.Context, ks *keyState, now int64) {
+	if !l.online() {
+		return
+	}
+	for _, p := range []*period{ks.cur.Load(), ks.next.Load()} {
+		if p == nil || p.local.Load() || now >= p.end {
+			continue
+		}
+		if n := p.tokens.Swap(0); n > 0 {
+			rctx, cancel := context.WithTimeout(ctx, l.timeout)
+			if err := l.store.Return(rctx, ks.key, ks.limit, p.index, n); err != nil {
+				l.log.Debug("returning leased requests", "key_id", ks.key, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// forgetter is a Store that keeps something per key it can drop.
+type forgetter interface{ Forget(key string) }
 
 // Close stops background work and hands unspent leases back to the
 // Store, so that a keygate going away strands none of the budget.
 func (l *Limiter) Close(ctx context.Context) {
 	l.stop()
 	l.leases.Wait()
-	if !l.online() {
-		return
-	}
 	now := l.now().UnixNano()
-	l.keys.Range(func(_, v any) bool {
-		ks := v.(*keyState)
-		for _, p := range []*period{ks.cur.Load(), ks.next.Load()} {
-			if p == nil || p.local.Load() || now >= p.end {
-				continue
-			}
-			if n := p.tokens.Swap(0); n > 0 {
-				if err := l.store.Return(ctx, ks.key, ks.limit, p.index, n); err != nil {
-					l.log.Debug("returning leased requests", "key_id", ks.key, "err", err)
-				}
-			}
+	for _, ks := range l.states() {
+		if ctx.Err() != nil {
+			return
 		}
-		return ctx.Err() == nil
-	})
+		l.giveBack(ctx, ks, now)
+	}
 }

@@ -129,19 +129,36 @@ func TestLimitChange(t *testing.T) {
 	}
 }
 
-// TestSweep forgets keys idle for two windows.
+// TestSweep forgets keys idle for two windows or idleFor, whichever is
+// shorter, and hands back what they leased.
 func TestSweep(t *testing.T) {
 	c := newClock()
-	l := New(Options{Now: c.now})
+	st := NewLocalStore()
+	l := New(Options{Now: c.now, Store: st})
 	allow(l, "a", Limit{1, time.Second}, c.now())
-	allow(l, "b", Limit{1, time.Hour}, c.now())
-	c.set(c.now().Add(time.Minute))
-	l.Sweep()
-	_, a := l.keys.Load("a")
-	_, b := l.keys.Load("b")
-	if a || !b {
-		t.Fatalf("after a minute: a kept %v, b kept %v", a, b)
+	for range 600 { // more than half the window's budget at once: contended
+		allow(l, "b", Limit{1000, time.Hour}, c.now())
 	}
+	allow(l, "c", Limit{10, time.Hour}, c.now())
+	c.set(c.now().Add(5 * time.Second))
+	allow(l, "c", Limit{10, time.Hour}, c.now())
+	c.set(c.now().Add(idleFor))
+	l.Sweep()
+	_, a := l.key("a")
+	_, b := l.key("b")
+	_, cc := l.key("c")
+	if a || b || !cc {
+		t.Fatalf("kept: a %v, b %v, c %v; want c only", a, b, cc)
+	}
+	// b leased ahead of a contended window; what it did not use is back.
+	if got, _, _ := st.Lease(context.Background(), "b", Limit{1000, time.Hour}, windowIndex("b", Limit{1000, time.Hour}, c.now()), 1000); got != 400 {
+		t.Fatalf("after the sweep, %d of b's 400 left could be leased", got)
+	}
+}
+
+func windowIndex(key string, lim Limit, t time.Time) int64 {
+	idx, _ := Window(key, lim, t)
+	return idx
 }
 
 // TestOutageShare: without the Store, a keygate allows its share of the

@@ -2,7 +2,9 @@ package ratelimit
 
 import (
 	"context"
-	"maps"
+	"encoding/json"
+	"fmt"
+	"strconv"
 	"sync"
 )
 
@@ -25,12 +27,77 @@ type LocalStore struct {
 }
 
 // budget is what a Store keeps per key: its limit, and the requests
-// leased in its latest two windows (the current one and the next, which
-// keygates lease a little of before it starts), by window index.
+// leased in its latest windows (the current one and the next, which
+// keygates lease a little of before it starts). In JSON the windows are
+// a map from window index to requests leased.
 type budget struct {
-	Limit   int64           `json:"limit"`
-	Window  int64           `json:"window_ns"`
-	Granted map[int64]int64 `json:"granted"`
+	Limit   int64
+	Window  int64 // nanoseconds
+	Granted [2]grant
+}
+
+// grant is the requests leased in one window; Index 0 is no window.
+type grant struct{ Index, N int64 }
+
+type budgetJSON struct {
+	Limit   int64            `json:"limit"`
+	Window  int64            `json:"window_ns"`
+	Granted map[string]int64 `json:"granted"`
+}
+
+// MarshalJSON implements json.Marshaler.
+func (b budget) MarshalJSON() ([]byte, error) {
+	j := budgetJSON{Limit: b.Limit, Window: b.Window, Granted: map[string]int64{}}
+	for _, g := range b.Granted {
+		if g.Index != 0 {
+			j.Granted[strconv.FormatInt(g.Index, 10)] = g.N
+		}
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON implements json.Unmarshaler, keeping the two latest
+// windows.
+func (b *budget) UnmarshalJSON(data []byte) error {
+	var j budgetJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*b = budget{Limit: j.Limit, Window: j.Window}
+	for k, n := range j.Granted {
+		idx, err := strconv.ParseInt(k, 10, 64)
+		if err != nil || idx == 0 {
+			return fmt.Errorf("window %q", k)
+		}
+		b.put(grant{idx, n})
+	}
+	return nil
+}
+
+// put records g, in place of the window it names or of the oldest.
+func (b *budget) put(g grant) {
+	slot := 0
+	for i, old := range b.Granted {
+		if old.Index == g.Index {
+			slot = i
+			break
+		}
+		if old.Index < b.Granted[slot].Index {
+			slot = i
+		}
+	}
+	b.Granted[slot] = g
+}
+
+// granted returns the requests leased in window index, and whether b
+// holds that window.
+func (b budget) granted(index int64) (int64, bool) {
+	for _, g := range b.Granted {
+		if g.Index == index && index != 0 {
+			return g.N, true
+		}
+	}
+	return 0, false
 }
 
 // NewLocalStore returns an empty LocalStore.
@@ -44,7 +111,8 @@ func (s *LocalStore) Lease(_ context.Context, key string, limit Limit, index, wa
 	defer s.mu.Unlock()
 	b, got := s.budgets[key].lease(limit, index, want)
 	s.budgets[key] = b
-	return got, b.Granted[index], nil
+	g, _ := b.granted(index)
+	return got, g, nil
 }
 
 // Return implements Store.
@@ -59,44 +127,36 @@ func (s *LocalStore) Return(_ context.Context, key string, limit Limit, index, n
 
 // lease takes up to want requests from b for window index under limit.
 // A window two or more behind b's newest is over and grants nothing; a
-// new one drops the windows that are not its neighbours. A budget for
-// another limit is replaced whole.
+// new one replaces the older of b's two. A budget for another limit is
+// replaced whole.
 func (b budget) lease(limit Limit, index, want int64) (budget, int64) {
 	if !b.holds(limit) {
 		b = budget{Limit: limit.Requests, Window: int64(limit.Window)}
 	}
-	granted, ok := b.Granted[index]
+	granted, ok := b.granted(index)
 	if !ok {
-		for i := range b.Granted {
-			if index < i-1 {
+		for _, g := range b.Granted {
+			if g.Index != 0 && index < g.Index-1 {
 				return b, 0
 			}
 		}
-		g := map[int64]int64{index: 0}
-		for i, n := range b.Granted {
-			if i >= index-1 && i <= index+1 {
-				g[i] = n
-			}
-		}
-		b.Granted = g
+		b.put(grant{index, 0})
 	}
 	got := min(want, b.Limit-granted)
 	if got <= 0 {
 		return b, 0
 	}
-	b.Granted = maps.Clone(b.Granted)
-	b.Granted[index] = granted + got
+	b.put(grant{index, granted + got})
 	return b, got
 }
 
 // giveBack returns n requests to b if it still holds window index.
 func (b budget) giveBack(limit Limit, index, n int64) (budget, bool) {
-	granted, ok := b.Granted[index]
+	granted, ok := b.granted(index)
 	if !b.holds(limit) || !ok || n <= 0 {
 		return b, false
 	}
-	b.Granted = maps.Clone(b.Granted)
-	b.Granted[index] = max(granted-n, 0)
+	b.put(grant{index, max(granted-n, 0)})
 	return b, true
 }
 

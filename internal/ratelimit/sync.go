@@ -76,12 +76,11 @@ func (l *Limiter) reports(id string, interval time.Duration, sent map[string][2]
 	now := l.now().UnixNano()
 	r := report{From: id, Interval: interval}
 	var out []report
-	l.keys.Range(func(_, v any) bool {
-		ks := v.(*keyState)
+	for _, ks := range l.states() {
 		p := ks.cur.Load()
 		if p == nil || p.local.Load() || now >= p.end {
 			delete(sent, ks.key)
-			return true
+			continue
 		}
 		st := [2]int64{p.granted.Load(), max(p.tokens.Load(), 0)}
 		last, ok := sent[ks.key]
@@ -89,7 +88,7 @@ func (l *Limiter) reports(id string, interval time.Duration, sent map[string][2]
 		// the limit (at least 1), or the fleet's grants changed: counts
 		// elsewhere are that close, for a fraction of the traffic.
 		if ok && last[0] == st[0] && abs(last[1]-st[1]) < max(ks.limit.Requests/100, 1) {
-			return true
+			continue
 		}
 		sent[ks.key] = st
 		r.Keys = append(r.Keys, keyReport{Key: ks.key, Index: p.index, Granted: st[0], Unspent: st[1]})
@@ -97,10 +96,9 @@ func (l *Limiter) reports(id string, interval time.Duration, sent map[string][2]
 			out = append(out, r)
 			r = report{From: id, Interval: interval}
 		}
-		return true
-	})
+	}
 	for k := range sent {
-		if _, ok := l.keys.Load(k); !ok {
+		if _, ok := l.key(k); !ok {
 			delete(sent, k)
 		}
 	}
@@ -115,11 +113,10 @@ func (l *Limiter) receive(self string, data []byte) {
 	}
 	l.peers.saw(r.From, r.Interval)
 	for _, k := range r.Keys {
-		v, ok := l.keys.Load(k.Key)
+		ks, ok := l.key(k.Key)
 		if !ok {
 			continue
 		}
-		ks := v.(*keyState)
 		if p := ks.cur.Load(); p != nil && p.index == k.Index {
 			raise(&p.granted, k.Granted)
 			ks.others.set(r.From, k.Index, k.Unspent)
@@ -142,6 +139,15 @@ func (o *othersView) unspent(index int64) int64 {
 		return 0
 	}
 	return o.sum.Load()
+}
+
+// reset forgets every report.
+func (o *othersView) reset() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.by = nil
+	o.index.Store(0)
+	o.sum.Store(0)
 }
 
 func (o *othersView) set(from string, index, unspent int64) {

@@ -40,16 +40,6 @@ import (
 // them each get a goroutine of their own.
 const StreamWorkers = 128
 
-// Run serves until ctx ends, then shuts down gracefully.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	inst, err := Start(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return inst.Shutdown()
-}
-
 // Instance is a running keygate.
 type Instance struct {
 	GRPCAddr  net.Addr
@@ -260,7 +250,9 @@ func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometh
 	if inst.keys, err = cache.New(ko, guard(authz.KeyLoader(st), connected)); err != nil {
 		return err
 	}
-	if inst.accounts, err = cache.New(o, guard(authz.AccountLoader(st), connected)); err != nil {
+	ao := o
+	ao.MaxEntries = cfg.Cache.MaxAccounts
+	if inst.accounts, err = cache.New(ao, guard(authz.AccountLoader(st), connected)); err != nil {
 		return err
 	}
 	registerCache(reg, "keys", inst.keys.Stats())
@@ -492,9 +484,9 @@ func (inst *Instance) close() {
 	}
 }
 
-// sweep forgets idle rate-limit state every minute.
+// sweep forgets idle rate-limit state every few seconds.
 func sweep(ctx context.Context, srv *authz.Server) {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
 		select {

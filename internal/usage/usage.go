@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 )
 
 // Outcomes are what a check of a known key can end in: "ok" or a deny's
@@ -39,8 +40,9 @@ type Recorder struct {
 	w       Writer
 	now     func() time.Time
 	log     *slog.Logger
-	mu      sync.Mutex
-	counts  sync.Map // key id -> *Counter
+	mu      sync.Mutex // one flush at a time; guards retired
+	cmu     sync.Mutex
+	counts  map[string]*Counter // by key id
 	retired []*Counter
 }
 
@@ -52,7 +54,7 @@ func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{w: w, now: now, log: log}
+	return &Recorder{w: w, now: now, log: log, counts: map[string]*Counter{}}
 }
 
 // Counter is one key's counts since the last flush.
@@ -64,8 +66,9 @@ type Counter struct {
 }
 
 // Slot remembers a key's Counter, so that a caller holding one per key
-// (next to its cached record) skips the lookup by key.
-type Slot struct{ c atomic.Pointer[Counter] }
+// (next to its cached record) skips the lookup by key. It holds it
+// weakly: a retired Counter goes even while the caller keeps the Slot.
+type Slot struct{ c atomic.Pointer[weak.Pointer[Counter]] }
 
 // Count records one check of key id that ended in outcome; outcomes not
 // in Outcomes are not counted.
@@ -74,22 +77,47 @@ func (r *Recorder) Count(slot *Slot, id, outcome string) {
 	if !ok {
 		return
 	}
-	c := slot.c.Load()
+	var c *Counter
+	if w := slot.c.Load(); w != nil {
+		c = w.Value()
+	}
 	if c == nil || c.dead.Load() {
 		c = r.counter(id)
-		slot.c.Store(c)
+		w := weak.Make(c)
+		slot.c.Store(&w)
 	}
 	c.n[i].Add(1)
 }
 
 func (r *Recorder) counter(id string) *Counter {
-	for {
-		v, _ := r.counts.LoadOrStore(id, &Counter{key: id})
-		c := v.(*Counter)
-		if !c.dead.Load() {
-			return c
-		}
-		r.counts.CompareAndDelete(id, c)
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	c, ok := r.counts[id]
+	if !ok {
+		c = &Counter{key: id}
+		r.counts[id] = c
+	}
+	return c
+}
+
+// all returns every live Counter.
+func (r *Recorder) all() []*Counter {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	out := make([]*Counter, 0, len(r.counts))
+	for _, c := range r.counts {
+		out = append(out, c)
+	}
+	return out
+}
+
+// retire drops c: a check that finds it dead counts in a new Counter.
+func (r *Recorder) retire(c *Counter) {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	c.dead.Store(true)
+	if r.counts[c.key] == c {
+		delete(r.counts, c.key)
 	}
 }
 
@@ -114,7 +142,7 @@ func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
 }
 
 // Flush writes the counts gathered since the last flush, one write per
-// key, and forgets keys idle for a while. Counts that fail to be written
+// key, and forgets keys idle since the last one. Counts that fail to be written
 // are kept for the next flush.
 func (r *Recorder) Flush(ctx context.Context) error {
 	r.mu.Lock() // one flush at a time
@@ -139,21 +167,18 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		flush(c)
 	}
 	r.retired = r.retired[:0]
-	r.counts.Range(func(_, v any) bool {
-		c := v.(*Counter)
+	for _, c := range r.all() {
 		before := c.total()
 		flush(c)
 		if before == 0 {
-			if c.idle++; c.idle >= 3 {
-				c.dead.Store(true)
-				r.counts.CompareAndDelete(c.key, c)
+			if c.idle++; c.idle >= 1 {
+				r.retire(c)
 				r.retired = append(r.retired, c)
 			}
 		} else {
 			c.idle = 0
 		}
-		return true
-	})
+	}
 	return firstErr
 }
 

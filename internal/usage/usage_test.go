@@ -77,8 +77,8 @@ func TestFlushMergesKeygates(t *testing.T) {
 	}
 }
 
-// TestIdleCountersRetire: a key idle for three flushes is dropped, and its
-// next check is still counted, through the same slot.
+// TestIdleCountersRetire: a key idle for a flush is dropped, and its next
+// check is still counted, through the same slot.
 func TestIdleCountersRetire(t *testing.T) {
 	st, ctx := openStore(t)
 	r := usage.New(st, nil, nil)

@@ -58,6 +58,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- toYaml (mustMergeOverwrite $c (deepCopy .Values.keygate.extraConfig)) }}
 {{- end }}
 
+{{- /* GOMEMLIMIT for keygate: 90 % of its memory limit, in MiB; empty
+       without a limit in Ki, Mi or Gi. */ -}}
+{{- define "keygate.goMemLimit" -}}
+{{- $limit := toString (dig "limits" "memory" "" (.Values.keygate.resources | default dict)) -}}
+{{- $mib := 0 -}}
+{{- if hasSuffix "Gi" $limit -}}{{- $mib = mul (trimSuffix "Gi" $limit | int) 1024 -}}
+{{- else if hasSuffix "Mi" $limit -}}{{- $mib = trimSuffix "Mi" $limit | int -}}
+{{- else if hasSuffix "Ki" $limit -}}{{- $mib = div (trimSuffix "Ki" $limit | int) 1024 -}}
+{{- end -}}
+{{- if gt $mib 0 -}}{{ div (mul $mib 9) 10 }}MiB{{- end -}}
+{{- end }}
+
 {{- /* The two sidecar containers, shared by the Deployment and the
        sidecars-mode NOTES. */ -}}
 {{- define "keygate.sidecarContainers" -}}
@@ -105,6 +117,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   imagePullPolicy: {{ .Values.keygate.image.pullPolicy }}
   args: ["serve", "--config", "/etc/keygate/config/config.yaml"]
   env:
+    {{- with include "keygate.goMemLimit" . }}
+    # Go's soft memory limit: 90 % of the container's, so the collector
+    # works harder before the kernel's limit is reached.
+    - name: GOMEMLIMIT
+      value: {{ . | quote }}
+    {{- end }}
     - name: KEYGATE_NATS_URL
       value: {{ required "nats.url is required" .Values.nats.url | quote }}
     {{- if include "keygate.natsSecretName" . }}

@@ -1,0 +1,68 @@
+// Package memtune keeps a keygate's memory near what it uses: a tighter
+// garbage-collection target than Go's default, and the heap handed back
+// to the operating system once load falls off. A sidecar runs in every
+// backend pod, so memory held for a past burst is paid fleet-wide.
+package memtune
+
+import (
+	"context"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// GCPercent is keygate's garbage-collection target when GOGC is not set:
+// the heap may grow to 1.5 times what is live (Go's default is 2).
+const GCPercent = 50
+
+// Defaults applies GCPercent unless the environment sets GOGC.
+func Defaults() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(GCPercent)
+	}
+}
+
+// quiet is the allocation rate below which keygate counts as idle:
+// a few hundred checks a second allocate more.
+const quiet = 1 << 20 // bytes per second
+
+// Settle returns start-up's garbage to the operating system: call it
+// once the process is ready.
+func Settle() { debug.FreeOSMemory() }
+
+// frees is how many times in a row, one interval apart, memory is handed
+// back once load has fallen: what the load left behind (per-key state,
+// counts not yet written) is dropped over the following seconds.
+const frees = 6
+
+// Run checks the allocation rate every interval until ctx ends; once it
+// falls below quiet (and at the start, for start-up's garbage) it returns
+// freed memory to the operating system, frees times one interval apart.
+func Run(ctx context.Context, interval time.Duration) {
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	read := func() uint64 {
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	last, left := read(), frees
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := read()
+		rate := float64(now-last) / interval.Seconds()
+		last = now
+		switch {
+		case rate >= quiet:
+			left = frees
+		case left > 0:
+			debug.FreeOSMemory()
+			left--
+		}
+	}
+}
