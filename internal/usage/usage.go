@@ -68,7 +68,9 @@ type Counter struct {
 // Slot remembers a key's Counter, so that a caller holding one per key
 // (next to its cached record) skips the lookup by key. It holds it
 // weakly: a retired Counter goes even while the caller keeps the Slot.
-type Slot struct{ c atomic.Pointer[weak.Pointer[Counter]] }
+type Slot struct {
+	c atomic.Pointer[weak.Pointer[Counter]]
+}
 
 // Count records one check of key id that ended in outcome; outcomes not
 // in Outcomes are not counted.
