@@ -103,9 +103,10 @@ func (l *Limiter) want(ks *keyState, p *period, t int64) int64 {
 	rate, ahead := ks.rate(p, t), float64(p.end-t)
 	if l.contended(ks, p, t) {
 		ahead = float64(l.horizon())
-	} else {
-		// Plenty is left: lease for the pace of this window so far too,
-		// so that a key's leases grow fast from its first requests.
+	} else if ks.prevRate == 0 {
+		// A key new here, with plenty left: lease for the pace of this
+		// window so far, so that its leases grow fast from its first
+		// requests.
 		used := float64(p.mine.Load() - p.tokens.Load())
 		rate = max(rate, used/float64(max(t-p.start, int64(ks.limit.Window)/20)))
 	}

@@ -82,8 +82,49 @@ func TestFleetRateLimit(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	// Twice the limit, balanced, for three whole windows.
-	idx, end := ratelimit.Window(rec.ID, lim, time.Now())
+	assertFleetLimit(t, fleet, key, rec.ID, lim)
+}
+
+// TestFleetRateLimitCluster: the same with a 3-node NATS cluster, R3
+// buckets, and each keygate on a node of its own.
+func TestFleetRateLimitCluster(t *testing.T) {
+	nodes := natstest.RunCluster(t, 3)
+	opts := store.DefaultOptions()
+	opts.Replicas = 3
+	_, js := natstest.Connect(t, nodes[0])
+	ctx := natstest.Context(t)
+	var st *store.Store
+	retry(t, "create R3 buckets", func() (err error) { st, err = store.Open(ctx, js, opts); return err })
+	var fleet []*env
+	for _, n := range nodes {
+		cfg := fleetConfig(t, n.ClientURL())
+		cfg.NATS.Replicas = 3
+		fleet = append(fleet, start(t, cfg))
+	}
+	lim := ratelimit.Limit{Requests: 60, Window: time.Second}
+	key, rec := createKey(t, ctx, st, "acme")
+	retry(t, "set the limit", func() error {
+		_, err := st.UpdateKey(ctx, rec.ID, func(k *store.Key) error {
+			k.RateLimit = &store.RateLimit{Requests: lim.Requests, Window: store.Duration(lim.Window)}
+			return nil
+		})
+		return err
+	})
+	retry(t, "set balance", func() error {
+		_, err := st.UpdateAccount(ctx, "acme", true, func(a *store.Account) error { a.Balance = 1e6; return nil })
+		return err
+	})
+	for _, e := range fleet {
+		waitCode(t, e, key, 200)
+	}
+	assertFleetLimit(t, fleet, key, rec.ID, lim)
+}
+
+// assertFleetLimit sends twice key's limit, balanced over fleet, for
+// three whole windows, and checks that each allowed the limit ± 2.
+func assertFleetLimit(t *testing.T, fleet []*env, key, id string, lim ratelimit.Limit) {
+	t.Helper()
+	idx, end := ratelimit.Window(id, lim, time.Now())
 	first, stop := idx+1, end.Add(3*lim.Window)
 	counts := map[int64]*atomic.Int64{first: {}, first + 1: {}, first + 2: {}}
 	var ambiguous atomic.Int64
@@ -91,13 +132,14 @@ func TestFleetRateLimit(t *testing.T) {
 	for _, e := range fleet {
 		for range 2 {
 			wg.Go(func() {
-				gap := lim.Window / time.Duration(lim.Requests/3) // 2 goroutines: twice each keygate's share
+				// 2 goroutines a keygate: twice each keygate's share.
+				gap := lim.Window / time.Duration(lim.Requests/int64(len(fleet)))
 				for next := time.Now(); time.Now().Before(stop); next = next.Add(gap) {
 					time.Sleep(time.Until(next))
 					sent := time.Now()
 					ok := e.check(t, key).GetOkResponse() != nil
-					i, _ := ratelimit.Window(rec.ID, lim, sent)
-					if j, _ := ratelimit.Window(rec.ID, lim, time.Now()); j != i {
+					i, _ := ratelimit.Window(id, lim, sent)
+					if j, _ := ratelimit.Window(id, lim, time.Now()); j != i {
 						ambiguous.Add(1) // decided in either window
 					}
 					if ok && counts[i] != nil {
