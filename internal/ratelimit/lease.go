@@ -111,6 +111,12 @@ func (l *Limiter) want(ks *keyState, p *period, t int64) int64 {
 		rate = max(rate, used/float64(max(t-p.start, int64(ks.limit.Window)/20)))
 	}
 	expect := int64(math.Min(math.Floor(rate*ahead), math.MaxInt32))
+	if !l.contended(ks, p, t) {
+		// At least 2 % of the limit spread over the fleet: few leases for
+		// a key far from its limit (a new one included), and little
+		// stranded should the key become contended.
+		expect = max(expect, ks.limit.Requests/(50*l.peers.count()))
+	}
 	return max(min(expect, share), need)
 }
 
@@ -204,14 +210,16 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 
 // leaseNext leases, ahead, what the key will use here at the start of the
 // window after p, until a lease in that window lands: at its rate in p,
-// for a hundredth of a window or two lease round trips. A key used less
-// than that leases nothing ahead. The caller holds ks.mu.
+// for a hundredth of a window or two lease round trips, at least one
+// request. A key used less than once a window leases nothing ahead. The
+// caller holds ks.mu.
 func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 	w := int64(ks.limit.Window)
-	want := int64(ks.rate(p, t) * float64(max(w/100, 2*int64(l.horizon()))))
-	if want < 1 || !l.online() {
+	rate := ks.rate(p, t)
+	if rate*float64(w) < 1 || !l.online() { // used less than once a window
 		return
 	}
+	want := int64(math.Ceil(rate * float64(max(w/100, 2*int64(l.horizon())))))
 	np := newPeriod(p.index+1, p.end, p.end+w)
 	ctx, cancel := context.WithTimeout(l.bg, l.timeout)
 	defer cancel()

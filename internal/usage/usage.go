@@ -5,6 +5,7 @@
 package usage
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"sync"
@@ -143,44 +144,53 @@ func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// writers is how many writes a flush has in flight at once.
+const writers = 8
+
 // Flush writes the counts gathered since the last flush, one write per
-// key, and forgets keys idle since the last one. Counts that fail to be written
-// are kept for the next flush.
+// key (writers at a time), and forgets keys idle since the last one.
+// Counts that fail to be written are kept for the next flush.
 func (r *Recorder) Flush(ctx context.Context) error {
 	r.mu.Lock() // one flush at a time
 	defer r.mu.Unlock()
 	now := r.now()
-	var firstErr error
-	flush := func(c *Counter) {
-		counts := c.take()
-		if len(counts) == 0 {
-			return
-		}
-		if err := r.w.AddUsage(ctx, c.key, now, counts, now.Truncate(time.Minute)); err != nil {
-			c.give(counts)
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
-	}
 	// Counters retired at the last flush: a check that found one just
 	// before it was retired may have counted in it since.
-	for _, c := range r.retired {
-		flush(c)
-	}
-	r.retired = r.retired[:0]
+	due := r.retired
+	r.retired = nil
 	for _, c := range r.all() {
-		before := c.total()
-		flush(c)
-		if before == 0 {
-			if c.idle++; c.idle >= 1 {
-				r.retire(c)
-				r.retired = append(r.retired, c)
-			}
-		} else {
+		if c.total() > 0 {
 			c.idle = 0
+			due = append(due, c)
+		} else if c.idle++; c.idle >= 1 {
+			r.retire(c)
+			r.retired = append(r.retired, c)
 		}
 	}
+	var (
+		wg       sync.WaitGroup
+		next     atomic.Int64
+		errMu    sync.Mutex
+		firstErr error
+	)
+	for range min(writers, len(due)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(due)); i = next.Add(1) - 1 {
+				c := due[i]
+				counts := c.take()
+				if len(counts) == 0 {
+					continue
+				}
+				if err := r.w.AddUsage(ctx, c.key, now, counts, now.Truncate(time.Minute)); err != nil {
+					c.give(counts)
+					errMu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					errMu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
 	return firstErr
 }
 
