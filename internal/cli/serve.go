@@ -54,7 +54,7 @@ func runServe(ctx context.Context, args []string, io IO) error {
 	}
 	log := logs.New(io.Err, cfg.LogLevel)
 	logs.Capture(log)
-	memtune.Defaults()
+	memtune.Defaults(cfg.NATS.URL == "")
 	inst, err := serve.Start(ctx, cfg, log)
 	if err != nil {
 		return err

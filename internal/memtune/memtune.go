@@ -12,13 +12,15 @@ import (
 	"time"
 )
 
-// GCPercent is keygate's garbage-collection target when GOGC is not set:
-// the heap may grow to 1.5 times what is live (Go's default is 2).
+// GCPercent is a sidecar's garbage-collection target when GOGC is not
+// set: the heap may grow to 1.5 times what is live (Go's default is 2).
 const GCPercent = 50
 
-// Defaults applies GCPercent unless the environment sets GOGC.
-func Defaults() {
-	if os.Getenv("GOGC") == "" {
+// Defaults applies GCPercent unless the environment sets GOGC, or NATS
+// runs in this process (embedded): then its own heap, large and long
+// lived, would make each collection dear, and Go's default stays.
+func Defaults(embeddedNATS bool) {
+	if os.Getenv("GOGC") == "" && !embeddedNATS {
 		debug.SetGCPercent(GCPercent)
 	}
 }
