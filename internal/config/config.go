@@ -176,7 +176,7 @@ func Default() Config {
 		DefaultRateLimit:    "600/1m",
 		LowBalanceThreshold: "0",
 		Fleet: Fleet{
-			SyncInterval:       Duration(250 * time.Millisecond),
+			SyncInterval:       Duration(500 * time.Millisecond),
 			LeaseTimeout:       Duration(100 * time.Millisecond),
 			UsageFlushInterval: Duration(20 * time.Second),
 		},

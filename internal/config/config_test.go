@@ -478,7 +478,7 @@ func TestFullExample(t *testing.T) {
 		DefaultRateLimit:    "600/1m",
 		LowBalanceThreshold: "50.00",
 		Fleet: config.Fleet{
-			SyncInterval:       config.Duration(250 * time.Millisecond),
+			SyncInterval:       config.Duration(500 * time.Millisecond),
 			LeaseTimeout:       config.Duration(100 * time.Millisecond),
 			UsageFlushInterval: config.Duration(20 * time.Second),
 		},
