@@ -175,11 +175,19 @@ func FuzzExtract(f *testing.F) {
 		got, st := x.extract(req)
 
 		// What the reference reading finds in the headers sent.
+		// Names in the headers map match exactly (lowercase) or, when no
+		// credential header has its exact name there, in any case.
+		exact := false
+		for _, h := range sent {
+			for _, src := range x.sources {
+				exact = exact || h.inMap && h.name == src.Header
+			}
+		}
 		keys := map[string]bool{}
 		bad := map[credStatus]bool{}
 		for _, h := range sent {
 			for _, src := range x.sources {
-				if h.inMap && h.name != src.Header || !h.inMap && !asciiEqualFold(h.name, src.Header) {
+				if h.inMap && h.name != src.Header && (exact || !asciiEqualFold(h.name, src.Header)) || !h.inMap && !asciiEqualFold(h.name, src.Header) {
 					continue
 				}
 				k, b := reference(h.value, src.Scheme)
