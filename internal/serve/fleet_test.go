@@ -10,6 +10,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/natstest"
 	"github.com/keygate/keygate/internal/ratelimit"
@@ -38,18 +40,16 @@ func (e *env) check(t testing.TB, key string) *authv3.CheckResponse {
 	return resp
 }
 
-// TestFleetRateLimit: three keygates on one NATS share each key's limit:
-// with balanced traffic asking for twice the limit, every whole window
-// allows the limit within the tolerances, and one keygate's remaining
-// count includes what the others allowed.
-func TestFleetRateLimit(t *testing.T) {
+// limitedFleet starts n keygates on one NATS and creates a key under
+// lim, of an account with money.
+func limitedFleet(t *testing.T, n int, lim ratelimit.Limit) ([]*env, *server.Server, string, *store.Key) {
+	t.Helper()
 	ns := natstest.Run(t)
 	var fleet []*env
-	for range 3 {
+	for range n {
 		fleet = append(fleet, start(t, fleetConfig(t, ns.ClientURL())))
 	}
 	st := openStore(t, fleet[0], ns)
-	lim := ratelimit.Limit{Requests: 60, Window: time.Second}
 	key, rec := createKey(t, fleet[0].ctx, st, "acme")
 	if _, err := st.UpdateKey(fleet[0].ctx, rec.ID, func(k *store.Key) error {
 		k.RateLimit = &store.RateLimit{Requests: lim.Requests, Window: store.Duration(lim.Window)}
@@ -58,6 +58,16 @@ func TestFleetRateLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	setBalance(t, fleet[0].ctx, st, "acme", 1e6)
+	return fleet, ns, key, rec
+}
+
+// TestFleetRateLimit: three keygates on one NATS share each key's limit:
+// with balanced traffic asking for twice the limit, every whole window
+// allows the limit within the tolerances, and one keygate's remaining
+// count includes what the others allowed.
+func TestFleetRateLimit(t *testing.T) {
+	lim := ratelimit.Limit{Requests: 60, Window: time.Second}
+	fleet, _, key, rec := limitedFleet(t, 3, lim)
 	for _, e := range fleet {
 		waitCode(t, e, key, 200) // cached, with the limit
 	}
@@ -224,21 +234,8 @@ func headersOf(hs []*corev3.HeaderValueOption) map[string]string {
 // allows a third of a key's limit per window, so that the fleet stays
 // within it.
 func TestFleetOutageShare(t *testing.T) {
-	ns := natstest.Run(t)
-	var fleet []*env
-	for range 3 {
-		fleet = append(fleet, start(t, fleetConfig(t, ns.ClientURL())))
-	}
-	st := openStore(t, fleet[0], ns)
 	lim := ratelimit.Limit{Requests: 30, Window: time.Hour}
-	key, rec := createKey(t, fleet[0].ctx, st, "acme")
-	if _, err := st.UpdateKey(fleet[0].ctx, rec.ID, func(k *store.Key) error {
-		k.RateLimit = &store.RateLimit{Requests: lim.Requests, Window: store.Duration(lim.Window)}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	setBalance(t, fleet[0].ctx, st, "acme", 1e6)
+	fleet, ns, key, _ := limitedFleet(t, 3, lim)
 	waitUntil(t, func() bool { // every keygate knows of the other two
 		for _, e := range fleet {
 			if e.inst.Peers() != 3 {
