@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -88,26 +89,52 @@ func (s *Store) usageEntry(ctx context.Context, id string) (*Usage, uint64, erro
 	return u, e.Revision(), nil
 }
 
+// UsageEntry is a usage record at a revision of its entry.
+type UsageEntry struct {
+	Usage *Usage
+	Rev   uint64 // 0: no entry yet
+}
+
 // AddUsage merges counts (by outcome, for day) and a last use into key
-// id's usage record, with compare-and-set, retrying if another keygate
-// wrote first.
-func (s *Store) AddUsage(ctx context.Context, id string, day time.Time, counts map[string]int64, used time.Time) error {
+// id's usage record with compare-and-set, starting from last (the entry
+// as the caller last wrote it; nil to read it) and reading it afresh if
+// another keygate wrote since. It returns the entry as written.
+func (s *Store) AddUsage(ctx context.Context, id string, last *UsageEntry, day time.Time, counts map[string]int64, used time.Time) (*UsageEntry, error) {
 	for {
-		u, rev, err := s.usageEntry(ctx, id)
-		if err != nil {
-			return err
+		if last == nil {
+			u, rev, err := s.usageEntry(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			last = &UsageEntry{u, rev}
 		}
+		u := last.Usage.clone()
 		u.Add(day, counts, used)
 		b, _ := json.Marshal(u)
-		if rev == 0 {
-			_, err = s.usage.Create(ctx, id, b)
+		var rev uint64
+		var err error
+		if last.Rev == 0 {
+			rev, err = s.usage.Create(ctx, id, b)
 		} else {
-			_, err = s.usage.Update(ctx, id, b, rev)
+			rev, err = s.usage.Update(ctx, id, b, last.Rev)
 		}
-		if !isConflict(err) {
-			return wrap(err, "record usage of "+id)
+		switch {
+		case err == nil:
+			return &UsageEntry{u, rev}, nil
+		case !isConflict(err):
+			return nil, wrap(err, "record usage of "+id)
 		}
+		last = nil
 	}
+}
+
+// clone copies u deeply enough for Add.
+func (u *Usage) clone() *Usage {
+	c := &Usage{KeyID: u.KeyID, LastUsedAt: u.LastUsedAt, Days: make(map[string]map[string]int64, len(u.Days))}
+	for d, counts := range u.Days {
+		c.Days[d] = maps.Clone(counts)
+	}
+	return c
 }
 
 // ListUsage returns every usage record by key id.

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 	"weak"
+
+	"github.com/keygate/keygate/internal/store"
 )
 
 // Outcomes are what a check of a known key can end in: "ok" or a deny's
@@ -31,9 +33,10 @@ var outcomeIndex = func() map[string]int {
 }()
 
 // Writer stores what a flush found: counts by outcome for a key on day,
-// and its last use.
+// and its last use, starting from the key's entry as last written here
+// (nil: read it), and returns the entry as written.
 type Writer interface {
-	AddUsage(ctx context.Context, keyID string, day time.Time, counts map[string]int64, used time.Time) error
+	AddUsage(ctx context.Context, keyID string, last *store.UsageEntry, day time.Time, counts map[string]int64, used time.Time) (*store.UsageEntry, error)
 }
 
 // Recorder counts checks per key and flushes them to a Writer.
@@ -61,9 +64,10 @@ func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
 // Counter is one key's counts since the last flush.
 type Counter struct {
 	key  string
-	n    [7]atomic.Int64 // by Outcomes
-	idle int             // flushes in a row that found nothing; the flusher's
-	dead atomic.Bool     // dropped from the Recorder: count in a new Counter
+	n    [7]atomic.Int64   // by Outcomes
+	idle int               // flushes in a row that found nothing; the flusher's
+	last *store.UsageEntry // the key's entry as last written here; the flusher's
+	dead atomic.Bool       // dropped from the Recorder: count in a new Counter
 }
 
 // Slot remembers a key's Counter, so that a caller holding one per key
@@ -181,7 +185,9 @@ func (r *Recorder) Flush(ctx context.Context) error {
 				if len(counts) == 0 {
 					continue
 				}
-				if err := r.w.AddUsage(ctx, c.key, now, counts, now.Truncate(time.Minute)); err != nil {
+				last, err := r.w.AddUsage(ctx, c.key, c.last, now, counts, now.Truncate(time.Minute))
+				c.last = last // nil after an error: read afresh next time
+				if err != nil {
 					c.give(counts)
 					errMu.Lock()
 					firstErr = cmp.Or(firstErr, err)

@@ -125,9 +125,9 @@ type flaky struct {
 	written map[string]int64
 }
 
-func (f *flaky) AddUsage(_ context.Context, _ string, _ time.Time, counts map[string]int64, _ time.Time) error {
+func (f *flaky) AddUsage(_ context.Context, _ string, _ *store.UsageEntry, _ time.Time, counts map[string]int64, _ time.Time) (*store.UsageEntry, error) {
 	if f.fail {
-		return errors.New("nats: timeout")
+		return nil, errors.New("nats: timeout")
 	}
 	if f.written == nil {
 		f.written = map[string]int64{}
@@ -135,5 +135,5 @@ func (f *flaky) AddUsage(_ context.Context, _ string, _ time.Time, counts map[st
 	for o, n := range counts {
 		f.written[o] += n
 	}
-	return nil
+	return &store.UsageEntry{Usage: &store.Usage{}}, nil
 }
