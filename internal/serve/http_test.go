@@ -62,6 +62,7 @@ func TestHTTPMode(t *testing.T) {
 			setBalance(t, e.ctx, st, "acme", 100)
 			id = rec.ID
 		}
+		waitCode(t, e, key, 200)
 		defer e.noKeysLogged(t, key)
 	}
 	for _, c := range cases {

@@ -54,6 +54,7 @@ func TestInvalidUTF8IsDecided(t *testing.T) {
 	st := openStore(t, e, ns)
 	key, _ := createKey(t, e.ctx, st, "acme")
 	setBalance(t, e.ctx, st, "acme", 100)
+	waitCode(t, e, key, 200)
 	marshal := func(method string, headers map[string]string) []byte {
 		b, err := proto.Marshal(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 			Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: "/v1/models", Headers: headers},
