@@ -14,19 +14,22 @@ const (
 	targetStartup    = 300 * time.Millisecond
 )
 
-// report prints keygate beside the do-nothing server, with the targets.
+// report prints each keygate (embedded NATS, and the sidecar on an
+// external NATS) beside the do-nothing server, with the targets.
 func report(w io.Writer, rows []result, startup time.Duration) {
 	printRows(w, rows)
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "keygate / do-nothing\tconc\tthroughput\tp99\ttarget")
-	for _, c := range concurrencies(rows) {
-		noop, kg := find(rows, "do-nothing", c), find(rows, "keygate", c)
-		target := ""
-		if c == 64 {
-			target = fmt.Sprintf("throughput >= %.2f, p99 <= %.1f", targetThroughput, targetP99)
+	fmt.Fprintln(tw, "/ do-nothing\tconc\tthroughput\tp99\ttarget")
+	for _, name := range []string{"keygate", "sidecar"} {
+		for _, c := range concurrencies(rows) {
+			noop, kg := find(rows, "do-nothing", c), find(rows, name, c)
+			target := ""
+			if c == 64 {
+				target = fmt.Sprintf("throughput >= %.2f, p99 <= %.1f", targetThroughput, targetP99)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%s\n", name, c, kg.rps/noop.rps, float64(kg.p99)/float64(noop.p99), target)
 		}
-		fmt.Fprintf(tw, "\t%d\t%.2f\t%.2f\t%s\n", c, kg.rps/noop.rps, float64(kg.p99)/float64(noop.p99), target)
 	}
 	fmt.Fprintf(tw, "startup to ready\t\t%.0f ms\t\ttarget < %.0f ms\n", ms(startup), ms(targetStartup))
 	tw.Flush()

@@ -16,13 +16,24 @@ import (
 // set: the heap may grow to 1.5 times what is live (Go's default is 2).
 const GCPercent = 50
 
-// Defaults applies GCPercent unless the environment sets GOGC, or NATS
-// runs in this process (embedded): then its own heap, large and long
-// lived, would make each collection dear, and Go's default stays.
+// EmbeddedGCPercent is the target when NATS runs in this process: its
+// store's index, large, long lived and full of pointers, is most of what
+// each collection marks, so collections are made rarer (the heap may grow
+// to 3 times what is live). That mode runs one keygate alone, not a
+// sidecar in every pod.
+const EmbeddedGCPercent = 200
+
+// Defaults applies GCPercent, or EmbeddedGCPercent with NATS embedded,
+// unless the environment sets GOGC.
 func Defaults(embeddedNATS bool) {
-	if os.Getenv("GOGC") == "" && !embeddedNATS {
-		debug.SetGCPercent(GCPercent)
+	if os.Getenv("GOGC") != "" {
+		return
 	}
+	if embeddedNATS {
+		debug.SetGCPercent(EmbeddedGCPercent)
+		return
+	}
+	debug.SetGCPercent(GCPercent)
 }
 
 // quiet is the allocation rate below which keygate counts as idle:

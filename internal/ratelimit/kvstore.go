@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -19,7 +20,13 @@ type KVStore struct {
 	kv   jetstream.KeyValue
 	mu   sync.Mutex
 	last map[string]revision // each key's entry as this keygate last wrote or read it
+
+	writes, reads atomic.Uint64
 }
+
+// Stats returns how many writes (leases and hand-backs, conflicts
+// included) and reads this store has sent to the bucket.
+func (s *KVStore) Stats() (writes, reads uint64) { return s.writes.Load(), s.reads.Load() }
 
 type revision struct {
 	rev uint64
@@ -90,6 +97,7 @@ func (s *KVStore) update(ctx context.Context, key string, change func(budget) (b
 			continue
 		}
 		data, _ := json.Marshal(b)
+		s.writes.Add(1)
 		var rev uint64
 		var err error
 		if r.rev == 0 {
@@ -110,6 +118,7 @@ func (s *KVStore) update(ctx context.Context, key string, change func(budget) (b
 }
 
 func (s *KVStore) read(ctx context.Context, key string) (revision, error) {
+	s.reads.Add(1)
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		if e != nil {

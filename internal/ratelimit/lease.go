@@ -15,9 +15,12 @@ func (l *Limiter) slow(ctx context.Context, ks *keyState, t int64) Result {
 	ks.mu.Lock()
 	ks.waiting.Add(-1)
 	defer ks.mu.Unlock()
-	p := l.current(ks, t)
+	p, ahead := l.current(ks, t)
 	for {
 		if p.tokens.Add(-1) >= 0 {
+			if ahead { // the window starts on what was leased ahead: lease the rest
+				l.prefetch(ks, p, t)
+			}
 			return ks.result(true, p, t)
 		}
 		p.tokens.Add(1)
@@ -29,11 +32,12 @@ func (l *Limiter) slow(ctx context.Context, ks *keyState, t int64) Result {
 }
 
 // current returns the key's period holding t, starting a new one if the
-// window has changed; the caller holds ks.mu.
-func (l *Limiter) current(ks *keyState, t int64) *period {
+// window has changed, and whether it started it from a lease taken ahead;
+// the caller holds ks.mu.
+func (l *Limiter) current(ks *keyState, t int64) (*period, bool) {
 	p := ks.cur.Load()
 	if p != nil && t >= p.start && t < p.end {
-		return p
+		return p, false
 	}
 	if p != nil && t >= p.end {
 		// The window that ended sizes the first leases of this one.
@@ -42,11 +46,12 @@ func (l *Limiter) current(ks *keyState, t int64) *period {
 	}
 	idx, start, end := window(t, int64(ks.limit.Window), ks.offset)
 	np := ks.next.Swap(nil)
-	if np == nil || np.index != idx {
+	ahead := np != nil && np.index == idx
+	if !ahead {
 		np = newPeriod(idx, start, end)
 	}
 	ks.cur.Store(np)
-	return np
+	return np, ahead
 }
 
 // newPeriod is a window with nothing leased yet.
@@ -208,11 +213,13 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 	}()
 }
 
-// leaseNext leases, ahead, what the key will use here at the start of the
-// window after p, until a lease in that window lands: at its rate in p,
-// for a hundredth of a window or two lease round trips, at least one
-// request. A key used less than once a window leases nothing ahead. The
-// caller holds ks.mu.
+// leaseNext leases, ahead, what the key will use here in the window
+// after p. While the fleet has budget to spare, that is what its first
+// lease in that window would be (see want): for most keys, the only
+// lease of the window. Under contention it is only what the key uses
+// until a lease in that window lands: at its rate in p, for a hundredth
+// of a window or two lease round trips, at least one request. A key used
+// less than once a window leases nothing ahead. The caller holds ks.mu.
 func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 	w := int64(ks.limit.Window)
 	rate := ks.rate(p, t)
@@ -220,6 +227,9 @@ func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 		return
 	}
 	want := int64(math.Ceil(rate * float64(max(w/100, 2*int64(l.horizon())))))
+	if !l.contended(ks, p, t) {
+		want = max(int64(math.Min(rate*float64(w), math.MaxInt32)), ks.limit.Requests/(50*l.peers.count()))
+	}
 	np := newPeriod(p.index+1, p.end, p.end+w)
 	ctx, cancel := context.WithTimeout(l.bg, l.timeout)
 	defer cancel()

@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/usage"
 )
 
 // metrics are the serve-level metrics: NATS connection and events.
@@ -99,5 +101,19 @@ func registerCache(reg prometheus.Registerer, table string, s *cache.Stats) {
 		counter("keygate_store_lookups_total", "Key store reads on cache misses.", s.Loads.Load, prometheus.Labels{}),
 		counter("keygate_store_errors_total", "Key store reads that failed.", s.LoadErrors.Load, prometheus.Labels{}),
 		counter("keygate_store_lookups_spared_total", "Cache misses answered as missing by the key filter, without a store read.", s.Filtered.Load, prometheus.Labels{}),
+	)
+}
+
+// registerFleet exposes the per-key state's traffic to NATS: writes and
+// reads of the limits bucket, writes of the usage bucket.
+func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, rec *usage.Recorder) {
+	counter := func(name, help, bucket string, v func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"bucket": bucket}},
+			func() float64 { return float64(v()) })
+	}
+	reg.MustRegister(
+		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "limits", func() uint64 { w, _ := limits.Stats(); return w }),
+		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "usage", rec.Writes),
+		counter("keygate_fleet_reads_total", "Reads of per-key state from NATS KV, by bucket.", "limits", func() uint64 { _, r := limits.Stats(); return r }),
 	)
 }

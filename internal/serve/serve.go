@@ -107,13 +107,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 		return nil, err
 	}
 	go inst.filter.Run(inst.bg, time.Minute) // only now: it needs the watcher
-	inst.limiter = ratelimit.New(ratelimit.Options{Store: ratelimit.NewKVStore(st.Limits()),
+	limits := ratelimit.NewKVStore(st.Limits())
+	inst.limiter = ratelimit.New(ratelimit.Options{Store: limits,
 		LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), Online: inst.conn.NC.IsConnected, Log: log})
 	if err := inst.limiter.Sync(inst.bg, inst.conn.NC, syncSubject(cfg), cfg.Fleet.SyncInterval.D()); err != nil {
 		return nil, fmt.Errorf("rate-limit sync: %w", err)
 	}
 	inst.usage = usage.New(st, nil, log)
 	go inst.usage.Run(inst.bg, cfg.Fleet.UsageFlushInterval.D())
+	registerFleet(reg, limits, inst.usage)
 	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.limiter, inst.usage, inst.state.Stale, reg, log)
 	if err != nil {
 		return nil, err

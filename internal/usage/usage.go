@@ -1,7 +1,10 @@
 // Package usage counts each key's checks by outcome in memory and writes
-// them, batched, to the key store: every flush interval, at most one
-// write per key used since the last flush, merged with what the other
-// keygates wrote (counts per UTC day, and the last use to the minute).
+// them, batched, to the key store, merged with what the other keygates
+// wrote (counts per UTC day, and the last use to the minute). A key used
+// since the last flush is written at the next flush unless this keygate
+// has written it in the same minute already: so a new last-use minute is
+// written within a flush interval, and a key in constant use costs one
+// write a minute, whatever the flush interval.
 package usage
 
 import (
@@ -48,7 +51,11 @@ type Recorder struct {
 	cmu     sync.Mutex
 	counts  map[string]*Counter // by key id
 	retired []*Counter
+	writes  atomic.Uint64
 }
+
+// Writes returns how many writes flushes have made.
+func (r *Recorder) Writes() uint64 { return r.writes.Load() }
 
 // New returns a Recorder writing to w; now is the clock (time.Now if nil).
 func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
@@ -63,11 +70,12 @@ func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
 
 // Counter is one key's counts since the last flush.
 type Counter struct {
-	key  string
-	n    [7]atomic.Int64   // by Outcomes
-	idle int               // flushes in a row that found nothing; the flusher's
-	last *store.UsageEntry // the key's entry as last written here; the flusher's
-	dead atomic.Bool       // dropped from the Recorder: count in a new Counter
+	key     string
+	n       [7]atomic.Int64   // by Outcomes
+	idle    int               // flushes in a row that found nothing; the flusher's
+	written int64             // unix minute of the last write here; the flusher's
+	last    *store.UsageEntry // the key's entry as last written here; the flusher's
+	dead    atomic.Bool       // dropped from the Recorder: count in a new Counter
 }
 
 // Slot remembers a key's Counter, so that a caller holding one per key
@@ -140,7 +148,7 @@ func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
 			// Bounded, so that a NATS outage delays the next flush at most
 			// this long; what was not written is written later.
 			fctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
-			if err := r.Flush(fctx); err != nil {
+			if err := r.FlushDue(fctx); err != nil {
 				r.log.Warn("recording key usage", "err", err)
 			}
 			cancel()
@@ -151,13 +159,20 @@ func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
 // writers is how many writes a flush has in flight at once.
 const writers = 8
 
-// Flush writes the counts gathered since the last flush, one write per
-// key (writers at a time), and forgets keys idle since the last one.
+// Flush writes every count gathered and not yet written, one write per
+// key (writers at a time), and forgets keys idle since the last flush.
 // Counts that fail to be written are kept for the next flush.
-func (r *Recorder) Flush(ctx context.Context) error {
+func (r *Recorder) Flush(ctx context.Context) error { return r.flush(ctx, true) }
+
+// FlushDue is Flush for the keys not yet written in this minute; the
+// others wait for a flush in a later minute.
+func (r *Recorder) FlushDue(ctx context.Context) error { return r.flush(ctx, false) }
+
+func (r *Recorder) flush(ctx context.Context, all bool) error {
 	r.mu.Lock() // one flush at a time
 	defer r.mu.Unlock()
 	now := r.now()
+	minute := now.Unix() / 60
 	// Counters retired at the last flush: a check that found one just
 	// before it was retired may have counted in it since.
 	due := r.retired
@@ -165,7 +180,9 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	for _, c := range r.all() {
 		if c.total() > 0 {
 			c.idle = 0
-			due = append(due, c)
+			if all || c.written != minute {
+				due = append(due, c)
+			}
 		} else if c.idle++; c.idle >= 1 {
 			r.retire(c)
 			r.retired = append(r.retired, c)
@@ -185,10 +202,13 @@ func (r *Recorder) Flush(ctx context.Context) error {
 				if len(counts) == 0 {
 					continue
 				}
+				r.writes.Add(1)
+				c.written = minute
 				last, err := r.w.AddUsage(ctx, c.key, c.last, now, counts, now.Truncate(time.Minute))
 				c.last = last // nil after an error: read afresh next time
 				if err != nil {
 					c.give(counts)
+					c.written = 0 // due at the next flush
 					errMu.Lock()
 					firstErr = cmp.Or(firstErr, err)
 					errMu.Unlock()

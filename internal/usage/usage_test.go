@@ -137,3 +137,46 @@ func (f *flaky) AddUsage(_ context.Context, _ string, _ *store.UsageEntry, _ tim
 	}
 	return &store.UsageEntry{Usage: &store.Usage{}}, nil
 }
+
+// TestOneWriteAMinute: the periodic flush writes a key at most once a
+// minute; a use in a new minute is written at the next flush, and Flush
+// (at shutdown) writes whatever is left.
+func TestOneWriteAMinute(t *testing.T) {
+	st, ctx := openStore(t)
+	now := time.Date(2026, 11, 26, 10, 42, 1, 0, time.UTC)
+	r := usage.New(st, func() time.Time { return now }, nil)
+	var slot usage.Slot
+	ok := func() int64 {
+		u, _ := st.KeyUsage(ctx, "key_3")
+		return u.Days["2026-11-26"]["ok"]
+	}
+	steps := []struct {
+		after       time.Duration
+		checks      int
+		flushAll    bool
+		writes, got int64
+	}{
+		{0, 1, false, 1, 1},                // first use: written at once
+		{20 * time.Second, 1, false, 1, 1}, // same minute: waits
+		{40 * time.Second, 1, false, 2, 3}, // next minute
+		{10 * time.Second, 1, false, 2, 3}, // waits
+		{0, 0, true, 3, 4},                 // Flush writes it
+		{0, 0, false, 3, 4},                // nothing left
+	}
+	for i, s := range steps {
+		now = now.Add(s.after)
+		for range s.checks {
+			r.Count(&slot, "key_3", "ok")
+		}
+		flush := r.FlushDue
+		if s.flushAll {
+			flush = r.Flush
+		}
+		if err := flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r.Writes() != uint64(s.writes) || ok() != s.got {
+			t.Fatalf("step %d: %d writes, %d ok in the store; want %d, %d", i, r.Writes(), ok(), s.writes, s.got)
+		}
+	}
+}
