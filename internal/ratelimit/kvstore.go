@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keygate/keygate/internal/shrink"
 )
 
 // KVStore keeps budgets in a NATS KV bucket, one entry per key (named by
@@ -20,6 +22,7 @@ type KVStore struct {
 	kv   jetstream.KeyValue
 	mu   sync.Mutex
 	last map[string]revision // each key's entry as this keygate last wrote or read it
+	peak int                 // for shrink.Map
 
 	writes, reads atomic.Uint64
 }
@@ -62,6 +65,7 @@ func (s *KVStore) Lease(ctx context.Context, key string, limit Limit, index, wan
 func (s *KVStore) Forget(key string) {
 	s.mu.Lock()
 	delete(s.last, key)
+	s.last = shrink.Map(s.last, &s.peak)
 	s.mu.Unlock()
 }
 

@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 	"weak"
+
+	"github.com/keygate/keygate/internal/shrink"
 )
 
 // Limit allows Requests per Window.
@@ -62,6 +64,7 @@ type Limiter struct {
 	log     *slog.Logger
 	kmu     sync.RWMutex
 	keys    map[string]*keyState
+	peak    int // for shrink.Map
 	peers   peers
 	online  func() bool
 	bg      context.Context
@@ -259,6 +262,7 @@ func (l *Limiter) Sweep() {
 			gone = append(gone, ks)
 		}
 	}
+	l.keys = shrink.Map(l.keys, &l.peak)
 	l.kmu.Unlock()
 	for _, ks := range gone {
 		ks.mu.Lock() // no lease of ks's is in flight past here

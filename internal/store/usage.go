@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"sort"
 	"time"
 
@@ -72,26 +71,44 @@ func (s *Store) KeyUsage(ctx context.Context, id string) (*Usage, error) {
 }
 
 func (s *Store) usageEntry(ctx context.Context, id string) (*Usage, uint64, error) {
+	e, err := s.rawUsage(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	return decodeUsage(id, e.Value), e.Rev, nil
+}
+
+// rawUsage reads key id's usage entry as stored.
+func (s *Store) rawUsage(ctx context.Context, id string) (*UsageEntry, error) {
 	e, err := s.usage.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return &Usage{KeyID: id, Days: map[string]map[string]int64{}}, 0, nil
+		return &UsageEntry{}, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("usage of %s: %w", id, err)
+		return nil, fmt.Errorf("usage of %s: %w", id, err)
 	}
+	return &UsageEntry{e.Value(), e.Revision()}, nil
+}
+
+// decodeUsage reads key id's usage record from its JSON; an unreadable
+// or missing one reads as empty, so that counting starts afresh rather
+// than stops.
+func decodeUsage(id string, data []byte) *Usage {
 	u := &Usage{}
-	if json.Unmarshal(e.Value(), u) != nil || u.KeyID != id {
-		u = &Usage{KeyID: id} // unreadable: start afresh rather than stop counting
+	if json.Unmarshal(data, u) != nil || u.KeyID != id {
+		u = &Usage{KeyID: id}
 	}
 	if u.Days == nil {
 		u.Days = map[string]map[string]int64{}
 	}
-	return u, e.Revision(), nil
+	return u
 }
 
-// UsageEntry is a usage record at a revision of its entry.
+// UsageEntry is a usage record, as JSON, at a revision of its entry.
+// Kept as written (a hundred bytes or so) rather than decoded, it is
+// small enough to hold for every key in use.
 type UsageEntry struct {
-	Usage *Usage
+	Value []byte // nil: no entry yet
 	Rev   uint64 // 0: no entry yet
 }
 
@@ -102,13 +119,12 @@ type UsageEntry struct {
 func (s *Store) AddUsage(ctx context.Context, id string, last *UsageEntry, day time.Time, counts map[string]int64, used time.Time) (*UsageEntry, error) {
 	for {
 		if last == nil {
-			u, rev, err := s.usageEntry(ctx, id)
-			if err != nil {
+			var err error
+			if last, err = s.rawUsage(ctx, id); err != nil {
 				return nil, err
 			}
-			last = &UsageEntry{u, rev}
 		}
-		u := last.Usage.clone()
+		u := decodeUsage(id, last.Value)
 		u.Add(day, counts, used)
 		b, _ := json.Marshal(u)
 		var rev uint64
@@ -120,21 +136,12 @@ func (s *Store) AddUsage(ctx context.Context, id string, last *UsageEntry, day t
 		}
 		switch {
 		case err == nil:
-			return &UsageEntry{u, rev}, nil
+			return &UsageEntry{b, rev}, nil
 		case !isConflict(err):
 			return nil, wrap(err, "record usage of "+id)
 		}
 		last = nil
 	}
-}
-
-// clone copies u deeply enough for Add.
-func (u *Usage) clone() *Usage {
-	c := &Usage{KeyID: u.KeyID, LastUsedAt: u.LastUsedAt, Days: make(map[string]map[string]int64, len(u.Days))}
-	for d, counts := range u.Days {
-		c.Days[d] = maps.Clone(counts)
-	}
-	return c
 }
 
 // ListUsage returns every usage record by key id.

@@ -16,6 +16,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/keygate/keygate/internal/shrink"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -50,6 +51,7 @@ type Recorder struct {
 	mu      sync.Mutex // one flush at a time; guards retired
 	cmu     sync.Mutex
 	counts  map[string]*Counter // by key id
+	peak    int                 // for shrink.Map
 	retired []*Counter
 	writes  atomic.Uint64
 }
@@ -133,6 +135,7 @@ func (r *Recorder) retire(c *Counter) {
 	c.dead.Store(true)
 	if r.counts[c.key] == c {
 		delete(r.counts, c.key)
+		r.counts = shrink.Map(r.counts, &r.peak)
 	}
 }
 

@@ -135,7 +135,7 @@ func (f *flaky) AddUsage(_ context.Context, _ string, _ *store.UsageEntry, _ tim
 	for o, n := range counts {
 		f.written[o] += n
 	}
-	return &store.UsageEntry{Usage: &store.Usage{}}, nil
+	return &store.UsageEntry{}, nil
 }
 
 // TestOneWriteAMinute: the periodic flush writes a key at most once a
