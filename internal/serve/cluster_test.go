@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keygate/keygate/internal/natstest"
 	"github.com/keygate/keygate/internal/store"
@@ -33,13 +34,7 @@ func testNodeLoss(t *testing.T, connected bool) {
 	ctx := natstest.Context(t)
 	var st *store.Store
 	retry(t, "create R3 buckets", func() (err error) { st, err = store.Open(ctx, js, opts); return err })
-	retry(t, "bucket leaders", func() error {
-		if _, err := st.Keys().Status(ctx); err != nil {
-			return err
-		}
-		_, err := st.Accounts().Status(ctx)
-		return err
-	})
+	waitLeaders(t, st)
 
 	cfg := testConfig(t, natstest.URLs(nodes))
 	cfg.NATS.Replicas = 3
@@ -145,4 +140,18 @@ func retry(t *testing.T, what string, f func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitLeaders waits until every KV bucket of st has a leader, so that
+// keygates started on a new cluster do not time out opening them.
+func waitLeaders(t *testing.T, st *store.Store) {
+	t.Helper()
+	retry(t, "bucket leaders", func() error {
+		for _, kv := range []jetstream.KeyValue{st.Keys(), st.Accounts(), st.Limits(), st.Usage()} {
+			if _, err := kv.Status(t.Context()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

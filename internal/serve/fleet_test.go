@@ -104,6 +104,7 @@ func TestFleetRateLimitCluster(t *testing.T) {
 	ctx := natstest.Context(t)
 	var st *store.Store
 	retry(t, "create R3 buckets", func() (err error) { st, err = store.Open(ctx, js, opts); return err })
+	waitLeaders(t, st)
 	var fleet []*env
 	for _, n := range nodes {
 		cfg := fleetConfig(t, n.ClientURL())
