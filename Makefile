@@ -70,7 +70,7 @@ bench: build ## Run every benchmark and print the tables (about 8 minutes).
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=FleetTraffic -benchtime=1x -count=1 ./internal/serve
 	@echo "== key filter, 1,000,000 keys: flood lookups (<= 1%), valid p99 ratio (<= 1.5), bytes/key (<= 2), start-up (<= 1 s), create-to-allow p99 (<= 20 ms)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=KeyFilter -benchtime=1x -count=1 -timeout=20m ./internal/serve
-	@echo "== Check over gRPC on loopback, keygate beside a do-nothing ext_authz server"
+	@echo "== Check over gRPC on loopback: keygate (embedded NATS) and a sidecar keygate (on its NATS) beside a do-nothing ext_authz server"
 	$(GO) run ./bench/loadgen -keygate bin/keygate -noop bin/noop-authz -opa bin/opa-authz
 
 .PHONY: k8s-test

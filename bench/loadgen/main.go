@@ -1,8 +1,9 @@
 // Command loadgen measures keygate's Check over gRPC on loopback next to a
 // do-nothing ext_authz server (and, with -opa, an OPA one), with the same
 // load generator, in one run: throughput, latency percentiles, server CPU
-// per check, and keygate's startup time. make bench builds the servers and
-// runs it.
+// per check, and keygate's startup time. It loads two keygates: one with
+// its NATS embedded, and a sidecar with the default configuration on that
+// NATS. make bench builds the servers and runs it.
 package main
 
 import (
