@@ -68,7 +68,7 @@ type Fleet struct {
 	// keygate falls back to its share of the limit.
 	LeaseTimeout Duration `yaml:"lease_timeout"`
 	// UsageFlushInterval is how often a keygate writes per-key use (last
-	// used, counts by outcome).
+	// used, counts by outcome); a key is written at most once a minute.
 	UsageFlushInterval Duration `yaml:"usage_flush_interval"`
 }
 
