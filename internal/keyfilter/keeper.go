@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keygate/keygate/internal/tick"
 )
 
 // Sources are where a Keeper reads keys and keeps its snapshot.
@@ -115,18 +117,11 @@ func (k *Keeper) Run(ctx context.Context, interval time.Duration) {
 		k.log.Warn("loading the key filter; every unknown key is looked up meanwhile", "err", err)
 		sleep(ctx, 5*time.Second)
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() {
 		if err := k.maintain(ctx); err != nil {
 			k.log.Warn("maintaining the key filter", "err", err)
 		}
-	}
+	})
 }
 
 func (k *Keeper) maintain(ctx context.Context) error {

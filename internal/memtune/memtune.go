@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
+
+	"github.com/keygate/keygate/internal/tick"
 )
 
 // GCPercent is a sidecar's garbage-collection target when GOGC is not
@@ -59,14 +61,7 @@ func Run(ctx context.Context, interval time.Duration) {
 		return sample[0].Value.Uint64()
 	}
 	last, left := read(), frees
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() {
 		now := read()
 		rate := float64(now-last) / interval.Seconds()
 		last = now
@@ -77,5 +72,5 @@ func Run(ctx context.Context, interval time.Duration) {
 			debug.FreeOSMemory()
 			left--
 		}
-	}
+	})
 }

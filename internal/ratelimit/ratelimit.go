@@ -17,6 +17,8 @@ import (
 	"context"
 	"hash/fnv"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -211,11 +213,7 @@ func (l *Limiter) key(key string) (*keyState, bool) {
 func (l *Limiter) states() []*keyState {
 	l.kmu.RLock()
 	defer l.kmu.RUnlock()
-	out := make([]*keyState, 0, len(l.keys))
-	for _, ks := range l.keys {
-		out = append(out, ks)
-	}
-	return out
+	return slices.Collect(maps.Values(l.keys))
 }
 
 // offset spreads the keys' window boundaries over the window.

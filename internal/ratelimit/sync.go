@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/keygate/keygate/internal/tick"
 )
 
 // report is what a keygate tells the others every sync interval: for
@@ -44,18 +46,13 @@ func (l *Limiter) Sync(ctx context.Context, nc *nats.Conn, subject string, inter
 		return err
 	}
 	sent := map[string][2]int64{} // key -> granted, unspent last reported
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(l.bg, cancel) // Close stops it too
 	go func() {
 		defer func() { _ = sub.Unsubscribe() }()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-l.bg.Done():
-				return
-			case <-t.C:
-			}
+		defer stop()
+		defer cancel()
+		tick.Every(ctx, interval, func() {
 			if nc.IsConnected() { // through an outage, the last count holds
 				l.peers.expire()
 			}
@@ -65,7 +62,7 @@ func (l *Limiter) Sync(ctx context.Context, nc *nats.Conn, subject string, inter
 					l.log.Debug("rate-limit sync", "err", err)
 				}
 			}
-		}
+		})
 	}()
 	return nil
 }

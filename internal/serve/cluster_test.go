@@ -27,14 +27,8 @@ func TestClusterNodeLoss(t *testing.T) {
 }
 
 func testNodeLoss(t *testing.T, connected bool) {
-	nodes := natstest.RunCluster(t, 3)
-	opts := store.DefaultOptions()
-	opts.Replicas = 3
-	_, js := natstest.Connect(t, nodes[0])
+	nodes, st := r3Cluster(t)
 	ctx := natstest.Context(t)
-	var st *store.Store
-	retry(t, "create R3 buckets", func() (err error) { st, err = store.Open(ctx, js, opts); return err })
-	waitLeaders(t, st)
 
 	cfg := testConfig(t, natstest.URLs(nodes))
 	cfg.NATS.Replicas = 3
@@ -89,7 +83,7 @@ func testNodeLoss(t *testing.T, connected bool) {
 	survivor := otherNode(nodes, victim)
 	_, js2 := natstest.Connect(t, survivor)
 	var st2 *store.Store
-	retry(t, "reopen buckets", func() (err error) { st2, err = store.Open(ctx, js2, opts); return err })
+	retry(t, "reopen buckets", func() (err error) { st2, err = store.Open(ctx, js2, r3Options()); return err })
 	retry(t, "revoke", func() error {
 		_, err := st2.UpdateKey(ctx, rec.ID, func(k *store.Key) error { now := time.Now(); k.RevokedAt = &now; return nil })
 		return err
@@ -142,10 +136,15 @@ func retry(t *testing.T, what string, f func() error) {
 	}
 }
 
-// waitLeaders waits until every KV bucket of st has a leader, so that
-// keygates started on a new cluster do not time out opening them.
-func waitLeaders(t *testing.T, st *store.Store) {
+// r3Cluster runs a 3-node NATS cluster and opens the store on it with R3
+// buckets, once every bucket has a leader, so that keygates started on
+// it do not time out opening them.
+func r3Cluster(t *testing.T) ([]*server.Server, *store.Store) {
 	t.Helper()
+	nodes := natstest.RunCluster(t, 3)
+	_, js := natstest.Connect(t, nodes[0])
+	var st *store.Store
+	retry(t, "create R3 buckets", func() (err error) { st, err = store.Open(t.Context(), js, r3Options()); return err })
 	retry(t, "bucket leaders", func() error {
 		for _, kv := range []jetstream.KeyValue{st.Keys(), st.Accounts(), st.Limits(), st.Usage()} {
 			if _, err := kv.Status(t.Context()); err != nil {
@@ -154,4 +153,12 @@ func waitLeaders(t *testing.T, st *store.Store) {
 		}
 		return nil
 	})
+	return nodes, st
+}
+
+// r3Options are the store's options with R3 buckets.
+func r3Options() store.Options {
+	o := store.DefaultOptions()
+	o.Replicas = 3
+	return o
 }

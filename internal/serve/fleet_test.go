@@ -97,14 +97,8 @@ func TestFleetRateLimit(t *testing.T) {
 // TestFleetRateLimitCluster: the same with a 3-node NATS cluster, R3
 // buckets, and each keygate on a node of its own.
 func TestFleetRateLimitCluster(t *testing.T) {
-	nodes := natstest.RunCluster(t, 3)
-	opts := store.DefaultOptions()
-	opts.Replicas = 3
-	_, js := natstest.Connect(t, nodes[0])
+	nodes, st := r3Cluster(t)
 	ctx := natstest.Context(t)
-	var st *store.Store
-	retry(t, "create R3 buckets", func() (err error) { st, err = store.Open(ctx, js, opts); return err })
-	waitLeaders(t, st)
 	var fleet []*env
 	for _, n := range nodes {
 		cfg := fleetConfig(t, n.ClientURL())

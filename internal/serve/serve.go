@@ -33,6 +33,7 @@ import (
 	"github.com/keygate/keygate/internal/keyfilter"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/tick"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -488,14 +489,5 @@ func (inst *Instance) close() {
 
 // sweep forgets idle rate-limit state every few seconds.
 func sweep(ctx context.Context, srv *authz.Server) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			srv.Limiter().Sweep()
-		}
-	}
+	tick.Every(ctx, 5*time.Second, srv.Limiter().Sweep)
 }

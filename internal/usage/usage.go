@@ -11,6 +11,8 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/keygate/keygate/internal/shrink"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/tick"
 )
 
 // Outcomes are what a check of a known key can end in: "ok" or a deny's
@@ -121,11 +124,7 @@ func (r *Recorder) counter(id string) *Counter {
 func (r *Recorder) all() []*Counter {
 	r.cmu.Lock()
 	defer r.cmu.Unlock()
-	out := make([]*Counter, 0, len(r.counts))
-	for _, c := range r.counts {
-		out = append(out, c)
-	}
-	return out
+	return slices.Collect(maps.Values(r.counts))
 }
 
 // retire drops c: a check that finds it dead counts in a new Counter.
@@ -141,22 +140,15 @@ func (r *Recorder) retire(c *Counter) {
 
 // Run flushes every interval until ctx ends.
 func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			// Bounded, so that a NATS outage delays the next flush at most
-			// this long; what was not written is written later.
-			fctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
-			if err := r.FlushDue(fctx); err != nil {
-				r.log.Warn("recording key usage", "err", err)
-			}
-			cancel()
+	tick.Every(ctx, interval, func() {
+		// Bounded, so that a NATS outage delays the next flush at most
+		// this long; what was not written is written later.
+		fctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
+		defer cancel()
+		if err := r.FlushDue(fctx); err != nil {
+			r.log.Warn("recording key usage", "err", err)
 		}
-	}
+	})
 }
 
 // writers is how many writes a flush has in flight at once.
