@@ -33,6 +33,7 @@ type options struct {
 	keys, hot     int
 	duration      time.Duration
 	warmup        time.Duration
+	settle        time.Duration
 	conns         int
 	concurrency   []int
 	cpuprofile    string
@@ -52,6 +53,7 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per server and concurrency")
 	flag.IntVar(&o.rounds, "rounds", 10, "alternating rounds the measured time is split into")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured time before each run")
+	flag.DurationVar(&o.settle, "settle", 70*time.Second, "load at concurrency 64 before the comparison, reported apart: the keys' first rate-limit window on new keygates")
 	flag.IntVar(&o.conns, "conns", 4, "gRPC connections")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "save each server's CPU profile during its last round to this file, with the server's name appended")
 	flag.BoolVar(&o.compare, "compare", true, "compare keygate with the do-nothing server (and OPA)")
@@ -109,21 +111,22 @@ func comparison(ctx context.Context, kg *process, reqs []*authv3.CheckRequest, f
 		}
 	}
 
-	const loads, writes = "keygate_store_lookups_total", "keygate_fleet_writes_total"
+	if err := settle(ctx, []*process{noop, kg, sidecar}, frames, o); err != nil {
+		return err
+	}
+	const loads = "keygate_store_lookups_total"
 	loads0, err := kg.counter(loads)
 	if err != nil {
 		return err
 	}
 	begin := time.Now()
-	kgWrites0, _ := kg.counter(writes)
-	scWrites0, _ := sidecar.counter(writes)
+	kgOps0, scOps0 := kg.fleetOps(), sidecar.fleetOps()
 	rows, err := compareAll(ctx, []*process{noop, kg, sidecar}, frames, o)
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(begin).Seconds()
-	kgWrites1, _ := kg.counter(writes)
-	scWrites1, _ := sidecar.counter(writes)
+	kgOps, scOps := kg.fleetOps().minus(kgOps0), sidecar.fleetOps().minus(scOps0)
 	sidecar.stop()
 	loads1, err := kg.counter(loads)
 	if err != nil {
@@ -131,8 +134,8 @@ func comparison(ctx context.Context, kg *process, reqs []*authv3.CheckRequest, f
 	}
 	report(os.Stdout, rows, startup)
 	fmt.Printf("keygate store reads while measured: %.0f (the hot keys are cached by a first pass)\n", loads1-loads0)
-	fmt.Printf("rate-limit and usage writes to NATS KV while measured (each server loaded a third of the time): keygate %.0f/s, sidecar %.0f/s\n",
-		(kgWrites1-kgWrites0)/elapsed, (scWrites1-scWrites0)/elapsed)
+	fmt.Println("NATS KV operations per second while measured (each server loaded a third of the time):")
+	fmt.Printf("  keygate: %s\n  sidecar: %s\n", kgOps.per(elapsed), scOps.per(elapsed))
 	if o.opa == "" {
 		return nil
 	}
@@ -151,6 +154,31 @@ func comparison(ctx context.Context, kg *process, reqs []*authv3.CheckRequest, f
 		return err
 	}
 	reportOPA(os.Stdout, rows)
+	return nil
+}
+
+// settle loads the servers for o.settle at concurrency 64, in rounds as
+// the comparison does, and prints what it measured: new keygates' first
+// minute, when every key takes its first rate-limit leases (its first
+// window costs a few, later windows about one per keygate).
+func settle(ctx context.Context, servers []*process, frames [][]byte, o options) error {
+	if o.settle <= 0 {
+		return nil
+	}
+	so := o
+	so.duration = o.settle / time.Duration(len(servers)) // each server is loaded in turn
+	so.rounds, so.warmup, so.cpuprofile = max(int(so.duration/(2*time.Second)), 1), 0, ""
+	rows, err := compare(ctx, servers, frames, 64, so)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("== the keygates' first %s (every key's first rate-limit windows here), not in the comparison below\n", o.settle)
+	printRows(os.Stdout, rows)
+	noop := find(rows, "do-nothing", 64)
+	for _, name := range []string{"keygate", "sidecar"} {
+		fmt.Printf("%s / do-nothing: throughput %.2f\n", name, find(rows, name, 64).rps/noop.rps)
+	}
+	fmt.Println()
 	return nil
 }
 

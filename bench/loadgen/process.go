@@ -77,9 +77,10 @@ func startKeygate(ctx context.Context, bin string) (*process, time.Duration, err
 	cmd := exec.CommandContext(ctx, bin, "serve", "--grpc-addr", addrs[0], "--admin-addr", addrs[1],
 		"--nats-listen", addrs[2], "--data-dir", dir)
 	token := natstoken.New()
-	// A rate limit no key reaches here, so that every check goes through
-	// the fleet-wide limiter and is counted for usage, as in production.
-	cmd.Env = append(os.Environ(), "KEYGATE_DEFAULT_RATE_LIMIT=10000/1m", "KEYGATE_LOG_LEVEL=warn", "KEYGATE_PPROF=true",
+	// The default rate limit (600/1m), which no key reaches here: every
+	// check goes through the fleet-wide limiter and is counted for usage,
+	// as in production, and the sidecar shares the keys' budgets.
+	cmd.Env = append(os.Environ(), "KEYGATE_LOG_LEVEL=warn", "KEYGATE_PPROF=true",
 		"KEYGATE_SHUTDOWN_DELAY=0s", "KEYGATE_NATS_TOKEN="+token)
 	cmd.Stderr = os.Stderr
 	begin := time.Now()
@@ -193,4 +194,22 @@ func startServer(ctx context.Context, name, bin string, args []string) (*process
 			return nil, fmt.Errorf("%s server did not start", name)
 		}
 	}
+}
+
+// fleetOps are a keygate's NATS KV operations on per-key state.
+type fleetOps struct{ limitWrites, limitReads, usageWrites float64 }
+
+func (p *process) fleetOps() fleetOps {
+	lw, _ := p.counter(`keygate_fleet_writes_total{bucket="limits"}`)
+	lr, _ := p.counter(`keygate_fleet_reads_total{bucket="limits"}`)
+	uw, _ := p.counter(`keygate_fleet_writes_total{bucket="usage"}`)
+	return fleetOps{lw, lr, uw}
+}
+
+func (o fleetOps) minus(b fleetOps) fleetOps {
+	return fleetOps{o.limitWrites - b.limitWrites, o.limitReads - b.limitReads, o.usageWrites - b.usageWrites}
+}
+
+func (o fleetOps) per(seconds float64) string {
+	return fmt.Sprintf("rate-limit writes %.0f, reads %.0f; usage writes %.0f", o.limitWrites/seconds, o.limitReads/seconds, o.usageWrites/seconds)
 }

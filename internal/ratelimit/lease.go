@@ -41,24 +41,36 @@ func (l *Limiter) current(ks *keyState, t int64) (*period, bool) {
 	}
 	if p != nil && t >= p.end {
 		// The window that ended sizes the first leases of this one.
-		ks.prevRate = float64(p.mine.Load()-p.tokens.Load()) / float64(p.end-p.start)
-		ks.prevOut.Store(p.exhausted.Load() && !p.local.Load())
+		ks.prevRate = float64(p.mine.Load()-p.tokens.Load()) / float64(p.observed())
+		ks.prevOut.Store((p.exhausted.Load() || p.granted.Load() >= ks.limit.Requests) && !p.local.Load())
+		ks.prevRoomy = p.seenMost() && l.quarter(ks, p)
 	}
 	idx, start, end := window(t, int64(ks.limit.Window), ks.offset)
 	np := ks.next.Swap(nil)
 	ahead := np != nil && np.index == idx
 	if !ahead {
 		np = newPeriod(idx, start, end)
+		if p == nil { // the key is new here: its requests count from now
+			np.seen = t
+		}
 	}
 	ks.cur.Store(np)
 	return np, ahead
 }
 
+// observed is how long this keygate has seen p's window, counted as at
+// least half of it: a rate seen briefly may be far too high.
+func (p *period) observed() int64 { return max(p.end-p.seen, (p.end-p.start)/2) }
+
+// seenMost reports whether this keygate has seen at least half of p's
+// window: enough to tell whether the key is far from its limit.
+func (p *period) seenMost() bool { return p.end-p.seen >= (p.end-p.start)/2 }
+
 // newPeriod is a window with nothing leased yet.
 func newPeriod(idx, start, end int64) *period {
-	// Lease ahead in the last tenth of the window, at most 2s before it
+	// Lease ahead in the last tenth of the window, at most 10s before it
 	// ends.
-	return &period{index: idx, start: start, end: end, late: end - min((end-start)/10, int64(2*time.Second))}
+	return &period{index: idx, start: start, end: end, seen: start, late: end - min((end-start)/10, int64(10*time.Second))}
 }
 
 // lease takes requests for p from the Store, or on failure falls back to
@@ -83,9 +95,20 @@ func (l *Limiter) lease(ctx context.Context, ks *keyState, p *period, t int64) {
 		return
 	}
 	p.mine.Add(got)
-	p.lastLease.Store(got)
 	p.tokens.Add(got) // before granted: a remaining count read between the two is high, not low
 	raise(&p.granted, granted)
+	p.refillAt.Store(l.refillAt(ks, p, t, got))
+}
+
+// refillAt is how few of a lease of got requests are left when the next
+// is taken, in the background: halfway through, or, while the fleet has
+// far more budget than it uses, once a tenth is left (leases then cover
+// more than the key's expected use, so the next is rarely needed).
+func (l *Limiter) refillAt(ks *keyState, p *period, t, got int64) int64 {
+	if l.roomy(ks, p, t) {
+		return got / 10
+	}
+	return got / 2
 }
 
 // want is the size of the next lease, at least what is waiting and at
@@ -105,24 +128,47 @@ func (l *Limiter) want(ks *keyState, p *period, t int64) int64 {
 		return need
 	}
 	share := max(left/(2*l.peers.count()), 1)
-	rate, ahead := ks.rate(p, t), float64(p.end-t)
 	if l.contended(ks, p, t) {
-		ahead = float64(l.horizon())
-	} else if ks.prevRate == 0 {
-		// A key new here, with plenty left: lease for the pace of this
-		// window so far, so that its leases grow fast from its first
-		// requests.
-		used := float64(p.mine.Load() - p.tokens.Load())
-		rate = max(rate, used/float64(max(t-p.start, int64(ks.limit.Window)/20)))
+		return max(min(int64(ks.rate(p, t)*float64(l.horizon())), share), need)
 	}
-	expect := int64(math.Min(math.Floor(rate*ahead), math.MaxInt32))
-	if !l.contended(ks, p, t) {
-		// At least 2 % of the limit spread over the fleet: few leases for
-		// a key far from its limit (a new one included), and little
-		// stranded should the key become contended.
-		expect = max(expect, ks.limit.Requests/(50*l.peers.count()))
-	}
+	expect := l.plenty(ks, ks.expected(p, t), p.end-t, l.roomy(ks, p, t)) - max(p.tokens.Load(), 0)
 	return max(min(expect, share), need)
+}
+
+// covered reports whether, the fleet having budget to spare, the
+// requests this keygate holds cover what the key is expected to use here
+// until p ends.
+func (l *Limiter) covered(ks *keyState, p *period, t int64) bool {
+	return !l.contended(ks, p, t) && float64(p.tokens.Load()) >= ks.expected(p, t)*float64(p.end-t)
+}
+
+// plenty is the lease that covers what a key used at rate is expected to
+// use over d, while the fleet has budget to spare: that (and a quarter
+// more if roomy, so that it lasts though the rate varies), and at least
+// 2 % of the limit spread over the fleet, so that a key far from its
+// limit (a new one included) takes few leases and little is stranded
+// should it become contended.
+func (l *Limiter) plenty(ks *keyState, rate float64, d int64, roomy bool) int64 {
+	if roomy {
+		rate *= 1.25
+	}
+	expect := int64(math.Min(math.Floor(rate*float64(d)), math.MaxInt32))
+	return max(expect, ks.limit.Requests/(50*l.peers.count()))
+}
+
+// roomy reports whether the fleet leased at most a quarter of the
+// budget of the window before (seen whole here) and, so far, of this
+// one, and at its pace will not run out: then leases may run ahead of
+// use, since what is left unused at the window's end is not needed by
+// anyone.
+func (l *Limiter) roomy(ks *keyState, p *period, t int64) bool {
+	return ks.prevRoomy && l.quarter(ks, p) && !l.contended(ks, p, t)
+}
+
+// quarter reports whether the fleet has leased at most a quarter of p's
+// budget, as far as this keygate knows.
+func (l *Limiter) quarter(ks *keyState, p *period) bool {
+	return p.granted.Load() <= ks.limit.Requests/4 && !p.exhausted.Load()
 }
 
 // rate estimates the key's requests per nanosecond here over the last
@@ -133,6 +179,18 @@ func (ks *keyState) rate(p *period, t int64) float64 {
 	w := float64(ks.limit.Window)
 	used := float64(p.mine.Load() - p.tokens.Load())
 	return (used + ks.prevRate*max(w-float64(t-p.start), 0)) / w
+}
+
+// expected is the rate leases are sized for while the fleet has budget
+// to spare: rate, or for a key new here the pace since it came, so that
+// its leases grow fast from its first requests.
+func (ks *keyState) expected(p *period, t int64) float64 {
+	r := ks.rate(p, t)
+	if ks.prevRate == 0 {
+		used := float64(p.mine.Load() - p.tokens.Load())
+		r = max(r, used/float64(max(t-p.seen, int64(ks.limit.Window)/20)))
+	}
+	return r
 }
 
 // contended reports whether the fleet, at the pace it has leased so far
@@ -183,7 +241,7 @@ func (l *Limiter) fallBack(ks *keyState, p *period) {
 // low, and, late in the window, a little of the next window's budget, so
 // that checks rarely wait for a lease, at the start of a window included.
 func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
-	low := p.tokens.Load() <= p.lastLease.Load()/2 && !l.endgameNow(ks, p)
+	low := p.tokens.Load() <= p.refillAt.Load() && !l.endgameNow(ks, p)
 	late := t >= p.late && ks.next.Load() == nil
 	if !low && !late || p.local.Load() || p.exhausted.Load() && !late {
 		return
@@ -209,6 +267,10 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 		if !low || p.exhausted.Load() || l.endgameNow(ks, p) || l.contended(ks, p, t) && ks.rate(p, t)*float64(l.horizon()) < 1 {
 			return
 		}
+		if l.covered(ks, p, t) { // slower than leased for: not yet
+			p.refillAt.Store(p.tokens.Load() / 2)
+			return
+		}
 		l.lease(l.bg, ks, p, t)
 	}()
 }
@@ -226,9 +288,15 @@ func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 	if rate*float64(w) < 1 || !l.online() { // used less than once a window
 		return
 	}
+	contended := l.contended(ks, p, t)
+	// Leases ahead run ahead of use only when p, seen for long enough,
+	// was roomy.
+	roomy := p.seenMost() && l.quarter(ks, p) && !contended
 	want := int64(math.Ceil(rate * float64(max(w/100, 2*int64(l.horizon())))))
-	if !l.contended(ks, p, t) {
-		want = max(int64(math.Min(rate*float64(w), math.MaxInt32)), ks.limit.Requests/(50*l.peers.count()))
+	if roomy {
+		want = l.plenty(ks, ks.expected(p, t), w, true)
+	} else if !contended {
+		want = l.plenty(ks, rate, w, false)
 	}
 	np := newPeriod(p.index+1, p.end, p.end+w)
 	ctx, cancel := context.WithTimeout(l.bg, l.timeout)
@@ -238,8 +306,11 @@ func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 		return
 	}
 	np.mine.Store(got)
-	np.lastLease.Store(got)
 	np.tokens.Store(got)
+	np.refillAt.Store(got / 2)
+	if roomy {
+		np.refillAt.Store(got / 10)
+	}
 	np.granted.Store(granted)
 	ks.next.Store(np)
 }

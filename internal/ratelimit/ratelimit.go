@@ -72,6 +72,7 @@ type Limiter struct {
 	bg      context.Context
 	stop    context.CancelFunc
 	leases  sync.WaitGroup // prefetches in flight
+	syncBuf []*keyState    // reused by reports, on the sync loop alone
 }
 
 // New returns a Limiter.
@@ -115,14 +116,17 @@ type keyState struct {
 	cur    atomic.Pointer[period]
 	next   atomic.Pointer[period] // the following window, leased a little of ahead
 
-	mu       sync.Mutex // one lease at a time; guards prevRate
+	mu       sync.Mutex // one lease at a time; guards prevRate and prevRoomy
 	waiting  atomic.Int64
 	refill   atomic.Bool // a prefetch is in flight
 	prevRate float64     // requests per nanosecond in the window before
 	prevOut  atomic.Bool // the fleet ran out of the window before
-	lastUse  atomic.Int64
-	dead     atomic.Bool // swept: look the key up again
-	others   othersView  // other keygates' unspent leases, from their reports
+	// prevRoomy: the window before was seen whole here, and the fleet
+	// leased at most a quarter of it; guarded by mu
+	prevRoomy bool
+	lastUse   atomic.Int64
+	dead      atomic.Bool // swept: look the key up again
+	others    othersView  // other keygates' unspent leases, from their reports
 }
 
 // period is a key's window as seen here.
@@ -131,12 +135,13 @@ type period struct {
 	start     int64        // unix nanoseconds
 	end       int64        // unix nanoseconds
 	late      int64        // from then on, lease some of the next window ahead
+	seen      int64        // from then on this keygate counted the key's requests: start, or later for a key new here
 	tokens    atomic.Int64 // requests leased here and not yet allowed
 	mine      atomic.Int64 // requests leased here in this window
 	granted   atomic.Int64 // requests leased by the whole fleet, as last seen
-	lastLease atomic.Int64
-	exhausted atomic.Bool // the fleet's budget for the window is spent
-	local     atomic.Bool // the Store was unreachable: tokens are a local share
+	refillAt  atomic.Int64 // with this few tokens left, lease more in the background
+	exhausted atomic.Bool  // the fleet's budget for the window is spent
+	local     atomic.Bool  // the Store was unreachable: tokens are a local share
 }
 
 // Allow counts one request for key under limit at time now.
@@ -209,11 +214,11 @@ func (l *Limiter) key(key string) (*keyState, bool) {
 	return ks, ok
 }
 
-// states returns every key's state.
-func (l *Limiter) states() []*keyState {
+// states appends every key's state to buf[:0].
+func (l *Limiter) states(buf []*keyState) []*keyState {
 	l.kmu.RLock()
 	defer l.kmu.RUnlock()
-	return slices.Collect(maps.Values(l.keys))
+	return slices.AppendSeq(buf[:0], maps.Values(l.keys))
 }
 
 // offset spreads the keys' window boundaries over the window.
@@ -305,15 +310,31 @@ func (l *Limiter) giveBack(ctx context.Context, ks *keyState, now int64) {
 type forgetter interface{ Forget(key string) }
 
 // Close stops background work and hands unspent leases back to the
-// Store, so that a keygate going away strands none of the budget.
+// Store, so that a keygate going away strands none of the budget that
+// others may need: that of keys whose fleet has leased more than a
+// quarter of the window's budget or is on pace to run out (for the
+// others, handing back would cost a write for nothing).
 func (l *Limiter) Close(ctx context.Context) {
 	l.stop()
 	l.leases.Wait()
 	now := l.now().UnixNano()
-	for _, ks := range l.states() {
-		if ctx.Err() != nil {
-			return
+	var todo []*keyState
+	for _, ks := range l.states(nil) {
+		if p := ks.cur.Load(); p != nil && now < p.end && (!l.quarter(ks, p) || l.contended(ks, p, now)) {
+			todo = append(todo, ks)
 		}
-		l.giveBack(ctx, ks, now)
 	}
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range min(closers, len(todo)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(todo)) && ctx.Err() == nil; i = next.Add(1) - 1 {
+				l.giveBack(ctx, todo[i], now)
+			}
+		})
+	}
+	wg.Wait()
 }
+
+// closers is how many hand-backs Close has in flight at once.
+const closers = 16

@@ -129,6 +129,29 @@ func TestLimitChange(t *testing.T) {
 	}
 }
 
+// TestMixedLimits: keygates on different limits for one key (a config
+// change rolling out) share the window's count: together they allow at
+// most the larger limit, however their requests interleave.
+func TestMixedLimits(t *testing.T) {
+	c := newClock()
+	st := NewLocalStore()
+	small := New(Options{Now: c.now, Store: st})
+	large := New(Options{Now: c.now, Store: st})
+	n := 0
+	for i := range 400 {
+		l, lim := small, Limit{100, time.Hour}
+		if i%2 == 1 {
+			l, lim = large, Limit{150, time.Hour}
+		}
+		if allow(l, "k", lim, c.now()).Allowed {
+			n++
+		}
+	}
+	if n > 150 || n < 100 {
+		t.Fatalf("allowed %d; want 100 to 150", n)
+	}
+}
+
 // TestSweep forgets keys idle for two windows or idleFor, whichever is
 // shorter, and hands back what they leased.
 func TestSweep(t *testing.T) {

@@ -127,12 +127,16 @@ func (s *LocalStore) Return(_ context.Context, key string, limit Limit, index, n
 
 // lease takes up to want requests from b for window index under limit.
 // A window two or more behind b's newest is over and grants nothing; a
-// new one replaces the older of b's two. A budget for another limit is
-// replaced whole.
+// new one replaces the older of b's two. A budget for another number of
+// requests per window keeps what was leased in its windows, so that
+// keygates on different limits (a config change rolling out) together
+// allow at most the larger; one for another window length is replaced
+// whole.
 func (b budget) lease(limit Limit, index, want int64) (budget, int64) {
-	if !b.holds(limit) {
-		b = budget{Limit: limit.Requests, Window: int64(limit.Window)}
+	if b.Window != int64(limit.Window) {
+		b = budget{Window: int64(limit.Window)}
 	}
+	b.Limit = limit.Requests
 	granted, ok := b.granted(index)
 	if !ok {
 		for _, g := range b.Granted {
@@ -153,13 +157,9 @@ func (b budget) lease(limit Limit, index, want int64) (budget, int64) {
 // giveBack returns n requests to b if it still holds window index.
 func (b budget) giveBack(limit Limit, index, n int64) (budget, bool) {
 	granted, ok := b.granted(index)
-	if !b.holds(limit) || !ok || n <= 0 {
+	if b.Window != int64(limit.Window) || !ok || n <= 0 {
 		return b, false
 	}
 	b.put(grant{index, max(granted-n, 0)})
 	return b, true
-}
-
-func (b budget) holds(limit Limit) bool {
-	return b.Limit == limit.Requests && b.Window == int64(limit.Window)
 }

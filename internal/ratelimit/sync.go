@@ -73,7 +73,9 @@ func (l *Limiter) reports(id string, interval time.Duration, sent map[string][2]
 	now := l.now().UnixNano()
 	r := report{From: id, Interval: interval}
 	var out []report
-	for _, ks := range l.states() {
+	l.syncBuf = l.states(l.syncBuf)
+	defer clear(l.syncBuf) // keep no swept state alive
+	for _, ks := range l.syncBuf {
 		p := ks.cur.Load()
 		if p == nil || p.local.Load() || now >= p.end {
 			delete(sent, ks.key)
@@ -115,6 +117,14 @@ func (l *Limiter) receive(self string, data []byte) {
 			continue
 		}
 		if p := ks.cur.Load(); p != nil && p.index == k.Index {
+			if k.Granted > p.granted.Load() {
+				// Another keygate has leased since this one last saw the
+				// budget: its next lease reads the entry first, rather
+				// than write on a stale one and be refused.
+				if f, ok := l.store.(forgetter); ok {
+					f.Forget(ks.key)
+				}
+			}
 			raise(&p.granted, k.Granted)
 			ks.others.set(r.From, k.Index, k.Unspent)
 		}

@@ -1,0 +1,142 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingStore counts the leases taken through it, and those a check
+// waited for.
+type countingStore struct {
+	Store
+	all, onCheck atomic.Int64
+}
+
+// onCheckPath marks the context of a check, so that a lease taken with it
+// is told from one taken in the background.
+type onCheckPath struct{}
+
+func (c *countingStore) Lease(ctx context.Context, key string, limit Limit, index, want int64) (int64, int64, error) {
+	c.all.Add(1)
+	if ctx.Value(onCheckPath{}) != nil {
+		c.onCheck.Add(1)
+	}
+	return c.Store.Lease(ctx, key, limit, index, want)
+}
+
+// TestLeasesPerWindow: keys far from their limit (600/1m, used about 30
+// times a window on each of two keygates) cost each keygate about one
+// lease per key and window once their first windows are past, and no
+// check waits for one; the first minute, when every key is new, costs a
+// few. Traffic is steady, or in bursts (2 s of every 6, as a load
+// balancer's uneven spread may make it).
+func TestLeasesPerWindow(t *testing.T) {
+	for _, bursty := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bursty=%v", bursty), func(t *testing.T) {
+			perMinute, err := leasesPerMinute(bursty, 1000, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("leases per key and keygate, by minute, and of those taken while a check waited: %v", perMinute)
+			for m, got := range perMinute {
+				switch {
+				case m == 0 && got[0] > 5:
+					t.Errorf("minute 1: %.2f leases per key and keygate, want at most 5", got[0])
+				case m >= 2 && (got[0] > 1.1 || got[1] > 0):
+					t.Errorf("minute %d: %.2f leases per key and keygate (%.2f on the check path), want at most 1.1 (none)", m+1, got[0], got[1])
+				}
+			}
+		})
+	}
+}
+
+// leasesPerMinute drives nkeys keys, each about once a second over two
+// keygates sharing a store, on a clock stepped by the traffic, for the
+// given minutes, and returns the leases per key and keygate in each
+// minute: all, and those a check waited for.
+func leasesPerMinute(bursty bool, nkeys, minutes int) ([][2]float64, error) {
+	c := newClock()
+	shared := NewLocalStore()
+	var stores [2]*countingStore
+	var ls [2]*Limiter
+	for i := range ls {
+		stores[i] = &countingStore{Store: shared}
+		ls[i] = New(Options{Store: stores[i], Now: c.now})
+		ls[i].peers.saw("the other", time.Hour)
+	}
+	keys := make([]string, nkeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key_%06d", i)
+	}
+	lim := Limit{600, time.Minute}
+	step := time.Second / time.Duration(nkeys)
+	ctx := context.WithValue(context.Background(), onCheckPath{}, true)
+	begin := c.now()
+	var out [][2]float64
+	var last [2]int64
+	for i := 0; ; i++ {
+		now := begin.Add(time.Duration(i) * step)
+		c.set(now)
+		if m := int(now.Sub(begin) / time.Minute); m == len(out)+1 {
+			all := stores[0].all.Load() + stores[1].all.Load()
+			check := stores[0].onCheck.Load() + stores[1].onCheck.Load()
+			out = append(out, [2]float64{float64(all-last[0]) / float64(2*nkeys), float64(check-last[1]) / float64(2*nkeys)})
+			last = [2]int64{all, check}
+			if m == minutes {
+				return out, nil
+			}
+		}
+		if i%(5*nkeys) == 0 {
+			ls[0].Sweep()
+			ls[1].Sweep()
+		}
+		which := (i / nkeys) % 2 // a key goes to each keygate in turn
+		if bursty {
+			slot := int(now.Sub(begin)/(2*time.Second)) % 3
+			if slot == 0 {
+				continue
+			}
+			which = slot - 1
+		}
+		l := ls[which]
+		if !l.Allow(ctx, nil, keys[i%nkeys], lim, now).Allowed {
+			return nil, fmt.Errorf("%s denied under its limit at %s", keys[i%nkeys], now.Sub(begin))
+		}
+		l.leases.Wait() // a prefetch lands before the clock moves on
+	}
+}
+
+// TestCloseHandsBackWhereNeeded: a keygate closing hands back what it
+// leased and did not use of a budget the fleet is short of, and keeps
+// (costing no write) what nobody will miss.
+func TestCloseHandsBackWhereNeeded(t *testing.T) {
+	c := newClock()
+	st := NewLocalStore()
+	a := New(Options{Now: c.now, Store: st})
+	short, plenty := Limit{100, time.Hour}, Limit{1000, time.Hour}
+	for range 60 { // at a pace that would spend the budget long before the hour ends
+		allow(a, "short", short, c.now())
+	}
+	allow(a, "plenty", plenty, c.now())
+	unusedPlenty := a.keys["plenty"].cur.Load().tokens.Load()
+	a.Close(context.Background())
+	b := New(Options{Now: c.now, Store: st})
+	count := func(key string, lim Limit) int64 {
+		var n int64
+		for range lim.Requests {
+			if allow(b, key, lim, c.now()).Allowed {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count("short", short); n != 40 {
+		t.Errorf("after the close, %d of short's 40 left could be leased", n)
+	}
+	if n := count("plenty", plenty); unusedPlenty == 0 || n != 999-unusedPlenty {
+		t.Errorf("plenty: %d leased after the close, %d left unused by the first keygate; want %d", n, unusedPlenty, 999-unusedPlenty)
+	}
+}
