@@ -132,12 +132,18 @@ func (l *Limiter) receive(self string, data []byte) {
 }
 
 // othersView sums the unspent leases other keygates reported for a key's
-// window.
+// window. It keeps one small entry per keygate (a fleet is a few, and a
+// map per key would be most of a sidecar's heap with 10,000 keys in use).
 type othersView struct {
 	index atomic.Int64
 	sum   atomic.Int64
 	mu    sync.Mutex
-	by    map[string]int64
+	by    []unspentBy
+}
+
+type unspentBy struct {
+	from    string
+	unspent int64
 }
 
 // unspent is the sum reported for window index.
@@ -160,13 +166,20 @@ func (o *othersView) reset() {
 func (o *othersView) set(from string, index, unspent int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.by == nil || o.index.Load() != index {
-		o.by = map[string]int64{}
+	if o.index.Load() != index {
+		o.by = o.by[:0]
 		o.sum.Store(0)
 		o.index.Store(index)
 	}
-	o.sum.Add(unspent - o.by[from])
-	o.by[from] = unspent
+	for i := range o.by {
+		if o.by[i].from == from {
+			o.sum.Add(unspent - o.by[i].unspent)
+			o.by[i].unspent = unspent
+			return
+		}
+	}
+	o.by = append(o.by, unspentBy{from, unspent})
+	o.sum.Add(unspent)
 }
 
 // peers are the other keygates heard from lately.
