@@ -157,7 +157,8 @@ func (l *Limiter) plenty(ks *keyState, rate float64, d int64, roomy bool) int64 
 }
 
 // roomy reports whether the fleet leased at most a quarter of the
-// budget of the window before (seen whole here) and, so far, of this
+// budget of the window before (seen here for at least half of it) and,
+// so far, of this
 // one, and at its pace will not run out: then leases may run ahead of
 // use, since what is left unused at the window's end is not needed by
 // anyone.
