@@ -3,7 +3,10 @@
 // load generator, in one run: throughput, latency percentiles, server CPU
 // per check, and keygate's startup time. It loads two keygates: one with
 // its NATS embedded, and a sidecar with the default configuration on that
-// NATS. make bench builds the servers and runs it.
+// NATS, both at the default rate limit, so that they share the keys'
+// budgets. Their first minute, when every key takes its first leases, is
+// measured and reported apart (-settle). make bench builds the servers
+// and runs it.
 package main
 
 import (
