@@ -97,15 +97,15 @@ func (l *Limiter) lease(ctx context.Context, ks *keyState, p *period, t int64) {
 	p.mine.Add(got)
 	p.tokens.Add(got) // before granted: a remaining count read between the two is high, not low
 	raise(&p.granted, granted)
-	p.refillAt.Store(l.refillAt(ks, p, t, got))
+	p.refillAt.Store(refillAt(got, l.roomy(ks, p, t)))
 }
 
 // refillAt is how few of a lease of got requests are left when the next
 // is taken, in the background: halfway through, or, while the fleet has
-// far more budget than it uses, once a tenth is left (leases then cover
-// more than the key's expected use, so the next is rarely needed).
-func (l *Limiter) refillAt(ks *keyState, p *period, t, got int64) int64 {
-	if l.roomy(ks, p, t) {
+// far more budget than it uses (roomy), once a tenth is left (leases then
+// cover more than the key's expected use, so the next is rarely needed).
+func refillAt(got int64, roomy bool) int64 {
+	if roomy {
 		return got / 10
 	}
 	return got / 2
@@ -308,10 +308,7 @@ func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 	}
 	np.mine.Store(got)
 	np.tokens.Store(got)
-	np.refillAt.Store(got / 2)
-	if roomy {
-		np.refillAt.Store(got / 10)
-	}
+	np.refillAt.Store(refillAt(got, roomy))
 	np.granted.Store(granted)
 	ks.next.Store(np)
 }

@@ -24,6 +24,8 @@ import (
 	"time"
 	"weak"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/keygate/keygate/internal/shrink"
 )
 
@@ -121,8 +123,8 @@ type keyState struct {
 	refill   atomic.Bool // a prefetch is in flight
 	prevRate float64     // requests per nanosecond in the window before
 	prevOut  atomic.Bool // the fleet ran out of the window before
-	// prevRoomy: the window before was seen whole here, and the fleet
-	// leased at most a quarter of it; guarded by mu
+	// prevRoomy: the window before was seen here for at least half of
+	// it, and the fleet leased at most a quarter of it; guarded by mu
 	prevRoomy bool
 	lastUse   atomic.Int64
 	dead      atomic.Bool // swept: look the key up again
@@ -251,8 +253,8 @@ func window(t, w, offset int64) (index, start, end int64) {
 const idleFor = 10 * time.Second
 
 // Sweep forgets keys unused for idleFor (or two windows, if shorter),
-// handing back what they hold of a window the fleet is short of. Call it
-// every few seconds.
+// handing back what they hold of a window the fleet may need (mayNeed).
+// Call it every few seconds.
 func (l *Limiter) Sweep() {
 	now := l.now().UnixNano()
 	var gone []*keyState
@@ -269,9 +271,9 @@ func (l *Limiter) Sweep() {
 	l.kmu.Unlock()
 	for _, ks := range gone {
 		ks.mu.Lock() // no lease of ks's is in flight past here
-		// Requests left leased matter only where the fleet runs short:
+		// Requests left leased matter only where the fleet may run short:
 		// elsewhere, handing them back would cost a write for nothing.
-		if p := ks.cur.Load(); p != nil && now < p.end && l.contended(ks, p, now) {
+		if l.mayNeed(ks, now) {
 			l.giveBack(l.bg, ks, now)
 		}
 		// A cached key may still point at ks until it looks its key up
@@ -318,22 +320,25 @@ func (l *Limiter) Close(ctx context.Context) {
 	l.stop()
 	l.leases.Wait()
 	now := l.now().UnixNano()
-	var todo []*keyState
+	var g errgroup.Group
+	g.SetLimit(closers)
 	for _, ks := range l.states(nil) {
-		if p := ks.cur.Load(); p != nil && now < p.end && (!l.quarter(ks, p) || l.contended(ks, p, now)) {
-			todo = append(todo, ks)
+		if ctx.Err() != nil {
+			break
+		}
+		if l.mayNeed(ks, now) {
+			g.Go(func() error { l.giveBack(ctx, ks, now); return nil })
 		}
 	}
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range min(closers, len(todo)) {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(len(todo)) && ctx.Err() == nil; i = next.Add(1) - 1 {
-				l.giveBack(ctx, todo[i], now)
-			}
-		})
-	}
-	wg.Wait()
+	_ = g.Wait()
+}
+
+// mayNeed reports whether the fleet may need what ks holds leased of
+// its window in progress at now: its fleet has leased more than a
+// quarter of the budget, or is on pace to run out.
+func (l *Limiter) mayNeed(ks *keyState, now int64) bool {
+	p := ks.cur.Load()
+	return p != nil && now < p.end && (!l.quarter(ks, p) || l.contended(ks, p, now))
 }
 
 // closers is how many hand-backs Close has in flight at once.

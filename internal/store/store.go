@@ -73,35 +73,15 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	return s, nil
 }
 
-// attemptTimeout bounds one try at opening a bucket: a JetStream API
-// request lost in a cluster (a leader moving) is sent again rather than
-// waited for until the caller's deadline.
+// attemptTimeout bounds one try at opening a bucket.
 const attemptTimeout = 5 * time.Second
 
-// retried runs open with attemptTimeout per try until it returns
-// something other than a try's timeout, or ctx ends.
-func retried[T any](ctx context.Context, open func(context.Context) (T, error)) (T, error) {
-	for {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		v, err := open(actx)
-		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			return v, err
-		}
-	}
-}
-
 func objectBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, desc string) (jetstream.ObjectStore, error) {
-	obs, err := retried(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
-		obs, err := js.ObjectStore(ctx, name)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: name, Description: desc, Replicas: replicas})
-			if errors.Is(err, jetstream.ErrBucketExists) {
-				obs, err = js.ObjectStore(ctx, name)
-			}
-		}
-		return obs, err
-	})
+	obs, err := openOrCreate(ctx,
+		func(ctx context.Context) (jetstream.ObjectStore, error) { return js.ObjectStore(ctx, name) },
+		func(ctx context.Context) (jetstream.ObjectStore, error) {
+			return js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: name, Description: desc, Replicas: replicas})
+		})
 	if err != nil {
 		return nil, fmt.Errorf("open object bucket %s: %w", name, err)
 	}
@@ -109,20 +89,36 @@ func objectBucket(ctx context.Context, js jetstream.JetStream, name string, repl
 }
 
 func bucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, desc string) (jetstream.KeyValue, error) {
-	kv, err := retried(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-		kv, err := js.KeyValue(ctx, name)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: desc, Replicas: replicas})
-			if errors.Is(err, jetstream.ErrBucketExists) {
-				kv, err = js.KeyValue(ctx, name)
-			}
-		}
-		return kv, err
-	})
+	kv, err := openOrCreate(ctx,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, name) },
+		func(ctx context.Context) (jetstream.KeyValue, error) {
+			return js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: desc, Replicas: replicas})
+		})
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", name, err)
 	}
 	return kv, nil
+}
+
+// openOrCreate opens a bucket, creating it if missing (and opening it if
+// another keygate created it first), with attemptTimeout per try: a
+// JetStream API request lost in a cluster (a leader moving) is sent
+// again rather than waited for until ctx's deadline.
+func openOrCreate[T any](ctx context.Context, open, create func(context.Context) (T, error)) (T, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		v, err := open(actx)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			v, err = create(actx)
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				v, err = open(actx)
+			}
+		}
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return v, err
+		}
+	}
 }
 
 // Keys is the keys bucket, for watchers.
