@@ -24,6 +24,9 @@ type result struct {
 	rps            float64
 	p50, p99, p999 time.Duration
 	cpuPerCheck    time.Duration
+	// others is the other servers' CPU while this one was loaded, in
+	// cores: their background work (and NATS, in the embedded keygate).
+	others float64
 }
 
 // target is a server under load: its connections and what was measured.
@@ -35,6 +38,8 @@ type target struct {
 	errs    int
 	elapsed time.Duration
 	cpu     time.Duration
+	others  time.Duration // the other servers' CPU during the rounds
+	wall    time.Duration // the rounds' time, warm-up included
 }
 
 func newTarget(p *process, conns int) (*target, func(), error) {
@@ -86,6 +91,7 @@ func (t *target) result(c int) (result, error) {
 		rps: float64(len(lat)) / t.elapsed.Seconds(),
 		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999),
 		cpuPerCheck: t.cpu / time.Duration(len(lat)),
+		others:      t.others.Seconds() / t.wall.Seconds(),
 	}, nil
 }
 
@@ -147,9 +153,19 @@ func compare(ctx context.Context, servers []*process, reqs [][]byte, c int, o op
 			} else {
 				profiled <- nil
 			}
+			begin := time.Now()
+			before, err := othersCPU(targets, t)
+			if err != nil {
+				return nil, err
+			}
 			if err := t.round(ctx, reqs, c, o.warmup/time.Duration(o.rounds), each); err != nil {
 				return nil, err
 			}
+			after, err := othersCPU(targets, t)
+			if err != nil {
+				return nil, err
+			}
+			t.others, t.wall = t.others+after-before, t.wall+time.Since(begin)
 			if err := <-profiled; err != nil {
 				return nil, fmt.Errorf("profile: %w", err)
 			}
@@ -164,6 +180,22 @@ func compare(ctx context.Context, servers []*process, reqs [][]byte, c int, o op
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// othersCPU is the CPU time used so far by the servers other than t.
+func othersCPU(targets []*target, t *target) (time.Duration, error) {
+	var sum time.Duration
+	for _, o := range targets {
+		if o == t {
+			continue
+		}
+		c, err := o.p.cpu()
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
 }
 
 // drive runs c workers until deadline and returns every latency and the

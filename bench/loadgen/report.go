@@ -51,10 +51,10 @@ func reportOPA(w io.Writer, rows []result) {
 
 func printRows(w io.Writer, rows []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tconc\tchecks/s\tp50 µs\tp99 µs\tp999 µs\tCPU µs/check\terrors\t")
+	fmt.Fprintln(tw, "server\tconc\tchecks/s\tp50 µs\tp99 µs\tp999 µs\tCPU µs/check\tothers' CPU\terrors\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%d\t\n", r.server, r.concurrency, r.rps,
-			us(r.p50), us(r.p99), us(r.p999), us(r.cpuPerCheck), r.errors)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.0f %%\t%d\t\n", r.server, r.concurrency, r.rps,
+			us(r.p50), us(r.p99), us(r.p999), us(r.cpuPerCheck), 100*r.others, r.errors)
 	}
 	tw.Flush()
 }

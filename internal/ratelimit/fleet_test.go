@@ -289,3 +289,34 @@ func TestFleetOutage(t *testing.T) {
 		t.Fatalf("offline, each keygate allowed %v of 90", total)
 	}
 }
+
+// TestReportsCarryEntries: a keygate that has seen another's report of a
+// key's budget entry leases on it at once, without reading the entry.
+func TestReportsCarryEntries(t *testing.T) {
+	f := newFleet(t, 2, 1, nil)
+	a, b := f.limiters[0], f.limiters[1]
+	sa, sb := a.store.(*KVStore), b.store.(*KVStore)
+	lim := Limit{1000, time.Hour}
+	allow(b, "k", lim, f.now()) // b knows the key; its entry is at b's write
+	allow(a, "k", lim, f.now()) // a reads it, then writes
+	rev, _, _ := sa.Seen("k")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got, _, _ := sb.Seen("k"); got == rev {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b never learned a's entry from its reports")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	writes, reads := sb.Stats()
+	ks, _ := b.key("k")
+	ks.mu.Lock()
+	b.lease(context.Background(), ks, ks.cur.Load(), f.now().UnixNano())
+	ks.mu.Unlock()
+	w, r := sb.Stats()
+	if w-writes != 1 || r != reads {
+		t.Errorf("b's lease after a's report: %d writes and %d reads, want 1 and 0", w-writes, r-reads)
+	}
+}

@@ -60,6 +60,25 @@ func (s *KVStore) Lease(ctx context.Context, key string, limit Limit, index, wan
 	return got, g, err
 }
 
+var _ sharer = (*KVStore)(nil)
+
+// Seen implements sharer.
+func (s *KVStore) Seen(key string) (uint64, budget, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.last[key]
+	return r.rev, r.b, ok
+}
+
+// Learn implements sharer.
+func (s *KVStore) Learn(key string, rev uint64, b budget) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.last[key]; !ok || r.rev < rev {
+		s.last[key] = revision{rev, b}
+	}
+}
+
 // Forget drops what the store remembers of key's entry; the next lease
 // reads it afresh.
 func (s *KVStore) Forget(key string) {

@@ -2,7 +2,11 @@ package ratelimit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
+	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -201,5 +205,28 @@ func TestOutageShare(t *testing.T) {
 	}
 	if n != 10 {
 		t.Fatalf("offline with 3 keygates: allowed %d of 30, want 10", n)
+	}
+}
+
+// TestBudgetJSON checks the budget's hand-written JSON against the
+// documented form (budgetJSON) and that it reads back.
+func TestBudgetJSON(t *testing.T) {
+	for _, b := range []budget{
+		{},
+		{Limit: 600, Window: int64(time.Minute), Granted: [2]grant{{29876544, 20}, {29876543, 250}}},
+		{Limit: 1, Window: 1, Granted: [2]grant{{0, 0}, {-5, 3}}},
+		{Limit: math.MaxInt64, Window: math.MaxInt64, Granted: [2]grant{{math.MinInt64, math.MinInt64}, {7, 0}}},
+	} {
+		got, _ := b.MarshalJSON()
+		j := budgetJSON{Limit: b.Limit, Window: b.Window, Granted: map[string]int64{}}
+		for _, g := range b.Granted {
+			if g.Index != 0 {
+				j.Granted[strconv.FormatInt(g.Index, 10)] = g.N
+			}
+		}
+		var read budgetJSON
+		if err := json.Unmarshal(got, &read); err != nil || !reflect.DeepEqual(read, j) {
+			t.Errorf("%+v: wrote %s, read %+v (%v), want %+v", b, got, read, err, j)
+		}
 	}
 }

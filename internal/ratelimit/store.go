@@ -45,15 +45,34 @@ type budgetJSON struct {
 	Granted map[string]int64 `json:"granted"`
 }
 
-// MarshalJSON implements json.Marshaler.
+// MarshalJSON implements json.Marshaler: budgetJSON's form, written
+// without a map (a lease writes one).
 func (b budget) MarshalJSON() ([]byte, error) {
-	j := budgetJSON{Limit: b.Limit, Window: b.Window, Granted: map[string]int64{}}
-	for _, g := range b.Granted {
-		if g.Index != 0 {
-			j.Granted[strconv.FormatInt(g.Index, 10)] = g.N
-		}
+	out := make([]byte, 0, 96)
+	out = append(out, `{"limit":`...)
+	out = strconv.AppendInt(out, b.Limit, 10)
+	out = append(out, `,"window_ns":`...)
+	out = strconv.AppendInt(out, b.Window, 10)
+	out = append(out, `,"granted":{`...)
+	gs := b.Granted
+	if gs[0].Index > gs[1].Index { // in order, as a map's keys are written
+		gs[0], gs[1] = gs[1], gs[0]
 	}
-	return json.Marshal(j)
+	first := true
+	for _, g := range gs {
+		if g.Index == 0 {
+			continue
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = append(out, '"')
+		out = strconv.AppendInt(out, g.Index, 10)
+		out = append(out, `":`...)
+		out = strconv.AppendInt(out, g.N, 10)
+	}
+	return append(out, "}}"...), nil
 }
 
 // UnmarshalJSON implements json.Unmarshaler, keeping the two latest

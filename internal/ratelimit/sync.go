@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/keygate/keygate/internal/shrink"
 	"github.com/keygate/keygate/internal/tick"
 )
 
@@ -29,6 +30,33 @@ type keyReport struct {
 	Index   int64  `json:"index"`
 	Granted int64  `json:"granted"`
 	Unspent int64  `json:"unspent"`
+	// Rev and Budget are the key's budget entry as the sender last saw
+	// it, when that changed since its last report: the others lease on it
+	// without reading it first.
+	Rev    uint64  `json:"rev,omitempty"`
+	Budget *budget `json:"budget,omitempty"`
+}
+
+// sharer is a Store whose entries keygates pass on in their reports.
+type sharer interface {
+	// Seen returns key's entry as this keygate last wrote, read or
+	// learned it.
+	Seen(key string) (rev uint64, b budget, ok bool)
+	// Learn records key's entry at rev as another keygate saw it, if
+	// newer than the one seen here.
+	Learn(key string, rev uint64, b budget)
+}
+
+// sentReports is what a keygate last reported of each key.
+type sentReports struct {
+	m    map[string]reported
+	peak int // for shrink.Map
+}
+
+// reported is what a keygate last reported of a key.
+type reported struct {
+	granted, unspent int64
+	rev              uint64
 }
 
 // maxKeysPerReport keeps a report's message well below NATS's payload
@@ -45,7 +73,7 @@ func (l *Limiter) Sync(ctx context.Context, nc *nats.Conn, subject string, inter
 	if err != nil {
 		return err
 	}
-	sent := map[string][2]int64{} // key -> granted, unspent last reported
+	sent := &sentReports{m: map[string]reported{}}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(l.bg, cancel) // Close stops it too
 	go func() {
@@ -69,7 +97,7 @@ func (l *Limiter) Sync(ctx context.Context, nc *nats.Conn, subject string, inter
 
 // reports are the reports to send now: keys whose lease changed since
 // the last ones (sent remembers), in messages of bounded size.
-func (l *Limiter) reports(id string, interval time.Duration, sent map[string][2]int64) []report {
+func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) []report {
 	now := l.now().UnixNano()
 	r := report{From: id, Interval: interval}
 	var out []report
@@ -78,29 +106,40 @@ func (l *Limiter) reports(id string, interval time.Duration, sent map[string][2]
 	for _, ks := range l.syncBuf {
 		p := ks.cur.Load()
 		if p == nil || p.local.Load() || now >= p.end {
-			delete(sent, ks.key)
+			delete(sent.m, ks.key)
 			continue
 		}
-		st := [2]int64{p.granted.Load(), max(p.tokens.Load(), 0)}
-		last, ok := sent[ks.key]
+		st := reported{granted: p.granted.Load(), unspent: max(p.tokens.Load(), 0)}
+		var b budget
+		var seen bool
+		if sh, ok := l.store.(sharer); ok {
+			st.rev, b, seen = sh.Seen(ks.key)
+		}
+		last, ok := sent.m[ks.key]
 		// A key's unspent count is reported when it has moved by 1 % of
-		// the limit (at least 1), or the fleet's grants changed: counts
-		// elsewhere are that close, for a fraction of the traffic.
-		if ok && last[0] == st[0] && abs(last[1]-st[1]) < max(ks.limit.Requests/100, 1) {
+		// the limit (at least 1), or the fleet's grants or the entry
+		// changed: counts elsewhere are that close, for a fraction of the
+		// traffic.
+		if ok && last.granted == st.granted && last.rev == st.rev && abs(last.unspent-st.unspent) < max(ks.limit.Requests/100, 1) {
 			continue
 		}
-		sent[ks.key] = st
-		r.Keys = append(r.Keys, keyReport{Key: ks.key, Index: p.index, Granted: st[0], Unspent: st[1]})
+		sent.m[ks.key] = st
+		kr := keyReport{Key: ks.key, Index: p.index, Granted: st.granted, Unspent: st.unspent}
+		if seen && st.rev != last.rev {
+			kr.Rev, kr.Budget = st.rev, &b
+		}
+		r.Keys = append(r.Keys, kr)
 		if len(r.Keys) == maxKeysPerReport {
 			out = append(out, r)
 			r = report{From: id, Interval: interval}
 		}
 	}
-	for k := range sent {
+	for k := range sent.m {
 		if _, ok := l.key(k); !ok {
-			delete(sent, k)
+			delete(sent.m, k)
 		}
 	}
+	sent.m = shrink.Map(sent.m, &sent.peak)
 	return append(out, r)
 }
 
@@ -116,8 +155,12 @@ func (l *Limiter) receive(self string, data []byte) {
 		if !ok {
 			continue
 		}
+		sh, share := l.store.(sharer)
+		if share && k.Rev != 0 && k.Budget != nil {
+			sh.Learn(ks.key, k.Rev, *k.Budget)
+		}
 		if p := ks.cur.Load(); p != nil && p.index == k.Index {
-			if k.Granted > p.granted.Load() {
+			if k.Granted > p.granted.Load() && (!share || k.Rev == 0) {
 				// Another keygate has leased since this one last saw the
 				// budget: its next lease reads the entry first, rather
 				// than write on a stale one and be refused.
