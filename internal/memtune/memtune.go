@@ -9,14 +9,26 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/tick"
 )
 
 // GCPercent is a sidecar's garbage-collection target when GOGC is not
-// set: the heap may grow to 1.5 times what is live (Go's default is 2).
+// set: the heap may grow to 1.5 times what is live (Go's default is 2),
+// or by MinHeadroom if that is more (see Run).
 const GCPercent = 50
+
+// MinHeadroom is how much a sidecar's heap may grow between collections
+// at least, up to Go's default target: a small live heap (a sidecar's hot
+// keys) at GCPercent alone would be collected many times a second under
+// load, each collection costing about the same whatever the heap's size.
+// A large one (a cache of many keys) stays at GCPercent.
+const MinHeadroom = 12 << 20
+
+// adaptive is set by Defaults when Run tunes the target to the live heap.
+var adaptive atomic.Bool
 
 // EmbeddedGCPercent is the target when NATS runs in this process: its
 // store's index, large, long lived and full of pointers, is most of what
@@ -36,6 +48,17 @@ func Defaults(embeddedNATS bool) {
 		return
 	}
 	debug.SetGCPercent(GCPercent)
+	adaptive.Store(true)
+}
+
+// Percent is a sidecar's garbage-collection target for a live heap of
+// live bytes: GCPercent, or what lets the heap grow by MinHeadroom, at
+// most 100.
+func Percent(live uint64) int {
+	if live == 0 {
+		return GCPercent
+	}
+	return int(min(max(GCPercent, MinHeadroom*100/live), 100))
 }
 
 // quiet is the allocation rate below which keygate counts as idle:
@@ -54,15 +77,26 @@ const frees = 6
 // Run checks the allocation rate every interval until ctx ends; once it
 // falls below quiet (and at the start, for start-up's garbage) it returns
 // freed memory to the operating system, frees times one interval apart.
+// With Defaults' sidecar target it also sets the target for the heap now
+// live (Percent), and GCPercent again while it returns memory, so that
+// what the load left behind is packed tighter.
 func Run(ctx context.Context, interval time.Duration) {
-	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	read := func() uint64 {
 		metrics.Read(sample)
 		return sample[0].Value.Uint64()
 	}
-	last, left := read(), frees
+	last, left, percent := read(), frees, GCPercent
 	tick.Every(ctx, interval, func() {
 		now := read()
+		p := Percent(sample[1].Value.Uint64())
+		if float64(now-last)/interval.Seconds() < quiet {
+			p = GCPercent
+		}
+		if adaptive.Load() && p != percent {
+			debug.SetGCPercent(p)
+			percent = p
+		}
 		rate := float64(now-last) / interval.Seconds()
 		last = now
 		switch {

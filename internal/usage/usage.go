@@ -180,6 +180,7 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 			}
 		} else if c.idle++; c.idle >= 1 {
 			r.retire(c)
+			c.last = nil // the entry goes now; a late count reads it afresh
 			r.retired = append(r.retired, c)
 		}
 	}
