@@ -197,19 +197,20 @@ func startServer(ctx context.Context, name, bin string, args []string) (*process
 }
 
 // fleetOps are a keygate's NATS KV operations on per-key state.
-type fleetOps struct{ limitWrites, limitReads, usageWrites float64 }
+type fleetOps struct{ limitWrites, limitReads, usageWrites, usageReads float64 }
 
 func (p *process) fleetOps() fleetOps {
 	lw, _ := p.counter(`keygate_fleet_writes_total{bucket="limits"}`)
 	lr, _ := p.counter(`keygate_fleet_reads_total{bucket="limits"}`)
 	uw, _ := p.counter(`keygate_fleet_writes_total{bucket="usage"}`)
-	return fleetOps{lw, lr, uw}
+	ur, _ := p.counter(`keygate_fleet_reads_total{bucket="usage"}`)
+	return fleetOps{lw, lr, uw, ur}
 }
 
 func (o fleetOps) minus(b fleetOps) fleetOps {
-	return fleetOps{o.limitWrites - b.limitWrites, o.limitReads - b.limitReads, o.usageWrites - b.usageWrites}
+	return fleetOps{o.limitWrites - b.limitWrites, o.limitReads - b.limitReads, o.usageWrites - b.usageWrites, o.usageReads - b.usageReads}
 }
 
 func (o fleetOps) per(seconds float64) string {
-	return fmt.Sprintf("rate-limit writes %.0f, reads %.0f; usage writes %.0f", o.limitWrites/seconds, o.limitReads/seconds, o.usageWrites/seconds)
+	return fmt.Sprintf("rate-limit writes %.0f, reads %.0f; usage writes %.0f, reads %.0f", o.limitWrites/seconds, o.limitReads/seconds, o.usageWrites/seconds, o.usageReads/seconds)
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/internal/ratelimit"
-	"github.com/keygate/keygate/internal/usage"
+	"github.com/keygate/keygate/internal/store"
 )
 
 // metrics are the serve-level metrics: NATS connection and events.
@@ -106,14 +106,15 @@ func registerCache(reg prometheus.Registerer, table string, s *cache.Stats) {
 
 // registerFleet exposes the per-key state's traffic to NATS: writes and
 // reads of the limits bucket, writes of the usage bucket.
-func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, rec *usage.Recorder) {
+func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, st *store.Store) {
 	counter := func(name, help, bucket string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"bucket": bucket}},
 			func() float64 { return float64(v()) })
 	}
 	reg.MustRegister(
 		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "limits", func() uint64 { w, _ := limits.Stats(); return w }),
-		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "usage", rec.Writes),
+		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "usage", func() uint64 { w, _ := st.UsageStats(); return w }),
 		counter("keygate_fleet_reads_total", "Reads of per-key state from NATS KV, by bucket.", "limits", func() uint64 { _, r := limits.Stats(); return r }),
+		counter("keygate_fleet_reads_total", "Reads of per-key state from NATS KV, by bucket.", "usage", func() uint64 { _, r := st.UsageStats(); return r }),
 	)
 }

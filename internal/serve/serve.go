@@ -116,7 +116,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	}
 	inst.usage = usage.New(st, nil, log)
 	go inst.usage.Run(inst.bg, cfg.Fleet.UsageFlushInterval.D())
-	registerFleet(reg, limits, inst.usage)
+	registerFleet(reg, limits, st)
 	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.limiter, inst.usage, inst.state.Stale, reg, log)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/money"
@@ -48,6 +49,8 @@ type Store struct {
 	limits   jetstream.KeyValue
 	usage    jetstream.KeyValue
 	filter   jetstream.ObjectStore
+
+	usageWrites, usageReads atomic.Uint64
 }
 
 // Open binds to the buckets, creating any that is missing.

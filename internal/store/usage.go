@@ -80,6 +80,7 @@ func (s *Store) usageEntry(ctx context.Context, id string) (*Usage, uint64, erro
 
 // rawUsage reads key id's usage entry as stored.
 func (s *Store) rawUsage(ctx context.Context, id string) (*UsageEntry, error) {
+	s.usageReads.Add(1)
 	e, err := s.usage.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return &UsageEntry{}, nil
@@ -87,7 +88,7 @@ func (s *Store) rawUsage(ctx context.Context, id string) (*UsageEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("usage of %s: %w", id, err)
 	}
-	return &UsageEntry{e.Value(), e.Revision()}, nil
+	return &UsageEntry{Value: e.Value(), Rev: e.Revision()}, nil
 }
 
 // decodeUsage reads key id's usage record from its JSON; an unreadable
@@ -110,6 +111,10 @@ func decodeUsage(id string, data []byte) *Usage {
 type UsageEntry struct {
 	Value []byte // nil: no entry yet
 	Rev   uint64 // 0: no entry yet
+	// Shared: another keygate wrote the entry between this one's last
+	// two writes, so the next write reads it first (a read and a write,
+	// rather than a refused write, a read and a write).
+	Shared bool
 }
 
 // AddUsage merges counts (by outcome, for day) and a last use into key
@@ -117,6 +122,15 @@ type UsageEntry struct {
 // as the caller last wrote it; nil to read it) and reading it afresh if
 // another keygate wrote since. It returns the entry as written.
 func (s *Store) AddUsage(ctx context.Context, id string, last *UsageEntry, day time.Time, counts map[string]int64, used time.Time) (*UsageEntry, error) {
+	shared := false
+	if last != nil && last.Shared {
+		prev := last.Rev
+		var err error
+		if last, err = s.rawUsage(ctx, id); err != nil {
+			return nil, err
+		}
+		shared = last.Rev != prev
+	}
 	for {
 		if last == nil {
 			var err error
@@ -129,6 +143,7 @@ func (s *Store) AddUsage(ctx context.Context, id string, last *UsageEntry, day t
 		b, _ := json.Marshal(u)
 		var rev uint64
 		var err error
+		s.usageWrites.Add(1)
 		if last.Rev == 0 {
 			rev, err = s.usage.Create(ctx, id, b)
 		} else {
@@ -136,12 +151,18 @@ func (s *Store) AddUsage(ctx context.Context, id string, last *UsageEntry, day t
 		}
 		switch {
 		case err == nil:
-			return &UsageEntry{b, rev}, nil
+			return &UsageEntry{Value: b, Rev: rev, Shared: shared}, nil
 		case !isConflict(err):
 			return nil, wrap(err, "record usage of "+id)
 		}
-		last = nil
+		last, shared = nil, true
 	}
+}
+
+// UsageStats returns how many writes (conflicts included) and reads of
+// usage entries this store has sent to the bucket.
+func (s *Store) UsageStats() (writes, reads uint64) {
+	return s.usageWrites.Load(), s.usageReads.Load()
 }
 
 // ListUsage returns every usage record by key id.
