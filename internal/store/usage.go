@@ -111,9 +111,12 @@ func decodeUsage(id string, data []byte) *Usage {
 type UsageEntry struct {
 	Value []byte // nil: no entry yet
 	Rev   uint64 // 0: no entry yet
-	// Shared: another keygate wrote the entry between this one's last
-	// two writes, so the next write reads it first (a read and a write,
-	// rather than a refused write, a read and a write).
+	// Shared: another keygate has written the entry since this one
+	// first did, so each write reads it first (a read and a write, rather
+	// than a refused write, a read and a write, as writes a minute apart
+	// from two keygates would mostly be); Value is then not kept. It
+	// lasts as long as the caller keeps the entry (a key's counter is
+	// dropped once the key is idle).
 	Shared bool
 }
 
@@ -122,14 +125,9 @@ type UsageEntry struct {
 // as the caller last wrote it; nil to read it) and reading it afresh if
 // another keygate wrote since. It returns the entry as written.
 func (s *Store) AddUsage(ctx context.Context, id string, last *UsageEntry, day time.Time, counts map[string]int64, used time.Time) (*UsageEntry, error) {
-	shared := false
-	if last != nil && last.Shared {
-		prev := last.Rev
-		var err error
-		if last, err = s.rawUsage(ctx, id); err != nil {
-			return nil, err
-		}
-		shared = last.Rev != prev
+	shared := last != nil && last.Shared
+	if shared {
+		last = nil
 	}
 	for {
 		if last == nil {
@@ -151,6 +149,9 @@ func (s *Store) AddUsage(ctx context.Context, id string, last *UsageEntry, day t
 		}
 		switch {
 		case err == nil:
+			if shared { // read before the next write: only the revision is needed
+				b = nil
+			}
 			return &UsageEntry{Value: b, Rev: rev, Shared: shared}, nil
 		case !isConflict(err):
 			return nil, wrap(err, "record usage of "+id)
