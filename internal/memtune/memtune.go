@@ -71,8 +71,8 @@ func Settle() { debug.FreeOSMemory() }
 
 // frees is how many times in a row, one interval apart, memory is handed
 // back once load has fallen: what the load left behind (per-key state,
-// counts not yet written) is dropped over the following seconds.
-const frees = 6
+// counts not yet written) is dropped over the following minute.
+const frees = 12
 
 // Run checks the allocation rate every interval until ctx ends; once it
 // falls below quiet (and at the start, for start-up's garbage) it returns
