@@ -89,16 +89,18 @@ func Run(ctx context.Context, interval time.Duration) {
 	last, left, percent := read(), frees, GCPercent
 	tick.Every(ctx, interval, func() {
 		now := read()
-		p := Percent(sample[1].Value.Uint64())
-		if float64(now-last)/interval.Seconds() < quiet {
-			p = GCPercent
-		}
-		if adaptive.Load() && p != percent {
-			debug.SetGCPercent(p)
-			percent = p
-		}
 		rate := float64(now-last) / interval.Seconds()
 		last = now
+		if adaptive.Load() {
+			p := GCPercent
+			if rate >= quiet {
+				p = Percent(sample[1].Value.Uint64())
+			}
+			if p != percent {
+				debug.SetGCPercent(p)
+				percent = p
+			}
+		}
 		switch {
 		case rate >= quiet:
 			left = frees

@@ -43,7 +43,7 @@ func (l *Limiter) current(ks *keyState, t int64) (*period, bool) {
 		// The window that ended sizes the first leases of this one.
 		ks.prevRate = float64(p.mine.Load()-p.tokens.Load()) / float64(p.observed())
 		ks.prevOut.Store((p.exhausted.Load() || p.granted.Load() >= ks.limit.Requests) && !p.local.Load())
-		ks.prevRoomy = p.seenMost() && l.quarter(ks, p)
+		ks.prevRoomy = l.wasRoomy(ks, p)
 	}
 	idx, start, end := window(t, int64(ks.limit.Window), ks.offset)
 	np := ks.next.Swap(nil)
@@ -62,9 +62,12 @@ func (l *Limiter) current(ks *keyState, t int64) (*period, bool) {
 // least half of it: a rate seen briefly may be far too high.
 func (p *period) observed() int64 { return max(p.end-p.seen, (p.end-p.start)/2) }
 
-// seenMost reports whether this keygate has seen at least half of p's
-// window: enough to tell whether the key is far from its limit.
-func (p *period) seenMost() bool { return p.end-p.seen >= (p.end-p.start)/2 }
+// wasRoomy reports whether p, as far as seen, is a window the fleet
+// leased at most a quarter of, seen here for at least half of it (enough
+// to tell whether the key is far from its limit).
+func (l *Limiter) wasRoomy(ks *keyState, p *period) bool {
+	return p.end-p.seen >= (p.end-p.start)/2 && l.quarter(ks, p)
+}
 
 // newPeriod is a window with nothing leased yet.
 func newPeriod(idx, start, end int64) *period {
@@ -158,10 +161,9 @@ func (l *Limiter) plenty(ks *keyState, rate float64, d int64, roomy bool) int64 
 
 // roomy reports whether the fleet leased at most a quarter of the
 // budget of the window before (seen here for at least half of it) and,
-// so far, of this
-// one, and at its pace will not run out: then leases may run ahead of
-// use, since what is left unused at the window's end is not needed by
-// anyone.
+// so far, of this one, and at its pace will not run out: then leases may
+// run ahead of use, since what is left unused at the window's end is not
+// needed by anyone.
 func (l *Limiter) roomy(ks *keyState, p *period, t int64) bool {
 	return ks.prevRoomy && l.quarter(ks, p) && !l.contended(ks, p, t)
 }
@@ -290,9 +292,8 @@ func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 		return
 	}
 	contended := l.contended(ks, p, t)
-	// Leases ahead run ahead of use only when p, seen for long enough,
-	// was roomy.
-	roomy := p.seenMost() && l.quarter(ks, p) && !contended
+	// Leases ahead run ahead of use only when p was roomy.
+	roomy := l.wasRoomy(ks, p) && !contended
 	want := int64(math.Ceil(rate * float64(max(w/100, 2*int64(l.horizon())))))
 	if roomy {
 		want = l.plenty(ks, ks.expected(p, t), w, true)

@@ -101,6 +101,7 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 	now := l.now().UnixNano()
 	r := report{From: id, Interval: interval}
 	var out []report
+	sh, share := l.store.(sharer)
 	l.syncBuf = l.states(l.syncBuf)
 	defer clear(l.syncBuf) // keep no swept state alive
 	for _, ks := range l.syncBuf {
@@ -112,7 +113,7 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 		st := reported{granted: p.granted.Load(), unspent: max(p.tokens.Load(), 0)}
 		var b budget
 		var seen bool
-		if sh, ok := l.store.(sharer); ok {
+		if share {
 			st.rev, b, seen = sh.Seen(ks.key)
 		}
 		last, ok := sent.m[ks.key]
@@ -150,23 +151,23 @@ func (l *Limiter) receive(self string, data []byte) {
 		return
 	}
 	l.peers.saw(r.From, r.Interval)
+	sh, share := l.store.(sharer)
+	f, forgets := l.store.(forgetter)
 	for _, k := range r.Keys {
 		ks, ok := l.key(k.Key)
 		if !ok {
 			continue
 		}
-		sh, share := l.store.(sharer)
-		if share && k.Rev != 0 && k.Budget != nil {
+		learned := share && k.Rev != 0 && k.Budget != nil
+		if learned {
 			sh.Learn(ks.key, k.Rev, *k.Budget)
 		}
 		if p := ks.cur.Load(); p != nil && p.index == k.Index {
-			if k.Granted > p.granted.Load() && (!share || k.Rev == 0) {
+			if k.Granted > p.granted.Load() && !learned && forgets {
 				// Another keygate has leased since this one last saw the
 				// budget: its next lease reads the entry first, rather
 				// than write on a stale one and be refused.
-				if f, ok := l.store.(forgetter); ok {
-					f.Forget(ks.key)
-				}
+				f.Forget(ks.key)
 			}
 			raise(&p.granted, k.Granted)
 			ks.others.set(r.From, k.Index, k.Unspent)

@@ -104,8 +104,8 @@ func registerCache(reg prometheus.Registerer, table string, s *cache.Stats) {
 	)
 }
 
-// registerFleet exposes the per-key state's traffic to NATS: writes and
-// reads of the limits bucket, writes of the usage bucket.
+// registerFleet exposes the per-key state's traffic to NATS: writes
+// (refused ones included) and reads of the limits and usage buckets.
 func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, st *store.Store) {
 	counter := func(name, help, bucket string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"bucket": bucket}},
