@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
@@ -318,5 +319,31 @@ func TestReportsCarryEntries(t *testing.T) {
 	w, r := sb.Stats()
 	if w-writes != 1 || r != reads {
 		t.Errorf("b's lease after a's report: %d writes and %d reads, want 1 and 0", w-writes, r-reads)
+	}
+}
+
+// TestReportsDoNotEcho: what a keygate only learned from another's
+// report it does not report again; what it leases itself it does.
+func TestReportsDoNotEcho(t *testing.T) {
+	c := newClock()
+	l := New(Options{Now: c.now})
+	lim := Limit{1000, time.Hour}
+	allow(l, "k", lim, c.now())
+	sent := &sentReports{m: map[string]reported{}}
+	if r := l.reports("me", time.Second, sent); len(r[0].Keys) != 1 {
+		t.Fatalf("first report: %+v", r)
+	}
+	ks, _ := l.key("k")
+	p := ks.cur.Load()
+	other, _ := json.Marshal(report{From: "other", Interval: time.Second, Keys: []keyReport{{Key: "k", Index: p.index, Granted: p.granted.Load() + 100, Unspent: 50}}})
+	l.receive("me", other)
+	if r := l.reports("me", time.Second, sent); len(r[0].Keys) != 0 {
+		t.Fatalf("echoed another keygate's report: %+v", r[0].Keys)
+	}
+	ks.mu.Lock()
+	l.lease(context.Background(), ks, p, c.now().UnixNano())
+	ks.mu.Unlock()
+	if r := l.reports("me", time.Second, sent); len(r[0].Keys) != 1 || r[0].Keys[0].Granted != p.granted.Load() {
+		t.Fatalf("after its own lease: %+v", r)
 	}
 }

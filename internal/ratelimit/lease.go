@@ -253,7 +253,7 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 		return
 	}
 	l.leases.Add(1)
-	go func() {
+	l.workers.run(func() {
 		defer l.leases.Done()
 		defer ks.refill.Store(false)
 		ks.mu.Lock()
@@ -275,7 +275,7 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 			return
 		}
 		l.lease(l.bg, ks, p, t)
-	}()
+	})
 }
 
 // leaseNext leases, ahead, what the key will use here in the window

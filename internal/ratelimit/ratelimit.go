@@ -22,7 +22,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
 
 	"golang.org/x/sync/errgroup"
 
@@ -74,6 +73,7 @@ type Limiter struct {
 	bg      context.Context
 	stop    context.CancelFunc
 	leases  sync.WaitGroup // prefetches in flight
+	workers *workers       // run the prefetches
 	syncBuf []*keyState    // reused by reports, on the sync loop alone
 }
 
@@ -96,6 +96,7 @@ func New(o Options) *Limiter {
 		l.online = func() bool { return true }
 	}
 	l.bg, l.stop = context.WithCancel(context.Background())
+	l.workers = newWorkers(time.Second)
 	l.peers.init(l.now)
 	return l
 }
@@ -104,10 +105,10 @@ func New(o Options) *Limiter {
 // (next to its cached record) skips the lookup by key. The zero Slot is
 // empty; a Slot belongs to one key and one Limiter.
 //
-// A Slot holds its state weakly: once Sweep forgets an idle key, its
-// state goes even while the caller still holds the Slot.
+// Sweep empties the Slot when it forgets an idle key, so that the state
+// goes even while the caller still holds the Slot.
 type Slot struct {
-	st atomic.Pointer[weak.Pointer[keyState]]
+	st atomic.Pointer[keyState]
 }
 
 // keyState is one key's limit and its current window here.
@@ -127,8 +128,9 @@ type keyState struct {
 	// it, and the fleet leased at most a quarter of it; guarded by mu
 	prevRoomy bool
 	lastUse   atomic.Int64
-	dead      atomic.Bool // swept: look the key up again
-	others    othersView  // other keygates' unspent leases, from their reports
+	dead      atomic.Bool          // swept: look the key up again
+	slot      atomic.Pointer[Slot] // the Slot last given ks, emptied when swept
+	others    othersView           // other keygates' unspent leases, from their reports
 }
 
 // period is a key's window as seen here.
@@ -177,16 +179,17 @@ func (ks *keyState) result(allowed bool, p *period, t int64) Result {
 // state returns key's state, from slot when it holds it for this limit.
 func (l *Limiter) state(slot *Slot, key string, limit Limit) *keyState {
 	if slot != nil {
-		if w := slot.st.Load(); w != nil {
-			if ks := w.Value(); ks != nil && ks.limit == limit && !ks.dead.Load() {
-				return ks
-			}
+		if ks := slot.st.Load(); ks != nil && ks.limit == limit && !ks.dead.Load() {
+			return ks
 		}
 	}
 	ks := l.lookup(key, limit)
 	if slot != nil {
-		w := weak.Make(ks)
-		slot.st.Store(&w)
+		slot.st.Store(ks)
+		ks.slot.Store(slot)
+		if ks.dead.Load() { // swept meanwhile, maybe before it saw slot
+			slot.st.CompareAndSwap(ks, nil)
+		}
 	}
 	return ks
 }
@@ -264,6 +267,9 @@ func (l *Limiter) Sweep() {
 		if idle := now - ks.lastUse.Load(); idle > min(2*w, int64(idleFor)) {
 			delete(l.keys, k)
 			ks.dead.Store(true)
+			if slot := ks.slot.Swap(nil); slot != nil {
+				slot.st.CompareAndSwap(ks, nil)
+			}
 			gone = append(gone, ks)
 		}
 	}
@@ -276,8 +282,8 @@ func (l *Limiter) Sweep() {
 		if l.mayNeed(ks, now) {
 			l.giveBack(l.bg, ks, now)
 		}
-		// A cached key may still point at ks until it looks its key up
-		// again: keep only the little that pointer needs.
+		// A check that took ks from its Slot just before may still use
+		// it: keep only the little it needs.
 		ks.cur.Store(nil)
 		ks.next.Store(nil)
 		ks.others.reset()

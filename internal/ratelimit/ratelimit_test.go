@@ -230,3 +230,22 @@ func TestBudgetJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepEmptiesSlot: a swept key's state is no longer held by the
+// Slot a cached key keeps, and the key's next check starts afresh.
+func TestSweepEmptiesSlot(t *testing.T) {
+	c := newClock()
+	l := New(Options{Now: c.now})
+	var slot Slot
+	lim := Limit{Requests: 5, Window: time.Second}
+	l.Allow(context.Background(), &slot, "k", lim, c.now())
+	swept := slot.st.Load()
+	c.set(c.now().Add(idleFor + time.Second))
+	l.Sweep()
+	if slot.st.Load() != nil {
+		t.Fatal("the slot still holds a swept state")
+	}
+	if r := l.Allow(context.Background(), &slot, "k", lim, c.now()); !r.Allowed || slot.st.Load() == swept {
+		t.Fatalf("after the sweep: %+v, same state %v", r, slot.st.Load() == swept)
+	}
+}

@@ -16,9 +16,10 @@ import (
 )
 
 // report is what a keygate tells the others every sync interval: for
-// each key whose leases changed (the fleet's grants it saw, or by 1 % of
-// the limit its leased requests not used yet), both counts. An empty
-// report says it is alive.
+// each key whose leases here changed (it leased more, or by 1 % of the
+// limit its leased requests not used yet), those and the fleet's grants
+// it saw. An empty report says it is alive. What a keygate only learned
+// from the others' reports it does not send again.
 type report struct {
 	From     string        `json:"from"`
 	Interval time.Duration `json:"interval_ns"`
@@ -55,8 +56,8 @@ type sentReports struct {
 
 // reported is what a keygate last reported of a key.
 type reported struct {
-	granted, unspent int64
-	rev              uint64
+	index, mine, unspent int64 // window; leased here in it; not used yet
+	rev                  uint64
 }
 
 // maxKeysPerReport keeps a report's message well below NATS's payload
@@ -110,22 +111,22 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 			delete(sent.m, ks.key)
 			continue
 		}
-		st := reported{granted: p.granted.Load(), unspent: max(p.tokens.Load(), 0)}
+		st := reported{index: p.index, mine: p.mine.Load(), unspent: max(p.tokens.Load(), 0)}
+		last, ok := sent.m[ks.key]
+		// A key is reported when it leased more here (or in a new
+		// window), or its unspent
+		// count moved by 1 % of the limit (at least 1): counts elsewhere
+		// are that close, for a fraction of the traffic.
+		if ok && last.index == st.index && last.mine == st.mine && abs(last.unspent-st.unspent) < max(ks.limit.Requests/100, 1) {
+			continue
+		}
 		var b budget
 		var seen bool
 		if share {
 			st.rev, b, seen = sh.Seen(ks.key)
 		}
-		last, ok := sent.m[ks.key]
-		// A key's unspent count is reported when it has moved by 1 % of
-		// the limit (at least 1), or the fleet's grants or the entry
-		// changed: counts elsewhere are that close, for a fraction of the
-		// traffic.
-		if ok && last.granted == st.granted && last.rev == st.rev && abs(last.unspent-st.unspent) < max(ks.limit.Requests/100, 1) {
-			continue
-		}
 		sent.m[ks.key] = st
-		kr := keyReport{Key: ks.key, Index: p.index, Granted: st.granted, Unspent: st.unspent}
+		kr := keyReport{Key: ks.key, Index: p.index, Granted: p.granted.Load(), Unspent: st.unspent}
 		if seen && st.rev != last.rev {
 			kr.Rev, kr.Budget = st.rev, &b
 		}

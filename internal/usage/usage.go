@@ -16,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
 
 	"github.com/keygate/keygate/internal/shrink"
 	"github.com/keygate/keygate/internal/store"
@@ -76,18 +75,20 @@ func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
 // Counter is one key's counts since the last flush.
 type Counter struct {
 	key     string
-	n       [7]atomic.Int64   // by Outcomes
-	idle    int               // flushes in a row that found nothing; the flusher's
-	written int64             // unix minute of the last write here; the flusher's
-	last    *store.UsageEntry // the key's entry as last written here; the flusher's
-	dead    atomic.Bool       // dropped from the Recorder: count in a new Counter
+	n       [7]atomic.Int64      // by Outcomes
+	idle    int                  // flushes in a row that found nothing; the flusher's
+	written int64                // unix minute of the last write here; the flusher's
+	last    *store.UsageEntry    // the key's entry as last written here; the flusher's
+	dead    atomic.Bool          // dropped from the Recorder: count in a new Counter
+	slot    atomic.Pointer[Slot] // the Slot last given c, emptied when retired
 }
 
 // Slot remembers a key's Counter, so that a caller holding one per key
-// (next to its cached record) skips the lookup by key. It holds it
-// weakly: a retired Counter goes even while the caller keeps the Slot.
+// (next to its cached record) skips the lookup by key. Retiring a
+// Counter empties its Slot, so that it goes even while the caller keeps
+// the Slot.
 type Slot struct {
-	c atomic.Pointer[weak.Pointer[Counter]]
+	c atomic.Pointer[Counter]
 }
 
 // Count records one check of key id that ended in outcome; outcomes not
@@ -97,14 +98,14 @@ func (r *Recorder) Count(slot *Slot, id, outcome string) {
 	if !ok {
 		return
 	}
-	var c *Counter
-	if w := slot.c.Load(); w != nil {
-		c = w.Value()
-	}
+	c := slot.c.Load()
 	if c == nil || c.dead.Load() {
 		c = r.counter(id)
-		w := weak.Make(c)
-		slot.c.Store(&w)
+		slot.c.Store(c)
+		c.slot.Store(slot)
+		if c.dead.Load() { // retired meanwhile, maybe before it saw slot
+			slot.c.CompareAndSwap(c, nil)
+		}
 	}
 	c.n[i].Add(1)
 }
@@ -132,6 +133,9 @@ func (r *Recorder) retire(c *Counter) {
 	r.cmu.Lock()
 	defer r.cmu.Unlock()
 	c.dead.Store(true)
+	if slot := c.slot.Swap(nil); slot != nil {
+		slot.c.CompareAndSwap(c, nil)
+	}
 	if r.counts[c.key] == c {
 		delete(r.counts, c.key)
 		r.counts = shrink.Map(r.counts, &r.peak)
