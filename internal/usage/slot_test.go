@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,5 +34,57 @@ func TestRetireEmptiesSlot(t *testing.T) {
 	r.Count(&slot, "key_1", "ok")
 	if c := slot.c.Load(); c == nil || c == retired {
 		t.Fatal("the next check did not count in a new counter")
+	}
+}
+
+// summing is a Writer that adds up what it is given.
+type summing struct {
+	mu sync.Mutex
+	n  int64
+}
+
+func (s *summing) AddUsage(_ context.Context, _ string, _ *store.UsageEntry, _ time.Time, counts map[string]int64, _ time.Time) (*store.UsageEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range counts {
+		s.n += n
+	}
+	return &store.UsageEntry{}, nil
+}
+
+func (s *summing) total() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// TestRetiredGoAfterGrace: Run drops a retired Counter a moment after
+// retiring it, writing first what a late check counted in it.
+func TestRetiredGoAfterGrace(t *testing.T) {
+	w := &summing{}
+	r := New(w, nil, nil)
+	var slot Slot
+	r.Count(&slot, "key_1", "ok")
+	c := slot.c.Load()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx, 20*time.Millisecond)
+	waitFor(t, "retired", func() bool { return c.dead.Load() })
+	c.n[0].Add(1) // a check that found c just before it was retired
+	waitFor(t, "dropped", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.retired) == 0 && w.total() == 2
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s after 10s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -56,7 +56,20 @@ type Recorder struct {
 	peak    int                 // for shrink.Map
 	retired []*Counter
 	writes  atomic.Uint64
+	// sharedUntil (unix seconds): until then, every write reads the
+	// entry first, as another keygate writes the same keys (see write).
+	sharedUntil atomic.Int64
 }
+
+// sharedFor is how long, after a write found another keygate's in its
+// way, this keygate reads each entry before writing it: in a fleet behind
+// one balancer every key is in use everywhere, and a read and a write
+// cost less than a refused write, a read and a write. The mode lapses
+// without conflicts: a lone keygate writes without reading.
+const sharedFor = 10 * time.Minute
+
+// readFirst marks an entry to be read before it is written.
+var readFirst = &store.UsageEntry{Shared: true}
 
 // Writes returns how many writes flushes have made.
 func (r *Recorder) Writes() uint64 { return r.writes.Load() }
@@ -152,7 +165,33 @@ func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
 		if err := r.FlushDue(fctx); err != nil {
 			r.log.Warn("recording key usage", "err", err)
 		}
+		// The counters just retired go a moment later rather than at the
+		// next flush: a sidecar's memory falls back soon after a burst.
+		select {
+		case <-time.After(retireGrace):
+		case <-ctx.Done():
+			return
+		}
+		if err := r.flushRetired(fctx); err != nil {
+			r.log.Warn("recording key usage", "err", err)
+		}
 	})
+}
+
+// retireGrace is how long a retired Counter is kept for a check that
+// found it just before it was retired and counts in it after: that check
+// is between two instructions, so a second is ample; a count that came
+// later still would be written at the next flush.
+const retireGrace = time.Second
+
+// flushRetired writes what was counted in the Counters retired at the
+// last flush since, and drops them.
+func (r *Recorder) flushRetired(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	due := r.retired
+	r.retired = nil
+	return r.writeAll(ctx, due, r.now())
 }
 
 // writers is how many writes a flush has in flight at once.
@@ -188,6 +227,14 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 			r.retired = append(r.retired, c)
 		}
 	}
+	return r.writeAll(ctx, due, now)
+}
+
+// writeAll writes the counts of due, writers at a time; the caller holds
+// r.mu. A retired Counter whose counts could not be written, or that
+// counted since, is kept for the next flush.
+func (r *Recorder) writeAll(ctx context.Context, due []*Counter, now time.Time) error {
+	minute := now.Unix() / 60
 	var (
 		wg       sync.WaitGroup
 		next     atomic.Int64
@@ -204,7 +251,7 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 				}
 				r.writes.Add(1)
 				c.written = minute
-				last, err := r.w.AddUsage(ctx, c.key, c.last, now, counts, now.Truncate(time.Minute))
+				last, err := r.add(ctx, c, now, counts)
 				c.last = last // nil after an error: read afresh next time
 				if err != nil {
 					c.give(counts)
@@ -217,7 +264,26 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 		})
 	}
 	wg.Wait()
+	for _, c := range due {
+		if c.dead.Load() && c.total() > 0 {
+			r.retired = append(r.retired, c)
+		}
+	}
 	return firstErr
+}
+
+// add adds counts to c's entry, read first while the fleet shares keys.
+func (r *Recorder) add(ctx context.Context, c *Counter, now time.Time, counts map[string]int64) (*store.UsageEntry, error) {
+	last := c.last
+	optimistic := last == nil || !last.Shared
+	if optimistic && now.Unix() < r.sharedUntil.Load() {
+		last, optimistic = readFirst, false
+	}
+	e, err := r.w.AddUsage(ctx, c.key, last, now, counts, now.Truncate(time.Minute))
+	if optimistic && e != nil && e.Shared { // another keygate's write was in the way
+		r.sharedUntil.Store(now.Add(sharedFor).Unix())
+	}
+	return e, err
 }
 
 // take empties c and returns its counts by outcome.
