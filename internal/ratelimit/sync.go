@@ -114,9 +114,9 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 		st := reported{index: p.index, mine: p.mine.Load(), unspent: max(p.tokens.Load(), 0)}
 		last, ok := sent.m[ks.key]
 		// A key is reported when it leased more here (or in a new
-		// window), or its unspent
-		// count moved by 1 % of the limit (at least 1): counts elsewhere
-		// are that close, for a fraction of the traffic.
+		// window), or its unspent count moved by 1 % of the limit (at
+		// least 1): counts elsewhere are that close, for a fraction of
+		// the traffic.
 		if ok && last.index == st.index && last.mine == st.mine && abs(last.unspent-st.unspent) < max(ks.limit.Requests/100, 1) {
 			continue
 		}

@@ -68,7 +68,7 @@ func TestRetiredGoAfterGrace(t *testing.T) {
 	c := slot.c.Load()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go r.Run(ctx, 20*time.Millisecond)
+	go r.Run(ctx, retireGrace*3/2) // longer than the grace: Run drops them itself
 	waitFor(t, "retired", func() bool { return c.dead.Load() })
 	c.n[0].Add(1) // a check that found c just before it was retired
 	waitFor(t, "dropped", func() bool {

@@ -167,6 +167,9 @@ func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
 		}
 		// The counters just retired go a moment later rather than at the
 		// next flush: a sidecar's memory falls back soon after a burst.
+		if interval <= retireGrace || !r.retiring() {
+			return // the next flush is as soon, or there is nothing to drop
+		}
 		select {
 		case <-time.After(retireGrace):
 		case <-ctx.Done():
@@ -180,9 +183,16 @@ func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
 
 // retireGrace is how long a retired Counter is kept for a check that
 // found it just before it was retired and counts in it after: that check
-// is between two instructions, so a second is ample; a count that came
-// later still would be written at the next flush.
+// is between two instructions, so a second is ample (a count later still
+// would be lost).
 const retireGrace = time.Second
+
+// retiring reports whether counters retired at the last flush wait to go.
+func (r *Recorder) retiring() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.retired) > 0
+}
 
 // flushRetired writes what was counted in the Counters retired at the
 // last flush since, and drops them.
