@@ -178,7 +178,7 @@ func Default() Config {
 		Fleet: Fleet{
 			SyncInterval:       Duration(500 * time.Millisecond),
 			LeaseTimeout:       Duration(100 * time.Millisecond),
-			UsageFlushInterval: Duration(20 * time.Second),
+			UsageFlushInterval: Duration(10 * time.Second),
 		},
 	}
 }

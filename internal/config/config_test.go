@@ -480,7 +480,7 @@ func TestFullExample(t *testing.T) {
 		Fleet: config.Fleet{
 			SyncInterval:       config.Duration(500 * time.Millisecond),
 			LeaseTimeout:       config.Duration(100 * time.Millisecond),
-			UsageFlushInterval: config.Duration(20 * time.Second),
+			UsageFlushInterval: config.Duration(10 * time.Second),
 		},
 	}
 	if !reflect.DeepEqual(got, want) {

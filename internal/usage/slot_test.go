@@ -88,3 +88,40 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestQuietKeyGoes: a key that counted nothing since the last flush is
+// dropped at the next, with the counts that waiting for the next minute's
+// write left written after it: a burst's keys leave memory within two
+// flush intervals, not a minute.
+func TestQuietKeyGoes(t *testing.T) {
+	w := &summing{}
+	now := time.Date(2026, 11, 26, 10, 42, 1, 0, time.UTC)
+	r := New(w, func() time.Time { return now }, nil)
+	var slot Slot
+	flush := func() {
+		t.Helper()
+		if err := r.FlushDue(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Count(&slot, "key_1", "ok")
+	flush() // written
+	now = now.Add(10 * time.Second)
+	r.Count(&slot, "key_1", "ok")
+	flush() // same minute: waits
+	if w.total() != 1 || slot.c.Load() == nil {
+		t.Fatalf("after the second check: %d written, counter held %v", w.total(), slot.c.Load() != nil)
+	}
+	now = now.Add(10 * time.Second)
+	flush() // quiet: retired, its count due
+	if slot.c.Load() != nil {
+		t.Fatal("a quiet key's counter is still held")
+	}
+	flush() // the retired counter's count is written, and it goes
+	r.mu.Lock()
+	left := len(r.retired) + len(r.counts)
+	r.mu.Unlock()
+	if w.total() != 2 || left != 0 {
+		t.Fatalf("%d written, %d counters left; want 2, 0", w.total(), left)
+	}
+}

@@ -4,7 +4,9 @@
 // since the last flush is written at the next flush unless this keygate
 // has written it in the same minute already: so a new last-use minute is
 // written within a flush interval, and a key in constant use costs one
-// write a minute, whatever the flush interval.
+// write a minute, whatever the flush interval. A key that counted nothing
+// since the last flush is forgotten, what it held written a second later:
+// a burst's keys leave memory within two flush intervals.
 package usage
 
 import (
@@ -89,7 +91,7 @@ func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
 type Counter struct {
 	key     string
 	n       [7]atomic.Int64      // by Outcomes
-	idle    int                  // flushes in a row that found nothing; the flusher's
+	seen    int64                // the count left after the last flush; the flusher's
 	written int64                // unix minute of the last write here; the flusher's
 	last    *store.UsageEntry    // the key's entry as last written here; the flusher's
 	dead    atomic.Bool          // dropped from the Recorder: count in a new Counter
@@ -208,7 +210,8 @@ func (r *Recorder) flushRetired(ctx context.Context) error {
 const writers = 8
 
 // Flush writes every count gathered and not yet written, one write per
-// key (writers at a time), and forgets keys idle since the last flush.
+// key (writers at a time), and forgets keys that counted nothing since
+// the last flush (what they hold is written a moment later, see Run).
 // Counts that fail to be written are kept for the next flush.
 func (r *Recorder) Flush(ctx context.Context) error { return r.flush(ctx, true) }
 
@@ -225,19 +228,34 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 	// before it was retired may have counted in it since.
 	due := r.retired
 	r.retired = nil
+	var live []*Counter
 	for _, c := range r.all() {
-		if c.total() > 0 {
-			c.idle = 0
-			if all || c.written != minute {
-				due = append(due, c)
-			}
-		} else if c.idle++; c.idle >= 1 {
+		switch t := c.total(); {
+		case t == c.seen: // nothing counted since the last flush
+			// The key is idle, or went quiet with counts this minute's
+			// write left: they are written with what a late check adds
+			// (at once by Flush, at shutdown).
 			r.retire(c)
-			c.last = nil // the entry goes now; a late count reads it afresh
-			r.retired = append(r.retired, c)
+			if t == 0 {
+				c.last = nil // the entry goes now; a late count reads it afresh
+			}
+			if all {
+				due = append(due, c)
+			} else {
+				r.retired = append(r.retired, c)
+			}
+		case all || c.written != minute:
+			due = append(due, c)
+			live = append(live, c)
+		default:
+			live = append(live, c)
 		}
 	}
-	return r.writeAll(ctx, due, now)
+	err := r.writeAll(ctx, due, now)
+	for _, c := range live {
+		c.seen = c.total()
+	}
+	return err
 }
 
 // writeAll writes the counts of due, writers at a time; the caller holds
