@@ -7,31 +7,51 @@ import (
 	"time"
 )
 
-// TestWorkers: every function runs, and a goroutine done with one waits
-// for the next.
+// TestWorkers: every function queued runs, on no more goroutines than
+// the limit, a full queue turns functions away, and goroutines done with
+// one wait for the next, then leave.
 func TestWorkers(t *testing.T) {
-	w := newWorkers(time.Minute)
-	var ran atomic.Int64
+	w := newWorkers(4, 200, 50*time.Millisecond)
+	var ran, busy, most atomic.Int64
 	var wg sync.WaitGroup
+	release := make(chan struct{})
 	for range 100 {
 		wg.Add(1)
-		w.run(func() { ran.Add(1); wg.Done() })
-	}
-	wg.Wait()
-	if ran.Load() != 100 {
-		t.Fatalf("ran %d of 100", ran.Load())
-	}
-	done := make(chan struct{})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case w.work <- func() { close(done) }:
-			<-done
-			return
-		default:
+		if !w.run(func() {
+			defer wg.Done()
+			n := busy.Add(1)
+			defer busy.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			<-release
+			ran.Add(1)
+		}) {
+			t.Fatal("turned away with room in the queue")
 		}
+	}
+	close(release)
+	wg.Wait()
+	if ran.Load() != 100 || most.Load() > 4 {
+		t.Fatalf("ran %d of 100, at most %d at once (limit 4)", ran.Load(), most.Load())
+	}
+	waitFor(t, "the goroutines gone", func() bool { return w.running.Load() == 0 })
+
+	full := newWorkers(1, 1, time.Minute)
+	block := make(chan struct{})
+	defer close(block)
+	full.run(func() { <-block })
+	waitFor(t, "the first taken", func() bool { return len(full.work) == 0 })
+	if !full.run(func() {}) || full.run(func() {}) {
+		t.Fatal("a full queue took a function, or a free one did not")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("no goroutine waits for more work")
+			t.Fatalf("not %s after 10s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -253,7 +253,7 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 		return
 	}
 	l.leases.Add(1)
-	l.workers.run(func() {
+	queued := l.workers.run(func() {
 		defer l.leases.Done()
 		defer ks.refill.Store(false)
 		ks.mu.Lock()
@@ -276,6 +276,10 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 		}
 		l.lease(l.bg, ks, p, t)
 	})
+	if !queued { // too many waiting: a later check tries again
+		ks.refill.Store(false)
+		l.leases.Done()
+	}
 }
 
 // leaseNext leases, ahead, what the key will use here in the window

@@ -96,10 +96,18 @@ func New(o Options) *Limiter {
 		l.online = func() bool { return true }
 	}
 	l.bg, l.stop = context.WithCancel(context.Background())
-	l.workers = newWorkers(time.Second)
+	l.workers = newWorkers(prefetchers, prefetchQueue, time.Second)
 	l.peers.init(l.now)
 	return l
 }
+
+// prefetchers bounds the leases a Limiter takes in the background at
+// once, each a round trip to NATS: enough for thousands a second.
+// Beyond prefetchQueue waiting, a prefetch is left to a later check.
+const (
+	prefetchers   = 16
+	prefetchQueue = 4096
+)
 
 // Slot remembers a key's state, so that a caller holding one per key
 // (next to its cached record) skips the lookup by key. The zero Slot is

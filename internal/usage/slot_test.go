@@ -92,7 +92,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // TestQuietKeyGoes: a key that counted nothing since the last flush is
 // dropped at the next, with the counts that waiting for the next minute's
 // write left written after it: a burst's keys leave memory within two
-// flush intervals, not a minute.
+// flush intervals, not a minute. Back in use, it is written once a minute
+// as before.
 func TestQuietKeyGoes(t *testing.T) {
 	w := &summing{}
 	now := time.Date(2026, 11, 26, 10, 42, 1, 0, time.UTC)
@@ -123,5 +124,18 @@ func TestQuietKeyGoes(t *testing.T) {
 	r.mu.Unlock()
 	if w.total() != 2 || left != 0 {
 		t.Fatalf("%d written, %d counters left; want 2, 0", w.total(), left)
+	}
+	// Back in the minute it was written: it waits for the next minute, as
+	// a key that stayed in use would.
+	r.Count(&slot, "key_1", "ok")
+	flush()
+	if w.total() != 2 {
+		t.Fatalf("written again in the same minute: %d", w.total())
+	}
+	now = now.Add(time.Minute)
+	r.Count(&slot, "key_1", "ok")
+	flush()
+	if w.total() != 4 {
+		t.Fatalf("%d written in the next minute, want 4", w.total())
 	}
 }

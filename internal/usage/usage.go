@@ -95,15 +95,18 @@ type Counter struct {
 	written int64                // unix minute of the last write here; the flusher's
 	last    *store.UsageEntry    // the key's entry as last written here; the flusher's
 	dead    atomic.Bool          // dropped from the Recorder: count in a new Counter
-	slot    atomic.Pointer[Slot] // the Slot last given c, emptied when retired
+	slot    atomic.Pointer[Slot] // the Slot last given c
 }
 
 // Slot remembers a key's Counter, so that a caller holding one per key
 // (next to its cached record) skips the lookup by key. Retiring a
 // Counter empties its Slot, so that it goes even while the caller keeps
-// the Slot.
+// the Slot. The Slot also keeps the minute the key was last written, so
+// that a key back in use in that minute waits for the next, as if its
+// Counter had stayed.
 type Slot struct {
-	c atomic.Pointer[Counter]
+	c       atomic.Pointer[Counter]
+	written atomic.Int64 // unix minute
 }
 
 // Count records one check of key id that ended in outcome; outcomes not
@@ -115,7 +118,7 @@ func (r *Recorder) Count(slot *Slot, id, outcome string) {
 	}
 	c := slot.c.Load()
 	if c == nil || c.dead.Load() {
-		c = r.counter(id)
+		c = r.counter(id, slot)
 		slot.c.Store(c)
 		c.slot.Store(slot)
 		if c.dead.Load() { // retired meanwhile, maybe before it saw slot
@@ -125,12 +128,12 @@ func (r *Recorder) Count(slot *Slot, id, outcome string) {
 	c.n[i].Add(1)
 }
 
-func (r *Recorder) counter(id string) *Counter {
+func (r *Recorder) counter(id string, slot *Slot) *Counter {
 	r.cmu.Lock()
 	defer r.cmu.Unlock()
 	c, ok := r.counts[id]
 	if !ok {
-		c = &Counter{key: id}
+		c = &Counter{key: id, written: slot.written.Load()}
 		r.counts[id] = c
 	}
 	return c
@@ -148,7 +151,7 @@ func (r *Recorder) retire(c *Counter) {
 	r.cmu.Lock()
 	defer r.cmu.Unlock()
 	c.dead.Store(true)
-	if slot := c.slot.Swap(nil); slot != nil {
+	if slot := c.slot.Load(); slot != nil {
 		slot.c.CompareAndSwap(c, nil)
 	}
 	if r.counts[c.key] == c {
@@ -281,6 +284,9 @@ func (r *Recorder) writeAll(ctx context.Context, due []*Counter, now time.Time) 
 				c.written = minute
 				last, err := r.add(ctx, c, now, counts)
 				c.last = last // nil after an error: read afresh next time
+				if slot := c.slot.Load(); err == nil && slot != nil {
+					slot.written.Store(minute)
+				}
 				if err != nil {
 					c.give(counts)
 					c.written = 0 // due at the next flush
