@@ -60,7 +60,19 @@ func (s *KVStore) Lease(ctx context.Context, key string, limit Limit, index, wan
 	return got, g, err
 }
 
-var _ sharer = (*KVStore)(nil)
+var (
+	_ sharer  = (*KVStore)(nil)
+	_ granter = (*KVStore)(nil)
+)
+
+// Granted implements granter, from the entry seen last.
+func (s *KVStore) Granted(key string, limit Limit, index int64) (int64, bool) {
+	_, b, ok := s.Seen(key)
+	if !ok {
+		return 0, false
+	}
+	return b.grantedUnder(limit, index)
+}
 
 // Seen implements sharer.
 func (s *KVStore) Seen(key string) (uint64, budget, bool) {

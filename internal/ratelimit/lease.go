@@ -39,13 +39,14 @@ func (l *Limiter) current(ks *keyState, t int64) (*period, bool) {
 	if p != nil && t >= p.start && t < p.end {
 		return p, false
 	}
+	idx, start, end := window(t, int64(ks.limit.Window), ks.offset)
 	if p != nil && t >= p.end {
 		// The window that ended sizes the first leases of this one.
 		ks.prevRate = float64(p.mine.Load()-p.tokens.Load()) / float64(p.observed())
 		ks.prevOut.Store((p.exhausted.Load() || p.granted.Load() >= ks.limit.Requests) && !p.local.Load())
 		ks.prevRoomy = l.wasRoomy(ks, p)
+		ks.prevKnown = p.index == idx-1 && p.end-p.seen >= (p.end-p.start)/2
 	}
-	idx, start, end := window(t, int64(ks.limit.Window), ks.offset)
 	np := ks.next.Swap(nil)
 	ahead := np != nil && np.index == idx
 	if !ahead {
@@ -61,6 +62,20 @@ func (l *Limiter) current(ks *keyState, t int64) (*period, bool) {
 // observed is how long this keygate has seen p's window, counted as at
 // least half of it: a rate seen briefly may be far too high.
 func (p *period) observed() int64 { return max(p.end-p.seen, (p.end-p.start)/2) }
+
+// fleetRoomy reports whether the fleet leased at most a quarter of the
+// key's budget in window index, as the Store last showed it here: for a
+// key this keygate did not see through most of that window (new here, or
+// dropped while idle), it tells what wasRoomy would. The caller holds
+// ks.mu.
+func (l *Limiter) fleetRoomy(ks *keyState, index int64) bool {
+	g, ok := l.store.(granter)
+	if !ok {
+		return false
+	}
+	n, known := g.Granted(ks.key, ks.limit, index)
+	return known && n <= ks.limit.Requests/4
+}
 
 // wasRoomy reports whether p, as far as seen, is a window the fleet
 // leased at most a quarter of, seen here for at least half of it (enough
@@ -97,6 +112,11 @@ func (l *Limiter) lease(ctx context.Context, ks *keyState, p *period, t int64) {
 		p.exhausted.Store(true)
 		return
 	}
+	if !ks.prevKnown { // the first lease here in p for a key not seen through the window before
+		ks.prevKnown = true
+		ks.prevRoomy = l.fleetRoomy(ks, p.index-1)
+	}
+	p.leasedAt, p.usedAt = t, p.mine.Load()-p.tokens.Load()
 	p.mine.Add(got)
 	p.tokens.Add(got) // before granted: a remaining count read between the two is high, not low
 	raise(&p.granted, granted)
@@ -134,8 +154,23 @@ func (l *Limiter) want(ks *keyState, p *period, t int64) int64 {
 	if l.contended(ks, p, t) {
 		return max(min(int64(ks.rate(p, t)*float64(l.horizon())), share), need)
 	}
-	expect := l.plenty(ks, ks.expected(p, t), p.end-t, l.roomy(ks, p, t)) - max(p.tokens.Load(), 0)
+	roomy, rate := l.roomy(ks, p, t), ks.expected(p, t)
+	if roomy { // a burst leases at its pace: what it leaves unused nobody needs
+		rate = max(rate, p.recent(t))
+	}
+	expect := l.plenty(ks, rate, p.end-t, roomy) - max(p.tokens.Load(), 0)
 	return max(min(expect, share), need)
+}
+
+// recent is the key's requests per nanosecond here since the last lease
+// landed, 0 if that was less than a hundredth of the window ago (too
+// soon to tell) or there was none; the caller holds ks.mu.
+func (p *period) recent(t int64) float64 {
+	d := t - p.leasedAt
+	if p.leasedAt == 0 || d < (p.end-p.start)/100 {
+		return 0
+	}
+	return float64(p.mine.Load()-p.tokens.Load()-p.usedAt) / float64(d)
 }
 
 // covered reports whether, the fleet having budget to spare, the
@@ -311,6 +346,7 @@ func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 	if err != nil {
 		return
 	}
+	np.leasedAt = np.start // its pace counts from its start
 	np.mine.Store(got)
 	np.tokens.Store(got)
 	np.refillAt.Store(refillAt(got, roomy))

@@ -135,6 +135,9 @@ type keyState struct {
 	// prevRoomy: the window before was seen here for at least half of
 	// it, and the fleet leased at most a quarter of it; guarded by mu
 	prevRoomy bool
+	// prevKnown: prevRoomy is known, from the window before seen here
+	// for at least half of it, or from the Store; guarded by mu
+	prevKnown bool
 	lastUse   atomic.Int64
 	dead      atomic.Bool          // swept: look the key up again
 	slot      atomic.Pointer[Slot] // the Slot last given ks, emptied when swept
@@ -154,6 +157,8 @@ type period struct {
 	refillAt  atomic.Int64 // with this few tokens left, lease more in the background
 	exhausted atomic.Bool  // the fleet's budget for the window is spent
 	local     atomic.Bool  // the Store was unreachable: tokens are a local share
+	leasedAt  int64        // when the last lease here landed; guarded by ks.mu
+	usedAt    int64        // requests allowed here by then; guarded by ks.mu
 }
 
 // Allow counts one request for key under limit at time now.

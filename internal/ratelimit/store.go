@@ -119,6 +119,33 @@ func (b budget) granted(index int64) (int64, bool) {
 	return 0, false
 }
 
+// granter is a Store that tells, without a round trip, what the fleet
+// had leased of a key's window when this keygate last leased it.
+type granter interface {
+	// Granted returns what was leased of window index of key under
+	// limit, and whether the Store knows the key's budget under limit.
+	Granted(key string, limit Limit, index int64) (int64, bool)
+}
+
+// Granted implements granter.
+func (s *LocalStore) Granted(key string, limit Limit, index int64) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.budgets[key].grantedUnder(limit, index)
+}
+
+// grantedUnder is what b granted of window index, and whether b is a
+// budget under limit.
+func (b budget) grantedUnder(limit Limit, index int64) (int64, bool) {
+	if b.Limit != limit.Requests || b.Window != int64(limit.Window) {
+		return 0, false
+	}
+	n, _ := b.granted(index)
+	return n, true
+}
+
+var _ granter = (*LocalStore)(nil)
+
 // NewLocalStore returns an empty LocalStore.
 func NewLocalStore() *LocalStore { return &LocalStore{budgets: map[string]budget{}} }
 
