@@ -294,8 +294,8 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 		ks.mu.Lock()
 		defer ks.mu.Unlock()
 		t := l.now().UnixNano()
-		if ks.cur.Load() != p || p.local.Load() || l.bg.Err() != nil {
-			return
+		if ks.cur.Load() != p || t >= p.end || p.local.Load() || l.bg.Err() != nil {
+			return // moot: waited in the queue past its window, or the state moved on
 		}
 		if late {
 			l.leaseNext(ks, p, t)

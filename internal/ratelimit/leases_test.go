@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,14 +40,15 @@ func (c *countingStore) Granted(key string, limit Limit, index int64) (int64, bo
 // few. Traffic is steady, or in bursts (2 s of every 6, as a load
 // balancer's uneven spread may make it). A key used in bursts far apart
 // (4 s of every 24 on each keygate), and so dropped while idle, costs
-// about one lease a burst: the fleet's budget shows it far from its
-// limit, so that its first lease covers its pace to the window's end.
+// about one lease a burst: its first, on its first check, is sized as a
+// new key's, and then the fleet's budget shows it far from its limit, so
+// that the next covers its pace to the window's end.
 func TestLeasesPerWindow(t *testing.T) {
 	for _, tc := range []struct {
 		traffic  string
 		atMost   float64 // leases per key and keygate in a minute after the second
 		onChecks float64 // of which a check waited for
-	}{{"steady", 1.1, 0}, {"bursty", 1.1, 0}, {"apart", 3, 2.6}} {
+	}{{"steady", 1.1, 0}, {"bursty", 1.1, 0}, {"apart", 3.2, 2.6}} {
 		t.Run(tc.traffic, func(t *testing.T) {
 			perMinute, err := leasesPerMinute(tc.traffic, 1000, 5)
 			if err != nil {
@@ -158,4 +161,77 @@ func TestCloseHandsBackWhereNeeded(t *testing.T) {
 	if n := count("plenty", plenty); unusedPlenty == 0 || n != 999-unusedPlenty {
 		t.Errorf("plenty: %d leased after the close, %d left unused by the first keygate; want %d", n, unusedPlenty, 999-unusedPlenty)
 	}
+}
+
+// sizingStore records the size of each lease granted through it.
+type sizingStore struct {
+	Store
+	mu  sync.Mutex
+	got []int64
+}
+
+func (s *sizingStore) Lease(ctx context.Context, key string, limit Limit, index, want int64) (int64, int64, error) {
+	got, granted, err := s.Store.Lease(ctx, key, limit, index, want)
+	s.mu.Lock()
+	s.got = append(s.got, got)
+	s.mu.Unlock()
+	return got, granted, err
+}
+
+func (s *sizingStore) sizes() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+// TestBurstLeasesAtItsPace: far from its limit, a key that speeds up ten
+// times mid-window leases for its new pace to the window's end once it
+// has shown it, not for its average over the window: a 20 s burst costs
+// two leases, the second covering it to the window's end.
+func TestBurstLeasesAtItsPace(t *testing.T) {
+	c := newClock()
+	st := &sizingStore{Store: NewLocalStore()}
+	l := New(Options{Store: st, Now: c.now})
+	lim := Limit{600, time.Minute}
+	_, start := Window("k", lim, c.now()) // the end of the current window: the next starts there
+	use := func(from time.Time, n int, every time.Duration) {
+		for i := range n {
+			c.set(from.Add(time.Duration(i) * every))
+			if !allow(l, "k", lim, c.now()).Allowed {
+				t.Fatalf("denied at %s", c.now().Sub(start))
+			}
+			l.leases.Wait()
+		}
+	}
+	use(start, 30, 2*time.Second) // a whole window at 0.5/s
+	second := start.Add(time.Minute)
+	use(second, 10, 2*time.Second) // the next one, the same for 20 s
+	before := len(st.sizes())
+	use(second.Add(20*time.Second), 100, 200*time.Millisecond) // then 5/s for 20 s
+	// The window's average pace says about 1/s, and leases of 35-46.
+	if burst := st.sizes()[before:]; len(burst) > 2 || slices.Max(burst) < 100 {
+		t.Fatalf("leases during the burst: %v; want at most two, one sized for 5/s to the window's end (at least 100)", burst)
+	}
+}
+
+// TestPrefetchQueueFull: a prefetch that finds the queue full is left to
+// a later check: the key is free to prefetch again and Close does not
+// wait for it.
+func TestPrefetchQueueFull(t *testing.T) {
+	c := newClock()
+	l := New(Options{Now: c.now})
+	l.workers = newWorkers(1, 1, time.Minute)
+	block := make(chan struct{})
+	l.workers.run(func() { <-block })
+	waitFor(t, "the blocker taken", func() bool { return len(l.workers.work) == 0 })
+	l.workers.run(func() {}) // the queue is full
+	lim := Limit{600, time.Minute}
+	for range 100 { // spends the first lease: a prefetch is due
+		allow(l, "k", lim, c.now())
+	}
+	if l.keys["k"].refill.Load() {
+		t.Fatal("a prefetch turned away still counts as in flight")
+	}
+	close(block)
+	l.Close(context.Background()) // waits for every prefetch counted in flight
 }

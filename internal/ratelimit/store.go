@@ -134,14 +134,23 @@ func (s *LocalStore) Granted(key string, limit Limit, index int64) (int64, bool)
 	return s.budgets[key].grantedUnder(limit, index)
 }
 
-// grantedUnder is what b granted of window index, and whether b is a
-// budget under limit.
+// grantedUnder is what b granted of window index, and whether b tells:
+// it is a budget under limit, and holds index or a window before it (b
+// keeps the two latest windows leased, so one it no longer holds may
+// have been leased).
 func (b budget) grantedUnder(limit Limit, index int64) (int64, bool) {
 	if b.Limit != limit.Requests || b.Window != int64(limit.Window) {
 		return 0, false
 	}
-	n, _ := b.granted(index)
-	return n, true
+	if n, ok := b.granted(index); ok {
+		return n, true
+	}
+	for _, g := range b.Granted {
+		if g.Index != 0 && g.Index < index {
+			return 0, true // nothing was leased of index
+		}
+	}
+	return 0, false
 }
 
 var _ granter = (*LocalStore)(nil)

@@ -3,10 +3,12 @@
 // wrote (counts per UTC day, and the last use to the minute). A key used
 // since the last flush is written at the next flush unless this keygate
 // has written it in the same minute already: so a new last-use minute is
-// written within a flush interval, and a key in constant use costs one
-// write a minute, whatever the flush interval. A key that counted nothing
-// since the last flush is forgotten, what it held written a second later:
-// a burst's keys leave memory within two flush intervals.
+// written within a flush interval, and a key in constant use (used in
+// every flush interval) costs one write a minute. A key that counted
+// nothing since the last flush is forgotten, what it held written a
+// second later: a burst's keys leave memory within two flush intervals,
+// and a key used less often than the flush interval costs a write each
+// time it goes quiet.
 package usage
 
 import (
