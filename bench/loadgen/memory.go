@@ -167,16 +167,8 @@ func (p *process) saveHeap(f string) {
 // waitFilter waits until p has loaded its key filter.
 func (p *process) waitFilter(ctx context.Context) error {
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
-		resp, err := http.Get("http://" + p.adminAddr + "/metrics")
-		if err != nil {
+		if n, err := p.counter("keygate_key_filter_bytes"); err != nil || n > 0 {
 			return err
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "keygate_key_filter_bytes "); ok && v != "0" {
-				return nil
-			}
 		}
 		select {
 		case <-ctx.Done():

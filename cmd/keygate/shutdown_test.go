@@ -19,6 +19,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/keygate/keygate/internal/natstest"
+
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // TestSIGTERMKeepsAnswering sends checks without pause through a SIGTERM:
@@ -38,7 +40,7 @@ func TestSIGTERMKeepsAnswering(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	waitFor(t, func() bool { return ready(adminAddr) == http.StatusOK })
+	poll.Until(t, 30*time.Second, "ready", func() bool { return ready(adminAddr) == http.StatusOK })
 
 	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -87,14 +89,14 @@ func TestSIGTERMKeepsAnswering(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return beforeOK > 100 })
+	poll.Until(t, 30*time.Second, "over 100 checks allowed before the signal", func() bool { mu.Lock(); defer mu.Unlock(); return beforeOK > 100 })
 	mu.Lock()
 	sigAt = time.Now()
 	mu.Unlock()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return ready(adminAddr) == http.StatusServiceUnavailable })
+	poll.Until(t, 30*time.Second, "not ready", func() bool { return ready(adminAddr) == http.StatusServiceUnavailable })
 	h, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("gRPC health during the delay: %v %v, want NOT_SERVING", h, err)
@@ -164,18 +166,6 @@ func ready(adminAddr string) int {
 	return resp.StatusCode
 }
 
-// waitFor polls cond until it holds, failing the test after 30 s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestEmbeddedNATSToken: keygate serve's embedded NATS server requires a
 // token, which the same user's admin commands find with no flag (in
 // $XDG_CONFIG_HOME/keygate); another user's do not.
@@ -192,7 +182,7 @@ func TestEmbeddedNATSToken(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
 	url := "nats://" + natsAddr
 	var r result
-	waitFor(t, func() bool {
+	poll.Until(t, 30*time.Second, "balance set through the embedded NATS", func() bool {
 		r = keygateEnv(t, home, "balance", "set", "acme", "1", "--nats-url", url)
 		return r.code == 0
 	})

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/natstest"
+
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // TestStartupFailuresNameTheirCause: keygate serve fails within 2 s, exit
@@ -70,9 +72,9 @@ func TestLogsAreJSON(t *testing.T) {
 	client := startServe(t, []string{home}, "--nats-url", "nats://"+natsAddr)
 	_ = embedded.cmd.Process.Kill() // an outage for the second
 	_ = embedded.cmd.Wait()
-	waitFor(t, func() bool { return ready(client.admin) == http.StatusServiceUnavailable })
+	poll.Until(t, 30*time.Second, "not ready", func() bool { return ready(client.admin) == http.StatusServiceUnavailable })
 	restarted := startServe(t, []string{home}, "--nats-listen", natsAddr, "--data-dir", dataDir)
-	waitFor(t, func() bool { return ready(client.admin) == http.StatusOK })
+	poll.Until(t, 30*time.Second, "ready", func() bool { return ready(client.admin) == http.StatusOK })
 	client.stop(t)
 	restarted.stop(t)
 	for _, p := range []*served{embedded, client, restarted} {
@@ -127,7 +129,7 @@ func startServe(t *testing.T, env []string, args ...string) *served {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.cmd.Process.Kill() })
-	waitFor(t, func() bool { return ready(s.admin) == http.StatusOK })
+	poll.Until(t, 30*time.Second, "ready", func() bool { return ready(s.admin) == http.StatusOK })
 	return s
 }
 

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // TestWorkers: every function queued runs, on no more goroutines than
@@ -34,25 +36,14 @@ func TestWorkers(t *testing.T) {
 	if ran.Load() != 100 || most.Load() > 4 {
 		t.Fatalf("ran %d of 100, at most %d at once (limit 4)", ran.Load(), most.Load())
 	}
-	waitFor(t, "the goroutines gone", func() bool { return w.running.Load() == 0 })
+	poll.Until(t, 10*time.Second, "the goroutines gone", func() bool { return w.running.Load() == 0 })
 
 	full := newWorkers(1, 1, time.Minute)
 	block := make(chan struct{})
 	defer close(block)
 	full.run(func() { <-block })
-	waitFor(t, "the first taken", func() bool { return len(full.work) == 0 })
+	poll.Until(t, 10*time.Second, "the first taken", func() bool { return len(full.work) == 0 })
 	if !full.run(func() {}) || full.run(func() {}) {
 		t.Fatal("a full queue took a function, or a free one did not")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s after 10s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -45,7 +45,7 @@ func (l *Limiter) current(ks *keyState, t int64) (*period, bool) {
 		ks.prevRate = float64(p.mine.Load()-p.tokens.Load()) / float64(p.observed())
 		ks.prevOut.Store((p.exhausted.Load() || p.granted.Load() >= ks.limit.Requests) && !p.local.Load())
 		ks.prevRoomy = l.wasRoomy(ks, p)
-		ks.prevKnown = p.index == idx-1 && p.end-p.seen >= (p.end-p.start)/2
+		ks.prevKnown = p.index == idx-1 && p.seenMost()
 	}
 	np := ks.next.Swap(nil)
 	ahead := np != nil && np.index == idx
@@ -78,11 +78,14 @@ func (l *Limiter) fleetRoomy(ks *keyState, index int64) bool {
 }
 
 // wasRoomy reports whether p, as far as seen, is a window the fleet
-// leased at most a quarter of, seen here for at least half of it (enough
-// to tell whether the key is far from its limit).
+// leased at most a quarter of, seen here for at least half of it.
 func (l *Limiter) wasRoomy(ks *keyState, p *period) bool {
-	return p.end-p.seen >= (p.end-p.start)/2 && l.quarter(ks, p)
+	return p.seenMost() && l.quarter(ks, p)
 }
+
+// seenMost reports whether this keygate has seen at least half of p's
+// window: enough to tell whether the key is far from its limit.
+func (p *period) seenMost() bool { return p.end-p.seen >= (p.end-p.start)/2 }
 
 // newPeriod is a window with nothing leased yet.
 func newPeriod(idx, start, end int64) *period {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // countingStore counts the leases taken through it, and those a check
@@ -223,7 +225,7 @@ func TestPrefetchQueueFull(t *testing.T) {
 	l.workers = newWorkers(1, 1, time.Minute)
 	block := make(chan struct{})
 	l.workers.run(func() { <-block })
-	waitFor(t, "the blocker taken", func() bool { return len(l.workers.work) == 0 })
+	poll.Until(t, 10*time.Second, "the blocker taken", func() bool { return len(l.workers.work) == 0 })
 	l.workers.run(func() {}) // the queue is full
 	lim := Limit{600, time.Minute}
 	for range 100 { // spends the first lease: a prefetch is due

@@ -8,13 +8,14 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/poll"
 	"github.com/keygate/keygate/internal/store"
 )
 
 // waitFilter waits until e's key filter is loaded.
 func waitFilter(t *testing.T, e *env) {
 	t.Helper()
-	waitUntil(t, e.inst.KeyFilter().Ready)
+	poll.Until(t, 10*time.Second, "the key filter loaded", e.inst.KeyFilter().Ready)
 }
 
 // lookups is how many times e has read the key store for a key.
@@ -95,12 +96,12 @@ func TestFilterFallsBack(t *testing.T) {
 	setBalance(t, e.ctx, st, "acme", 1e6)
 	waitFilter(t, e)
 	p.setCut(true)
-	waitUntil(t, func() bool { return !e.inst.Ready() })
+	poll.Until(t, 10*time.Second, "not ready", func() bool { return !e.inst.Ready() })
 	if got := e.code(t, floodKey(true)); got != 503 {
 		t.Fatalf("unknown key during the outage: %d, want 503 (looked up, store unreachable)", got)
 	}
 	fresh, _ := createKey(t, e.ctx, st, "acme") // created while keygate cannot see it
 	p.setCut(false)
-	waitUntil(t, e.inst.Ready)
+	poll.Until(t, 10*time.Second, "ready", e.inst.Ready)
 	waitCode(t, e, fresh, 200)
 }

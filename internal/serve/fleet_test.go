@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/poll"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -233,7 +234,7 @@ func headersOf(hs []*corev3.HeaderValueOption) map[string]string {
 func TestFleetOutageShare(t *testing.T) {
 	lim := ratelimit.Limit{Requests: 30, Window: time.Hour}
 	fleet, ns, key, _ := limitedFleet(t, 3, lim)
-	waitUntil(t, func() bool { // every keygate knows of the other two
+	poll.Until(t, 10*time.Second, "every keygate knowing the other two", func() bool { // every keygate knows of the other two
 		for _, e := range fleet {
 			if e.inst.Peers() != 3 {
 				return false
@@ -252,7 +253,7 @@ func TestFleetOutageShare(t *testing.T) {
 	// what it leased, then the rest of the share from memory.
 	total := 0
 	for _, e := range fleet {
-		waitUntil(t, func() bool { return !e.inst.Ready() })
+		poll.Until(t, 10*time.Second, "not ready", func() bool { return !e.inst.Ready() })
 		n := 1
 		for range 30 {
 			if e.check(t, key).GetOkResponse() != nil {
@@ -266,16 +267,5 @@ func TestFleetOutageShare(t *testing.T) {
 	}
 	if total > int(lim.Requests) {
 		t.Fatalf("the fleet allowed %d, over the limit of %d", total, lim.Requests)
-	}
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

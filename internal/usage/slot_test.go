@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/poll"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -69,24 +70,13 @@ func TestRetiredGoAfterGrace(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx, retireGrace*3/2) // longer than the grace: Run drops them itself
-	waitFor(t, "retired", func() bool { return c.dead.Load() })
+	poll.Until(t, 10*time.Second, "retired", func() bool { return c.dead.Load() })
 	c.n[0].Add(1) // a check that found c just before it was retired
-	waitFor(t, "dropped", func() bool {
+	poll.Until(t, 10*time.Second, "dropped", func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return len(r.retired) == 0 && w.total() == 2
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s after 10s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // TestQuietKeyGoes: a key that counted nothing since the last flush is
