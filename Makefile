@@ -66,6 +66,8 @@ bench: build ## Run every benchmark and print the tables (about 10 minutes).
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=Propagation -benchtime=1x -count=1 ./internal/serve
 	@echo "== fleet-wide rate limits: allowed per whole window at twice the limit (target: limit - max(2%,2) .. limit + max(1%,2))"
 	-$(GO) test -tags $(TAGS) -run='^$$' -bench=FleetLimits -benchtime=1x -count=1 ./internal/ratelimit
+	@echo "== CPU per lease write, client and NATS server together, alone and gathered as the background leases go"
+	$(GO) test -tags $(TAGS) -run='^$$' -bench=LeaseWrites -benchtime=3000x -count=1 ./internal/ratelimit
 	@echo "== NATS traffic per keygate, 2 keygates, 10,000 keys in use, 20,000 checks/s (bounded by keys in use, not by checks)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=FleetTraffic -benchtime=1x -count=1 ./internal/serve
 	@echo "== key filter, 1,000,000 keys: flood lookups (<= 1%), valid p99 ratio (<= 1.5), bytes/key (<= 2), start-up (<= 1 s), create-to-allow p99 (<= 20 ms)"

@@ -27,6 +27,8 @@ type result struct {
 	// others is the other servers' CPU while this one was loaded, in
 	// cores: their background work (and NATS, in the embedded keygate).
 	others float64
+	// ops is a keygate's NATS KV operations per second of its rounds.
+	ops string
 }
 
 // target is a server under load: its connections and what was measured.
@@ -40,6 +42,7 @@ type target struct {
 	cpu     time.Duration
 	others  time.Duration // the other servers' CPU during the rounds
 	wall    time.Duration // the rounds' time, warm-up included
+	ops     fleetOps      // a keygate's NATS KV operations during its rounds
 }
 
 func newTarget(p *process, conns int) (*target, func(), error) {
@@ -92,6 +95,7 @@ func (t *target) result(c int) (result, error) {
 		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999),
 		cpuPerCheck: t.cpu / time.Duration(len(lat)),
 		others:      t.others.Seconds() / t.wall.Seconds(),
+		ops:         t.ops.per(t.wall.Seconds()),
 	}, nil
 }
 
@@ -147,13 +151,19 @@ func compare(ctx context.Context, servers []*process, reqs [][]byte, c int, o op
 	for r := range o.rounds {
 		for _, t := range targets {
 			profile := o.cpuprofile != "" && t.p.adminAddr != "" && r == o.rounds-1 && c == o.concurrency[len(o.concurrency)-1]
-			profiled := make(chan error, 1)
-			if profile {
-				go func() { profiled <- t.p.profile(each, o.cpuprofile+"."+t.p.name) }()
-			} else {
-				profiled <- nil
+			profiled := make(chan error, len(targets))
+			for _, pt := range targets {
+				switch {
+				case !profile || pt.p.adminAddr == "":
+					profiled <- nil
+				case pt == t:
+					go func() { profiled <- t.p.profile(each, o.cpuprofile+"."+t.p.name) }()
+				default: // what the others do meanwhile
+					go func() { profiled <- pt.p.profile(each, o.cpuprofile+"."+pt.p.name+".during-"+t.p.name) }()
+				}
 			}
 			begin := time.Now()
+			ops0 := t.p.fleetOps()
 			before, err := othersCPU(targets, t)
 			if err != nil {
 				return nil, err
@@ -166,8 +176,11 @@ func compare(ctx context.Context, servers []*process, reqs [][]byte, c int, o op
 				return nil, err
 			}
 			t.others, t.wall = t.others+after-before, t.wall+time.Since(begin)
-			if err := <-profiled; err != nil {
-				return nil, fmt.Errorf("profile: %w", err)
+			t.ops = t.ops.plus(t.p.fleetOps().minus(ops0))
+			for range targets {
+				if err := <-profiled; err != nil {
+					return nil, fmt.Errorf("profile: %w", err)
+				}
 			}
 		}
 	}

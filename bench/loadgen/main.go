@@ -58,7 +58,7 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured time before each run")
 	flag.DurationVar(&o.settle, "settle", 70*time.Second, "load at concurrency 64 before the comparison, reported apart: the keys' first rate-limit window on new keygates")
 	flag.IntVar(&o.conns, "conns", 4, "gRPC connections")
-	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "save each server's CPU profile during its last round to this file, with the server's name appended")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "save each server's CPU profile during its last round to this file, with the server's name appended (and the other servers' meanwhile, with .during-<server>)")
 	flag.BoolVar(&o.compare, "compare", true, "compare keygate with the do-nothing server (and OPA)")
 	flag.BoolVar(&o.memory, "memory", true, "measure a sidecar keygate's memory with an external NATS")
 	flag.Parse()
@@ -139,6 +139,12 @@ func comparison(ctx context.Context, kg *process, reqs []*authv3.CheckRequest, f
 	fmt.Printf("keygate store reads while measured: %.0f (the hot keys are cached by a first pass)\n", loads1-loads0)
 	fmt.Println("NATS KV operations per second while measured (each server loaded a third of the time):")
 	fmt.Printf("  keygate: %s\n  sidecar: %s\n", kgOps.per(elapsed), scOps.per(elapsed))
+	fmt.Println("the same per second of each keygate's own rounds:")
+	for _, r := range rows {
+		if r.server != "do-nothing" {
+			fmt.Printf("  %s, concurrency %d: %s\n", r.server, r.concurrency, r.ops)
+		}
+	}
 	if o.opa == "" {
 		return nil
 	}

@@ -55,6 +55,9 @@ func memory(ctx context.Context, bin string, store *process, reqs []*authv3.Chec
 	if err != nil {
 		return err
 	}
+	if f := os.Getenv("LOADGEN_HEAP"); f != "" {
+		p.saveHeap(f + ".after")
+	}
 
 	r, err := t.result(64)
 	if err != nil {

@@ -211,6 +211,10 @@ func (o fleetOps) minus(b fleetOps) fleetOps {
 	return fleetOps{o.limitWrites - b.limitWrites, o.limitReads - b.limitReads, o.usageWrites - b.usageWrites, o.usageReads - b.usageReads}
 }
 
+func (o fleetOps) plus(b fleetOps) fleetOps {
+	return fleetOps{o.limitWrites + b.limitWrites, o.limitReads + b.limitReads, o.usageWrites + b.usageWrites, o.usageReads + b.usageReads}
+}
+
 func (o fleetOps) per(seconds float64) string {
 	return fmt.Sprintf("rate-limit writes %.0f, reads %.0f; usage writes %.0f, reads %.0f", o.limitWrites/seconds, o.limitReads/seconds, o.usageWrites/seconds, o.usageReads/seconds)
 }

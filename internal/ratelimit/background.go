@@ -12,23 +12,35 @@ import (
 // every goroutine busy wait in a queue, so that a burst of leases (every
 // key's lease ahead near a window's end) does not start a goroutine, and
 // grow a stack, for each.
+//
+// A function that can wait a little is gathered: it starts at the next
+// tick of the clock (every gather), with the others that came meanwhile,
+// so that their round trips share the NATS client's and server's reads,
+// writes and wake-ups. A KV write costs 2-3 times less CPU, client and
+// server together, in a batch of 16 than alone (BenchmarkLeaseWrites).
 type workers struct {
-	work    chan func() // the queue
+	work    chan task // the queue
 	running atomic.Int32
 	max     int32
 	idle    time.Duration // how long a goroutine waits for more work
+	gather  time.Duration
 }
 
-func newWorkers(max int32, queue int, idle time.Duration) *workers {
-	return &workers{work: make(chan func(), queue), max: max, idle: idle}
+type task struct {
+	f      func()
+	gather bool
+}
+
+func newWorkers(max int32, queue int, idle, gather time.Duration) *workers {
+	return &workers{work: make(chan task, queue), max: max, idle: idle, gather: gather}
 }
 
 // run queues f, starting a goroutine if none was free to take it and
-// fewer than max run. It reports false, without running f, when the queue
-// is full.
-func (w *workers) run(f func()) bool {
+// fewer than max run; if gather, f waits for the next tick. It reports
+// false, without running f, when the queue is full.
+func (w *workers) run(f func(), gather bool) bool {
 	select {
-	case w.work <- f:
+	case w.work <- task{f, gather}:
 	default:
 		return false
 	}
@@ -53,8 +65,12 @@ func (w *workers) loop() {
 	defer t.Stop()
 	for {
 		select {
-		case f := <-w.work:
-			f()
+		case tk := <-w.work:
+			if tk.gather && w.gather > 0 {
+				now := time.Now()
+				time.Sleep(now.Truncate(w.gather).Add(w.gather).Sub(now))
+			}
+			tk.f()
 			t.Reset(w.idle)
 		case <-t.C:
 			w.running.Add(-1)

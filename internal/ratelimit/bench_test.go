@@ -4,9 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keygate/keygate/internal/natstest"
 )
 
 // BenchmarkFleetLimits prints, for 2, 3 and 5 keygates on one NATS, with
@@ -47,4 +53,50 @@ func BenchmarkFleetLimits(b *testing.B) {
 	if failed > 0 {
 		b.Errorf("%d windows outside the tolerances", failed)
 	}
+}
+
+// BenchmarkLeaseWrites measures the CPU a lease's KV write costs, the
+// client and an in-process NATS server (over TCP) together, when leases
+// go one at a time and when they go together, as the workers gather
+// them: cpu-µs/lease is the process's CPU time per lease.
+func BenchmarkLeaseWrites(b *testing.B) {
+	for _, together := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("together=%d", together), func(b *testing.B) {
+			ns := natstest.Run(b)
+			ctx := natstest.Context(b)
+			_, js := natstest.Connect(b, ns)
+			kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "limits"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			st := NewKVStore(kv)
+			lim := Limit{1_000_000_000, time.Hour}
+			keys := make([]string, together)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("key_%d", i)
+				if _, _, err := st.Lease(ctx, keys[i], lim, 1, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for b.Loop() {
+				var g errgroup.Group
+				for _, k := range keys {
+					g.Go(func() error { _, _, err := st.Lease(ctx, k, lim, 1, 1); return err })
+				}
+				if err := g.Wait(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*together)/1e3, "cpu-µs/lease")
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -347,3 +347,36 @@ func TestReportsDoNotEcho(t *testing.T) {
 		t.Fatalf("after its own lease: %+v", r)
 	}
 }
+
+// TestReportStep: a key's unused count is reported again when it moves by
+// 1 % of the limit, or, while the fleet has leased at most a quarter of
+// the window's budget, by 5 % of the limit spread over the other
+// keygates.
+func TestReportStep(t *testing.T) {
+	c := newClock()
+	l := New(Options{Now: c.now})
+	lim := Limit{1000, time.Hour}
+	allow(l, "k", lim, c.now())
+	ks, _ := l.key("k")
+	p := ks.cur.Load()
+	p.granted.Store(250)
+	if got := l.reportStep(ks, p); got != 50 {
+		t.Errorf("a quarter leased, alone: step %d, want 50", got)
+	}
+	for _, id := range []string{"b", "c", "d"} {
+		l.peers.saw(id, time.Hour)
+	}
+	if got := l.reportStep(ks, p); got != 16 {
+		t.Errorf("a quarter leased, 4 keygates: step %d, want 16 (5 %% over 3 others)", got)
+	}
+	p.granted.Store(251)
+	if got := l.reportStep(ks, p); got != 10 {
+		t.Errorf("more than a quarter leased: step %d, want 10 (1 %%)", got)
+	}
+	small := Limit{10, time.Hour}
+	allow(l, "s", small, c.now())
+	ks, _ = l.key("s")
+	if got := l.reportStep(ks, ks.cur.Load()); got != 1 {
+		t.Errorf("limit 10: step %d, want 1", got)
+	}
+}

@@ -291,6 +291,7 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 		return
 	}
 	l.leases.Add(1)
+	urgent := l.contended(ks, p, t) // its lease is sized to last two round trips
 	queued := l.workers.run(func() {
 		defer l.leases.Done()
 		defer ks.refill.Store(false)
@@ -313,7 +314,7 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 			return
 		}
 		l.lease(l.bg, ks, p, t)
-	})
+	}, !urgent)
 	if !queued { // too many waiting: a later check tries again
 		ks.refill.Store(false)
 		l.leases.Done()

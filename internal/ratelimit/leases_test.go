@@ -82,6 +82,7 @@ func leasesPerMinute(traffic string, nkeys, minutes int) ([][2]float64, error) {
 	for i := range ls {
 		stores[i] = &countingStore{Store: shared}
 		ls[i] = New(Options{Store: stores[i], Now: c.now})
+		ls[i].workers.gather = 0 // the clock is stepped, prefetch by prefetch
 		ls[i].peers.saw("the other", time.Hour)
 	}
 	keys := make([]string, nkeys)
@@ -222,11 +223,11 @@ func TestBurstLeasesAtItsPace(t *testing.T) {
 func TestPrefetchQueueFull(t *testing.T) {
 	c := newClock()
 	l := New(Options{Now: c.now})
-	l.workers = newWorkers(1, 1, time.Minute)
+	l.workers = newWorkers(1, 1, time.Minute, 0)
 	block := make(chan struct{})
-	l.workers.run(func() { <-block })
+	l.workers.run(func() { <-block }, false)
 	poll.Until(t, 10*time.Second, "the blocker taken", func() bool { return len(l.workers.work) == 0 })
-	l.workers.run(func() {}) // the queue is full
+	l.workers.run(func() {}, false) // the queue is full
 	lim := Limit{600, time.Minute}
 	for range 100 { // spends the first lease: a prefetch is due
 		allow(l, "k", lim, c.now())

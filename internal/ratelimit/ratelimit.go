@@ -96,7 +96,7 @@ func New(o Options) *Limiter {
 		l.online = func() bool { return true }
 	}
 	l.bg, l.stop = context.WithCancel(context.Background())
-	l.workers = newWorkers(prefetchers, prefetchQueue, time.Second)
+	l.workers = newWorkers(prefetchers, prefetchQueue, time.Second, gatherEvery)
 	l.peers.init(l.now)
 	return l
 }
@@ -104,9 +104,12 @@ func New(o Options) *Limiter {
 // prefetchers bounds the leases a Limiter takes in the background at
 // once, each a round trip to NATS: enough for thousands a second.
 // Beyond prefetchQueue waiting, a prefetch is left to a later check.
+// A prefetch for a key far from contention waits up to gatherEvery for
+// others to run beside it (see workers): it is taken ahead of need.
 const (
 	prefetchers   = 16
 	prefetchQueue = 4096
+	gatherEvery   = 5 * time.Millisecond
 )
 
 // Slot remembers a key's state, so that a caller holding one per key

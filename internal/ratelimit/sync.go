@@ -16,9 +16,9 @@ import (
 )
 
 // report is what a keygate tells the others every sync interval: for
-// each key whose leases here changed (it leased more, or by 1 % of the
-// limit its leased requests not used yet), those and the fleet's grants
-// it saw. An empty report says it is alive. What a keygate only learned
+// each key whose leases here changed (it leased more, or by a step its
+// leased requests not used yet, see reportStep), those and the fleet's
+// grants it saw. An empty report says it is alive. What a keygate only learned
 // from the others' reports it does not send again.
 type report struct {
 	From     string        `json:"from"`
@@ -56,7 +56,8 @@ type sentReports struct {
 
 // reported is what a keygate last reported of a key.
 type reported struct {
-	index, mine, unspent int64 // window; leased here in it; not used yet
+	ks                   *keyState // the state reported: once swept, the entry goes
+	index, mine, unspent int64     // window; leased here in it; not used yet
 	rev                  uint64
 }
 
@@ -111,13 +112,11 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 			delete(sent.m, ks.key)
 			continue
 		}
-		st := reported{index: p.index, mine: p.mine.Load(), unspent: max(p.tokens.Load(), 0)}
+		st := reported{ks: ks, index: p.index, mine: p.mine.Load(), unspent: max(p.tokens.Load(), 0)}
 		last, ok := sent.m[ks.key]
 		// A key is reported when it leased more here (or in a new
-		// window), or its unspent count moved by 1 % of the limit (at
-		// least 1): counts elsewhere are that close, for a fraction of
-		// the traffic.
-		if ok && last.index == st.index && last.mine == st.mine && abs(last.unspent-st.unspent) < max(ks.limit.Requests/100, 1) {
+		// window), or its unspent count moved by a step (reportStep).
+		if ok && last.index == st.index && last.mine == st.mine && abs(last.unspent-st.unspent) < l.reportStep(ks, p) {
 			continue
 		}
 		var b budget
@@ -136,13 +135,28 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 			r = report{From: id, Interval: interval}
 		}
 	}
-	for k := range sent.m {
-		if _, ok := l.key(k); !ok {
+	for k, st := range sent.m {
+		if st.ks.dead.Load() {
 			delete(sent.m, k)
 		}
 	}
 	sent.m = shrink.Map(sent.m, &sent.peak)
 	return append(out, r)
+}
+
+// reportStep is how far a key's unspent count here moves before it is
+// reported again: 1 % of the limit (at least 1), so that the others'
+// remaining counts are that close, for a fraction of the traffic. While
+// the fleet has leased at most a quarter of the window's budget, at least
+// three quarters of it remain, and the step is 5 % of the limit spread
+// over the other keygates: their remaining counts are that close in all,
+// for a third of the reports of a key in steady use.
+func (l *Limiter) reportStep(ks *keyState, p *period) int64 {
+	step := ks.limit.Requests / 100
+	if l.quarter(ks, p) {
+		step = max(step, ks.limit.Requests/(20*max(l.peers.count()-1, 1)))
+	}
+	return max(step, 1)
 }
 
 // receive applies another keygate's report.
