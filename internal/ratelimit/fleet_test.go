@@ -380,3 +380,22 @@ func TestReportStep(t *testing.T) {
 		t.Errorf("limit 10: step %d, want 1", got)
 	}
 }
+
+// TestReportsForgetSwept: what a keygate last reported of a key goes once
+// the key is swept.
+func TestReportsForgetSwept(t *testing.T) {
+	c := newClock()
+	l := New(Options{Now: c.now})
+	sent := &sentReports{m: map[string]reported{}}
+	allow(l, "k", Limit{600, time.Minute}, c.now())
+	l.reports("me", time.Second, sent)
+	if _, ok := sent.m["k"]; !ok {
+		t.Fatal("a key leased here was not reported")
+	}
+	c.set(c.now().Add(time.Minute))
+	l.Sweep()
+	l.reports("me", time.Second, sent)
+	if len(sent.m) != 0 {
+		t.Fatalf("%d reports kept after the key was swept", len(sent.m))
+	}
+}

@@ -75,6 +75,7 @@ type Limiter struct {
 	leases  sync.WaitGroup // prefetches in flight
 	workers *workers       // run the prefetches
 	syncBuf []*keyState    // reused by reports, on the sync loop alone
+	swept   atomic.Uint64  // sweeps that dropped keys
 }
 
 // New returns a Limiter.
@@ -291,6 +292,9 @@ func (l *Limiter) Sweep() {
 	}
 	l.keys = shrink.Map(l.keys, &l.peak)
 	l.kmu.Unlock()
+	if len(gone) > 0 {
+		l.swept.Add(1)
+	}
 	for _, ks := range gone {
 		ks.mu.Lock() // no lease of ks's is in flight past here
 		// Requests left leased matter only where the fleet may run short:

@@ -50,8 +50,9 @@ type sharer interface {
 
 // sentReports is what a keygate last reported of each key.
 type sentReports struct {
-	m    map[string]reported
-	peak int // for shrink.Map
+	m     map[string]reported
+	peak  int    // for shrink.Map
+	swept uint64 // Limiter.swept when swept keys were last dropped from m
 }
 
 // reported is what a keygate last reported of a key.
@@ -135,9 +136,12 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 			r = report{From: id, Interval: interval}
 		}
 	}
-	for k, st := range sent.m {
-		if st.ks.dead.Load() {
-			delete(sent.m, k)
+	if n := l.swept.Load(); n != sent.swept { // keys were dropped since the last look
+		sent.swept = n
+		for k, st := range sent.m {
+			if st.ks.dead.Load() {
+				delete(sent.m, k)
+			}
 		}
 	}
 	sent.m = shrink.Map(sent.m, &sent.peak)
