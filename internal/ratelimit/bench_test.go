@@ -79,7 +79,6 @@ func BenchmarkLeaseWrites(b *testing.B) {
 				}
 			}
 			cpu0 := cpuTime()
-			b.ResetTimer()
 			for b.Loop() {
 				var g errgroup.Group
 				for _, k := range keys {

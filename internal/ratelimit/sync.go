@@ -18,8 +18,8 @@ import (
 // report is what a keygate tells the others every sync interval: for
 // each key whose leases here changed (it leased more, or by a step its
 // leased requests not used yet, see reportStep), those and the fleet's
-// grants it saw. An empty report says it is alive. What a keygate only learned
-// from the others' reports it does not send again.
+// grants it saw. An empty report says it is alive. What a keygate only
+// learned from the others' reports it does not send again.
 type report struct {
 	From     string        `json:"from"`
 	Interval time.Duration `json:"interval_ns"`
