@@ -348,6 +348,31 @@ func TestReportsDoNotEcho(t *testing.T) {
 	}
 }
 
+// TestReportsLeasesAhead: a lease of the next window is reported (with
+// the budget's entry it changed), so that the others' leases ahead are
+// not refused on the entry they saw before.
+func TestReportsLeasesAhead(t *testing.T) {
+	c := newClock()
+	l := New(Options{Now: c.now})
+	lim := Limit{1000, time.Hour}
+	allow(l, "k", lim, c.now())
+	sent := &sentReports{m: map[string]reported{}}
+	l.reports("me", time.Second, sent)
+	if r := l.reports("me", time.Second, sent); len(r[0].Keys) != 0 {
+		t.Fatalf("reported again with nothing new: %+v", r[0].Keys)
+	}
+	ks, _ := l.key("k")
+	ks.mu.Lock()
+	l.leaseNext(ks, ks.cur.Load(), c.now().UnixNano())
+	ks.mu.Unlock()
+	if ks.next.Load() == nil {
+		t.Fatal("nothing leased ahead")
+	}
+	if r := l.reports("me", time.Second, sent); len(r[0].Keys) != 1 {
+		t.Fatalf("after a lease ahead: %+v", r[0].Keys)
+	}
+}
+
 // TestReportStep: a key's unused count is reported again when it moves by
 // 1 % of the limit, or, while the fleet has leased at most a quarter of
 // the window's budget, by 5 % of the limit spread over the other

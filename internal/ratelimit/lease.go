@@ -89,9 +89,10 @@ func (p *period) seenMost() bool { return p.end-p.seen >= (p.end-p.start)/2 }
 
 // newPeriod is a window with nothing leased yet.
 func newPeriod(idx, start, end int64) *period {
-	// Lease ahead in the last tenth of the window, at most 10s before it
-	// ends.
-	return &period{index: idx, start: start, end: end, seen: start, late: end - min((end-start)/10, int64(10*time.Second))}
+	// Lease ahead in the last quarter of the window, at most 15 s before
+	// it ends: a keygate sent the key's requests in bursts (a few seconds
+	// of every 15, say) still sees it then.
+	return &period{index: idx, start: start, end: end, seen: start, late: end - min((end-start)/4, int64(15*time.Second))}
 }
 
 // lease takes requests for p from the Store, or on failure falls back to
@@ -279,11 +280,13 @@ func (l *Limiter) fallBack(ks *keyState, p *period) {
 }
 
 // prefetch takes the next lease in the background once p's requests run
-// low, and, late in the window, a little of the next window's budget, so
+// low, and, late in the window, some of the next window's budget, so
 // that checks rarely wait for a lease, at the start of a window included.
+// Only a key seen here for at least half of the window leases ahead: one
+// seen briefly (a burst) may not be back, and its state goes while idle.
 func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 	low := p.tokens.Load() <= p.refillAt.Load() && !l.endgameNow(ks, p)
-	late := t >= p.late && ks.next.Load() == nil
+	late := t >= p.late && ks.next.Load() == nil && p.seenMost()
 	if !low && !late || p.local.Load() || p.exhausted.Load() && !late {
 		return
 	}
@@ -323,8 +326,10 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 
 // leaseNext leases, ahead, what the key will use here in the window
 // after p. While the fleet has budget to spare, that is what its first
-// lease in that window would be (see want): for most keys, the only
-// lease of the window. Under contention it is only what the key uses
+// lease in that window would be (see want), and far from the limit at
+// the larger of its pace in p and in the window before (a key's use
+// varies from window to window): for most keys, the only lease of the
+// window. Under contention it is only what the key uses
 // until a lease in that window lands: at its rate in p, for a hundredth
 // of a window or two lease round trips, at least one request. A key used
 // less than once a window leases nothing ahead. The caller holds ks.mu.
@@ -339,7 +344,7 @@ func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 	roomy := l.wasRoomy(ks, p) && !contended
 	want := int64(math.Ceil(rate * float64(max(w/100, 2*int64(l.horizon())))))
 	if roomy {
-		want = l.plenty(ks, ks.expected(p, t), w, true)
+		want = l.plenty(ks, max(ks.expected(p, t), ks.prevRate), w, true)
 	} else if !contended {
 		want = l.plenty(ks, rate, w, false)
 	}

@@ -268,9 +268,12 @@ func window(t, w, offset int64) (index, start, end int64) {
 }
 
 // idleFor is how long an unused key's state is kept, at most: it goes
-// (and the requests it holds leased are handed back) once the traffic
-// that needed it has gone.
-const idleFor = 10 * time.Second
+// (and the requests it holds leased are handed back where the fleet may
+// need them) once the traffic that needed it has gone, so that memory
+// falls back within half a minute of a burst. A key back sooner, as a
+// client sending in bursts a few seconds apart is, uses what it holds
+// leased rather than wait for a lease.
+const idleFor = 15 * time.Second
 
 // Sweep forgets keys unused for idleFor (or two windows, if shorter),
 // handing back what they hold of a window the fleet may need (mayNeed).

@@ -58,7 +58,7 @@ type sentReports struct {
 // reported is what a keygate last reported of a key.
 type reported struct {
 	ks                   *keyState // the state reported: once swept, the entry goes
-	index, mine, unspent int64     // window; leased here in it; not used yet
+	index, mine, unspent int64     // window; leased here in it and the next (leased); not used yet
 	rev                  uint64
 }
 
@@ -113,7 +113,7 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 			delete(sent.m, ks.key)
 			continue
 		}
-		st := reported{ks: ks, index: p.index, mine: p.mine.Load(), unspent: max(p.tokens.Load(), 0)}
+		st := reported{ks: ks, index: p.index, mine: leased(ks, p), unspent: max(p.tokens.Load(), 0)}
 		last, ok := sent.m[ks.key]
 		// A key is reported when it leased more here (or in a new
 		// window), or its unspent count moved by a step (reportStep).
@@ -146,6 +146,18 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 	}
 	sent.m = shrink.Map(sent.m, &sent.peak)
 	return append(out, r)
+}
+
+// leased is what this keygate has leased of the key's budget in p's
+// window and in the next: a lease ahead changes the budget's entry too,
+// and the others learn of it from the report, rather than from a
+// compare-and-set refused on the entry they saw before.
+func leased(ks *keyState, p *period) int64 {
+	n := p.mine.Load()
+	if np := ks.next.Load(); np != nil && np.index == p.index+1 {
+		n += np.mine.Load()
+	}
+	return n
 }
 
 // reportStep is how far a key's unspent count here moves before it is
