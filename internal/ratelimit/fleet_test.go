@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // fleet is n Limiters sharing one KV bucket and sync subject on a real
@@ -49,14 +50,8 @@ func newFleet(t testing.TB, n int, scale float64, online func() bool) *fleet {
 		_ = i
 	}
 	// Wait until every limiter has heard from every other.
-	deadline := time.Now().Add(10 * time.Second)
 	for _, l := range f.limiters {
-		for l.Peers() != int64(n) {
-			if time.Now().After(deadline) {
-				t.Fatalf("a limiter knows of %d keygates, want %d", l.Peers(), n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		poll.Until(t, 10*time.Second, fmt.Sprintf("a limiter knowing of %d keygates", n), func() bool { return l.Peers() == int64(n) })
 	}
 	return f
 }
@@ -267,9 +262,7 @@ func TestFleetOutage(t *testing.T) {
 		ls = append(ls, l)
 	}
 	for _, l := range ls {
-		for l.Peers() != 3 {
-			time.Sleep(5 * time.Millisecond)
-		}
+		poll.Until(t, 10*time.Second, "every keygate knowing of 3", func() bool { return l.Peers() == 3 })
 	}
 	for i := range ls {
 		down.Store(i, true)
@@ -301,16 +294,10 @@ func TestReportsCarryEntries(t *testing.T) {
 	allow(b, "k", lim, f.now()) // b knows the key; its entry is at b's write
 	allow(a, "k", lim, f.now()) // a reads it, then writes
 	rev, _, _ := sa.Seen("k")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if got, _, _ := sb.Seen("k"); got == rev {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("b never learned a's entry from its reports")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "b learning a's entry from its reports", func() bool {
+		got, _, _ := sb.Seen("k")
+		return got == rev
+	})
 	writes, reads := sb.Stats()
 	ks, _ := b.key("k")
 	ks.mu.Lock()
