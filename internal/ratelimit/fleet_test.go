@@ -50,9 +50,14 @@ func newFleet(t testing.TB, n int, scale float64, online func() bool) *fleet {
 		_ = i
 	}
 	// Wait until every limiter has heard from every other.
-	for _, l := range f.limiters {
-		poll.Until(t, 10*time.Second, fmt.Sprintf("a limiter knowing of %d keygates", n), func() bool { return l.Peers() == int64(n) })
-	}
+	poll.Until(t, 10*time.Second, fmt.Sprintf("every limiter knowing of %d keygates", n), func() bool {
+		for _, l := range f.limiters {
+			if l.Peers() != int64(n) {
+				return false
+			}
+		}
+		return true
+	})
 	return f
 }
 

@@ -327,9 +327,9 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 // leaseNext leases, ahead, what the key will use here in the window
 // after p. While the fleet has budget to spare, that is what its first
 // lease in that window would be (see want), and far from the limit at
-// the larger of its pace in p and in the window before (a key's use
-// varies from window to window): for most keys, the only lease of the
-// window. Under contention it is only what the key uses
+// the larger of its pace in p and in the window before, if that was far
+// from the limit too (a key's use varies from window to window): for
+// most keys, the only lease of the window. Under contention it is only what the key uses
 // until a lease in that window lands: at its rate in p, for a hundredth
 // of a window or two lease round trips, at least one request. A key used
 // less than once a window leases nothing ahead. The caller holds ks.mu.
@@ -344,7 +344,11 @@ func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 	roomy := l.wasRoomy(ks, p) && !contended
 	want := int64(math.Ceil(rate * float64(max(w/100, 2*int64(l.horizon())))))
 	if roomy {
-		want = l.plenty(ks, max(ks.expected(p, t), ks.prevRate), w, true)
+		r := ks.expected(p, t)
+		if ks.prevRoomy { // the window before was far from the limit too
+			r = max(r, ks.prevRate)
+		}
+		want = l.plenty(ks, r, w, true)
 	} else if !contended {
 		want = l.plenty(ks, rate, w, false)
 	}

@@ -363,11 +363,15 @@ func (l *Limiter) Close(ctx context.Context) {
 }
 
 // mayNeed reports whether the fleet may need what ks holds leased of
-// its window in progress at now: its fleet has leased more than a
-// quarter of the budget, or is on pace to run out.
+// its window in progress at now (the one after its last check's, if
+// leased ahead and begun): its fleet has leased more than a quarter of
+// the budget, or is on pace to run out.
 func (l *Limiter) mayNeed(ks *keyState, now int64) bool {
 	p := ks.cur.Load()
-	return p != nil && now < p.end && (!l.quarter(ks, p) || l.contended(ks, p, now))
+	if p == nil || now >= p.end {
+		p = ks.next.Load()
+	}
+	return p != nil && now >= p.start && now < p.end && (!l.quarter(ks, p) || l.contended(ks, p, now))
 }
 
 // closers is how many hand-backs Close has in flight at once.

@@ -183,6 +183,34 @@ func TestSweep(t *testing.T) {
 	}
 }
 
+// TestSweepHandsBackLeaseAhead: a key swept once the window it leased
+// ahead in has begun hands that lease back where the fleet may need it.
+func TestSweepHandsBackLeaseAhead(t *testing.T) {
+	c := newClock()
+	st := NewLocalStore()
+	l := New(Options{Now: c.now, Store: st})
+	lim := Limit{1000, time.Minute}
+	_, start := Window("k", lim, c.now())
+	c.set(start)    // the key is seen through its whole window
+	for range 300 { // over a quarter of the budget: the fleet may need what is left
+		allow(l, "k", lim, c.now())
+	}
+	l.leases.Wait()
+	c.set(start.Add(lim.Window - 5*time.Second)) // late: the next window is leased ahead
+	allow(l, "k", lim, c.now())
+	l.leases.Wait()
+	ks, _ := l.key("k")
+	np := ks.next.Load()
+	if np == nil || np.tokens.Load() == 0 {
+		t.Fatal("nothing leased ahead")
+	}
+	c.set(start.Add(lim.Window + idleFor + time.Second)) // idle, in the window leased ahead
+	l.Sweep()
+	if got, _, _ := st.Lease(context.Background(), "k", lim, np.index, lim.Requests); got != lim.Requests {
+		t.Fatalf("after the sweep, %d of the next window's %d could be leased; %d were leased ahead", got, lim.Requests, np.mine.Load())
+	}
+}
+
 func windowIndex(key string, lim Limit, t time.Time) int64 {
 	idx, _ := Window(key, lim, t)
 	return idx
