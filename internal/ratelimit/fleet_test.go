@@ -49,16 +49,21 @@ func newFleet(t testing.TB, n int, scale float64, online func() bool) *fleet {
 		f.conns = append(f.conns, nc)
 		_ = i
 	}
-	// Wait until every limiter has heard from every other.
-	poll.Until(t, 10*time.Second, fmt.Sprintf("every limiter knowing of %d keygates", n), func() bool {
-		for _, l := range f.limiters {
-			if l.Peers() != int64(n) {
+	waitPeers(t, f.limiters)
+	return f
+}
+
+// waitPeers waits until every limiter of ls has heard from every other.
+func waitPeers(t testing.TB, ls []*Limiter) {
+	t.Helper()
+	poll.Until(t, 10*time.Second, fmt.Sprintf("every limiter knowing of %d keygates", len(ls)), func() bool {
+		for _, l := range ls {
+			if l.Peers() != int64(len(ls)) {
 				return false
 			}
 		}
 		return true
 	})
-	return f
 }
 
 // traffic says how requests are spread over the fleet: the share of each
@@ -266,9 +271,7 @@ func TestFleetOutage(t *testing.T) {
 		}
 		ls = append(ls, l)
 	}
-	for _, l := range ls {
-		poll.Until(t, 10*time.Second, "every keygate knowing of 3", func() bool { return l.Peers() == 3 })
-	}
+	waitPeers(t, ls)
 	for i := range ls {
 		down.Store(i, true)
 	}

@@ -329,10 +329,11 @@ func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 // lease in that window would be (see want), and far from the limit at
 // the larger of its pace in p and in the window before, if that was far
 // from the limit too (a key's use varies from window to window): for
-// most keys, the only lease of the window. Under contention it is only what the key uses
-// until a lease in that window lands: at its rate in p, for a hundredth
-// of a window or two lease round trips, at least one request. A key used
-// less than once a window leases nothing ahead. The caller holds ks.mu.
+// most keys, the only lease of the window. Under contention it is only
+// what the key uses until a lease in that window lands: at its rate in
+// p, for a hundredth of a window or two lease round trips, at least one
+// request. A key used less than once a window leases nothing ahead. The
+// caller holds ks.mu.
 func (l *Limiter) leaseNext(ks *keyState, p *period, t int64) {
 	w := int64(ks.limit.Window)
 	rate := ks.rate(p, t)
