@@ -185,17 +185,26 @@ func (l *Limiter) covered(ks *keyState, p *period, t int64) bool {
 }
 
 // plenty is the lease that covers what a key used at rate is expected to
-// use over d, while the fleet has budget to spare: that (and a quarter
-// more if roomy, so that it lasts though the rate varies), and at least
-// 2 % of the limit spread over the fleet, so that a key far from its
-// limit (a new one included) takes few leases and little is stranded
-// should it become contended.
+// use over d, while the fleet has budget to spare: that, and at least 2 %
+// of the limit spread over the fleet, so that a key far from its limit (a
+// new one included) takes few leases and little is stranded should it
+// become contended. If roomy, it is at least a quarter more (so that it
+// lasts though the rate varies), and at least this keygate's share of a
+// quarter of the budget, at that pace over d: a key far from its limit
+// takes one lease a window, however its use varies, and the fleet's
+// leases stay within the quarter that keeps it far from the limit. What a
+// keygate holds beyond its use goes back once the key nears its limit
+// (shed).
 func (l *Limiter) plenty(ks *keyState, rate float64, d int64, roomy bool) int64 {
+	n := l.peers.count()
+	floor := ks.limit.Requests / (50 * n)
 	if roomy {
 		rate *= 1.25
+		share := float64(ks.limit.Requests) / float64(4*n) * min(float64(d)/float64(ks.limit.Window), 1)
+		floor = max(floor, int64(share))
 	}
 	expect := int64(math.Min(math.Floor(rate*float64(d)), math.MaxInt32))
-	return max(expect, ks.limit.Requests/(50*l.peers.count()))
+	return max(expect, floor)
 }
 
 // roomy reports whether the fleet leased at most a quarter of the

@@ -161,6 +161,7 @@ type period struct {
 	refillAt  atomic.Int64 // with this few tokens left, lease more in the background
 	exhausted atomic.Bool  // the fleet's budget for the window is spent
 	local     atomic.Bool  // the Store was unreachable: tokens are a local share
+	shed      atomic.Bool  // what was leased beyond use here went back (shed)
 	leasedAt  int64        // when the last lease here landed; guarded by ks.mu
 	usedAt    int64        // requests allowed here by then; guarded by ks.mu
 }

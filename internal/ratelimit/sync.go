@@ -202,7 +202,10 @@ func (l *Limiter) receive(self string, data []byte) {
 			}
 			raise(&p.granted, k.Granted)
 			ks.others.set(r.From, k.Index, k.Unspent)
+		} else if np := ks.next.Load(); np != nil && np.index == k.Index {
+			raise(&np.granted, k.Granted) // leased ahead here; begun there
 		}
+		l.shed(ks, k.Index)
 	}
 }
 
