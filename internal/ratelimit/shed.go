@@ -7,11 +7,13 @@ import (
 
 // shed hands back, once per window, what this keygate holds leased of
 // window index beyond what it expects to use here before the window
-// ends, once another keygate's report shows the fleet may need it (it
-// has leased more than a quarter of the budget, or is on pace to run
-// out). Leases of a key far from its limit run ahead of its use (see
-// plenty); when its traffic grows on another keygate, that keygate needs
-// them. Called from report handling, it writes in the background.
+// ends, once another keygate's report shows the fleet has leased more
+// than a quarter of the budget. Leases of a key far from its limit run
+// ahead of its use (see plenty), by at most a quarter of the budget in
+// all; when its traffic grows on another keygate, that keygate needs
+// them. (Leased so far ahead of use, the fleet's leases early in a
+// window look on pace to run out: that pace tells nothing here.) Called
+// from report handling, it writes in the background.
 func (l *Limiter) shed(ks *keyState, index int64) {
 	p := ks.cur.Load()
 	if p == nil || p.index != index {
@@ -21,7 +23,7 @@ func (l *Limiter) shed(ks *keyState, index int64) {
 	}
 	t := l.now().UnixNano()
 	if t < p.start || t >= p.end || p.local.Load() || p.tokens.Load() < l.shedMin(ks) ||
-		l.quarter(ks, p) && !l.contended(ks, p, t) || !p.shed.CompareAndSwap(false, true) {
+		l.quarter(ks, p) || !p.shed.CompareAndSwap(false, true) {
 		return
 	}
 	l.leases.Add(1)
