@@ -244,12 +244,18 @@ func (ks *keyState) expected(p *period, t int64) float64 {
 	return r
 }
 
-// contended reports whether the fleet, at the pace it has leased so far
-// in the window, would run out before the window ends, or ran out of the
-// window before (at a window's start, the pace says little yet).
+// contended reports whether the fleet ran out of the window before, or
+// has leased more than a quarter of this one and at the pace it has
+// leased so far would run out before the window ends (at a window's
+// start, the pace says little yet). Within the quarter the pace says
+// nothing: leases of a key far from its limit run ahead of its use, by
+// design, most of them taken before the window starts.
 func (l *Limiter) contended(ks *keyState, p *period, t int64) bool {
 	if ks.prevOut.Load() {
 		return true
+	}
+	if l.quarter(ks, p) {
+		return false
 	}
 	elapsed := max(t-p.start, int64(ks.limit.Window)/20)
 	return float64(p.granted.Load())*float64(ks.limit.Window) > float64(ks.limit.Requests)*float64(elapsed)

@@ -8,12 +8,14 @@ import (
 // shed hands back, once per window, what this keygate holds leased of
 // window index beyond what it expects to use here before the window
 // ends, once another keygate's report shows the fleet has leased more
-// than a quarter of the budget. Leases of a key far from its limit run
-// ahead of its use (see plenty), by at most a quarter of the budget in
-// all; when its traffic grows on another keygate, that keygate needs
-// them. (Leased so far ahead of use, the fleet's leases early in a
-// window look on pace to run out: that pace tells nothing here.) Called
-// from report handling, it writes in the background.
+// than half of the budget. Leases of a key far from its limit run ahead
+// of its use (see plenty), by at most a quarter of the budget in all;
+// when its traffic grows on another keygate, that keygate needs them,
+// and the half left when they go back is ample time. Neither a key just
+// over the quarter (nobody is short) nor the fleet's pace (leased so far
+// ahead of use, its leases early in a window look on pace to run out)
+// is worth a write. Called from report handling, it writes in the
+// background.
 func (l *Limiter) shed(ks *keyState, index int64) {
 	p := ks.cur.Load()
 	if p == nil || p.index != index {
@@ -23,7 +25,7 @@ func (l *Limiter) shed(ks *keyState, index int64) {
 	}
 	t := l.now().UnixNano()
 	if t < p.start || t >= p.end || p.local.Load() || p.tokens.Load() < l.shedMin(ks) ||
-		l.quarter(ks, p) || !p.shed.CompareAndSwap(false, true) {
+		p.granted.Load() <= ks.limit.Requests/2 || !p.shed.CompareAndSwap(false, true) {
 		return
 	}
 	l.leases.Add(1)
