@@ -66,13 +66,15 @@ func newTarget(p *process, conns int) (*target, func(), error) {
 
 // round warms up t at concurrency c, then measures it for d.
 func (t *target) round(ctx context.Context, reqs [][]byte, c int, warmup, d time.Duration) error {
-	drive(ctx, t.conns, reqs, c, time.Now().Add(warmup))
+	_, _, sent := drive(ctx, t.conns, reqs, t.p.next, c, time.Now().Add(warmup))
+	t.p.next = (t.p.next + sent) % len(reqs)
 	cpu0, err := t.p.cpu()
 	if err != nil {
 		return err
 	}
 	begin := time.Now()
-	lat, errs := drive(ctx, t.conns, reqs, c, begin.Add(d))
+	lat, errs, sent := drive(ctx, t.conns, reqs, t.p.next, c, begin.Add(d))
+	t.p.next = (t.p.next + sent) % len(reqs)
 	t.elapsed += time.Since(begin)
 	cpu1, err := t.p.cpu()
 	if err != nil {
@@ -211,22 +213,24 @@ func othersCPU(targets []*target, t *target) (time.Duration, error) {
 	return sum, nil
 }
 
-// drive runs c workers until deadline and returns every latency and the
-// number of failed calls. Requests are sent encoded already and answers are
-// not decoded (see frameCodec), so that the generator's own work per check
+// drive runs c workers until deadline, sending reqs in turn from start,
+// and returns every latency, the number of failed calls and the number of
+// requests sent. Requests are sent encoded already and answers are not
+// decoded (see frameCodec), so that the generator's own work per check
 // is the same whatever the server answers.
-func drive(ctx context.Context, conns []*grpc.ClientConn, reqs [][]byte, c int, deadline time.Time) ([]time.Duration, int) {
+func drive(ctx context.Context, conns []*grpc.ClientConn, reqs [][]byte, start, c int, deadline time.Time) ([]time.Duration, int, int) {
 	var mu sync.Mutex
 	var all []time.Duration
-	errs := 0
+	errs, sent := 0, 0
 	var wg sync.WaitGroup
 	for w := range c {
 		wg.Go(func() {
 			conn := conns[w%len(conns)]
 			lat := make([]time.Duration, 0, 1<<16)
-			failed := 0
+			failed, n := 0, 0
 			var answer frame
-			for i := w; time.Now().Before(deadline) && ctx.Err() == nil; i += c {
+			for i := start + w; time.Now().Before(deadline) && ctx.Err() == nil; i += c {
+				n++
 				begin := time.Now()
 				req := frame(reqs[i%len(reqs)])
 				if err := conn.Invoke(ctx, checkMethod, &req, &answer, grpc.ForceCodecV2(frameCodec{})); err != nil {
@@ -237,12 +241,12 @@ func drive(ctx context.Context, conns []*grpc.ClientConn, reqs [][]byte, c int, 
 			}
 			mu.Lock()
 			all = append(all, lat...)
-			errs += failed
+			errs, sent = errs+failed, sent+n
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	return all, errs
+	return all, errs, sent
 }
 
 // checkMethod is ext_authz's Check.

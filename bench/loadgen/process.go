@@ -25,6 +25,10 @@ type process struct {
 	adminAddr string
 	natsURL   string
 	natsToken string // the embedded server's
+	// next is the request the next round starts at: each round goes on
+	// where the last one stopped, so that the requests rotate over every
+	// key at any concurrency.
+	next int
 }
 
 // stop ends the process; it may be called again.

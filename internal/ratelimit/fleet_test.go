@@ -387,7 +387,9 @@ func TestReportsDoNotEcho(t *testing.T) {
 
 // TestReportsLeasesAhead: a lease of the next window is reported (with
 // the budget's entry it changed), so that the others' leases ahead are
-// not refused on the entry they saw before.
+// not refused on the entry they saw before, and, once that window has
+// begun, its unused requests, so that the others' remaining counts hold
+// them before this keygate's first check in it.
 func TestReportsLeasesAhead(t *testing.T) {
 	c := newClock()
 	l := New(Options{Now: c.now})
@@ -407,6 +409,14 @@ func TestReportsLeasesAhead(t *testing.T) {
 	}
 	if r := l.reports("me", time.Second, sent); len(r[0].Keys) != 1 {
 		t.Fatalf("after a lease ahead: %+v", r[0].Keys)
+	}
+	// Once that window has begun, with no check here yet, what is leased
+	// ahead is reported as this keygate's unused requests in it.
+	np := ks.next.Load()
+	c.set(time.Unix(0, np.start))
+	r := l.reports("me", time.Second, sent)
+	if len(r[0].Keys) != 1 || r[0].Keys[0].Index != np.index || r[0].Keys[0].Unspent != np.tokens.Load() {
+		t.Fatalf("the window leased ahead begun: %+v, want window %d with %d unused", r[0].Keys, np.index, np.tokens.Load())
 	}
 }
 

@@ -191,10 +191,10 @@ func (l *Limiter) covered(ks *keyState, p *period, t int64) bool {
 // become contended. If roomy, it is at least a quarter more (so that it
 // lasts though the rate varies), and at least this keygate's share of a
 // quarter of the budget, at that pace over d: a key far from its limit
-// takes one lease a window, however its use varies, and the fleet's
-// leases stay within the quarter that keeps it far from the limit. What a
-// keygate holds beyond its use goes back once the key nears its limit
-// (shed).
+// takes one lease a window, however its use varies, and that floor alone
+// keeps the fleet's leases within the quarter that keeps the key far from
+// its limit. What a keygate holds beyond its use goes back once the key
+// nears its limit (shed).
 func (l *Limiter) plenty(ks *keyState, rate float64, d int64, roomy bool) int64 {
 	n := l.peers.count()
 	floor := ks.limit.Requests / (50 * n)
@@ -209,9 +209,8 @@ func (l *Limiter) plenty(ks *keyState, rate float64, d int64, roomy bool) int64 
 
 // roomy reports whether the fleet leased at most a quarter of the
 // budget of the window before (seen here for at least half of it) and,
-// so far, of this one, and at its pace will not run out: then leases may
-// run ahead of use, since what is left unused at the window's end is not
-// needed by anyone.
+// so far, of this one: then leases may run ahead of use, since what is
+// left unused at the window's end is not needed by anyone.
 func (l *Limiter) roomy(ks *keyState, p *period, t int64) bool {
 	return ks.prevRoomy && l.quarter(ks, p) && !l.contended(ks, p, t)
 }
@@ -302,8 +301,8 @@ func (l *Limiter) fallBack(ks *keyState, p *period) {
 func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 	low := p.tokens.Load() <= p.refillAt.Load() && !l.endgameNow(ks, p)
 	late := t >= p.late && ks.next.Load() == nil && p.seenMost()
-	if !low && !late || p.local.Load() || p.exhausted.Load() && !late {
-		return
+	if !low && !late || p.local.Load() || p.exhausted.Load() && !late || l.bg.Err() != nil {
+		return // (closed: Close waits for the leases counted in flight)
 	}
 	if !ks.refill.CompareAndSwap(false, true) {
 		return

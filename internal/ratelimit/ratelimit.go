@@ -344,8 +344,8 @@ type forgetter interface{ Forget(key string) }
 // Close stops background work and hands unspent leases back to the
 // Store, so that a keygate going away strands none of the budget that
 // others may need: that of keys whose fleet has leased more than a
-// quarter of the window's budget or is on pace to run out (for the
-// others, handing back would cost a write for nothing).
+// quarter of the window's budget or ran out of the window before (for
+// the others, handing back would cost a write for nothing).
 func (l *Limiter) Close(ctx context.Context) {
 	l.stop()
 	l.leases.Wait()
@@ -366,7 +366,7 @@ func (l *Limiter) Close(ctx context.Context) {
 // mayNeed reports whether the fleet may need what ks holds leased of
 // its window in progress at now (the one after its last check's, if
 // leased ahead and begun): its fleet has leased more than a quarter of
-// the budget, or is on pace to run out.
+// the budget, or ran out of the window before.
 func (l *Limiter) mayNeed(ks *keyState, now int64) bool {
 	p := ks.cur.Load()
 	if p == nil || now >= p.end {

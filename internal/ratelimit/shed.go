@@ -5,17 +5,16 @@ import (
 	"math"
 )
 
-// shed hands back, once per window, what this keygate holds leased of
-// window index beyond what it expects to use here before the window
-// ends, once another keygate's report shows the fleet has leased more
-// than half of the budget. Leases of a key far from its limit run ahead
-// of its use (see plenty), by at most a quarter of the budget in all;
-// when its traffic grows on another keygate, that keygate needs them,
-// and the half left when they go back is ample time. Neither a key just
+// shed hands back what this keygate holds leased of window index beyond
+// what it expects to use here before the window ends, once another
+// keygate's report shows the fleet has leased more than half of the
+// budget. Leases of a key far from its limit run ahead of its use (see
+// plenty); when its traffic grows on another keygate, that keygate needs
+// them, and half the budget is left when they go back. Neither a key just
 // over the quarter (nobody is short) nor the fleet's pace (leased so far
-// ahead of use, its leases early in a window look on pace to run out)
-// is worth a write. Called from report handling, it writes in the
-// background.
+// ahead of use, its leases early in a window look on pace to run out) is
+// worth a write. It writes at most once per window, in the background:
+// it is called from report handling.
 func (l *Limiter) shed(ks *keyState, index int64) {
 	p := ks.cur.Load()
 	if p == nil || p.index != index {
@@ -25,11 +24,16 @@ func (l *Limiter) shed(ks *keyState, index int64) {
 	}
 	t := l.now().UnixNano()
 	if t < p.start || t >= p.end || p.local.Load() || p.tokens.Load() < l.shedMin(ks) ||
-		p.granted.Load() <= ks.limit.Requests/2 || !p.shed.CompareAndSwap(false, true) {
+		p.granted.Load() <= ks.limit.Requests/2 || l.bg.Err() != nil || !p.shed.CompareAndSwap(false, true) {
 		return
 	}
 	l.leases.Add(1)
-	if !l.workers.run(func() { defer l.leases.Done(); l.handBackExcess(ks, p) }, false) {
+	if !l.workers.run(func() {
+		defer l.leases.Done()
+		if !l.handBackExcess(ks, p) {
+			p.shed.Store(false) // nothing went back: a later report looks again
+		}
+	}, false) {
 		p.shed.Store(false) // the queue is full: a later report tries again
 		l.leases.Done()
 	}
@@ -41,24 +45,30 @@ func (l *Limiter) shedMin(ks *keyState) int64 {
 	return max(ks.limit.Requests/(50*l.peers.count()), 1)
 }
 
-// handBackExcess returns what p holds beyond the key's use here at its
-// rate until p ends; the caller counted it in l.leases.
-func (l *Limiter) handBackExcess(ks *keyState, p *period) {
+// handBackExcess returns what p holds beyond the key's use here until p
+// ends, at the slower of its rate over the last window and its pace since
+// its last lease (a keygate its traffic has left keeps nothing), and
+// reports whether it wrote. The caller counted it in l.leases.
+func (l *Limiter) handBackExcess(ks *keyState, p *period) bool {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	t := l.now().UnixNano()
 	if ks.cur.Load() != p && ks.next.Load() != p || t >= p.end || p.local.Load() || l.bg.Err() != nil || !l.online() {
-		return
+		return false
 	}
 	var keep int64 // of a window begun with no check here yet: none
 	if ks.cur.Load() == p {
-		keep = int64(math.Ceil(ks.rate(p, t) * float64(p.end-t)))
+		rate := ks.rate(p, t)
+		if t-p.leasedAt >= (p.end-p.start)/100 { // long enough to tell a pace
+			rate = min(rate, p.recent(t))
+		}
+		keep = int64(math.Ceil(rate * float64(p.end-t)))
 	}
 	var n int64
 	for {
 		have := p.tokens.Load()
 		if n = have - keep; n < l.shedMin(ks) {
-			return
+			return false
 		}
 		if p.tokens.CompareAndSwap(have, keep) {
 			break
@@ -69,7 +79,11 @@ func (l *Limiter) handBackExcess(ks *keyState, p *period) {
 	defer cancel()
 	if err := l.store.Return(ctx, ks.key, ks.limit, p.index, n); err != nil {
 		l.log.Debug("handing back leased requests", "key_id", ks.key, "err", err)
-		return // lost to both: the fleet allows less, never more
+		return true // lost to both: the fleet allows less, never more
 	}
-	p.granted.Add(-n)
+	// The fleet's grants as seen here, less what went back; never below
+	// this keygate's own (a report may have counted the return already).
+	for g := p.granted.Load(); !p.granted.CompareAndSwap(g, max(g-n, p.mine.Load())); g = p.granted.Load() {
+	}
+	return true
 }

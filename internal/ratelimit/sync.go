@@ -109,7 +109,10 @@ func (l *Limiter) reports(id string, interval time.Duration, sent *sentReports) 
 	defer clear(l.syncBuf) // keep no swept state alive
 	for _, ks := range l.syncBuf {
 		p := ks.cur.Load()
-		if p == nil || p.local.Load() || now >= p.end {
+		if p != nil && now >= p.end {
+			p = ks.next.Load() // begun on a lease ahead, with no check here yet
+		}
+		if p == nil || p.local.Load() || now < p.start || now >= p.end {
 			delete(sent.m, ks.key)
 			continue
 		}
@@ -203,7 +206,10 @@ func (l *Limiter) receive(self string, data []byte) {
 			raise(&p.granted, k.Granted)
 			ks.others.set(r.From, k.Index, k.Unspent)
 		} else if np := ks.next.Load(); np != nil && np.index == k.Index {
-			raise(&np.granted, k.Granted) // leased ahead here; begun there
+			// Leased ahead here, and begun there (its first check here
+			// makes it current): the old window's reports are moot.
+			raise(&np.granted, k.Granted)
+			ks.others.set(r.From, k.Index, k.Unspent)
 		}
 		l.shed(ks, k.Index)
 	}
