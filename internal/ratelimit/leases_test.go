@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -250,4 +251,47 @@ func TestPrefetchQueueFull(t *testing.T) {
 	}
 	close(block)
 	l.Close(context.Background()) // waits for every prefetch counted in flight
+}
+
+// TestShedHandsBackBeyondUse: a keygate holding a lease far beyond its
+// use hands the rest back once another keygate reports more than half of
+// the window leased, and not before.
+func TestShedHandsBackBeyondUse(t *testing.T) {
+	c := newClock()
+	st := NewLocalStore()
+	l := New(Options{Store: st, Now: c.now})
+	l.peers.saw("other", time.Hour)
+	lim := Limit{1000, time.Hour}
+	_, start := Window("k", lim, c.now())
+	c.set(start)
+	allow(l, "k", lim, c.now()) // seen from the window's start
+	ks, _ := l.key("k")
+	c.set(start.Add(50 * time.Minute))
+	ks.mu.Lock()
+	l.leaseNext(ks, ks.cur.Load(), c.now().UnixNano()) // far from the limit: a quarter over two keygates
+	ks.mu.Unlock()
+	c.set(start.Add(time.Hour))
+	allow(l, "k", lim, c.now()) // the window begins on it
+	p := ks.cur.Load()
+	held := p.tokens.Load()
+	if held < 100 {
+		t.Fatalf("leased ahead %d, want a quarter of the limit over two keygates", held+1)
+	}
+	report := func(granted int64) {
+		b, _ := json.Marshal(report{From: "other", Interval: time.Second, Keys: []keyReport{{Key: "k", Index: p.index, Granted: granted}}})
+		l.receive("me", b)
+		l.leases.Wait()
+	}
+	report(lim.Requests / 2) // half leased: nothing goes back
+	if got := p.tokens.Load(); got != held {
+		t.Fatalf("at half leased, %d of %d held", got, held)
+	}
+	report(lim.Requests/2 + 1) // more than half
+	kept := p.tokens.Load()
+	if kept > 2 {
+		t.Fatalf("more than half leased: kept %d of %d, used once in an hour", kept, held)
+	}
+	if g, _ := st.Granted("k", lim, p.index); g != kept+1 {
+		t.Fatalf("the store's grants after the hand-back: %d, want %d (used 1, kept %d)", g, kept+1, kept)
+	}
 }
