@@ -301,13 +301,16 @@ func (l *Limiter) fallBack(ks *keyState, p *period) {
 func (l *Limiter) prefetch(ks *keyState, p *period, t int64) {
 	low := p.tokens.Load() <= p.refillAt.Load() && !l.endgameNow(ks, p)
 	late := t >= p.late && ks.next.Load() == nil && p.seenMost()
-	if !low && !late || p.local.Load() || p.exhausted.Load() && !late || l.bg.Err() != nil {
-		return // (closed: Close waits for the leases counted in flight)
+	if !low && !late || p.local.Load() || p.exhausted.Load() && !late {
+		return
 	}
 	if !ks.refill.CompareAndSwap(false, true) {
 		return
 	}
-	l.leases.Add(1)
+	if !l.track() {
+		ks.refill.Store(false)
+		return
+	}
 	urgent := l.contended(ks, p, t) // its lease is sized to last two round trips
 	queued := l.workers.run(func() {
 		defer l.leases.Done()

@@ -72,7 +72,8 @@ type Limiter struct {
 	online  func() bool
 	bg      context.Context
 	stop    context.CancelFunc
-	leases  sync.WaitGroup // prefetches in flight
+	leases  sync.WaitGroup // prefetches and hand-backs in flight (track)
+	closing sync.RWMutex   // orders track's Add before Close's Wait
 	workers *workers       // run the prefetches
 	syncBuf []*keyState    // reused by reports, on the sync loop alone
 	swept   atomic.Uint64  // sweeps that dropped keys
@@ -162,6 +163,7 @@ type period struct {
 	exhausted atomic.Bool  // the fleet's budget for the window is spent
 	local     atomic.Bool  // the Store was unreachable: tokens are a local share
 	shed      atomic.Bool  // what was leased beyond use here went back (shed)
+	shedAfter atomic.Int64 // a hand-back that found nothing looks again from then on
 	leasedAt  int64        // when the last lease here landed; guarded by ks.mu
 	usedAt    int64        // requests allowed here by then; guarded by ks.mu
 }
@@ -347,7 +349,9 @@ type forgetter interface{ Forget(key string) }
 // quarter of the window's budget or ran out of the window before (for
 // the others, handing back would cost a write for nothing).
 func (l *Limiter) Close(ctx context.Context) {
-	l.stop()
+	l.closing.Lock()
+	l.stop() // track counts nothing more
+	l.closing.Unlock()
 	l.leases.Wait()
 	now := l.now().UnixNano()
 	var g errgroup.Group
@@ -373,6 +377,18 @@ func (l *Limiter) mayNeed(ks *keyState, now int64) bool {
 		p = ks.next.Load()
 	}
 	return p != nil && now >= p.start && now < p.end && (!l.quarter(ks, p) || l.contended(ks, p, now))
+}
+
+// track counts a background lease or hand-back in flight, unless l is
+// closed: Close waits for those counted.
+func (l *Limiter) track() bool {
+	l.closing.RLock()
+	defer l.closing.RUnlock()
+	if l.bg.Err() != nil {
+		return false
+	}
+	l.leases.Add(1)
+	return true
 }
 
 // closers is how many hand-backs Close has in flight at once.

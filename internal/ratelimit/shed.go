@@ -23,15 +23,22 @@ func (l *Limiter) shed(ks *keyState, index int64) {
 		}
 	}
 	t := l.now().UnixNano()
-	if t < p.start || t >= p.end || p.local.Load() || p.tokens.Load() < l.shedMin(ks) ||
-		p.granted.Load() <= ks.limit.Requests/2 || l.bg.Err() != nil || !p.shed.CompareAndSwap(false, true) {
+	if t < p.start || t >= p.end || t < p.shedAfter.Load() || p.local.Load() || p.tokens.Load() < l.shedMin(ks) ||
+		p.granted.Load() <= ks.limit.Requests/2 || !p.shed.CompareAndSwap(false, true) {
 		return
 	}
-	l.leases.Add(1)
+	if !l.track() {
+		p.shed.Store(false)
+		return
+	}
 	if !l.workers.run(func() {
 		defer l.leases.Done()
 		if !l.handBackExcess(ks, p) {
-			p.shed.Store(false) // nothing went back: a later report looks again
+			// Nothing went back: a report a hundredth of a window later
+			// looks again (not every report, for a keygate that uses
+			// what it holds).
+			p.shedAfter.Store(l.now().UnixNano() + (p.end-p.start)/100)
+			p.shed.Store(false)
 		}
 	}, false) {
 		p.shed.Store(false) // the queue is full: a later report tries again

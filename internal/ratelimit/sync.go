@@ -207,9 +207,13 @@ func (l *Limiter) receive(self string, data []byte) {
 			ks.others.set(r.From, k.Index, k.Unspent)
 		} else if np := ks.next.Load(); np != nil && np.index == k.Index {
 			// Leased ahead here, and begun there (its first check here
-			// makes it current): the old window's reports are moot.
+			// makes it current).
 			raise(&np.granted, k.Granted)
-			ks.others.set(r.From, k.Index, k.Unspent)
+			if now := l.now().UnixNano(); now >= np.start {
+				// Begun here too: the old window's reports are moot. (A
+				// sender whose clock runs ahead is heard again later.)
+				ks.others.set(r.From, k.Index, k.Unspent)
+			}
 		}
 		l.shed(ks, k.Index)
 	}
