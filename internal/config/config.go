@@ -67,8 +67,10 @@ type Fleet struct {
 	// LeaseTimeout bounds a check's wait for a rate-limit lease before the
 	// keygate falls back to its share of the limit.
 	LeaseTimeout Duration `yaml:"lease_timeout"`
-	// UsageFlushInterval is how often a keygate writes per-key use (last
-	// used, counts by outcome); a key is written at most once a minute.
+	// UsageFlushInterval is how long a key may count nothing before a
+	// keygate writes what it holds of its use (last used, counts by
+	// outcome) and drops it from memory; a key in use is written once a
+	// minute, checked every second (at most every interval).
 	UsageFlushInterval Duration `yaml:"usage_flush_interval"`
 }
 

@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -127,5 +128,47 @@ func TestQuietKeyGoes(t *testing.T) {
 	flush()
 	if w.total() != 4 {
 		t.Fatalf("%d written in the next minute, want 4", w.total())
+	}
+}
+
+// TestWritesSpreadOverMinute: with every key in constant use, the keys'
+// writes of a new minute go out through its first 20 s, a few each
+// second, rather than all at once, each key once, and every key is
+// written within 21 s of the minute's start (its last use must show
+// within 30 s). A key still in use is not retired meanwhile.
+func TestWritesSpreadOverMinute(t *testing.T) {
+	w := &summing{}
+	now := time.Date(2026, 11, 26, 10, 41, 59, 0, time.UTC)
+	r := New(w, func() time.Time { return now }, nil)
+	r.spread = spreadOver
+	const keys = 2000
+	slots := make([]Slot, keys)
+	use := func() {
+		for i := range slots {
+			r.Count(&slots[i], fmt.Sprintf("key_%d", i), "ok")
+		}
+	}
+	use()
+	if err := r.Flush(context.Background()); err != nil { // written in the minute before
+		t.Fatal(err)
+	}
+	var most int64
+	for s := 1; s <= 30; s++ {
+		now = now.Add(time.Second)
+		use()
+		before := r.Writes()
+		if err := r.flush(context.Background(), false, s%10 == 0); err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, int64(r.Writes()-before))
+		if s == 22 && r.Writes() != 2*keys {
+			t.Fatalf("%d writes by 21 s into the minute, want %d", r.Writes()-keys, keys)
+		}
+	}
+	if r.Writes() != 2*keys || most > keys/10 {
+		t.Fatalf("%d writes in the minute, at most %d in a second; want %d, at most %d", r.Writes()-keys, most, keys, keys/10)
+	}
+	if n := len(r.all()); n != keys {
+		t.Fatalf("%d counters left of %d keys in use", n, keys)
 	}
 }

@@ -1,11 +1,13 @@
 // Package usage counts each key's checks by outcome in memory and writes
 // them, batched, to the key store, merged with what the other keygates
 // wrote (counts per UTC day, and the last use to the minute). A key used
-// since the last flush is written at the next flush unless this keygate
-// has written it in the same minute already: so a new last-use minute is
-// written within a flush interval, and a key in constant use (used in
-// every flush interval) costs one write a minute. A key that counted
-// nothing since the last flush is forgotten, what it held written a
+// since its last write is written again once this keygate has not
+// written it in the current minute: a key in constant use costs one write
+// a minute. Run writes each key from its own offset into the minute on
+// (spread over the first 20 s), checking every second, so that a keygate
+// with every key in use does not write them all at once, and a new
+// last-use minute is written within about 21 s. A key that counted
+// nothing for a flush interval is forgotten, what it held written a
 // second later: a burst's keys leave memory within two flush intervals,
 // and a key used less often than the flush interval costs a write each
 // time it goes quiet.
@@ -14,6 +16,7 @@ package usage
 import (
 	"cmp"
 	"context"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -63,7 +66,18 @@ type Recorder struct {
 	// sharedUntil (unix seconds): until then, every write reads the
 	// entry first, as another keygate writes the same keys (see write).
 	sharedUntil atomic.Int64
+	spread      time.Duration // keys are due from their offset into this much of each minute; set by Run
 }
+
+// offsetSeed places keys in the spread, the same way for the process's
+// life.
+var offsetSeed = maphash.MakeSeed()
+
+// spreadOver is how much of each minute Run spreads the keys' writes
+// over: with a check every second, a key first used in a minute is
+// written within about 21 s, well inside the 30 s in which its last use
+// must show.
+const spreadOver = 20 * time.Second
 
 // sharedFor is how long, after a write found another keygate's in its
 // way, this keygate reads each entry before writing it: in a fleet behind
@@ -92,8 +106,10 @@ func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
 // Counter is one key's counts since the last flush.
 type Counter struct {
 	key     string
+	hash    uint32               // places the key's offset into the minute
 	n       [7]atomic.Int64      // by Outcomes
-	seen    int64                // the count left after the last flush; the flusher's
+	taken   int64                // counts taken for writes so far; the flusher's
+	seen    int64                // counted() at the last flush that retires; the flusher's
 	written int64                // unix minute of the last write here; the flusher's
 	last    *store.UsageEntry    // the key's entry as last written here; the flusher's
 	dead    atomic.Bool          // dropped from the Recorder: count in a new Counter
@@ -135,7 +151,7 @@ func (r *Recorder) counter(id string, slot *Slot) *Counter {
 	defer r.cmu.Unlock()
 	c, ok := r.counts[id]
 	if !ok {
-		c = &Counter{key: id, written: slot.written.Load()}
+		c = &Counter{key: id, hash: uint32(maphash.String(offsetSeed, id)), written: slot.written.Load()}
 		r.counts[id] = c
 	}
 	return c
@@ -162,15 +178,30 @@ func (r *Recorder) retire(c *Counter) {
 	}
 }
 
-// Run flushes every interval until ctx ends.
+// Run flushes until ctx ends: every second (at most every interval) the
+// keys due, each from its offset into the minute (spreadOver), and every
+// interval also retires the keys that counted nothing since.
 func (r *Recorder) Run(ctx context.Context, interval time.Duration) {
-	tick.Every(ctx, interval, func() {
+	step := min(interval, time.Second)
+	r.mu.Lock()
+	r.spread = spreadOver
+	r.mu.Unlock()
+	var since time.Duration
+	tick.Every(ctx, step, func() {
+		since += step
+		retire := since >= interval
+		if retire {
+			since = 0
+		}
 		// Bounded, so that a NATS outage delays the next flush at most
 		// this long; what was not written is written later.
 		fctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
 		defer cancel()
-		if err := r.FlushDue(fctx); err != nil {
+		if err := r.flush(fctx, false, retire); err != nil {
 			r.log.Warn("recording key usage", "err", err)
+		}
+		if !retire {
+			return
 		}
 		// The counters just retired go a moment later rather than at the
 		// next flush: a sidecar's memory falls back soon after a burst.
@@ -218,13 +249,16 @@ const writers = 8
 // key (writers at a time), and forgets keys that counted nothing since
 // the last flush (what they hold is written a moment later, see Run).
 // Counts that fail to be written are kept for the next flush.
-func (r *Recorder) Flush(ctx context.Context) error { return r.flush(ctx, true) }
+func (r *Recorder) Flush(ctx context.Context) error { return r.flush(ctx, true, true) }
 
-// FlushDue is Flush for the keys not yet written in this minute; the
-// others wait for a flush in a later minute.
-func (r *Recorder) FlushDue(ctx context.Context) error { return r.flush(ctx, false) }
+// FlushDue is Flush for the keys not yet written in this minute (from
+// their offset into it on, under Run); the others wait for a flush in a
+// later minute.
+func (r *Recorder) FlushDue(ctx context.Context) error { return r.flush(ctx, false, true) }
 
-func (r *Recorder) flush(ctx context.Context, all bool) error {
+// flush writes the keys due (all of them, if all) and, if retire, drops
+// those that counted nothing since the last flush that retired.
+func (r *Recorder) flush(ctx context.Context, all, retire bool) error {
 	r.mu.Lock() // one flush at a time
 	defer r.mu.Unlock()
 	now := r.now()
@@ -235,13 +269,13 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 	r.retired = nil
 	var live []*Counter
 	for _, c := range r.all() {
-		switch t := c.total(); {
-		case t == c.seen: // nothing counted since the last flush
+		switch {
+		case retire && c.counted() == c.seen: // nothing counted since the last flush
 			// The key is idle, or went quiet with counts this minute's
 			// write left: they are written with what a late check adds
 			// (at once by Flush, at shutdown).
 			r.retire(c)
-			if t == 0 {
+			if c.total() == 0 {
 				c.last = nil // the entry goes now; a late count reads it afresh
 			}
 			if all {
@@ -249,7 +283,7 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 			} else {
 				r.retired = append(r.retired, c)
 			}
-		case all || c.written != minute:
+		case all || c.written != minute && c.total() > 0 && now.Sub(now.Truncate(time.Minute)) >= r.offset(c):
 			due = append(due, c)
 			live = append(live, c)
 		default:
@@ -257,10 +291,17 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 		}
 	}
 	err := r.writeAll(ctx, due, now)
-	for _, c := range live {
-		c.seen = c.total()
+	if retire {
+		for _, c := range live {
+			c.seen = c.counted()
+		}
 	}
 	return err
+}
+
+// offset is how far into each minute c is due: its place in the spread.
+func (r *Recorder) offset(c *Counter) time.Duration {
+	return time.Duration(uint64(c.hash)*uint64(r.spread/time.Millisecond)>>32) * time.Millisecond
 }
 
 // writeAll writes the counts of due, writers at a time; the caller holds
@@ -322,7 +363,7 @@ func (r *Recorder) add(ctx context.Context, c *Counter, now time.Time, counts ma
 	return e, err
 }
 
-// take empties c and returns its counts by outcome.
+// take empties c and returns its counts by outcome; the flusher's.
 func (c *Counter) take() map[string]int64 {
 	var out map[string]int64
 	for i := range c.n {
@@ -331,17 +372,23 @@ func (c *Counter) take() map[string]int64 {
 				out = map[string]int64{}
 			}
 			out[Outcomes[i]] = n
+			c.taken += n
 		}
 	}
 	return out
 }
 
-// give puts counts back after a failed write.
+// give puts counts back after a failed write; the flusher's.
 func (c *Counter) give(counts map[string]int64) {
 	for o, n := range counts {
 		c.n[outcomeIndex[o]].Add(n)
+		c.taken -= n
 	}
 }
+
+// counted is how many checks c has counted, written or not: it grows
+// while the key is in use; the flusher's.
+func (c *Counter) counted() int64 { return c.taken + c.total() }
 
 func (c *Counter) total() int64 {
 	var t int64
