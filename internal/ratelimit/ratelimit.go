@@ -376,7 +376,7 @@ func (l *Limiter) mayNeed(ks *keyState, now int64) bool {
 	if p == nil || now >= p.end {
 		p = ks.next.Load()
 	}
-	return p != nil && now >= p.start && now < p.end && (!l.quarter(ks, p) || l.contended(ks, p, now))
+	return p != nil && now >= p.start && now < p.end && (!l.quarter(ks, p) || ks.prevOut.Load())
 }
 
 // track counts a background lease or hand-back in flight, unless l is

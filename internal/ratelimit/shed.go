@@ -14,15 +14,14 @@ import (
 // over the quarter (nobody is short) nor the fleet's pace (leased so far
 // ahead of use, its leases early in a window look on pace to run out) is
 // worth a write. It writes at most once per window, in the background:
-// it is called from report handling.
-func (l *Limiter) shed(ks *keyState, index int64) {
+// it is called from report handling, with the time t.
+func (l *Limiter) shed(ks *keyState, index, t int64) {
 	p := ks.cur.Load()
 	if p == nil || p.index != index {
 		if p = ks.next.Load(); p == nil || p.index != index {
 			return
 		}
 	}
-	t := l.now().UnixNano()
 	if t < p.start || t >= p.end || t < p.shedAfter.Load() || p.local.Load() || p.tokens.Load() < l.shedMin(ks) ||
 		p.granted.Load() <= ks.limit.Requests/2 || !p.shed.CompareAndSwap(false, true) {
 		return

@@ -187,6 +187,7 @@ func (l *Limiter) receive(self string, data []byte) {
 	l.peers.saw(r.From, r.Interval)
 	sh, share := l.store.(sharer)
 	f, forgets := l.store.(forgetter)
+	now := l.now().UnixNano()
 	for _, k := range r.Keys {
 		ks, ok := l.key(k.Key)
 		if !ok {
@@ -209,13 +210,13 @@ func (l *Limiter) receive(self string, data []byte) {
 			// Leased ahead here, and begun there (its first check here
 			// makes it current).
 			raise(&np.granted, k.Granted)
-			if now := l.now().UnixNano(); now >= np.start {
+			if now >= np.start {
 				// Begun here too: the old window's reports are moot. (A
 				// sender whose clock runs ahead is heard again later.)
 				ks.others.set(r.From, k.Index, k.Unspent)
 			}
 		}
-		l.shed(ks, k.Index)
+		l.shed(ks, k.Index, now)
 	}
 }
 
