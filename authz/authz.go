@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/reqpath"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -148,9 +149,13 @@ func (s *Server) decideKey(ctx context.Context, k *Key, http *authv3.AttributeCo
 	case k.expired(now):
 		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", k.expiry().Format(time.RFC3339))), CodeExpiredKey
 	}
-	if need := s.routes.scope(http.GetMethod(), http.GetPath(), ext); !hasScope(k.policy.scopes, need) {
-		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", clip(need), clip(http.GetMethod()), clip(trimQuery(http.GetPath()))),
-			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+quotable(clip(need))+`"`)), CodeInsufficientScope
+	need, err := s.routes.need(http.GetMethod(), http.GetPath(), ext)
+	if err != nil {
+		return denyPath.response(fmt.Sprintf("The request path cannot be authorized: %s.", err.(*reqpath.Error).Reason)), CodeInvalidPath
+	}
+	if missing, ok := need.missing(k.policy.scopes); ok {
+		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", clip(missing), clip(http.GetMethod()), clip(trimQuery(http.GetPath()))),
+			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+quotable(clip(missing))+`"`)), CodeInsufficientScope
 	}
 	var acct *Account
 	if !k.policy.test() {

@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1},
 		}),
 	}
-	for _, c := range []string{CodeOK, CodeMissingKey, CodeInvalidKey, CodeExpiredKey, CodeInsufficientScope, CodeNoBalance, CodeRateLimited, CodeUnavailable} {
+	for _, c := range Codes {
 		m.checks[c] = vec.WithLabelValues(c)
 	}
 	reg.MustRegister(vec, m.latency)
@@ -37,6 +37,8 @@ func (m *Metrics) observe(code string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.checks[code].Inc()
+	if c, ok := m.checks[code]; ok {
+		c.Inc()
+	}
 	m.latency.Observe(d.Seconds())
 }

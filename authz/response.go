@@ -17,11 +17,16 @@ const (
 	CodeInvalidKey        = "invalid_api_key"
 	CodeExpiredKey        = "expired_api_key"
 	CodeInsufficientScope = "insufficient_permissions"
+	CodeInvalidPath       = "invalid_path"
 	CodeNoBalance         = "insufficient_balance"
 	CodeRateLimited       = "rate_limit_exceeded"
 	CodeUnavailable       = "auth_unavailable"
 	CodeOK                = "ok" // the metrics label of an allow
 )
+
+// Codes lists every result code: the labels of keygate_checks_total.
+var Codes = []string{CodeOK, CodeMissingKey, CodeInvalidKey, CodeExpiredKey, CodeInvalidPath, CodeInsufficientScope,
+	CodeNoBalance, CodeRateLimited, CodeUnavailable}
 
 // denial describes one row of the decision table.
 type denial struct {
@@ -37,6 +42,7 @@ var (
 	denyMissing     = denial{401, CodeMissingKey, "invalid_request_error", codes.Unauthenticated, ""}
 	denyInvalid     = denial{401, CodeInvalidKey, "invalid_request_error", codes.Unauthenticated, "invalid_token"}
 	denyExpired     = denial{401, CodeExpiredKey, "invalid_request_error", codes.Unauthenticated, "invalid_token"}
+	denyPath        = denial{400, CodeInvalidPath, "invalid_request_error", codes.InvalidArgument, ""}
 	denyScope       = denial{403, CodeInsufficientScope, "permission_error", codes.PermissionDenied, ""}
 	denyBalance     = denial{402, CodeNoBalance, "insufficient_quota", codes.PermissionDenied, ""}
 	denyRateLimit   = denial{429, CodeRateLimited, "rate_limit_error", codes.ResourceExhausted, ""}
@@ -62,7 +68,7 @@ func (d denial) response(message string, extra ...*corev3.HeaderValueOption) *au
 	if d.http == 401 {
 		headers = append(headers, header("www-authenticate", d.challenge()))
 	}
-	if d.http == 401 || d.http == 402 || d.http == 403 {
+	if d.http == 400 || d.http == 401 || d.http == 402 || d.http == 403 {
 		headers = append(headers, header("x-should-retry", "false"))
 	}
 	return &authv3.CheckResponse{

@@ -1,12 +1,12 @@
 package authz
 
 import (
-	"net/url"
-	"path"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/reqpath"
 )
 
 // ScopeExtension is the context_extensions entry that sets a route's scope
@@ -25,21 +25,91 @@ func newRoutes(table []config.Route, defaultScope string) routes {
 	return routes{table: t, defaultScope: defaultScope}
 }
 
-// scope returns the scope required for a request; "" means none. Methods
-// and path prefixes match whatever their case (in ASCII), since many
-// backends route "/V1/CHAT/COMPLETIONS" or "post" like the canonical
-// spelling.
-func (r routes) scope(method, reqPath string, ext map[string]string) string {
-	if s, ok := ext[ScopeExtension]; ok {
-		return s
+// need returns the scopes a request needs (none, one, or one for each
+// route a reading of its path leads to), or a *reqpath.Error when the
+// path is refused. HEAD needs what GET needs. Without a context
+// extension, every reading of the path (reqpath.Readings) needs its
+// route's scope, or the default scope where no route matches; with one,
+// Envoy has routed the path as sent, and other readings add the scope of
+// any other route they lead to. Methods and path prefixes match whatever
+// their case (in ASCII), since many backends route "/V1/CHAT/COMPLETIONS"
+// or "post" like the canonical spelling.
+func (r routes) need(method, target string, ext map[string]string) (needs, error) {
+	if method == "HEAD" || equalFold(method, "HEAD") {
+		method = "GET"
 	}
-	p := cleanPath(reqPath)
-	for _, rt := range r.table {
-		if (rt.Method == "" || rt.Method == "*" || equalFold(rt.Method, method)) && hasPrefixFold(p, rt.PathPrefix) {
-			return rt.Scope
+	s, override := ext[ScopeExtension]
+	if p, ok := reqpath.Simple(target); ok { // the common case: one reading, no allocation
+		if override {
+			return needs{first: s}, nil
+		}
+		return needs{first: r.scopeOf(r.match(method, p))}, nil
+	}
+	readings, err := reqpath.Readings(target)
+	if err != nil {
+		return needs{}, err
+	}
+	var n needs
+	sent := r.match(method, readings[0])
+	if override {
+		n.add(s)
+	}
+	for _, p := range readings {
+		i := r.match(method, p)
+		if !override || i >= 0 && i != sent {
+			n.add(r.scopeOf(i))
 		}
 	}
-	return r.defaultScope
+	return n, nil
+}
+
+// match returns the index of the route for method and path p (one
+// reading), or -1 when no route matches.
+func (r routes) match(method, p string) int {
+	for i, rt := range r.table {
+		if (rt.Method == "" || rt.Method == "*" || equalFold(rt.Method, method)) && hasPrefixFold(p, rt.PathPrefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// scopeOf is the scope of route i, or the default scope for -1.
+func (r routes) scopeOf(i int) string {
+	if i < 0 {
+		return r.defaultScope
+	}
+	return r.table[i].Scope
+}
+
+// needs is the set of scopes a request needs; "" needs none.
+type needs struct {
+	first string
+	more  []string
+}
+
+func (n *needs) add(s string) {
+	if s == "" || s == n.first || slices.Contains(n.more, s) {
+		return
+	}
+	if n.first == "" {
+		n.first = s
+		return
+	}
+	n.more = append(n.more, s)
+}
+
+// missing returns the first scope of n that scopes do not grant.
+func (n needs) missing(scopes []string) (string, bool) {
+	if !hasScope(scopes, n.first) {
+		return n.first, true
+	}
+	for _, s := range n.more {
+		if !hasScope(scopes, s) {
+			return s, true
+		}
+	}
+	return "", false
 }
 
 // hasPrefixFold is strings.HasPrefix ignoring ASCII case.
@@ -49,7 +119,7 @@ func hasPrefixFold(s, prefix string) bool {
 
 // equalFold reports whether a and b are equal ignoring ASCII case only:
 // unlike strings.EqualFold, "ſ" (long s) is not "s" and "K" (Kelvin) is
-// not "k", as no HTTP router takes them to be.
+// not "k" (reqpath refuses paths that hold them).
 func equalFold(a, b string) bool {
 	if len(a) != len(b) {
 		return false
@@ -64,50 +134,6 @@ func equalFold(a, b string) bool {
 		}
 	}
 	return true
-}
-
-// cleanPath is the request path as a backend resolves it: without query,
-// percent-decoded, with "//", "." and ".." resolved, so that
-// "/v1//chat/%63ompletions?x" matches the route "/v1/chat/completions".
-// A path that does not decode is kept as sent; it matches no route that a
-// decoded one would.
-func cleanPath(p string) string {
-	p = trimQuery(p)
-	if isClean(p) {
-		return p
-	}
-	return resolvePath(p)
-}
-
-// resolvePath is cleanPath for a path without query.
-func resolvePath(p string) string {
-	if d, err := url.PathUnescape(p); err == nil {
-		p = d
-	}
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	return path.Clean(p) // no copy when p is clean already
-}
-
-// isClean reports whether cleanPath would return p unchanged: p starts
-// with "/" and holds no "%", "//" or "/." (so no "." or ".." segments and
-// no trailing "/" but the root).
-func isClean(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 1; i < len(p); i++ {
-		switch p[i] {
-		case '%':
-			return false
-		case '/', '.':
-			if p[i-1] == '/' {
-				return false
-			}
-		}
-	}
-	return len(p) == 1 || p[len(p)-1] != '/'
 }
 
 // trimQuery drops the query and fragment from a request path.

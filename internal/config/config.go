@@ -47,7 +47,9 @@ type Config struct {
 	Credentials []Credential `yaml:"credentials"`
 	// Routes map method + path prefix to the scope a key needs.
 	Routes []Route `yaml:"routes"`
-	// DefaultScope is required on routes no entry matches; "" requires none.
+	// DefaultScope is the scope a key needs on a path no route names:
+	// a scope, "*", or "none" for any valid key. It must be set when
+	// Routes are; without routes, "" is "none".
 	DefaultScope string `yaml:"default_scope"`
 	// DefaultRateLimit applies to keys without their own ("600/1m"); "none"
 	// means unlimited.

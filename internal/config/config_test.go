@@ -338,6 +338,10 @@ func TestValidateNamesTheField(t *testing.T) {
 			c.Routes = []config.Route{{PathPrefix: "/", Scope: "a"}, {Method: "post", PathPrefix: "/v1", Scope: "b"}}
 		}},
 		{"routes[0].scope", func(c *config.Config) { c.Routes = []config.Route{{PathPrefix: "/v1"}} }},
+		{"routes[0].method", func(c *config.Config) {
+			c.Routes, c.DefaultScope = []config.Route{{Method: "HEAD", PathPrefix: "/v1", Scope: "a"}}, "none"
+		}},
+		{"default_scope", func(c *config.Config) { c.Routes = []config.Route{{Method: "GET", PathPrefix: "/v1", Scope: "a"}} }},
 		{"default_rate_limit", func(c *config.Config) { c.DefaultRateLimit = "10/x" }},
 		{"default_rate_limit", func(c *config.Config) { c.DefaultRateLimit = "0/1m" }},
 		{"default_rate_limit", func(c *config.Config) { c.DefaultRateLimit = "600" }},
@@ -474,7 +478,7 @@ func TestFullExample(t *testing.T) {
 			{Method: "GET", PathPrefix: "/v1/models", Scope: "models:read"},
 			{Method: "*", PathPrefix: "/v1/files", Scope: "files:write"},
 		},
-		DefaultScope:        "",
+		DefaultScope:        "*",
 		DefaultRateLimit:    "600/1m",
 		LowBalanceThreshold: "50.00",
 		Fleet: config.Fleet{

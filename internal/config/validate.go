@@ -221,10 +221,16 @@ func (c *Config) validateRequests(add adder) {
 			add(fmt.Sprintf("credentials[%d].scheme", i), "%q must be one word, like Bearer", cr.Scheme)
 		}
 	}
+	if len(c.Routes) > 0 && c.DefaultScope == "" {
+		add("default_scope", "must be set when routes are: the scope a key needs on a path no route names (a scope, * for keys that hold every scope, or none for any valid key)")
+	}
 	for i, r := range c.Routes {
 		field := fmt.Sprintf("routes[%d]", i)
 		if !methodName.MatchString(r.Method) {
 			add(field+".method", "%q must be an uppercase method like POST, or *", r.Method)
+		}
+		if r.Method == "HEAD" {
+			add(field+".method", "HEAD needs what GET needs: route GET instead")
 		}
 		if !strings.HasPrefix(r.PathPrefix, "/") {
 			add(field+".path_prefix", "%q must start with /", r.PathPrefix)
@@ -239,6 +245,15 @@ func (c *Config) validateRequests(add adder) {
 	if v, err := c.LowBalance(); err != nil || v < 0 {
 		add("low_balance_threshold", "%q must be a non-negative amount like 10.00", c.LowBalanceThreshold)
 	}
+}
+
+// UnroutedScope is the scope a key needs on a path no route names; ""
+// needs none.
+func (c *Config) UnroutedScope() string {
+	if c.DefaultScope == "none" {
+		return ""
+	}
+	return c.DefaultScope
 }
 
 // RateLimit is the parsed default rate limit; nil means unlimited.

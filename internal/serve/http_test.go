@@ -49,7 +49,7 @@ func TestHTTPMode(t *testing.T) {
 	for _, mode := range []string{"envoy", "nginx", "traefik"} {
 		cfg := testConfig(t, ns.ClientURL())
 		cfg.HTTPAddr, cfg.HTTPMode = "127.0.0.1:0", mode
-		cfg.Routes = []config.Route{{Method: "POST", PathPrefix: "/v1/chat/completions", Scope: "chat:send"}}
+		cfg.Routes, cfg.DefaultScope = []config.Route{{Method: "POST", PathPrefix: "/v1/chat/completions", Scope: "chat:send"}}, "none"
 		e := start(t, cfg)
 		urls[mode] = "http://" + e.inst.HTTPAddr.String()
 		if st == nil {

@@ -310,7 +310,7 @@ func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.
 		return nil, fmt.Errorf("default_rate_limit: %w", err)
 	}
 	o := authz.Options{
-		Format: cfg.Keys.Format(), Credentials: cfg.Credentials, Routes: cfg.Routes, DefaultScope: cfg.DefaultScope,
+		Format: cfg.Keys.Format(), Credentials: cfg.Credentials, Routes: cfg.Routes, DefaultScope: cfg.UnroutedScope(),
 		LowBalance: cfg.LowBalanceThreshold, Stale: stale, Metrics: authz.NewMetrics(reg), Log: log, Limiter: limiter, Usage: rec,
 	}
 	if rl != nil {

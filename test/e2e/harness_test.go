@@ -91,6 +91,13 @@ func nodeBinary(t *testing.T) string {
 	if want := pkg.Dependencies["openai"]; installed.Version != want {
 		t.Fatalf("test/e2e/node has openai %s installed, package.json pins %s: %s", installed.Version, want, installHint)
 	}
+	for name, pin := range pkg.Dependencies {
+		want := pin[strings.LastIndexByte(pin, '@')+1:] // "npm:express@4.22.3" or "4.22.3"
+		b, err := os.ReadFile(filepath.Join(nodeDir, "node_modules", name, "package.json"))
+		if err != nil || json.Unmarshal(b, &installed) != nil || installed.Version != want {
+			t.Fatalf("test/e2e/node needs %s %s installed: %s", name, want, installHint)
+		}
+	}
 	return bin
 }
 
@@ -111,17 +118,21 @@ var routes = []config.Route{
 }
 
 // startKeygate runs keygate with its HTTP authorization mode in mode
-// (nginx, envoy or traefik) on a NATS server of its own.
-func startKeygate(t *testing.T, mode string) *keygate {
+// (nginx, envoy or traefik) on a NATS server of its own; each option
+// changes the configuration before it starts.
+func startKeygate(t *testing.T, mode string, options ...func(*config.Config)) *keygate {
 	t.Helper()
 	ns := natstest.Run(t)
 	cfg := config.Default()
 	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.HTTPAddr, cfg.HTTPMode = "127.0.0.1:0", mode
 	cfg.NATS.URL = ns.ClientURL()
-	cfg.Routes = routes
+	cfg.Routes, cfg.DefaultScope = routes, "none"
 	cfg.ShutdownGrace = config.Duration(2 * time.Second)
 	cfg.ShutdownDelay = 0 // no load balancer to drain from
+	for _, o := range options {
+		o(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "shutdown_delay" .Values.keygate.shutdownDelay
     "shutdown_grace" .Values.keygate.shutdownGrace
     "default_rate_limit" .Values.keygate.defaultRateLimit
-    "routes" .Values.keygate.routes }}
+    "routes" .Values.keygate.routes
+    "default_scope" .Values.keygate.defaultScope }}
 {{- toYaml (mustMergeOverwrite $c (deepCopy .Values.keygate.extraConfig)) }}
 {{- end }}
 
