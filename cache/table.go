@@ -45,6 +45,12 @@ type Options struct {
 	// does not exist, and it is answered as missing without a load (and
 	// without a negative entry, which a flood of such ids would churn).
 	MayExist func(id string) bool
+	// Settle, if set, is called before a record is answered as missing:
+	// it returns once every change written to the store before it was
+	// called has been applied, so that a record created just before the
+	// call is found. The record is then looked for once more. An error
+	// leaves the answer as it was.
+	Settle func(ctx context.Context) error
 }
 
 // Table caches one kind of record.
@@ -56,6 +62,7 @@ type Table[V any] struct {
 	negTTL time.Duration
 	loadTO time.Duration
 	exists func(string) bool
+	settle func(context.Context) error
 	stats  Stats
 
 	mu     sync.RWMutex // orders Apply against fills; guards recent
@@ -82,7 +89,7 @@ func New[V any](o Options, load Loader[V]) (*Table[V], error) {
 	if loadTO == 0 {
 		loadTO = 2 * time.Second
 	}
-	return &Table[V]{pos: pos, neg: neg, load: load, negTTL: o.NegativeTTL, loadTO: loadTO, exists: o.MayExist,
+	return &Table[V]{pos: pos, neg: neg, load: load, negTTL: o.NegativeTTL, loadTO: loadTO, exists: o.MayExist, settle: o.Settle,
 		recent: newRecent[V](now, 2*loadTO+time.Second)}, nil
 }
 
@@ -112,7 +119,22 @@ func (t *Table[V]) Close() {
 
 // Get returns the entry for id from memory, or loads it. A load error is
 // returned as is; a missing record is a negative entry, not an error.
+// With Settle set, a missing record is looked for again once the changes
+// written before Get was called are applied: the answer "missing" is never
+// older than the call.
 func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
+	e, err := t.get(ctx, id)
+	if err != nil || e.Found || t.settle == nil {
+		return e, err
+	}
+	t.stats.Settles.Add(1)
+	if t.settle(ctx) != nil {
+		return e, nil
+	}
+	return t.get(ctx, id)
+}
+
+func (t *Table[V]) get(ctx context.Context, id string) (*Entry[V], error) {
 	if e, ok := t.pos.Get(id); ok {
 		t.stats.Hits.Add(1)
 		return t.current(id, e), nil
@@ -240,4 +262,5 @@ type Stats struct {
 	Hits, NegativeHits, Misses atomic.Uint64
 	Loads, LoadErrors          atomic.Uint64 // store lookups and their failures
 	Filtered                   atomic.Uint64 // misses MayExist answered without a lookup
+	Settles                    atomic.Uint64 // missing records looked for again after Settle
 }

@@ -168,7 +168,7 @@ func BenchmarkFleetTraffic(b *testing.B) {
 // flood, RSS, and how soon a key created with the CLI's code path is
 // allowed by two running keygates.
 func BenchmarkKeyFilter(b *testing.B) {
-	const nKeys, nFlood = 1_000_000, 1_000_000
+	const nKeys, nFlood, floodWorkers = 1_000_000, 1_000_000, 256
 	ns := natstest.Run(b)
 	ctx := natstest.Context(b)
 	_, js := natstest.Connect(b, ns)
@@ -212,24 +212,37 @@ func BenchmarkKeyFilter(b *testing.B) {
 			}
 		}
 		quiet := validP99(ctx, check, valid, 3*time.Second, nil)
-		lookups := second.lookups()
+		lookups, settles := second.lookups(), second.inst.SettleQueries()
 		var flooded atomic.Int64
+		floodBegin := time.Now()
 		during := validP99(ctx, check, valid, 0, func(stop <-chan struct{}) {
-			for i := 0; i < nFlood; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, _ := check.Check(ctx, flood[i])
-				if resp.GetOkResponse() != nil {
-					b.Error("an unknown key was allowed")
-				}
-				flooded.Add(1)
+			// Each unknown key waits for a settle round (up to 100 ms), so
+			// the flood comes from many goroutines, as from many clients.
+			var wg sync.WaitGroup
+			for w := range floodWorkers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < nFlood; i += floodWorkers {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						resp, _ := check.Check(ctx, flood[i])
+						if resp.GetOkResponse() != nil {
+							b.Error("an unknown key was allowed")
+						}
+						flooded.Add(1)
+					}
+				}()
 			}
+			wg.Wait()
 		})
 		b.ReportMetric(float64(flooded.Load()), "flood-keys")
+		b.ReportMetric(float64(flooded.Load())/time.Since(floodBegin).Seconds(), "flood-keys/s")
 		b.ReportMetric(float64(second.lookups()-lookups), "flood-lookups")
+		b.ReportMetric(float64(second.inst.SettleQueries()-settles), "flood-settle-queries")
 		b.ReportMetric(us(quiet), "valid-p99-us")
 		b.ReportMetric(us(during), "valid-p99-flood-us")
 		b.ReportMetric(during.Seconds()/quiet.Seconds(), "p99-ratio")

@@ -2,6 +2,9 @@ package serve_test
 
 import (
 	"crypto/rand"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,16 +43,9 @@ func TestFloodCostsNoLookups(t *testing.T) {
 				keys = append(keys, k)
 			}
 			waitFilter(t, e)
-			before := e.lookups()
 			const flood = 5000
-			for range flood {
-				key := floodKey(checksum)
-				if got := e.code(t, key); got != 401 {
-					t.Fatalf("an unknown key answered %d", got)
-				}
-			}
-			if n := e.lookups() - before; n > flood/100 {
-				t.Fatalf("%d store lookups for %d unknown keys", n, flood)
+			if n := floodCost(t, e, flood, checksum); n > flood/100 {
+				t.Fatalf("%d store lookups and queries for %d unknown keys", n, flood)
 			}
 			for _, k := range keys {
 				if got := e.code(t, k); got != 200 {
@@ -104,4 +100,121 @@ func TestFilterFallsBack(t *testing.T) {
 	p.setCut(false)
 	poll.Until(t, 10*time.Second, "ready", e.inst.Ready)
 	waitCode(t, e, fresh, 200)
+}
+
+// floodCost checks n unknown keys on e from many goroutines at once, as a
+// flood comes (in-process: the flood's cost to the store is the point),
+// and returns the store reads it cost: key lookups and the queries made
+// before answering that keys are unknown.
+func floodCost(t *testing.T, e *env, n int, checksum bool) uint64 {
+	t.Helper()
+	before := e.lookups() + e.inst.SettleQueries()
+	if err := flood(e, n, checksum, nil); err != nil {
+		t.Fatal(err)
+	}
+	return e.lookups() + e.inst.SettleQueries() - before
+}
+
+// flood checks n unknown keys on e in-process from 250 goroutines, or
+// until stop closes; an answer other than 401 is an error.
+func flood(e *env, n int, checksum bool, stop <-chan struct{}) error {
+	const workers = 250
+	check := e.inst.Authorization()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, _ := check.Check(e.ctx, checkRequest(floodKey(checksum)))
+				if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 401 {
+					errs <- fmt.Errorf("an unknown key answered %d", got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// TestNewKeysOnFirstRequest: the flood of unknown keys on each of three
+// keygates costs the store at most 1 % of its checks; then, with a flood
+// beside, each of 1,000 keys works on its first request through every
+// keygate the moment its creation returns. The first requests are made
+// in-process, so that they come before the creation's change reaches the
+// keygates (through gRPC the change is usually faster).
+func TestNewKeysOnFirstRequest(t *testing.T) {
+	ns := natstest.Run(t)
+	var fleet []*env
+	for range 3 {
+		cfg := testConfig(t, ns.ClientURL())
+		cfg.DefaultRateLimit = "none"
+		fleet = append(fleet, start(t, cfg))
+	}
+	st := openStore(t, fleet[0], ns)
+	setBalance(t, fleet[0].ctx, st, "acme", 1e6)
+	for _, e := range fleet {
+		waitFilter(t, e)
+	}
+	const n = 10000
+	costs := make([]uint64, len(fleet))
+	var wg sync.WaitGroup
+	for i, e := range fleet {
+		wg.Add(1)
+		go func() { defer wg.Done(); costs[i] = floodCost(t, e, n, true) }()
+	}
+	wg.Wait()
+	for i, c := range costs {
+		t.Logf("keygate %d: %d store reads for a flood of %d unknown keys (%.2f %%)", i, c, n, 100*float64(c)/n)
+		if c > n/100 {
+			t.Errorf("keygate %d: %d store reads for a flood of %d unknown keys, want at most 1 %%", i, c, n)
+		}
+	}
+
+	stop := make(chan struct{})
+	for _, e := range fleet { // a flood beside the new keys
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = flood(e, 1<<30, true, stop) }()
+	}
+	const keys, workers = 1000, 20
+	var denied atomic.Int64
+	var creators sync.WaitGroup
+	for range workers {
+		creators.Add(1)
+		go func() {
+			defer creators.Done()
+			for range keys / workers {
+				key, _, err := tryCreateKey(fleet[0].ctx, st, "acme")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var each sync.WaitGroup
+				for i, e := range fleet { // at once, the moment the creation returned
+					each.Add(1)
+					go func() {
+						defer each.Done()
+						resp, _ := e.inst.Authorization().Check(e.ctx, checkRequest(key))
+						if resp.GetOkResponse() == nil {
+							denied.Add(1)
+							t.Errorf("keygate %d: a key's first request answered %d", i, resp.GetDeniedResponse().GetStatus().GetCode())
+						}
+					}()
+				}
+				each.Wait()
+			}
+		}()
+	}
+	creators.Wait()
+	close(stop)
+	wg.Wait()
+	t.Logf("%d keys, each on its first request through 3 keygates: %d denied", keys, denied.Load())
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/events"
+	"github.com/keygate/keygate/internal/barrier"
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/httpauth"
@@ -57,6 +58,7 @@ type Instance struct {
 	limiter  *ratelimit.Limiter
 	usage    *usage.Recorder
 	filter   *keyfilter.Keeper
+	settle   *barrier.Barrier // before a key is answered as unknown
 	authz    *authz.Server
 	grpc     *grpc.Server
 	health   *health.Server
@@ -100,6 +102,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	}
 	inst.filter = keyfilter.NewKeeper(keyfilter.Sources{Keys: st.Keys(), Snapshots: st.Filter(),
 		Applied: func() uint64 { return inst.watcher.KeysRevision() }, Current: inst.state.Current}, log)
+	inst.settle = barrier.New(barrier.Sources{
+		Last:    func(ctx context.Context) (uint64, error) { return store.LastRevision(ctx, st.Keys()) },
+		Applied: func() uint64 { return inst.watcher.KeysRevision() },
+		Online:  inst.conn.NC.IsConnected,
+	}, barrier.DefaultOptions)
 	if err := inst.openCaches(cfg, st, reg); err != nil {
 		return nil, err
 	}
@@ -107,7 +114,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if inst.watcher, err = inst.watch(openCtx, st, m); err != nil {
 		return nil, err
 	}
-	go inst.filter.Run(inst.bg, time.Minute) // only now: it needs the watcher
+	go inst.filter.Run(inst.bg, time.Minute) // only now: they need the watcher
+	go inst.settle.Run(inst.bg)
 	limits := ratelimit.NewKVStore(st.Limits())
 	inst.limiter = ratelimit.New(ratelimit.Options{Store: limits,
 		LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), Online: inst.conn.NC.IsConnected, Log: log})
@@ -249,7 +257,7 @@ func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometh
 	var err error
 	connected := func() bool { return inst.conn.NC.IsConnected() }
 	ko := o
-	ko.MayExist = inst.filter.MayExist
+	ko.MayExist, ko.Settle = inst.filter.MayExist, inst.settle.Wait
 	if inst.keys, err = cache.New(ko, guard(authz.KeyLoader(st), connected)); err != nil {
 		return err
 	}
@@ -259,6 +267,10 @@ func (inst *Instance) openCaches(cfg config.Config, st *store.Store, reg prometh
 		return err
 	}
 	registerCache(reg, "keys", inst.keys.Stats())
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "keygate_unknown_key_settles_total",
+		Help: "Store queries made before answering that keys are unknown, so that a key created just before is found (one serves every check waiting).",
+	}, func() float64 { return float64(inst.settle.Queries()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "keygate_key_filter_bytes", Help: "Memory the filter of existing key hashes takes; 0 until it is loaded.",
 	}, func() float64 { return float64(inst.filter.Bytes()) }))
@@ -283,7 +295,10 @@ func (inst *Instance) handlers(m *metrics) events.Handlers {
 				m.event("account")
 			}
 		},
-		Seen:    m.seen,
+		Seen: func(written time.Time) {
+			m.seen(written)
+			inst.settle.Moved()
+		},
 		Stalled: inst.storeDown,
 	}
 }
@@ -416,6 +431,10 @@ func (inst *Instance) NATSStats() nats.Statistics { return inst.conn.NC.Stats() 
 // KeyLookups is how many times keygate has read a key record from the
 // store for a check.
 func (inst *Instance) KeyLookups() uint64 { return inst.keys.Stats().Loads.Load() }
+
+// SettleQueries is how many store queries keygate has made before
+// answering that keys are unknown.
+func (inst *Instance) SettleQueries() uint64 { return inst.settle.Queries() }
 
 // KeyFilter is the filter of existing key hashes.
 func (inst *Instance) KeyFilter() *keyfilter.Keeper { return inst.filter }

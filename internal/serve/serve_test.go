@@ -98,16 +98,25 @@ func testConfig(t testing.TB, natsURL string) config.Config {
 
 func (e *env) code(t testing.TB, key string) int {
 	t.Helper()
+	code, err := e.tryCode(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// tryCode is code for any goroutine: it returns the call's error.
+func (e *env) tryCode(key string) (int, error) {
 	resp, err := e.client.Check(e.ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v1/models", Headers: map[string]string{"authorization": "Bearer " + key}},
 	}}})
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	if resp.GetOkResponse() != nil {
-		return 200
+		return 200, nil
 	}
-	return int(resp.GetDeniedResponse().GetStatus().GetCode())
+	return int(resp.GetDeniedResponse().GetStatus().GetCode()), nil
 }
 
 // openStore opens the store on ns with a client of the test's own.
@@ -123,14 +132,20 @@ func openStore(t testing.TB, e *env, ns *server.Server) *store.Store {
 
 func createKey(t testing.TB, ctx context.Context, st *store.Store, account string) (string, *store.Key) {
 	t.Helper()
+	plain, k, err := tryCreateKey(ctx, st, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plain, k
+}
+
+// tryCreateKey is createKey for any goroutine: it returns the error.
+func tryCreateKey(ctx context.Context, st *store.Store, account string) (string, *store.Key, error) {
 	f := apikey.DefaultFormat()
 	plain, _ := f.Mint(apikey.LivePrefix)
 	id, _ := apikey.NewID()
 	k := &store.Key{ID: id, Hash: apikey.Hash(plain), AccountID: account, Env: "live", Scopes: []string{"*"}, Masked: f.Mask(plain), CreatedAt: time.Now()}
-	if err := st.CreateKey(ctx, k); err != nil {
-		t.Fatal(err)
-	}
-	return plain, k
+	return plain, k, st.CreateKey(ctx, k)
 }
 
 func setBalance(t testing.TB, ctx context.Context, st *store.Store, account string, minor int64) {

@@ -139,6 +139,19 @@ func (s *Store) Usage() jetstream.KeyValue { return s.usage }
 // Filter is the object bucket of the key filter's snapshot.
 func (s *Store) Filter() jetstream.ObjectStore { return s.filter }
 
+// LastRevision is the last revision written to a bucket: one store query.
+func LastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("status of %s: %w", kv.Bucket(), err)
+	}
+	js, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, fmt.Errorf("status of %s: no stream info", kv.Bucket())
+	}
+	return js.StreamInfo().State.LastSeq, nil
+}
+
 // HashEntry is the entry name of the key record with the given hash.
 func HashEntry(hash string) string { return hashPrefix + hash }
 
