@@ -641,6 +641,15 @@ keys:
 	if err := os.WriteFile(bad, []byte("keys:\n  length: 10\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	typed := filepath.Join(dir, "typed.yaml")
+	if err := os.WriteFile(typed, []byte("cache:\n  max_keys: lots\nnats:\n  replicas: [3]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = e.run("keys", "list", "--config", typed)
+	if want := "config " + typed + `: cache.max_keys: "lots" is not a whole number (line 2); config ` + typed +
+		": nats.replicas: want a whole number, got a list (line 4)"; r.code != cli.ExitUsage || r.msg != want {
+		t.Errorf("--config with type errors: exit %d %q, want exit 2 %q", r.code, r.msg, want)
+	}
 	for _, f := range []string{bad, filepath.Join(dir, "missing.yaml")} {
 		if r := e.run("keys", "list", "--config", f); r.code != cli.ExitUsage || strings.Contains(r.msg, "\n") {
 			t.Errorf("--config %s: exit %d %q, want a one-line exit 2", f, r.code, r.msg)
