@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/cli"
 	"github.com/keygate/keygate/internal/natstest"
@@ -22,15 +24,16 @@ import (
 
 // env runs cli.Run against one real NATS server.
 type env struct {
-	t   *testing.T
-	url string
-	ctx context.Context
+	t    *testing.T
+	url  string
+	ctx  context.Context
+	nats *server.Server
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	s := natstest.Run(t)
-	return &env{t: t, url: s.ClientURL(), ctx: natstest.Context(t)}
+	return &env{t: t, url: s.ClientURL(), ctx: natstest.Context(t), nats: s}
 }
 
 type result struct {
