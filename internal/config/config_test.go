@@ -667,3 +667,33 @@ func collectKeys(n *yaml.Node, path string, into map[string]bool) {
 		}
 	}
 }
+
+// FuzzLoad: no file makes Load or Validate panic, and every error Load
+// reports is a line naming the file.
+func FuzzLoad(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*/*.yaml")
+	seeds = append(seeds, "testdata/full.yaml")
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	p := filepath.Join(f.TempDir(), "keygate.yaml")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Load(p, nil)
+		if err == nil {
+			_ = c.Validate()
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !strings.HasPrefix(line, "config "+p+": ") {
+				t.Errorf("error line %q does not name the file", line)
+			}
+		}
+	})
+}

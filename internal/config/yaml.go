@@ -21,7 +21,8 @@ func decodeYAML(b []byte, c *Config) []error {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return []error{err} // not YAML: the parser's line and column
 	}
-	if errs := checkNode(&doc, reflect.TypeOf(c).Elem(), ""); len(errs) > 0 {
+	ch := checker{budget: maxValues}
+	if errs := ch.node(&doc, reflect.TypeOf(c).Elem(), ""); len(errs) > 0 {
 		return errs
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -34,12 +35,27 @@ func decodeYAML(b []byte, c *Config) []error {
 
 var unmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
 
-// checkNode returns the problems of node n as the value of field, of
-// type t. A null value is no problem: the field keeps its default (a
-// list becomes empty), as yaml decodes it.
-func checkNode(n *yaml.Node, t reflect.Type, field string) []error {
+// maxValues bounds the values checked in one file, aliases expanded: a
+// few aliases can stand for billions of values.
+const maxValues = 100_000
+
+// checker checks a document against a type.
+type checker struct {
+	budget int // values left to check
+}
+
+// node returns the problems of node n as the value of field, of type t.
+// A null value is no problem: the field keeps its default (a list
+// becomes empty), as yaml decodes it.
+func (ch *checker) node(n *yaml.Node, t reflect.Type, field string) []error {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
+	}
+	if ch.budget--; ch.budget == 0 {
+		return []error{fieldError("", n.Line, "the file holds more than %d values, aliases expanded", maxValues)}
+	}
+	if ch.budget < 0 {
+		return nil // reported once
 	}
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
@@ -52,14 +68,14 @@ func checkNode(n *yaml.Node, t reflect.Type, field string) []error {
 	}
 	switch {
 	case t.Kind() == reflect.Struct:
-		return checkMapping(n, t, field)
+		return ch.mapping(n, t, field)
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return []error{wrongKind(field, n, "a list")}
 		}
 		var errs []error
 		for i, e := range n.Content {
-			errs = append(errs, checkNode(e, t.Elem(), fmt.Sprintf("%s[%d]", field, i))...)
+			errs = append(errs, ch.node(e, t.Elem(), fmt.Sprintf("%s[%d]", field, i))...)
 		}
 		return errs
 	case n.Kind != yaml.ScalarNode:
@@ -71,9 +87,9 @@ func checkNode(n *yaml.Node, t reflect.Type, field string) []error {
 	return nil
 }
 
-// checkMapping checks the fields of a struct of type t, written as the
+// mapping checks the fields of a struct of type t, written as the
 // mapping n.
-func checkMapping(n *yaml.Node, t reflect.Type, field string) []error {
+func (ch *checker) mapping(n *yaml.Node, t reflect.Type, field string) []error {
 	if n.Kind != yaml.MappingNode {
 		return []error{wrongKind(field, n, "fields (name: value)")}
 	}
@@ -83,7 +99,7 @@ func checkMapping(n *yaml.Node, t reflect.Type, field string) []error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.ShortTag() == "!!merge" { // "<<: *defaults" merges another mapping's fields in
-			errs = append(errs, checkMerge(v, t, field)...)
+			errs = append(errs, ch.merge(v, t, field)...)
 			continue
 		}
 		name := k.Value
@@ -98,24 +114,24 @@ func checkMapping(n *yaml.Node, t reflect.Type, field string) []error {
 			errs = append(errs, fmt.Errorf("%s: given twice, on lines %d and %d", name, line, k.Line))
 		default:
 			seen[k.Value] = k.Line
-			errs = append(errs, checkNode(v, ft, name)...)
+			errs = append(errs, ch.node(v, ft, name)...)
 		}
 	}
 	return errs
 }
 
-// checkMerge checks the mapping, or list of mappings, merged into one of
+// merge checks the mapping, or list of mappings, merged into one of
 // type t.
-func checkMerge(n *yaml.Node, t reflect.Type, field string) []error {
+func (ch *checker) merge(n *yaml.Node, t reflect.Type, field string) []error {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
 	if n.Kind != yaml.SequenceNode {
-		return checkNode(n, t, field)
+		return ch.node(n, t, field)
 	}
 	var errs []error
 	for _, e := range n.Content {
-		errs = append(errs, checkNode(e, t, field)...)
+		errs = append(errs, ch.node(e, t, field)...)
 	}
 	return errs
 }
