@@ -213,9 +213,14 @@ func (s *Server) account(ctx context.Context, id string) (*Account, error) {
 	return e.Value, nil
 }
 
+// limitOf is the key's rate limit: its own, none, or the default; nil is
+// unlimited.
 func (s *Server) limitOf(k *Key) *ratelimit.Limit {
-	if k.policy.limit != nil {
+	switch {
+	case k.policy.limit != nil:
 		return k.policy.limit
+	case k.policy.unlimited:
+		return nil
 	}
 	return s.limit
 }

@@ -38,7 +38,8 @@ type policy struct {
 	scopesHeader *corev3.HeaderValueOption // x-keygate-scopes
 	env          string
 	envHeader    *corev3.HeaderValueOption // x-keygate-env
-	limit        *ratelimit.Limit          // nil: the configured default
+	limit        *ratelimit.Limit          // nil: the configured default, unless unlimited
+	unlimited    bool                      // no limit, whatever the default
 }
 
 // test reports whether keys with this policy skip the balance check.
@@ -81,10 +82,11 @@ type policyKey struct {
 	test   bool
 	limit  ratelimit.Limit
 	own    bool // the key has a limit of its own (else limit is zero)
+	none   bool // the key is unlimited
 }
 
 func internPolicy(k *store.Key) *policy {
-	pk := policyKey{scopes: strings.Join(k.Scopes, "\x00"), test: k.Env == store.EnvTest}
+	pk := policyKey{scopes: strings.Join(k.Scopes, "\x00"), test: k.Env == store.EnvTest, none: k.NoRateLimit}
 	if k.RateLimit != nil {
 		pk.own, pk.limit = true, ratelimit.Limit{Requests: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)}
 	}
@@ -101,6 +103,7 @@ func internPolicy(k *store.Key) *policy {
 		limit := pk.limit
 		p.limit = &limit
 	}
+	p.unlimited = pk.none
 	v, _ := internedPolicies.LoadOrStore(pk, p)
 	return v.(*policy)
 }

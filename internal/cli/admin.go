@@ -79,7 +79,7 @@ func (f *adminFlags) load(io IO) (config.Config, error) {
 	getenv := io.getenv()
 	cfg, err := config.Load(f.config, getenv)
 	if err != nil {
-		return cfg, usagef("%v", err)
+		return cfg, usagef("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	source := "nats.url"
 	switch {

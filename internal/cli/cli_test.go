@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/cli"
 	"github.com/keygate/keygate/internal/natstest"
@@ -22,15 +24,16 @@ import (
 
 // env runs cli.Run against one real NATS server.
 type env struct {
-	t   *testing.T
-	url string
-	ctx context.Context
+	t    *testing.T
+	url  string
+	ctx  context.Context
+	nats *server.Server
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	s := natstest.Run(t)
-	return &env{t: t, url: s.ClientURL(), ctx: natstest.Context(t)}
+	return &env{t: t, url: s.ClientURL(), ctx: natstest.Context(t), nats: s}
 }
 
 type result struct {
@@ -640,6 +643,15 @@ keys:
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("keys:\n  length: 10\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	typed := filepath.Join(dir, "typed.yaml")
+	if err := os.WriteFile(typed, []byte("cache:\n  max_keys: lots\nnats:\n  replicas: [3]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = e.run("keys", "list", "--config", typed)
+	if want := "config " + typed + `: cache.max_keys: "lots" is not a whole number (line 2); config ` + typed +
+		": nats.replicas: want a whole number, got a list (line 4)"; r.code != cli.ExitUsage || r.msg != want {
+		t.Errorf("--config with type errors: exit %d %q, want exit 2 %q", r.code, r.msg, want)
 	}
 	for _, f := range []string{bad, filepath.Join(dir, "missing.yaml")} {
 		if r := e.run("keys", "list", "--config", f); r.code != cli.ExitUsage || strings.Contains(r.msg, "\n") {

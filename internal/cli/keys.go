@@ -62,8 +62,15 @@ type newKeyView struct {
 	OldExpiresAt *time.Time `json:"old_expires_at,omitempty"`
 }
 
-func viewOf(k *store.Key, now time.Time) keyView {
-	return keyView{Key: k, Status: k.Status(now)}
+// viewOf is k as the commands print it, with its use u (nil: never
+// used). Every command's view of a key is made here, so they agree.
+func viewOf(k *store.Key, u *store.Usage, now time.Time) keyView {
+	v := keyView{Key: k, Status: k.Status(now)}
+	if u != nil {
+		v.LastUsedAt = u.LastUsedAt
+	}
+	v.Unused = v.LastUsedAt == nil || now.Sub(*v.LastUsedAt) >= unusedAfter
+	return v
 }
 
 func keysCreate(ctx context.Context, args []string, io IO) error {
@@ -73,7 +80,7 @@ func keysCreate(ctx context.Context, args []string, io IO) error {
 	name := fs.String("name", "", "`NAME`, a label for people")
 	env := fs.String("env", store.EnvLive, "environment, `live|test`: test keys skip the balance check")
 	scopes := fs.String("scopes", "*", "comma-separated `scopes`; * grants every route")
-	rate := fs.String("rate-limit", "", "requests per window, `N/WINDOW` like 600/1m (default: the configured default_rate_limit)")
+	rate := fs.String("rate-limit", "", "requests per window, `N/WINDOW` like 600/1m, or none for unlimited (default: the configured default_rate_limit)")
 	expires := fs.String("expires-in", "", "lifetime, a Go `duration` like 720h (default: never expires)")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -100,13 +107,16 @@ func keysCreate(ctx context.Context, args []string, io IO) error {
 		}
 		k.ExpiresAt = &t
 	}
-	secret, err := a.mint(ctx, k)
+	secret, err := a.mint(k)
 	if err != nil {
+		return err
+	}
+	if err := a.store.CreateKey(ctx, k); err != nil {
 		return err
 	}
 	a.warnNoAccount(ctx, io, k)
 	if af.json {
-		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, now), Secret: secret})
+		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, nil, now), Secret: secret})
 	}
 	fmt.Fprintf(io.Out, "Created key %s for account %s (%s), scopes %s.\n", k.ID, k.AccountID, k.Env, scopesText(k.Scopes))
 	printSecret(io, secret)
@@ -154,9 +164,13 @@ func keyFromFlags(account, name, env, scopes, rate string) (*store.Key, error) {
 		return nil, err
 	}
 	k := &store.Key{AccountID: account, Name: name, Env: env, Scopes: sc}
-	if rate != "" {
+	switch rate {
+	case "":
+	case "none":
+		k.NoRateLimit = true
+	default:
 		if k.RateLimit, err = store.ParseRateLimit(rate); err != nil {
-			return nil, usagef("--rate-limit: %v", err)
+			return nil, usagef("--rate-limit: %v (or none)", err)
 		}
 	}
 	return k, nil
@@ -207,9 +221,9 @@ func parseExpiresIn(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// mint makes a new key for k's env, fills in k's id, hash and masked form,
-// stores k and returns the plaintext key.
-func (a *admin) mint(ctx context.Context, k *store.Key) (string, error) {
+// mint makes a new key for k's env, fills in k's id, hash and masked form
+// and returns the plaintext key; it does not store k.
+func (a *admin) mint(k *store.Key) (string, error) {
 	format := a.cfg.Keys.Format()
 	secret, err := format.Mint(a.cfg.Keys.Prefix(k.Env))
 	if err != nil {
@@ -220,9 +234,6 @@ func (a *admin) mint(ctx context.Context, k *store.Key) (string, error) {
 	}
 	k.Hash = apikey.Hash(secret)
 	k.Masked = format.Mask(secret)
-	if err := a.store.CreateKey(ctx, k); err != nil {
-		return "", err
-	}
 	return secret, nil
 }
 
@@ -262,12 +273,9 @@ func keysList(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	views := selectKeys(keys, *account, *all, now)
-	for i := range views {
-		views[i].setUse(uses[views[i].ID], now)
-	}
+	views := selectKeys(keys, uses, *account, *all, time.Now())
 	if unused > 0 {
+		now := time.Now()
 		views = slices.DeleteFunc(views, func(v keyView) bool { return v.LastUsedAt != nil && now.Sub(*v.LastUsedAt) < unused })
 	}
 	if af.json {
@@ -277,11 +285,11 @@ func keysList(ctx context.Context, args []string, io IO) error {
 }
 
 // selectKeys filters keys by account and, unless all, to active ones, and
-// orders them oldest first.
-func selectKeys(keys []*store.Key, account string, all bool, now time.Time) []keyView {
+// orders them oldest first, each with its use from uses.
+func selectKeys(keys []*store.Key, uses map[string]*store.Usage, account string, all bool, now time.Time) []keyView {
 	views := make([]keyView, 0, len(keys))
 	for _, k := range keys {
-		v := viewOf(k, now)
+		v := viewOf(k, uses[k.ID], now)
 		if (account == "" || k.AccountID == account) && (all || v.Status == "active") {
 			views = append(views, v)
 		}
@@ -337,9 +345,7 @@ func keysGet(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	v := viewOf(k, time.Now())
-	v.setUse(u, time.Now())
-	return printKey(io, v, af.json)
+	return printKey(io, viewOf(k, u, time.Now()), af.json)
 }
 
 func printKey(io IO, v keyView, asJSON bool) error {
@@ -347,8 +353,11 @@ func printKey(io IO, v keyView, asJSON bool) error {
 		return writeJSON(io.Out, v)
 	}
 	rate := "default"
-	if v.RateLimit != nil {
+	switch {
+	case v.RateLimit != nil:
 		rate = v.RateLimit.String()
+	case v.NoRateLimit:
+		rate = "none (unlimited)"
 	}
 	tw := tabwriter.NewWriter(io.Out, 0, 0, 1, ' ', 0)
 	lines := [][2]string{
@@ -366,6 +375,9 @@ func printKey(io IO, v keyView, asJSON bool) error {
 	}
 	if v.RevokedAt != nil {
 		lines = append(lines, [2]string{"revoked", timeText(*v.RevokedAt)})
+	}
+	if v.SuccessorID != "" {
+		lines = append(lines, [2]string{"successor", v.SuccessorID})
 	}
 	for _, l := range lines {
 		fmt.Fprintf(tw, "%s:\t%s\n", l[0], l[1])
@@ -406,7 +418,11 @@ func keysRevoke(ctx context.Context, args []string, io IO) error {
 		return notFound("key", id, err)
 	}
 	if af.json {
-		return writeJSON(io.Out, viewOf(k, time.Now()))
+		u, err := a.store.KeyUsage(ctx, id)
+		if err != nil {
+			return err
+		}
+		return writeJSON(io.Out, viewOf(k, u, time.Now()))
 	}
 	if already != nil {
 		fmt.Fprintf(io.Out, "Key %s (%s) was already revoked at %s.\n", k.ID, k.Masked, timeText(*k.RevokedAt))
@@ -420,6 +436,7 @@ func keysRotate(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	af := addAdminFlags(fs)
 	graceText := fs.String("grace", "24h", "how long the old key keeps working, a Go `duration`; 0 ends it now")
+	force := fs.Bool("force", false, "rotate a key that already has a successor from an earlier rotate (that successor is kept)")
 	pos, err := parse(fs, args, "KEY_ID")
 	if err != nil {
 		return err
@@ -433,7 +450,7 @@ func keysRotate(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	return a.rotate(ctx, io, id, grace, af.json)
+	return a.rotate(ctx, io, id, grace, *force, af.json)
 }
 
 // openKey opens the store and resolves a KEY_ID argument with keyID.
@@ -464,35 +481,41 @@ func (a *admin) keyID(ctx context.Context, arg string) (string, error) {
 	return k.ID, nil
 }
 
-// rotate mints a successor of key id, then shortens the old key's life to
-// the grace period. The new key is printed even if that second step fails,
-// since it exists and will never be shown again.
-func (a *admin) rotate(ctx context.Context, io IO, id string, grace time.Duration, asJSON bool) error {
+// rotate mints a successor of key id and shortens the old key's life to
+// the grace period. A key that already has a successor is refused unless
+// force; the store's compare-and-set makes concurrent rotations of one
+// key refuse all but one.
+func (a *admin) rotate(ctx context.Context, io IO, id string, grace time.Duration, force, asJSON bool) error {
 	old, _, err := a.store.KeyByID(ctx, id)
 	if err != nil {
 		return notFound("key", id, err)
 	}
 	now := time.Now().UTC()
-	if st := old.Status(now); st != "active" {
-		return fmt.Errorf("key %s is %s; use keys create for a new key", id, st)
+	check := func(k *store.Key) error { return rotatable(k, now, force) }
+	if err := check(old); err != nil {
+		return err
 	}
 	k := successor(old, now)
-	secret, err := a.mint(ctx, k)
+	secret, err := a.mint(k)
 	if err != nil {
 		return err
 	}
-	until := now.Add(grace)
-	updated, updateErr := a.store.UpdateKey(ctx, id, func(o *store.Key) error {
-		if o.ExpiresAt == nil || until.Before(*o.ExpiresAt) {
-			o.ExpiresAt = &until
-		}
-		return nil
-	})
-	if err := printRotation(io, k, secret, id, updated, now, asJSON); err != nil {
-		return err
+	updated, err := a.store.RotateKey(ctx, id, k, now.Add(grace), check)
+	if err != nil {
+		return notFound("key", id, err)
 	}
-	if updateErr != nil {
-		return fmt.Errorf("created key %s, but the old key %s keeps its expiry: %w", k.ID, id, updateErr)
+	return printRotation(io, k, secret, id, updated, now, asJSON)
+}
+
+// rotatable refuses to rotate a key that is not active, or that already
+// has a successor unless force.
+func rotatable(k *store.Key, now time.Time, force bool) error {
+	if st := k.Status(now); st != "active" {
+		return fmt.Errorf("key %s is %s; use keys create for a new key", k.ID, st)
+	}
+	if k.SuccessorID != "" && !force {
+		return fmt.Errorf("key %s was already rotated: its successor is %s and it expires at %s; --force makes another successor",
+			k.ID, k.SuccessorID, optTime(k.ExpiresAt, "never"))
 	}
 	return nil
 }
@@ -506,6 +529,8 @@ func successor(old *store.Key, now time.Time) *store.Key {
 		Env:       old.Env,
 		Scopes:    slices.Clone(old.Scopes),
 		CreatedAt: now,
+		// no_rate_limit is kept: a successor is never stricter, nor looser.
+		NoRateLimit: old.NoRateLimit,
 	}
 	if old.RateLimit != nil {
 		rl := *old.RateLimit
@@ -514,22 +539,16 @@ func successor(old *store.Key, now time.Time) *store.Key {
 	return k
 }
 
-// printRotation prints the new key once; old is nil if its update failed.
+// printRotation prints the new key once, and when the old one expires.
 func printRotation(io IO, k *store.Key, secret, oldID string, old *store.Key, now time.Time, asJSON bool) error {
-	var oldExpires *time.Time
-	if old != nil {
-		oldExpires = old.ExpiresAt
-	}
 	if asJSON {
-		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, now), Secret: secret, OldID: oldID, OldExpiresAt: oldExpires})
+		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, nil, now), Secret: secret, OldID: oldID, OldExpiresAt: old.ExpiresAt})
 	}
 	fmt.Fprintf(io.Out, "Rotated key %s to %s for account %s (%s).\n", oldID, k.ID, k.AccountID, k.Env)
 	printSecret(io, secret)
-	switch {
-	case oldExpires == nil:
-	case oldExpires.After(now):
-		fmt.Fprintf(io.Out, "Old key %s expires at %s.\n", oldID, timeText(*oldExpires))
-	default:
+	if old.ExpiresAt.After(now) {
+		fmt.Fprintf(io.Out, "Old key %s expires at %s.\n", oldID, timeText(*old.ExpiresAt))
+	} else {
 		fmt.Fprintf(io.Out, "Old key %s has expired.\n", oldID)
 	}
 	return nil

@@ -16,14 +16,6 @@ import (
 // unusedAfter is how long without use marks a key unused in listings.
 const unusedAfter = 30 * 24 * time.Hour
 
-// setUse adds a key's last use to its view.
-func (v *keyView) setUse(u *store.Usage, now time.Time) {
-	if u != nil {
-		v.LastUsedAt = u.LastUsedAt
-	}
-	v.Unused = v.LastUsedAt == nil || now.Sub(*v.LastUsedAt) >= unusedAfter
-}
-
 // lastUsedText is the last use for people, marking unused keys.
 func lastUsedText(v keyView) string {
 	switch {

@@ -4,10 +4,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -196,10 +194,12 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		if err != nil {
 			return c, fmt.Errorf("config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("config %s: %w", path, err)
+		errs := decodeYAML(b, &c)
+		for i, err := range errs {
+			errs[i] = fmt.Errorf("config %s: %w", path, err)
+		}
+		if len(errs) > 0 {
+			return c, errors.Join(errs...)
 		}
 	}
 	if err := c.applyEnv(getenv); err != nil {
@@ -241,11 +241,10 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler, so that a bad duration in a
-// file is reported with its line, like yaml's own type errors.
+// UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || d.UnmarshalText([]byte(n.Value)) != nil {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a Go duration like 30s", n.Line, n.Value)}}
+		return fmt.Errorf("%s is not a Go duration like 30s", quote(n.Value))
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -158,34 +160,39 @@ func TestLoadChecksumOffAcceptsImportedKeys(t *testing.T) {
 	}
 }
 
-func TestLoadErrors(t *testing.T) {
-	tests := []struct {
-		name  string
-		yaml  string
-		wants []string // substrings of the error
-	}{
-		{"unknown top-level field", "grpc_adr: 127.0.0.1:1\n", []string{"grpc_adr"}},
-		{"unknown nested field", "nats:\n  urls: nats://x:4222\n", []string{"urls"}},
-		{"unknown field in a list", "routes:\n  - {path: /v1, scope: x}\n", []string{"path"}},
-		{"bad duration", "cache:\n  negative_ttl: 5 seconds\n", []string{"line 2", `"5 seconds" is not a Go duration`}},
-		{"duration without unit", "log_level: info\nshutdown_grace: 10\n", []string{"line 2", `"10" is not a Go duration`}},
-		{"duration as a list", "cache:\n  max_staleness: [1m]\n", []string{"line 2", "Go duration"}},
-		{"not a number", "nats:\n  replicas: three\n", []string{"three"}},
-		{"not a bool", "keys:\n  checksum: maybe\n", []string{"maybe"}},
-		{"not a list", "credentials: authorization\n", []string{"line 1", "config.Credential"}},
-		{"not YAML", "grpc_addr: [\n", []string{"yaml"}},
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/load-errors")
+
+// TestLoadErrorsGolden: every file in testdata/load-errors is refused
+// with the messages in its .golden file: what keygate serve prints, from
+// Load or else from Validate. Each names the field as the file writes it.
+func TestLoadErrorsGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/load-errors/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files: %v", err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p := writeYAML(t, tc.yaml)
-			_, err := config.Load(p, nil)
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			c, err := config.Load(file, nil)
 			if err == nil {
-				t.Fatal("Load succeeded, want an error")
+				err = c.Validate()
 			}
-			for _, w := range append(tc.wants, p) {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
+			if err == nil {
+				t.Fatal("loaded and validated, want an error")
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
 				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (go test ./internal/config -run LoadErrorsGolden -update writes it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("error:\n%s\nwant (%s):\n%s", got, golden, want)
 			}
 		})
 	}
@@ -195,6 +202,73 @@ func TestLoadErrors(t *testing.T) {
 			t.Fatalf("Load(missing) = %v, want an error naming the file", err)
 		}
 	})
+}
+
+// TestLoadErrorsNameEveryOption: fields where any option of Config wants
+// something else are refused with an error naming that option (or, for a
+// section, the unknown field in it).
+func TestLoadErrorsNameEveryOption(t *testing.T) {
+	for _, opt := range optionPaths(reflect.TypeFor[config.Config](), "") {
+		if strings.Contains(opt, "[]") {
+			continue // list items: covered by the golden files
+		}
+		parts := strings.Split(opt, ".")
+		doc := ""
+		for i, p := range parts {
+			doc += strings.Repeat("  ", i) + p + ":"
+			if i < len(parts)-1 {
+				doc += "\n"
+			}
+		}
+		doc += " {wrong: kind}\n"
+		t.Run(opt, func(t *testing.T) {
+			p := writeYAML(t, doc)
+			_, err := config.Load(p, nil)
+			want := fmt.Sprintf("config %s: %s", p, opt)
+			if err == nil || !strings.HasPrefix(err.Error(), want+": want ") && !strings.HasPrefix(err.Error(), want+".wrong: unknown field") {
+				t.Errorf("Load(%q) = %v, want an error naming %s", doc, err, opt)
+			}
+		})
+	}
+}
+
+// TestLoadKeepsYAMLMeaning: what the checks let through decodes as yaml
+// decodes it: empty values keep the defaults, whole numbers may be
+// written as 1e6, anchors and merges work.
+func TestLoadKeepsYAMLMeaning(t *testing.T) {
+	got, err := config.Load(writeYAML(t, `
+grpc_addr:
+cache: &cache
+  max_keys: 1e6
+  max_accounts: 0x10
+  negative_ttl: ~
+nats:
+  replicas: 3.0
+  keys_bucket: &bucket k1
+  accounts_bucket: a1
+keys:
+  checksum: yes
+fleet:
+  sync_interval: 1s
+routes:
+  - &chat {method: POST, path_prefix: /v1/chat/completions, scope: chat:send}
+  - <<: *chat
+    path_prefix: /v1/completions
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Default()
+	want.Cache.MaxKeys, want.Cache.MaxAccounts = 1_000_000, 16
+	want.NATS.Replicas, want.NATS.KeysBucket, want.NATS.AccountsBucket = 3, "k1", "a1"
+	want.Fleet.SyncInterval = config.Duration(time.Second)
+	want.Routes = []config.Route{
+		{Method: "POST", PathPrefix: "/v1/chat/completions", Scope: "chat:send"},
+		{Method: "POST", PathPrefix: "/v1/completions", Scope: "chat:send"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load =\n%+v\nwant\n%+v", got, want)
+	}
 }
 
 func TestEnvOverridesFile(t *testing.T) {
@@ -286,6 +360,32 @@ cache:
 				t.Fatalf("Load =\n%+v\nwant\n%+v", got, want)
 			}
 		})
+	}
+}
+
+// TestEnvErrors: a bad KEYGATE_* variable is refused with a message naming
+// it; several are all reported, in the order of their names.
+func TestEnvErrors(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"KEYGATE_NATS_REPLICAS": "three"}, `KEYGATE_NATS_REPLICAS: "three" is not a whole number`},
+		{map[string]string{"KEYGATE_NATS_REPLICAS": "2.0"}, `KEYGATE_NATS_REPLICAS: "2.0" is not a whole number`},
+		{map[string]string{"KEYGATE_MAX_STALENESS": "soon"}, `KEYGATE_MAX_STALENESS: "soon" is not a Go duration like 30s`},
+		{map[string]string{"KEYGATE_FLEET_LEASE_TIMEOUT": "5"}, `KEYGATE_FLEET_LEASE_TIMEOUT: "5" is not a Go duration like 30s`},
+		{map[string]string{"KEYGATE_PPROF": "yes"}, `KEYGATE_PPROF: "yes" is not true or false`},
+		{map[string]string{"KEYGATE_SHUTDOWN_GRACE": "1 minute", "KEYGATE_GRPC_REFLECTION": "on", "KEYGATE_NATS_REPLICAS": "x", "KEYGATE_FLEET_SYNC_INTERVAL": "fast"},
+			"KEYGATE_FLEET_SYNC_INTERVAL: \"fast\" is not a Go duration like 30s\n" +
+				"KEYGATE_GRPC_REFLECTION: \"on\" is not true or false\n" +
+				"KEYGATE_NATS_REPLICAS: \"x\" is not a whole number\n" +
+				"KEYGATE_SHUTDOWN_GRACE: \"1 minute\" is not a Go duration like 30s"},
+	}
+	for _, tc := range tests {
+		_, err := config.Load("", env(tc.env))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Load with %v = %v, want\n%s", tc.env, err, tc.want)
+		}
 	}
 }
 
@@ -570,4 +670,34 @@ func collectKeys(n *yaml.Node, path string, into map[string]bool) {
 			collectKeys(c, path+"[]", into)
 		}
 	}
+}
+
+// FuzzLoad: no file makes Load or Validate panic, and every error Load
+// reports is a line naming the file.
+func FuzzLoad(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*/*.yaml")
+	seeds = append(seeds, "testdata/full.yaml")
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	p := filepath.Join(f.TempDir(), "keygate.yaml")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Load(p, nil)
+		if err == nil {
+			_ = c.Validate()
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !strings.HasPrefix(line, "config "+p+": ") {
+				t.Errorf("error line %q does not name the file", line)
+			}
+		}
+	})
 }

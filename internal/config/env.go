@@ -1,11 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 )
 
-// applyEnv overlays KEYGATE_* variables on c.
+// applyEnv overlays KEYGATE_* variables on c. It reports every bad
+// variable, by name, in the order of their names.
 func (c *Config) applyEnv(getenv func(string) string) error {
 	if getenv == nil {
 		return nil
@@ -48,10 +52,11 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_FLEET_LEASE_TIMEOUT":        &c.Fleet.LeaseTimeout,
 		"KEYGATE_FLEET_USAGE_FLUSH_INTERVAL": &c.Fleet.UsageFlushInterval,
 	}
+	bad := map[string]error{}
 	for name, p := range durs {
 		if v := getenv(name); v != "" {
 			if err := p.UnmarshalText([]byte(v)); err != nil {
-				return fmt.Errorf("%s: %q is not a Go duration like 30s", name, v)
+				bad[name] = fmt.Errorf("%s: %s is not a Go duration like 30s", name, quote(v))
 			}
 		}
 	}
@@ -67,15 +72,19 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		case "false", "0":
 			*p = false
 		default:
-			return fmt.Errorf("%s: %q is not true or false", name, v)
+			bad[name] = fmt.Errorf("%s: %s is not true or false", name, quote(v))
 		}
 	}
 	if v := getenv("KEYGATE_NATS_REPLICAS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("KEYGATE_NATS_REPLICAS: %q is not a whole number", v)
+		if n, err := strconv.Atoi(v); err != nil {
+			bad["KEYGATE_NATS_REPLICAS"] = fmt.Errorf("KEYGATE_NATS_REPLICAS: %s is not a whole number", quote(v))
+		} else {
+			c.NATS.Replicas = n
 		}
-		c.NATS.Replicas = n
 	}
-	return nil
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(bad)) {
+		errs = append(errs, bad[name])
+	}
+	return errors.Join(errs...)
 }

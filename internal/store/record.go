@@ -15,17 +15,25 @@ import (
 // Key is a key record, stored as JSON under "hash.<sha256 hex>" in the keys
 // bucket. The plaintext key is never stored.
 type Key struct {
-	ID        string     `json:"id"`
-	Hash      string     `json:"hash"`
-	AccountID string     `json:"account_id"`
-	Name      string     `json:"name,omitempty"`
-	Env       string     `json:"env"`
-	Scopes    []string   `json:"scopes"`
+	ID        string   `json:"id"`
+	Hash      string   `json:"hash"`
+	AccountID string   `json:"account_id"`
+	Name      string   `json:"name,omitempty"`
+	Env       string   `json:"env"`
+	Scopes    []string `json:"scopes"`
+	// RateLimit is the key's own limit; without it the configured
+	// default applies, unless NoRateLimit.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
-	Masked    string     `json:"masked"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// NoRateLimit makes the key unlimited whatever the default. A reader
+	// that does not know the field applies the default: a stricter
+	// reading, never a looser one.
+	NoRateLimit bool       `json:"no_rate_limit,omitempty"`
+	Masked      string     `json:"masked"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	// SuccessorID is the key that keys rotate made to replace this one.
+	SuccessorID string `json:"successor_id,omitempty"`
 }
 
 // Environments of a key.
@@ -91,6 +99,10 @@ func (k *Key) Validate() error {
 		return fmt.Errorf("key %s: env %q is not live or test", k.ID, k.Env)
 	case k.RateLimit != nil && k.RateLimit.validate() != nil:
 		return fmt.Errorf("key %s: rate_limit: %w", k.ID, k.RateLimit.validate())
+	case k.RateLimit != nil && k.NoRateLimit:
+		return fmt.Errorf("key %s: rate_limit and no_rate_limit: true exclude each other", k.ID)
+	case k.SuccessorID != "" && !idPattern.MatchString(k.SuccessorID):
+		return fmt.Errorf("key %s: successor_id %q is not valid", k.ID, k.SuccessorID)
 	}
 	for _, sc := range k.Scopes {
 		if !ValidScope(sc) {

@@ -230,6 +230,53 @@ func (s *Store) UpdateKey(ctx context.Context, id string, change func(*Key) erro
 	}
 }
 
+// RotateKey makes next the successor of key id. First, in one
+// compare-and-set on id's record, it checks the record with check, sets
+// its successor_id to next's id and moves its expiry to until if that is
+// sooner; then it stores next. A check that refuses a key with a
+// successor makes rotations of one key exclusive: of any number of
+// concurrent ones, only one stores a successor. If next cannot be stored,
+// id gets back its successor and expiry, unless another rotation has
+// changed them since. It returns id's record as rotated.
+func (s *Store) RotateKey(ctx context.Context, id string, next *Key, until time.Time, check func(*Key) error) (*Key, error) {
+	if err := next.Validate(); err != nil {
+		return nil, err
+	}
+	var succ string
+	var exp *time.Time
+	old, err := s.UpdateKey(ctx, id, func(k *Key) error {
+		if err := check(k); err != nil {
+			return err
+		}
+		succ, exp = k.SuccessorID, k.ExpiresAt
+		k.SuccessorID = next.ID
+		if k.ExpiresAt == nil || until.Before(*k.ExpiresAt) {
+			k.ExpiresAt = &until
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CreateKey(ctx, next); err != nil {
+		_, undo := s.UpdateKey(ctx, id, func(k *Key) error {
+			if k.SuccessorID != next.ID {
+				return errChanged
+			}
+			k.SuccessorID, k.ExpiresAt = succ, exp
+			return nil
+		})
+		if undo != nil && !errors.Is(undo, errChanged) {
+			return nil, fmt.Errorf("%w; key %s keeps successor_id %s and expires_at %s: %w", err, id, next.ID, until.Format(time.RFC3339), undo)
+		}
+		return nil, err
+	}
+	return old, nil
+}
+
+// errChanged: another writer changed the record since.
+var errChanged = errors.New("changed since")
+
 // ListKeys returns every key record, in no particular order.
 func (s *Store) ListKeys(ctx context.Context) ([]*Key, error) {
 	w, err := s.keys.Watch(ctx, HashFilter, jetstream.IgnoreDeletes())
