@@ -121,7 +121,7 @@ func TestNginxErrorsAreJSON(t *testing.T) {
 	})
 
 	t.Run("node", func(t *testing.T) {
-		res := runNode(t, nodeBin, ng, []nodeCall{
+		res := runNode(t, nodeBin, ng.base+"/v1", []nodeCall{
 			{ID: "node-audio-25mb", Op: "transcribe", Key: key, Size: openAIAudioLimit},
 			{ID: "node-audio-too-large", Op: "transcribe", Key: key, Size: over},
 		})

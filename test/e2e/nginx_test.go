@@ -525,10 +525,11 @@ type nodeResult struct {
 	MS int `json:"ms"`
 }
 
-// runNode runs calls.mjs with calls and returns its results.
-func runNode(t *testing.T, nodeBin string, ng *nginx, calls []nodeCall) []nodeResult {
+// runNode runs calls.mjs with calls against baseURL (http://host:port/v1)
+// and returns its results.
+func runNode(t *testing.T, nodeBin, baseURL string, calls []nodeCall) []nodeResult {
 	t.Helper()
-	in, _ := json.Marshal(map[string]any{"baseURL": ng.base + "/v1", "calls": calls})
+	in, _ := json.Marshal(map[string]any{"baseURL": baseURL, "calls": calls})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeBin, "calls.mjs")
@@ -558,7 +559,7 @@ func nodeCalls(t *testing.T, nodeBin string, ng *nginx, rows []row, sdk string) 
 		calls = append(calls, nodeCall{ID: callID(sdk, r), Op: r.op, Key: r.key, NoKey: r.key == "", Headers: r.headers})
 	}
 	var outs []outcome
-	for _, res := range runNode(t, nodeBin, ng, calls) {
+	for _, res := range runNode(t, nodeBin, ng.base+"/v1", calls) {
 		o := outcome{status: res.Status, headers: res.Headers, content: res.Content, classes: []string{}}
 		if res.Error != nil {
 			o.code, o.classes = res.Error.Code, res.Error.Classes
@@ -774,7 +775,7 @@ func testLargeBody(t *testing.T, nodeBin string, ng *nginx, be *backend, k keys)
 		}
 	})
 	t.Run("node", func(t *testing.T) {
-		res := runNode(t, nodeBin, ng, []nodeCall{
+		res := runNode(t, nodeBin, ng.base+"/v1", []nodeCall{
 			{ID: "node-large", Op: "chat", Key: k.full, Content: unit, Repeat: repeat},
 			{ID: "node-stream", Op: "chat_stream", Key: k.full},
 		})
