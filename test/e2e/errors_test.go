@@ -98,7 +98,7 @@ func TestNginxErrorsAreJSON(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			return client.Audio.Transcriptions.New(ctx, openai.AudioTranscriptionNewParams{
-				Model: openai.AudioModelWhisper1,
+				Model: openai.AudioModelGPTTranscribe,
 				File:  openai.File(bytes.NewReader(make([]byte, size)), "audio.mp3", "audio/mpeg"),
 			}, option.WithHeader("X-E2E-Call", call))
 		}

@@ -57,7 +57,7 @@ async function run(baseURL, call) {
       Object.assign(result, { status: response.status, headers: pick(response.headers), content: data.choices[0].message.content });
     } else if (call.op === 'transcribe') {
       const file = await toFile(Buffer.alloc(call.size), 'audio.mp3', { type: 'audio/mpeg' });
-      const { data, response } = await client.audio.transcriptions.create({ model: 'whisper-1', file }).withResponse();
+      const { data, response } = await client.audio.transcriptions.create({ model: 'gpt-transcribe', file }).withResponse();
       Object.assign(result, { status: response.status, headers: pick(response.headers), content: data.text });
     } else if (call.op === 'chat_stream') {
       const { data: stream, response } = await client.chat.completions.create({ model: 'e2e-model', messages, stream: true }).withResponse();
