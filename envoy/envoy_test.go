@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -254,10 +256,11 @@ func TestEnvoyRouteScopes(t *testing.T) {
 	}
 	p := split(t, b)
 
-	want := map[string]struct{ prefix, method, scope string }{
+	// methods are those the route matches, of methodsTried; "" for any.
+	want := map[string]struct{ prefix, methods, scope string }{
 		"chat_completions": {"/v1/chat/completions", "POST", "chat:send"},
 		"embeddings":       {"/v1/embeddings", "", "embeddings:create"},
-		"models":           {"/v1/models", "GET", "models:read"},
+		"models":           {"/v1/models", "GET HEAD", "models:read"}, // a HEAD needs what a GET needs
 	}
 	for name, w := range want {
 		r := p.routes[name]
@@ -271,17 +274,8 @@ func TestEnvoyRouteScopes(t *testing.T) {
 		if cs := r.GetMatch().GetCaseSensitive(); cs == nil || cs.GetValue() {
 			t.Errorf("route %s must match in any case (case_sensitive: false), or /V1/... skips its scope", name)
 		}
-		method := ""
-		for _, h := range r.GetMatch().GetHeaders() {
-			if h.GetName() == ":method" {
-				method = h.GetStringMatch().GetExact()
-				if !h.GetStringMatch().GetIgnoreCase() {
-					t.Errorf("route %s must match the method in any case", name)
-				}
-			}
-		}
-		if method != w.method {
-			t.Errorf("route %s method = %q, want %q", name, method, w.method)
+		if got := methods(t, r); got != w.methods {
+			t.Errorf("route %s matches methods %q, want %q", name, got, w.methods)
 		}
 		if got := r.GetRoute().GetCluster(); got != "backend" {
 			t.Errorf("route %s goes to %q, want backend", name, got)
@@ -317,6 +311,63 @@ func TestEnvoyRouteScopes(t *testing.T) {
 			t.Error("catch-all route must not disable ext_authz")
 		}
 	}
+}
+
+// methodsTried are the methods a route's :method match is tried with.
+var methodsTried = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "GETX", "XGET"}
+
+// methods returns the methods of methodsTried that r's :method matchers
+// match, space-separated, or "" when r has none. Envoy matches a method in
+// any case the client writes it, so each is tried in lower case too, and
+// must match the same.
+func methods(t *testing.T, r *routev3.Route) string {
+	t.Helper()
+	var ms []*matcherv3.StringMatcher
+	for _, h := range r.GetMatch().GetHeaders() {
+		if h.GetName() == ":method" {
+			ms = append(ms, h.GetStringMatch())
+		}
+	}
+	if len(ms) == 0 {
+		return ""
+	}
+	var out []string
+	for _, m := range methodsTried {
+		upper, lower := true, true
+		for _, sm := range ms {
+			upper = upper && stringMatch(t, sm, m)
+			lower = lower && stringMatch(t, sm, strings.ToLower(m))
+		}
+		if upper != lower {
+			t.Errorf("route %s matches %s and %s differently", r.GetName(), m, strings.ToLower(m))
+		}
+		if upper {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// stringMatch reports whether Envoy's StringMatcher m matches s: an exact
+// or a safe_regex match (RE2, which Go's regexp implements, on the whole
+// string).
+func stringMatch(t *testing.T, m *matcherv3.StringMatcher, s string) bool {
+	t.Helper()
+	switch {
+	case m.GetSafeRegex() != nil:
+		re, err := regexp.Compile("^(?:" + m.GetSafeRegex().GetRegex() + ")$")
+		if err != nil {
+			t.Fatalf("safe_regex %q: %v", m.GetSafeRegex().GetRegex(), err)
+		}
+		return re.MatchString(s)
+	case m.GetExact() != "":
+		if m.GetIgnoreCase() {
+			return strings.EqualFold(m.GetExact(), s)
+		}
+		return m.GetExact() == s
+	}
+	t.Fatalf("unexpected string matcher %v", m)
+	return false
 }
 
 func TestEnvoyClusters(t *testing.T) {
@@ -378,10 +429,18 @@ func TestEnvoyAccessLog(t *testing.T) {
 			t.Errorf("access log %s = %v, want %s", k, fields[k], v)
 		}
 	}
+	// Only these request headers are logged: never a credential, whatever
+	// keygate's `credentials` name.
+	logged := map[string]bool{":METHOD": true, ":PATH": true, "X-ENVOY-ORIGINAL-PATH": true, "X-REQUEST-ID": true, "USER-AGENT": true}
+	req := regexp.MustCompile(`%REQ(?:_WITHOUT_QUERY)?\(([^)]*)\)`)
 	for k, v := range fields {
 		s := strings.ToUpper(fmt.Sprint(v))
-		if strings.Contains(s, "AUTHORIZATION") || strings.Contains(s, "X-API-KEY") {
-			t.Errorf("access log field %s logs a credential header: %v", k, v)
+		for _, m := range req.FindAllStringSubmatch(s, -1) {
+			for _, h := range strings.Split(m[1], "?") {
+				if !logged[h] {
+					t.Errorf("access log field %s logs the request header %s: only %v may be", k, h, logged)
+				}
+			}
 		}
 	}
 }

@@ -16,7 +16,8 @@
  * x-keygate-key-id, x-keygate-account-id, x-keygate-scopes and
  * x-keygate-env; its deny is a 401, 402, 403, 429 or 503 with a JSON error
  * body. Anything else (keygate unreachable, a timeout, a 500, a 200 without
- * the identity headers, a deny that is not JSON) is answered 503
+ * the identity headers, a deny that is not JSON, an allow that asks to
+ * remove a credential header keygate.conf does not remove) is answered 503
  * auth_unavailable, and the request never reaches the backend.
  */
 
@@ -41,6 +42,12 @@ var IDENTITY = [
     ['X-Keygate-Scopes', 'keygate_scopes', false], // empty for a key without scopes
     ['X-Keygate-Env', 'keygate_env', true]
 ];
+
+// keygate's allow names the credential headers to remove before the backend
+// (for Envoy's http_service, which removes them itself); keygate.conf removes
+// those listed in $keygate_credential_headers.
+var REMOVE = 'X-Envoy-Auth-Headers-To-Remove';
+var STRIPPED = 'keygate_credential_headers';
 
 // keygate's allow: headers for the client, each into the js_var that
 // keygate.conf adds to the response with add_header.
@@ -91,6 +98,24 @@ function isDenyBody(text) {
         typeof body.error === 'object' && typeof body.error.code === 'string';
 }
 
+// unstripped returns the first header keygate asks to remove that
+// keygate.conf does not, or undefined. Header names are not secret.
+function unstripped(r, reply) {
+    var i, name, asked = header(reply, REMOVE);
+    var stripped = String(r.variables[STRIPPED] || '').toLowerCase().split(/[\s,]+/);
+    if (asked === undefined) {
+        return undefined;
+    }
+    asked = asked.split(',');
+    for (i = 0; i < asked.length; i++) {
+        name = asked[i].trim().toLowerCase();
+        if (name !== '' && stripped.indexOf(name) < 0) {
+            return name;
+        }
+    }
+    return undefined;
+}
+
 function allow(r, reply) {
     var i, v;
     // SECURITY: every identity value comes from keygate's answer; none is
@@ -102,6 +127,15 @@ function allow(r, reply) {
             unavailable(r, 'keygate allowed without a single ' + IDENTITY[i][0]);
             return;
         }
+    }
+    // SECURITY: a credential header keygate reads but keygate.conf does
+    // not remove would reach the backend with the key in it.
+    v = unstripped(r, reply);
+    if (v !== undefined) {
+        unavailable(r, 'keygate reads keys from the header ' + JSON.stringify(v) +
+            ', which keygate.conf does not remove before the backend: add it to' +
+            ' $keygate_credential_headers and a proxy_set_header for it to @keygate_backend');
+        return;
     }
     for (i = 0; i < IDENTITY.length; i++) {
         r.variables[IDENTITY[i][1]] = header(reply, IDENTITY[i][0]);

@@ -13,13 +13,14 @@ import (
 
 // stubCheck is one request the stub keygate received.
 type stubCheck struct {
-	call           string
-	method, uri    []string // X-Original-Method and X-Original-URI values
-	requestMethod  string   // and the request line's
-	requestURI     string
-	contentLength  int64
-	body           int
-	authorizations []string
+	call            string
+	method, uri     []string // X-Original-Method and X-Original-URI values
+	forwardedMethod []string // X-Forwarded-Method values
+	requestMethod   string   // and the request line's
+	requestURI      string
+	contentLength   int64
+	body            int
+	authorizations  []string
 }
 
 // stub stands where keygate should be and answers as the client's X-Stub
@@ -39,7 +40,7 @@ func startStub(t *testing.T) *stub {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		s.checks = append(s.checks, stubCheck{call: r.Header.Get("X-E2E-Call"), method: r.Header.Values("X-Original-Method"),
-			uri: r.Header.Values("X-Original-Uri"), requestMethod: r.Method, requestURI: r.RequestURI, contentLength: r.ContentLength, body: len(body),
+			uri: r.Header.Values("X-Original-Uri"), forwardedMethod: r.Header.Values("X-Forwarded-Method"), requestMethod: r.Method, requestURI: r.RequestURI, contentLength: r.ContentLength, body: len(body),
 			authorizations: r.Header.Values("Authorization")})
 		s.mu.Unlock()
 		identity := func() {
@@ -51,6 +52,8 @@ func startStub(t *testing.T) *stub {
 		switch r.Header.Get("X-Stub") {
 		case "allow":
 			identity()
+			// keygate names its credential headers, in its own spelling.
+			w.Header().Set("X-Envoy-Auth-Headers-To-Remove", "authorization,x-api-key,api-key")
 			w.Header().Set("X-Ratelimit-Limit", "7")
 			w.Header().Set("X-Ratelimit-Remaining", "6")
 			w.Header().Set("X-Ratelimit-Reset", "9")
@@ -74,6 +77,12 @@ func startStub(t *testing.T) *stub {
 			w.Header().Set("X-Accel-Redirect", "/v1/models")
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, denyBody)
+		case "allow-remove-any-spelling":
+			identity()
+			w.Header().Set("X-Envoy-Auth-Headers-To-Remove", " Authorization , API-KEY,")
+		case "allow-remove-unstripped":
+			identity()
+			w.Header().Set("X-Envoy-Auth-Headers-To-Remove", "authorization,x-custom-key,x-api-key")
 		case "allow-no-identity":
 			w.Header().Set("X-Ratelimit-Limit", "7")
 		case "allow-empty-key-id":
@@ -202,6 +211,51 @@ func TestNginxFailsClosed(t *testing.T) {
 		}
 	})
 
+	t.Run("credential headers removed", func(t *testing.T) {
+		resp, _ := send(t, ng.base, "stub-remove-any-spelling", "allow-remove-any-spelling")
+		if resp.StatusCode != 200 || len(be.requests("stub-remove-any-spelling")) != 1 {
+			t.Errorf("an allow naming only headers keygate.conf removes: %d", resp.StatusCode)
+		}
+	})
+
+	// keygate reads keys from a header keygate.conf does not remove: the
+	// key would reach the backend, so the request does not.
+	t.Run("credential header not removed", func(t *testing.T) {
+		resp, got := send(t, ng.base, "stub-remove-unstripped", "allow-remove-unstripped")
+		unavailable(t, resp, got)
+		if n := len(be.requests("stub-remove-unstripped")); n != 0 {
+			t.Errorf("the backend got %d requests", n)
+		}
+		if !strings.Contains(ng.errorLog(), `keygate: keygate reads keys from the header "x-custom-key", which keygate.conf does not remove`) {
+			t.Errorf("the error log does not name the header:\n%s", ng.errorLog())
+		}
+	})
+
+	// A HEAD is checked as a GET: in X-Original-Method, X-Forwarded-Method
+	// and the request line alike.
+	t.Run("HEAD checked as GET", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodHead, ng.base+"/v1/models", nil)
+		req.Header.Set("X-E2E-Call", "stub-head")
+		req.Header.Set("X-Stub", "allow")
+		req.Header.Set("X-Original-Method", "HEAD")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		checks := st.checksFor("stub-head")
+		if resp.StatusCode != 200 || len(checks) != 1 {
+			t.Fatalf("status %d, %d checks", resp.StatusCode, len(checks))
+		}
+		c := checks[0]
+		if fmt.Sprint(c.method) != "[GET]" || fmt.Sprint(c.forwardedMethod) != "[GET]" || c.requestMethod != http.MethodGet {
+			t.Errorf("the check got X-Original-Method %q, X-Forwarded-Method %q, request line %s", c.method, c.forwardedMethod, c.requestMethod)
+		}
+		if reqs := be.requests("stub-head"); len(reqs) != 1 || reqs[0].Method != http.MethodHead {
+			t.Errorf("the backend got %+v, want one HEAD", reqs)
+		}
+	})
+
 	t.Run("deny passed on", func(t *testing.T) {
 		resp, got := send(t, ng.base, "stub-deny", "deny")
 		if resp.StatusCode != 402 || got != denyBody {
@@ -287,7 +341,9 @@ func TestNginxFailsClosed(t *testing.T) {
 		}
 	})
 
-	if strings.Contains(ng.errorLog()+down.errorLog(), "stubstubstub") {
-		t.Errorf("the credential appears in nginx's error log")
+	for _, n := range []*nginx{ng, down} {
+		if in := n.keyLogged(t, "stubstubstub"); len(in) > 0 {
+			t.Errorf("the credential appears in nginx's %v", in)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,9 +118,18 @@ var routes = []config.Route{
 	{Method: "GET", PathPrefix: "/v1/models", Scope: "models:read"},
 }
 
+// credentials of every keygate in these tests but one: keygate's default
+// headers and Azure OpenAI's api-key, which the shipped recipes remove too.
+var credentials = append(config.Default().Credentials, config.Credential{Header: "api-key"})
+
+// withCredentials makes keygate read keys from creds.
+func withCredentials(creds ...config.Credential) func(*config.Config) {
+	return func(c *config.Config) { c.Credentials = creds }
+}
+
 // startKeygate runs keygate with its HTTP authorization mode in mode
-// (nginx, envoy or traefik) on a NATS server of its own; each option
-// changes the configuration before it starts.
+// (nginx, envoy or traefik) on a NATS server of its own, reading keys from
+// credentials; each option changes the configuration before it starts.
 func startKeygate(t *testing.T, mode string, options ...func(*config.Config)) *keygate {
 	t.Helper()
 	ns := natstest.Run(t)
@@ -128,6 +138,7 @@ func startKeygate(t *testing.T, mode string, options ...func(*config.Config)) *k
 	cfg.HTTPAddr, cfg.HTTPMode = "127.0.0.1:0", mode
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.Routes, cfg.DefaultScope = routes, "none"
+	cfg.Credentials = credentials
 	cfg.ShutdownGrace = config.Duration(2 * time.Second)
 	cfg.ShutdownDelay = 0 // no load balancer to drain from
 	for _, o := range options {
@@ -339,6 +350,10 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/chat/completions":
 		b.chat(w, r, body)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/audio/transcriptions":
+		// The upload's size, so a client can check that all of it arrived.
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"text":"bytes=%d"}`, len(body))
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/models":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"e2e-model","object":"model","created":1700000000,"owned_by":"keygate-e2e"}]}`)
@@ -415,10 +430,21 @@ type nginx struct {
 	stderr *syncBuffer
 }
 
+// shippedLevel is the error_log level keygate.conf ships with.
+const shippedLevel = "error"
+
 // startNginx runs nginx with a generated main config that includes the
 // shipped keygate.conf, its addresses replaced by keygateAddr and
-// backendAddr and its port by a free one.
+// backendAddr, its port by a free one and its log files by files in a
+// directory of the test's own.
 func startNginx(t *testing.T, keygateAddr, backendAddr string) *nginx {
+	t.Helper()
+	return startNginxLogging(t, keygateAddr, backendAddr, shippedLevel)
+}
+
+// startNginxLogging is startNginx with keygate.conf's error_log at level.
+// nginx.conf's own error log (main.log) is at debug, the most it can say.
+func startNginxLogging(t *testing.T, keygateAddr, backendAddr, level string) *nginx {
 	t.Helper()
 	bin := nginxBinary(t)
 	dir := t.TempDir()
@@ -449,6 +475,11 @@ func startNginx(t *testing.T, keygateAddr, backendAddr string) *nginx {
 		"server 127.0.0.1:9292;": "server " + keygateAddr + ";",
 		"server 127.0.0.1:8000;": "server " + backendAddr + ";",
 		"listen 8080;":           fmt.Sprintf("listen 127.0.0.1:%d;", port),
+		"error_log /var/log/nginx/error.log " + shippedLevel + ";": "error_log " + filepath.Join(dir, "error.log") + " " + level + ";",
+		// The shipped access log, and the tests' own, which says which
+		// call each request belongs to.
+		"access_log /var/log/nginx/access.log keygate;": "access_log " + filepath.Join(dir, "keygate-access.log") + " keygate; " +
+			"access_log " + filepath.Join(dir, "access.log") + " e2e;",
 	} {
 		if n := strings.Count(replaced, old); n != 1 {
 			t.Fatalf("%s has %q %d times; the test replaces it exactly once", shippedConf, old, n)
@@ -476,11 +507,10 @@ daemon off;
 master_process on;
 worker_processes 1;
 pid %[3]s/nginx.pid;
-error_log %[3]s/error.log info;
+error_log %[3]s/main.log debug;
 events { worker_connections 256; }
 http {
     log_format e2e '$http_x_e2e_call $status $request_method "$request_uri"';
-    access_log %[3]s/access.log e2e;
     client_body_temp_path %[3]s/body;
     proxy_temp_path %[3]s/proxy;
     fastcgi_temp_path %[3]s/fastcgi;
@@ -495,7 +525,7 @@ http {
 		t.Fatal(err)
 	}
 	n := &nginx{base: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir, exited: make(chan struct{}), stderr: &syncBuffer{}}
-	n.cmd = exec.Command(bin, "-p", dir, "-c", mainPath, "-e", filepath.Join(dir, "error.log"))
+	n.cmd = exec.Command(bin, "-p", dir, "-c", mainPath, "-e", filepath.Join(dir, "main.log"))
 	n.cmd.Stdout, n.cmd.Stderr = n.stderr, n.stderr
 	// nginx stops with the test process, and its workers with it.
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -543,9 +573,38 @@ func (n *nginx) stop(t *testing.T) {
 	}
 }
 
+// errorLog returns keygate.conf's error log.
 func (n *nginx) errorLog() string {
 	b, _ := os.ReadFile(filepath.Join(n.dir, "error.log"))
 	return string(b)
+}
+
+// logs returns every log nginx wrote, by file name: keygate.conf's error
+// and access logs, nginx.conf's error log and the tests' access log.
+func (n *nginx) logs(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, name := range []string{"error.log", "keygate-access.log", "main.log", "access.log"} {
+		b, err := os.ReadFile(filepath.Join(n.dir, name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		out[name] = string(b)
+	}
+	return out
+}
+
+// keyLogged reports which of nginx's logs contain key.
+func (n *nginx) keyLogged(t *testing.T, key string) []string {
+	t.Helper()
+	var in []string
+	for name, text := range n.logs(t) {
+		if strings.Contains(text, key) {
+			in = append(in, name)
+		}
+	}
+	slices.Sort(in)
+	return in
 }
 
 // logged is one access log line: a client request as nginx answered it.

@@ -22,6 +22,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -330,8 +331,11 @@ func TestNginx(t *testing.T) {
 	})
 
 	for _, key := range []string{k.full, k.low, k.modelsOnly, k.expired, k.broke, k.invalid} {
-		if strings.Contains(kg.logs.String(), key) || strings.Contains(ng.errorLog(), key) {
-			t.Errorf("a key appears in keygate's or nginx's logs")
+		if strings.Contains(kg.logs.String(), key) {
+			t.Errorf("a key appears in keygate's log")
+		}
+		if in := ng.keyLogged(t, key); len(in) > 0 {
+			t.Errorf("a key appears in nginx's %v", in)
 		}
 	}
 	for _, s := range be.all() {
@@ -385,9 +389,10 @@ func checkUpstream(t *testing.T, s seen, who *identity) {
 	t.Helper()
 	var ids map[string][]string
 	for name, values := range s.Header {
-		norm := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+		// As CGI, WSGI and PHP read it: "_" and "." are "-".
+		norm := strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(name))
 		switch {
-		case norm == "authorization" || norm == "x-api-key":
+		case isCredential(norm):
 			t.Errorf("%s: the backend got the credential header %s", s.Call, name)
 		case strings.HasPrefix(norm, "x-original-") || strings.Contains(norm, "method-override") || norm == "x-http-method":
 			t.Errorf("%s: the backend got %s: %v", s.Call, name, values)
@@ -411,6 +416,12 @@ func checkUpstream(t *testing.T, s seen, who *identity) {
 	if fmt.Sprint(ids) != fmt.Sprint(want) {
 		t.Errorf("%s: the backend got identity headers %v, want %v", s.Call, ids, want)
 	}
+}
+
+// isCredential reports whether the header named name (lowercase) is one
+// keygate reads keys from.
+func isCredential(name string) bool {
+	return slices.ContainsFunc(credentials, func(c config.Credential) bool { return c.Header == name })
 }
 
 // goCall makes one call with the Go SDK.
@@ -489,6 +500,7 @@ type nodeCall struct {
 	NoKey      bool              `json:"noKey,omitempty"`
 	Content    string            `json:"content,omitempty"`
 	Repeat     int               `json:"repeat,omitempty"`
+	Size       int               `json:"size,omitempty"`
 	Headers    map[string]string `json:"headers,omitempty"`
 	MaxRetries *int              `json:"maxRetries,omitempty"`
 }
@@ -513,10 +525,11 @@ type nodeResult struct {
 	MS int `json:"ms"`
 }
 
-// runNode runs calls.mjs with calls and returns its results.
-func runNode(t *testing.T, nodeBin string, ng *nginx, calls []nodeCall) []nodeResult {
+// runNode runs calls.mjs with calls against baseURL (http://host:port/v1)
+// and returns its results.
+func runNode(t *testing.T, nodeBin, baseURL string, calls []nodeCall) []nodeResult {
 	t.Helper()
-	in, _ := json.Marshal(map[string]any{"baseURL": ng.base + "/v1", "calls": calls})
+	in, _ := json.Marshal(map[string]any{"baseURL": baseURL, "calls": calls})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeBin, "calls.mjs")
@@ -546,7 +559,7 @@ func nodeCalls(t *testing.T, nodeBin string, ng *nginx, rows []row, sdk string) 
 		calls = append(calls, nodeCall{ID: callID(sdk, r), Op: r.op, Key: r.key, NoKey: r.key == "", Headers: r.headers})
 	}
 	var outs []outcome
-	for _, res := range runNode(t, nodeBin, ng, calls) {
+	for _, res := range runNode(t, nodeBin, ng.base+"/v1", calls) {
 		o := outcome{status: res.Status, headers: res.Headers, content: res.Content, classes: []string{}}
 		if res.Error != nil {
 			o.code, o.classes = res.Error.Code, res.Error.Classes
@@ -577,7 +590,11 @@ func testSpellings(t *testing.T, kg *keygate, ng *nginx, be *backend, k keys) {
 			"X-KEYGATE-ACCOUNT-ID: victim\r\n" +
 			"X-Keygate-Account-Id: victim2\r\n" +
 			"X_Keygate_Account_Id: victim3\r\n" +
+			"X.Keygate.Account.Id: victim4\r\n" +
 			"x_keygate_env: test\r\n" +
+			"X.Api.Key: " + k.full + "\r\n" +
+			"X_Api_Key: " + k.full + "\r\n" +
+			"Api_Key: " + k.full + "\r\n" +
 			"X-Keygate-Scopes: *\r\n" +
 			"X-Keygate-Scopes: admin:*\r\n" +
 			"X-Keygate-Env: test\r\n" +
@@ -599,6 +616,15 @@ func testSpellings(t *testing.T, kg *keygate, ng *nginx, be *backend, k keys) {
 			"X-E2E-Call: raw-chunked-body\r\n" +
 			"Connection: close\r\n\r\n" +
 			fmt.Sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", 10, body[:10], len(body)-10, body[10:]), 200, identityOf(k.fullRec)},
+		// The key in api-key alone (Azure OpenAI's header), in any case:
+		// keygate reads it there, and nginx removes it.
+		{"api-key", "POST /v1/chat/completions HTTP/1.1\r\n" +
+			"Host: api.example\r\n" +
+			"API-KEY: " + k.full + "\r\n" +
+			"Content-Type: application/json\r\n" +
+			"X-E2E-Call: raw-api-key\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
+			"Connection: close\r\n\r\n" + body, 200, identityOf(k.fullRec)},
 		// A key without scopes: keygate's x-keygate-scopes is empty, so
 		// nginx sends none, and drops the client's.
 		{"no scopes", "GET /v1/other HTTP/1.1\r\n" +
@@ -749,7 +775,7 @@ func testLargeBody(t *testing.T, nodeBin string, ng *nginx, be *backend, k keys)
 		}
 	})
 	t.Run("node", func(t *testing.T) {
-		res := runNode(t, nodeBin, ng, []nodeCall{
+		res := runNode(t, nodeBin, ng.base+"/v1", []nodeCall{
 			{ID: "node-large", Op: "chat", Key: k.full, Content: unit, Repeat: repeat},
 			{ID: "node-stream", Op: "chat_stream", Key: k.full},
 		})
@@ -767,7 +793,8 @@ var jsonError = regexp.MustCompile(`^\{"error":\{"message":"[^"]+","type":"serve
 // TestNginxAnyMode: the shipped config gives keygate the original method
 // and URI in every place a mode reads them, so a keygate left in envoy mode
 // (the default) or set to traefik decides as in nginx mode, and a client's
-// X-Original-* or X-Forwarded-* change nothing. HEAD is checked too.
+// X-Original-* or X-Forwarded-* change nothing. A HEAD needs what a GET
+// to its path needs, whatever the mode.
 func TestNginxAnyMode(t *testing.T) {
 	nginxBinary(t)
 	for _, mode := range []string{"nginx", "envoy", "traefik"} {
@@ -777,6 +804,7 @@ func TestNginxAnyMode(t *testing.T) {
 			ng := startNginx(t, kg.inst.HTTPAddr.String(), be.addr())
 			kg.setAccount(t, "acme", 100000, nil)
 			modelsOnly, _ := kg.createKey(t, keyOpts{account: "acme", scopes: []string{"models:read"}})
+			chatOnly, _ := kg.createKey(t, keyOpts{account: "acme", scopes: []string{"chat:send"}})
 			full, fullRec := kg.createKey(t, keyOpts{account: "acme", scopes: []string{"chat:send", "models:read"}})
 			unknown, _ := apikey.DefaultFormat().Mint(apikey.LivePrefix)
 			steer := map[string]string{"X-Original-Method": "GET", "X-Original-URI": "/v1/models",
@@ -789,6 +817,9 @@ func TestNginxAnyMode(t *testing.T) {
 				{"allowed", "POST", "/v1/chat/completions", full, 200},
 				{"allowed GET", "GET", "/v1/models", modelsOnly, 200},
 				{"HEAD, unknown key", "HEAD", "/v1/models", unknown, 401},
+				// A HEAD is decided as the GET it mirrors.
+				{"HEAD without GET's scope", "HEAD", "/v1/models", chatOnly, 403},
+				{"HEAD with GET's scope", "HEAD", "/v1/models", modelsOnly, 200},
 			} {
 				call := mode + "-" + strings.ReplaceAll(c.name, " ", "-")
 				req, _ := http.NewRequest(c.method, ng.base+c.path, strings.NewReader(`{"model":"e2e-model","messages":[{"role":"user","content":"hi"}]}`))
@@ -815,8 +846,8 @@ func TestNginxAnyMode(t *testing.T) {
 					}
 					continue
 				}
-				if len(reqs) != 1 {
-					t.Fatalf("%s: the backend got %d requests", c.name, len(reqs))
+				if len(reqs) != 1 || reqs[0].Method != c.method {
+					t.Fatalf("%s: the backend got %+v", c.name, reqs)
 				}
 				if c.key == full {
 					who := identityOf(fullRec)

@@ -3,13 +3,14 @@
 //
 // Reads from standard input:
 //   {"baseURL": "http://127.0.0.1:PORT/v1",
-//    "calls": [{"id": "node-allowed", "op": "chat" | "chat_stream" | "models",
+//    "calls": [{"id": "node-allowed", "op": "chat" | "chat_stream" | "models" | "transcribe",
 //               "key": "ghub_sk_live_...", "noKey": false, "content": "hello", "repeat": 1,
-//               "headers": {"X-Name": "value"}, "maxRetries": 2}]}
+//               "size": 1024, "headers": {"X-Name": "value"}, "maxRetries": 2}]}
+// ("size" is the length of the audio file a transcribe call uploads.)
 // Writes to standard output one result per call, in order:
 //   {"id", "ok", "status", "headers": {lowercase name: value}, "content",
 //    "models", "error": {"name", "classes", "status", "code", "type", "message"}, "ms"}
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 
 // Response headers the tests look at.
 const HEADERS = [
@@ -54,6 +55,10 @@ async function run(baseURL, call) {
     } else if (call.op === 'chat') {
       const { data, response } = await client.chat.completions.create({ model: 'e2e-model', messages }).withResponse();
       Object.assign(result, { status: response.status, headers: pick(response.headers), content: data.choices[0].message.content });
+    } else if (call.op === 'transcribe') {
+      const file = await toFile(Buffer.alloc(call.size), 'audio.mp3', { type: 'audio/mpeg' });
+      const { data, response } = await client.audio.transcriptions.create({ model: 'gpt-transcribe', file }).withResponse();
+      Object.assign(result, { status: response.status, headers: pick(response.headers), content: data.text });
     } else if (call.op === 'chat_stream') {
       const { data: stream, response } = await client.chat.completions.create({ model: 'e2e-model', messages, stream: true }).withResponse();
       let content = '';
