@@ -170,9 +170,12 @@ func (s *Server) decideKey(ctx context.Context, k *Key, http *authv3.AttributeCo
 	}
 	var rl *ratelimit.Result
 	if limit := s.limitOf(k); limit != nil {
-		r := s.limiter.Allow(ctx, &k.rate, k.ID, *limit, now)
-		if !r.Allowed {
-			return s.denyRate(k, limit, &r), CodeRateLimited
+		r := s.limiter.Take(ctx, &k.rate, k.budget, *limit, 1)
+		switch {
+		case r.Unavailable:
+			return s.static[msgBudgetUnavailable], CodeUnavailable
+		case !r.Allowed:
+			return s.denyRate(k, &r), CodeRateLimited
 		}
 		rl = &r
 	}
@@ -184,13 +187,13 @@ func (s *Server) decideKey(ctx context.Context, k *Key, http *authv3.AttributeCo
 // than hang (the OpenAI Node SDK sleeps any retry-after).
 const maxRetryWait = 60 * time.Second
 
-func (s *Server) denyRate(k *Key, limit *ratelimit.Limit, r *ratelimit.Result) *authv3.CheckResponse {
+func (s *Server) denyRate(k *Key, r *ratelimit.Result) *authv3.CheckResponse {
 	wait := seconds(int64(r.Reset))
 	hs := append(s.headers.appendRate(nil, r), header("retry-after", wait))
 	if r.Reset > maxRetryWait {
 		hs = append(hs, header("x-should-retry", "false"))
 	}
-	return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %s per %s. Retry in %ss.", k.ID, plural(r.Limit, "request"), limit.Window, wait), hs...)
+	return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s: %s in this window. Retry in %ss.", k.ID, plural(r.Limit, "request"), wait), hs...)
 }
 
 // plural writes n things: "1 request", "600 requests".

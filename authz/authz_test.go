@@ -224,7 +224,7 @@ func TestRateLimit(t *testing.T) {
 	if h["retry-after"] != reset || h["x-ratelimit-remaining"] != "0" || h["x-ratelimit-reset"] != reset || h["x-should-retry"] != "" {
 		t.Fatalf("429 headers = %v, want reset %s", h, reset)
 	}
-	_, end := ratelimit.Window(rec.ID, ratelimit.Limit{Requests: 3, Window: time.Minute}, f.clock.now())
+	_, end := ratelimit.Grid(rec.ID, ratelimit.Limit{Units: 3, Window: time.Minute}, f.clock.now())
 	f.clock.advance(end.Sub(f.clock.now()))
 	if f.check(t, req).GetOkResponse() == nil {
 		t.Fatal("not allowed in the next window")
@@ -234,7 +234,7 @@ func TestRateLimit(t *testing.T) {
 // reset is the x-ratelimit-reset of key id under n per window now: the
 // seconds until its window ends, rounded up.
 func (f *fixture) reset(id string, n int64, window time.Duration) string {
-	_, end := ratelimit.Window(id, ratelimit.Limit{Requests: n, Window: window}, f.clock.now())
+	_, end := ratelimit.Grid(id, ratelimit.Limit{Units: n, Window: window}, f.clock.now())
 	return fmt.Sprint(int64(math.Ceil(end.Sub(f.clock.now()).Seconds())))
 }
 
@@ -251,7 +251,7 @@ func TestRateLimitLongWait(t *testing.T) {
 			t.Fatal("first request denied")
 		}
 		_, code, h := denied(t, f.check(t, req))
-		_, end := ratelimit.Window(rec.ID, ratelimit.Limit{Requests: 1, Window: 10 * time.Minute}, f.clock.now())
+		_, end := ratelimit.Grid(rec.ID, ratelimit.Limit{Units: 1, Window: 10 * time.Minute}, f.clock.now())
 		retry := ""
 		if end.Sub(f.clock.now()) > time.Minute {
 			retry = "false"

@@ -13,6 +13,9 @@ const (
 	msgTooLong     = "The credential header is too long to be an API key."
 	msgBadScheme   = "The Authorization header must use the Bearer scheme: 'Authorization: Bearer YOUR_KEY'."
 	msgUnavailable = "Authentication is temporarily unavailable; retry shortly."
+	// msgBudgetUnavailable: the rate-limit budget could not be leased in
+	// time and this keygate holds none of it (docs/fleet.md).
+	msgBudgetUnavailable = "The rate-limit budget of this API key cannot be checked right now; retry in a second."
 )
 
 func staticDenials() map[string]*authv3.CheckResponse {
@@ -20,7 +23,9 @@ func staticDenials() map[string]*authv3.CheckResponse {
 	for _, msg := range []string{msgMalformed, msgUnknown, msgRevoked, msgConflict, msgTooLong, msgBadScheme} {
 		m[msg] = denyInvalid.response(msg)
 	}
-	m[msgUnavailable] = denyUnavailable.response(msgUnavailable, header("retry-after", "1"))
+	for _, msg := range []string{msgUnavailable, msgBudgetUnavailable} {
+		m[msg] = denyUnavailable.response(msg, header("retry-after", "1"))
+	}
 	return m
 }
 

@@ -104,7 +104,7 @@ func newFixture(t testing.TB) *fixture {
 			{Method: "POST", PathPrefix: "/v1/chat/completions", Scope: "chat:send"},
 			{Method: "GET", PathPrefix: "/v1/models", Scope: "models:read"},
 		},
-		DefaultLimit: &ratelimit.Limit{Requests: 100, Window: time.Minute},
+		DefaultLimit: &ratelimit.Limit{Units: 100, Window: time.Minute},
 		LowBalance:   "10.00",
 		Now:          f.clock.now,
 	}, f.keys, f.accounts)

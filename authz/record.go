@@ -23,6 +23,7 @@ import (
 type Key struct {
 	ID        string
 	AccountID string
+	budget    string // the rate-limit budget it spends: its id, or its predecessor's
 	policy    *policy
 	rate      ratelimit.Slot // where the limiter keeps this key's state
 	use       usage.Slot     // where its checks are counted
@@ -47,7 +48,7 @@ func (p *policy) test() bool { return p.env == store.EnvTest }
 
 // NewKey builds the cached form of a key record.
 func NewKey(k *store.Key) *Key {
-	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), policy: internPolicy(k), revoked: k.Revoked(), expiresAt: math.MaxInt64}
+	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), budget: k.Budget(), policy: internPolicy(k), revoked: k.Revoked(), expiresAt: math.MaxInt64}
 	if k.ExpiresAt != nil {
 		// Milliseconds hold every date JSON can carry (years 0-9999)
 		// without overflow, unlike UnixNano (1678-2262).
@@ -88,7 +89,7 @@ type policyKey struct {
 func internPolicy(k *store.Key) *policy {
 	pk := policyKey{scopes: strings.Join(k.Scopes, "\x00"), test: k.Env == store.EnvTest, none: k.NoRateLimit}
 	if k.RateLimit != nil {
-		pk.own, pk.limit = true, ratelimit.Limit{Requests: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)}
+		pk.own, pk.limit = true, ratelimit.Limit{Units: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)}
 	}
 	if v, ok := internedPolicies.Load(pk); ok {
 		return v.(*policy)

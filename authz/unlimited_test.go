@@ -20,7 +20,7 @@ func TestNoRateLimit(t *testing.T) {
 	srv := authz.New(authz.Options{
 		Format:       apikey.DefaultFormat(),
 		Credentials:  config.Default().Credentials,
-		DefaultLimit: &ratelimit.Limit{Requests: 1, Window: time.Minute},
+		DefaultLimit: &ratelimit.Limit{Units: 1, Window: time.Minute},
 		Now:          f.clock.now,
 	}, f.keys, f.accounts)
 	client := serveGRPC(t, srv)

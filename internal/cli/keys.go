@@ -531,6 +531,8 @@ func successor(old *store.Key, now time.Time) *store.Key {
 		CreatedAt: now,
 		// no_rate_limit is kept: a successor is never stricter, nor looser.
 		NoRateLimit: old.NoRateLimit,
+		// The two share one rate-limit budget while both work.
+		BudgetID: old.Budget(),
 	}
 	if old.RateLimit != nil {
 		rl := *old.RateLimit

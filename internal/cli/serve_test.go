@@ -18,7 +18,7 @@ func TestServeCheckConfig(t *testing.T) {
 		}
 		return p
 	}
-	good := write("good.yaml", "routes:\n  - {method: POST, path_prefix: /v1/chat/completions, scope: chat:send}\n")
+	good := write("good.yaml", "routes:\n  - {method: POST, path_prefix: /v1/chat/completions, scope: chat:send}\ndefault_scope: \"*\"\n")
 	cases := []struct {
 		name string
 		args []string
@@ -31,6 +31,7 @@ func TestServeCheckConfig(t *testing.T) {
 		{"bad flag value", []string{"serve", "--grpc-addr", "nope", "--check-config"}, nil, 2, "grpc_addr"},
 		{"bad env", []string{"serve", "--check-config"}, map[string]string{"KEYGATE_DEFAULT_RATE_LIMIT": "10/x"}, 2, "default_rate_limit"},
 		{"bad file field", []string{"serve", "--config", write("bad.yaml", "cache:\n  max_keys: 0\n"), "--check-config"}, nil, 2, "cache.max_keys"},
+		{"routes without default_scope", []string{"serve", "--config", write("routes.yaml", "routes:\n  - {method: GET, path_prefix: /v1/models, scope: models:read}\n"), "--check-config"}, nil, 2, "default_scope"},
 		{"unknown file field", []string{"serve", "--config", write("typo.yaml", "grpc_adr: x\n"), "--check-config"}, nil, 2, "grpc_adr"},
 		{"missing file", []string{"serve", "--config", filepath.Join(dir, "none.yaml"), "--check-config"}, nil, 2, "none.yaml"},
 		{"unknown flag", []string{"serve", "--bogus"}, nil, 2, "bogus"},

@@ -61,12 +61,15 @@ type Config struct {
 // Fleet tunes the per-key state keygates share through NATS: rate-limit
 // budgets and key use.
 type Fleet struct {
-	// SyncInterval is how often a keygate tells the others how much of
-	// each limit it holds unused.
+	// SyncInterval is how often a keygate announces itself to the
+	// others, which count the keygates sharing the budgets.
 	SyncInterval Duration `yaml:"sync_interval"`
-	// LeaseTimeout bounds a check's wait for a rate-limit lease before the
-	// keygate falls back to its share of the limit.
+	// LeaseTimeout bounds a check's wait for a rate-limit lease; a check
+	// that holds nothing of the budget is then denied 503.
 	LeaseTimeout Duration `yaml:"lease_timeout"`
+	// OutageAfter is how long leases fail before the outage rule applies
+	// (at once while NATS is unreachable).
+	OutageAfter Duration `yaml:"outage_after"`
 	// UsageFlushInterval is how long a key may count nothing before a
 	// keygate writes what it holds of its use (last used, counts by
 	// outcome) and drops it from memory; a key in use is written once a
@@ -180,6 +183,7 @@ func Default() Config {
 		Fleet: Fleet{
 			SyncInterval:       Duration(500 * time.Millisecond),
 			LeaseTimeout:       Duration(100 * time.Millisecond),
+			OutageAfter:        Duration(3 * time.Second),
 			UsageFlushInterval: Duration(10 * time.Second),
 		},
 	}

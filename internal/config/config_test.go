@@ -584,6 +584,7 @@ func TestFullExample(t *testing.T) {
 		Fleet: config.Fleet{
 			SyncInterval:       config.Duration(500 * time.Millisecond),
 			LeaseTimeout:       config.Duration(100 * time.Millisecond),
+			OutageAfter:        config.Duration(3 * time.Second),
 			UsageFlushInterval: config.Duration(10 * time.Second),
 		},
 	}

@@ -50,6 +50,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_MAX_STALENESS":              &c.Cache.MaxStaleness,
 		"KEYGATE_FLEET_SYNC_INTERVAL":        &c.Fleet.SyncInterval,
 		"KEYGATE_FLEET_LEASE_TIMEOUT":        &c.Fleet.LeaseTimeout,
+		"KEYGATE_FLEET_OUTAGE_AFTER":         &c.Fleet.OutageAfter,
 		"KEYGATE_FLEET_USAGE_FLUSH_INTERVAL": &c.Fleet.UsageFlushInterval,
 	}
 	bad := map[string]error{}

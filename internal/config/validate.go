@@ -196,6 +196,7 @@ func (f Fleet) validate(add adder) {
 	}{
 		{"fleet.sync_interval", f.SyncInterval, 10 * time.Millisecond, time.Minute},
 		{"fleet.lease_timeout", f.LeaseTimeout, time.Millisecond, 10 * time.Second},
+		{"fleet.outage_after", f.OutageAfter, 0, 10 * time.Minute},
 		{"fleet.usage_flush_interval", f.UsageFlushInterval, 100 * time.Millisecond, 30 * time.Second},
 	} {
 		if d.v.D() < d.min || d.v.D() > d.max {

@@ -146,3 +146,27 @@ func URLs(servers []*server.Server) string {
 	}
 	return strings.Join(urls, ",")
 }
+
+// WaitDisconnected waits until nc has noticed it lost its server.
+func WaitDisconnected(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("the NATS connection never noticed it was cut")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// WaitConnected waits until nc is connected again.
+func WaitConnected(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("the NATS connection never came back")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

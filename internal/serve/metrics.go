@@ -1,11 +1,14 @@
 package serve
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/internal/fleetclock"
+	"github.com/keygate/keygate/internal/presence"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -20,7 +23,11 @@ type metrics struct {
 	// grpcErrors counts calls answered with a gRPC error instead of a
 	// decision: requests that do not decode, unknown methods.
 	grpcErrors *prometheus.CounterVec
+	leases     prometheus.Histogram
 }
+
+// leaseSeconds observes a rate-limit lease's latency.
+func (m *metrics) leaseSeconds(d time.Duration) { m.leases.Observe(d.Seconds()) }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -43,12 +50,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		grpcErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_grpc_errors_total", Help: "gRPC calls answered with an error instead of a decision, by reason.",
 		}, []string{"reason"}),
+		leases: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "keygate_ratelimit_lease_seconds", Help: "Time to write a rate-limit lease, conflicts included.",
+			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
+		}),
 	}
 	m.connected.Set(1)
 	for _, r := range []string{reasonUndecodable, reasonUnknownMethod} {
 		m.grpcErrors.WithLabelValues(r)
 	}
-	reg.MustRegister(m.connected, m.reconnects, m.events, m.lag, m.catchUp, m.grpcErrors)
+	reg.MustRegister(m.connected, m.reconnects, m.events, m.lag, m.catchUp, m.grpcErrors, m.leases)
 	return m
 }
 
@@ -104,17 +115,35 @@ func registerCache(reg prometheus.Registerer, table string, s *cache.Stats) {
 	)
 }
 
-// registerFleet exposes the per-key state's traffic to NATS: writes
-// (refused ones included) and reads of the limits and usage buckets.
-func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, st *store.Store) {
+// registerFleet exposes the per-key state's traffic to NATS (writes,
+// refused ones included, and reads of the limits and usage buckets), what
+// the limiter did, the clock's offset and the keygates counted.
+func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, st *store.Store, rl *ratelimit.Stats,
+	clock *fleetclock.Clock, peers *presence.Presence) {
 	counter := func(name, help, bucket string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"bucket": bucket}},
 			func() float64 { return float64(v()) })
+	}
+	total := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
 	}
 	reg.MustRegister(
 		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "limits", func() uint64 { w, _ := limits.Stats(); return w }),
 		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "usage", func() uint64 { w, _ := st.UsageStats(); return w }),
 		counter("keygate_fleet_reads_total", "Reads of per-key state from NATS KV, by bucket.", "limits", func() uint64 { _, r := limits.Stats(); return r }),
 		counter("keygate_fleet_reads_total", "Reads of per-key state from NATS KV, by bucket.", "usage", func() uint64 { _, r := st.UsageStats(); return r }),
+		total("keygate_ratelimit_leases_total", "Rate-limit leases written.", &rl.Leases),
+		total("keygate_ratelimit_lease_timeouts_total", "Leases a check gave up waiting for (the check was denied 503).", &rl.Timeouts),
+		total("keygate_ratelimit_lease_failures_total", "Leases that failed for another reason.", &rl.Failures),
+		total("keygate_ratelimit_outage_units_total", "Units allowed under the outage rule, beyond what was leased.", &rl.OutageUnits),
+		total("keygate_ratelimit_handed_back_units_total", "Leased units handed back to their budgets unused.", &rl.HandedBack),
+		total("keygate_ratelimit_settlements_total", "Takes settled with their real use.", &rl.Settled),
+		total("keygate_ratelimit_charged_units_total", "Units charged to budgets after the fact (outage rule, settlements beyond a take).", &rl.Charged),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keygate_clock_offset_seconds",
+			Help: "What is added to this keygate's clock to read the NATS server's, which rate-limit windows follow."},
+			func() float64 { return clock.Offset().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keygate_fleet_keygates",
+			Help: "Keygates sharing the rate-limit budgets, this one included, as last heard."},
+			func() float64 { return float64(peers.Count()) }),
 	)
 }

@@ -30,8 +30,10 @@ import (
 	"github.com/keygate/keygate/internal/barrier"
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/fleetclock"
 	"github.com/keygate/keygate/internal/httpauth"
 	"github.com/keygate/keygate/internal/keyfilter"
+	"github.com/keygate/keygate/internal/presence"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/tick"
@@ -56,6 +58,8 @@ type Instance struct {
 	keys     *cache.Table[*authz.Key]
 	accounts *cache.Table[*authz.Account]
 	limiter  *ratelimit.Limiter
+	clock    *fleetclock.Clock
+	peers    *presence.Presence
 	usage    *usage.Recorder
 	filter   *keyfilter.Keeper
 	settle   *barrier.Barrier // before a key is answered as unknown
@@ -116,15 +120,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	}
 	go inst.filter.Run(inst.bg, time.Minute) // only now: they need the watcher
 	go inst.settle.Run(inst.bg)
-	limits := ratelimit.NewKVStore(st.Limits())
-	inst.limiter = ratelimit.New(ratelimit.Options{Store: limits,
-		LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), Online: inst.conn.NC.IsConnected, Log: log})
-	if err := inst.limiter.Sync(inst.bg, inst.conn.NC, syncSubject(cfg), cfg.Fleet.SyncInterval.D()); err != nil {
-		return nil, fmt.Errorf("rate-limit sync: %w", err)
+	limits, err := inst.startLimiter(openCtx, cfg, st, m)
+	if err != nil {
+		return nil, err
 	}
 	inst.usage = usage.New(st, nil, log)
 	go inst.usage.Run(inst.bg, cfg.Fleet.UsageFlushInterval.D())
-	registerFleet(reg, limits, st)
+	registerFleet(reg, limits, st, inst.limiter.Stats(), inst.clock, inst.peers)
 	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.limiter, inst.usage, inst.state.Stale, reg, log)
 	if err != nil {
 		return nil, err
@@ -314,9 +316,28 @@ func keyEventKind(k *store.Key) string {
 	return "key_put"
 }
 
-// syncSubject is where the keygates sharing cfg's buckets share rate-limit
-// state.
-func syncSubject(cfg config.Config) string { return "keygate.sync." + cfg.NATS.LimitsBucket }
+// startLimiter starts the fleet's clock (measured once before keygate is
+// ready), the count of keygates sharing the budgets, and the limiter.
+func (inst *Instance) startLimiter(ctx context.Context, cfg config.Config, st *store.Store, m *metrics) (*ratelimit.KVStore, error) {
+	inst.clock = fleetclock.New(st.Limits(), nil, inst.log)
+	if err := inst.clock.Measure(ctx); err != nil {
+		inst.log.Warn("measuring the clock offset; rate-limit windows follow this keygate's clock until it is", "err", err)
+	}
+	go inst.clock.Run(inst.bg, clockEvery)
+	peers, err := presence.Start(inst.bg, inst.conn.NC, "keygate.peers."+cfg.NATS.LimitsBucket, cfg.Fleet.SyncInterval.D())
+	if err != nil {
+		return nil, fmt.Errorf("announcing this keygate: %w", err)
+	}
+	inst.peers = peers
+	limits := ratelimit.NewKVStore(st.Limits())
+	inst.limiter = ratelimit.New(ratelimit.Options{Store: limits, Now: inst.clock.Now,
+		LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), OutageAfter: cfg.Fleet.OutageAfter.D(),
+		Online: inst.conn.NC.IsConnected, Peers: peers.Count, Observe: m.leaseSeconds, Log: inst.log})
+	return limits, nil
+}
+
+// clockEvery is how often the clock's offset is measured again.
+const clockEvery = 30 * time.Second
 
 func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], limiter *ratelimit.Limiter,
 	rec *usage.Recorder, stale func(time.Time) bool, reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
@@ -329,7 +350,7 @@ func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.
 		LowBalance: cfg.LowBalanceThreshold, Stale: stale, Metrics: authz.NewMetrics(reg), Log: log, Limiter: limiter, Usage: rec,
 	}
 	if rl != nil {
-		o.DefaultLimit = &ratelimit.Limit{Requests: rl.Requests, Window: time.Duration(rl.Window)}
+		o.DefaultLimit = &ratelimit.Limit{Units: rl.Requests, Window: time.Duration(rl.Window)}
 	}
 	return authz.New(o, keys, accounts), nil
 }
@@ -441,7 +462,7 @@ func (inst *Instance) KeyFilter() *keyfilter.Keeper { return inst.filter }
 
 // Peers is how many keygates share this one's rate limits, itself
 // included, as it last heard.
-func (inst *Instance) Peers() int64 { return inst.limiter.Peers() }
+func (inst *Instance) Peers() int64 { return inst.peers.Count() }
 
 // Ready reports whether keygate answers checks from a current store.
 func (inst *Instance) Ready() bool {

@@ -34,6 +34,18 @@ type Key struct {
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	// SuccessorID is the key that keys rotate made to replace this one.
 	SuccessorID string `json:"successor_id,omitempty"`
+	// BudgetID names the rate-limit budget the key spends: that of the
+	// key it was rotated from, so that the two share one during the
+	// grace period; empty for the key's own (its id).
+	BudgetID string `json:"budget_id,omitempty"`
+}
+
+// Budget is the id of the rate-limit budget the key spends.
+func (k *Key) Budget() string {
+	if k.BudgetID != "" {
+		return k.BudgetID
+	}
+	return k.ID
 }
 
 // Environments of a key.
@@ -103,6 +115,8 @@ func (k *Key) Validate() error {
 		return fmt.Errorf("key %s: rate_limit and no_rate_limit: true exclude each other", k.ID)
 	case k.SuccessorID != "" && !idPattern.MatchString(k.SuccessorID):
 		return fmt.Errorf("key %s: successor_id %q is not valid", k.ID, k.SuccessorID)
+	case k.BudgetID != "" && !idPattern.MatchString(k.BudgetID):
+		return fmt.Errorf("key %s: budget_id %q is not valid", k.ID, k.BudgetID)
 	}
 	for _, sc := range k.Scopes {
 		if !ValidScope(sc) {
