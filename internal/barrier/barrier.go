@@ -20,7 +20,8 @@ type Sources struct {
 	Last func(ctx context.Context) (uint64, error)
 	// Applied returns the last revision the change stream applied.
 	Applied func() uint64
-	// Online reports whether the store can be asked at all.
+	// Online reports whether the store can be asked and the change
+	// stream is following it.
 	Online func() bool
 }
 
@@ -34,7 +35,9 @@ type Options struct {
 	// come faster than MaxGap needs: the gap between rounds grows with
 	// the rate of waits to stay within it.
 	Budget float64
-	// Timeout bounds a round: the query and the wait for the stream.
+	// Timeout bounds a wait, and a round: the query and the wait for the
+	// stream. It stays under the proxies' check timeouts (Envoy's shipped
+	// 250 ms), so that the check is answered before they give up.
 	Timeout time.Duration
 }
 
@@ -43,9 +46,12 @@ type Options struct {
 // So a flood of unknown keys costs the store 10 queries a second or 0.5 %
 // of its checks, whichever is more; a wait takes a store round trip when
 // waits are rare, and up to 100 ms when they come more often than 10 a
-// second. A round is given up after a second (the change stream is
-// stalled then, which the watcher reports on its own).
-var DefaultOptions = Options{MinGap: 5 * time.Millisecond, MaxGap: 100 * time.Millisecond, Budget: 1.0 / 200, Timeout: time.Second}
+// second. A wait is given up after 200 ms (the store or the change stream
+// is stalled then, which the watcher reports on its own).
+var DefaultOptions = Options{MinGap: 5 * time.Millisecond, MaxGap: 100 * time.Millisecond, Budget: 1.0 / 200, Timeout: 200 * time.Millisecond}
+
+// ErrTimeout is a Wait that took longer than Options.Timeout.
+var ErrTimeout = errors.New("barrier: the change stream did not catch up in time")
 
 // Gap is the least time from the start of one round to the start of the
 // next when waits come at rate a second: the time in which Budget
@@ -113,11 +119,15 @@ func (b *Barrier) Wait(ctx context.Context) error {
 	}
 	r.waits++
 	b.mu.Unlock()
+	t := time.NewTimer(b.opt.Timeout)
+	defer t.Stop()
 	select {
 	case <-r.done:
 		return r.err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-t.C:
+		return ErrTimeout
 	}
 }
 

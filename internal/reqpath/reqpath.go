@@ -13,10 +13,15 @@ import (
 	"strings"
 )
 
-// MaxAmbiguous bounds the length of a path (before its query) that has
-// more than one reading: working out every reading costs up to a few
-// hundred passes over it.
-const MaxAmbiguous = 2048
+// Bounds on the work of a path with more than one reading: its length
+// (before the query), its readings, and their bytes together. No client
+// library's path comes near them (a real path has a handful of readings);
+// a path crafted to multiply readings is refused once a stage passes one.
+const (
+	MaxAmbiguous = 512
+	maxReadings  = 64
+	maxReadBytes = 16 << 10
+)
 
 // Error is a refused target; Reason says why, for the client.
 type Error struct{ Reason string }
@@ -84,15 +89,15 @@ func Readings(target string) ([]string, error) {
 		return nil, err
 	}
 	if len(p) > MaxAmbiguous {
-		return nil, refuse("a path with escapes, dot segments or other characters that backends read differently must be at most 2048 bytes")
+		return nil, refuse("a path with escapes, dot segments or other characters that backends read differently must be at most 512 bytes")
 	}
-	rs := []string{p}
+	rs := newSet(p)
 	for _, st := range stages {
-		if rs, err = st(rs); err != nil {
+		if err := st(rs); err != nil {
 			return nil, err
 		}
 	}
-	return rs, nil
+	return rs.rs, nil
 }
 
 // originForm returns the path of target with the query dropped: an

@@ -87,6 +87,11 @@ func TestReadingsRefused(t *testing.T) {
 	if _, err := Readings("/v1/%2e%2e/" + strings.Repeat("a", MaxAmbiguous-20)); err != nil {
 		t.Errorf("a path just under MaxAmbiguous: %v", err)
 	}
+	// A path crafted to multiply its readings is refused, not worked out.
+	crafted := "//h" + strings.Repeat(`a%252F\b;c//d/./e/../`, 40) + "x#/y"
+	if _, err := Readings(crafted); !IsInvalid(err) {
+		t.Errorf("a path of %d bytes crafted for readings: %v", len(crafted), err)
+	}
 }
 
 func FuzzReadings(f *testing.F) {
@@ -124,8 +129,59 @@ func BenchmarkSimple(b *testing.B) {
 }
 
 func BenchmarkReadings(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		_, _ = Readings(`/v1/files/..%2F..%2Fv1/chat\completions;x#y`)
+	for _, c := range []struct{ name, target string }{
+		{"spelled", `/v1/files/..%2F..%2Fv1/chat\completions;x#y`},
+		{"crafted", "//h" + strings.Repeat(`a%252F\b;c//d/./e/../`, 40) + "x#/y"},
+		{"crafted-short", "//h" + strings.Repeat(`a%252F\b;c//d/./e/../`, 4) + "x#/y"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = Readings(c.target)
+			}
+		})
 	}
+}
+
+// FuzzRemoveDots checks removeDots against RFC 3986's algorithm written
+// the plain way.
+func FuzzRemoveDots(f *testing.F) {
+	for _, p := range []string{"/", "/a/./b/../c", "/..", "/a/.", "/a/..", "//..//.", "/a/b/c/../../..", "/.../..a/a.."} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if !strings.HasPrefix(p, "/") {
+			return
+		}
+		got, ok := removeDots(p)
+		want, wok := removeDotsPlain(p)
+		if ok != wok || ok && got != want {
+			t.Fatalf("removeDots(%q) = %q, %v; want %q, %v", p, got, ok, want, wok)
+		}
+	})
+}
+
+func removeDotsPlain(p string) (string, bool) {
+	segs := strings.Split(p, "/")[1:]
+	if !slices.Contains(segs, ".") && !slices.Contains(segs, "..") {
+		return "", false
+	}
+	var out []string
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		default:
+			out = append(out, s)
+			continue
+		}
+		if last {
+			out = append(out, "")
+		}
+	}
+	return "/" + strings.Join(out, "/"), true
 }

@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	inst.settle = barrier.New(barrier.Sources{
 		Last:    func(ctx context.Context) (uint64, error) { return store.LastRevision(ctx, st.Keys()) },
 		Applied: func() uint64 { return inst.watcher.KeysRevision() },
-		Online:  inst.conn.NC.IsConnected,
+		Online:  func() bool { return inst.conn.NC.IsConnected() && inst.state.Current() },
 	}, barrier.DefaultOptions)
 	if err := inst.openCaches(cfg, st, reg); err != nil {
 		return nil, err

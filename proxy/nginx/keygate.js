@@ -182,8 +182,31 @@ function decide(r, reply) {
 }
 
 // check is the js_content handler of every client request.
+// SECURITY: the backend gets the client's Host (keygate.conf). A Host
+// that is not a DNS name or an IP address (a "\" in it, say) is refused:
+// some backends build the request's URL from Host and path together
+// (Hono's node server does), and such a Host can move the path they route
+// on away from the one keygate checked. nginx gives $host in lowercase,
+// without the port.
+var HOST = /^([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.?$|^\[[0-9a-f:.]+\]$/;
+
+var BAD_HOST = JSON.stringify({
+    error: {
+        message: 'The request\'s Host header is not a host name or an IP address.',
+        type: 'invalid_request_error',
+        param: null,
+        code: 'invalid_host'
+    }
+});
+
 async function check(r) {
     var reply;
+    if (!HOST.test(r.variables.host)) {
+        r.headersOut['Content-Type'] = 'application/json';
+        r.headersOut['X-Should-Retry'] = 'false';
+        r.return(400, BAD_HOST);
+        return;
+    }
     try {
         // SECURITY: one check per request. The subrequest carries the
         // client's headers (the credential among them) but not its body;

@@ -41,7 +41,7 @@ var (
 	// pathClasses are the kinds of spelling testdata/spellings.txt must
 	// cover, each for every route.
 	pathClasses = []string{"canonical", "case", "backslash", "fragment", "escaped-bslash", "escaped-slash", "dot-segments",
-		"escaped-dots", "double-slash", "params", "nul", "control", "invalid-escape", "non-ascii", "absolute-form"}
+		"escaped-dots", "double-slash", "params", "nul", "control", "invalid-escape", "non-ascii", "absolute-form", "host"}
 	// pathTargets are the routes a spelling aims at: handler and method.
 	pathTargets = [][2]string{{"chat", "POST"}, {"models", "GET"}, {"model", "GET"}, {"file_get", "GET"},
 		{"file_delete", "DELETE"}, {"models", "HEAD"}, {"file_get", "HEAD"}}
@@ -49,8 +49,8 @@ var (
 
 // spelling is one line of testdata/spellings.txt.
 type spelling struct {
-	class, handler, method, target string
-	line                           int
+	class, handler, method, target, host string
+	line                                 int
 }
 
 // readSpellings reads testdata/spellings.txt and fails the test unless
@@ -68,17 +68,22 @@ func readSpellings(t *testing.T) []spelling {
 			continue
 		}
 		f := strings.Fields(line)
-		if len(f) != 4 {
-			t.Fatalf("testdata/spellings.txt:%d: want class, route, method and target", i+1)
+		if len(f) != 4 && len(f) != 5 {
+			t.Fatalf("testdata/spellings.txt:%d: want class, route, method, target and maybe host", i+1)
 		}
+		f = append(f, "api.example")
 		target, err := strconv.Unquote(`"` + f[3] + `"`)
 		if err != nil {
 			t.Fatalf("testdata/spellings.txt:%d: target %s: %v", i+1, f[3], err)
 		}
+		host, err := strconv.Unquote(`"` + f[4] + `"`)
+		if err != nil {
+			t.Fatalf("testdata/spellings.txt:%d: host %s: %v", i+1, f[4], err)
+		}
 		if _, ok := handlerScope[f[1]]; !ok || !slices.Contains(pathClasses, f[0]) {
 			t.Fatalf("testdata/spellings.txt:%d: unknown class %q or route %q", i+1, f[0], f[1])
 		}
-		out = append(out, spelling{class: f[0], handler: f[1], method: f[2], target: target, line: i + 1})
+		out = append(out, spelling{class: f[0], handler: f[1], method: f[2], target: target, host: host, line: i + 1})
 		have[[3]string{f[0], f[1], f[2]}] = true
 	}
 	for _, c := range pathClasses {
@@ -158,8 +163,8 @@ func (c *classTally) add(t *testing.T, backend string, sp spelling, scope, handl
 		t.Errorf("%s, spellings.txt:%d: unknown handler %q", backend, sp.line, handler)
 	case handlerScope[handler] != scope:
 		c.violations++
-		t.Errorf("%s ran handler %s (scope %s) for %s %q (spellings.txt:%d) with a key holding only %s",
-			backend, handler, handlerScope[handler], sp.method, sp.target, sp.line, scope)
+		t.Errorf("%s ran handler %s (scope %s) for %s %q, Host %q (spellings.txt:%d) with a key holding only %s",
+			backend, handler, handlerScope[handler], sp.method, sp.target, sp.host, sp.line, scope)
 	default:
 		c.reached++
 	}
@@ -209,7 +214,7 @@ func sendSpelling(ng *nginx, sp spelling, key string) (string, int, error) {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	req := sp.method + " " + sp.target + " HTTP/1.1\r\nHost: api.example\r\nAuthorization: Bearer " + key + "\r\nConnection: close\r\n"
+	req := sp.method + " " + sp.target + " HTTP/1.1\r\nHost: " + sp.host + "\r\nAuthorization: Bearer " + key + "\r\nConnection: close\r\n"
 	if sp.method == http.MethodPost {
 		body := `{"model":"e2e-model","messages":[]}`
 		req += "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
