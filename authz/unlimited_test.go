@@ -76,3 +76,24 @@ func (f *fixture) storeKey(t *testing.T, change func(*store.Key)) string {
 	}
 	return plain
 }
+
+// TestRotatedKeysShareABudget: a key rotated from another spends its
+// predecessor's budget (budget_id), so the two together allow the limit
+// once during the grace period, not once each.
+func TestRotatedKeysShareABudget(t *testing.T) {
+	f := newFixture(t)
+	f.setBalance(t, "acme", 100, nil)
+	lim := &store.RateLimit{Requests: 5, Window: store.Duration(time.Hour)}
+	old, rec := f.createKey(t, keySpec{limit: lim})
+	succ := f.storeKey(t, func(k *store.Key) { k.RateLimit, k.BudgetID = lim, rec.ID })
+	allowed := 0
+	for i := range 10 {
+		key := []string{old, succ}[i%2]
+		if f.check(t, request("GET", "/v1/models", bearer(key))).GetOkResponse() != nil {
+			allowed++
+		}
+	}
+	if allowed != 5 {
+		t.Fatalf("a key and its successor allowed %d, want the limit of 5 between them", allowed)
+	}
+}

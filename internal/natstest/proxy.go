@@ -62,21 +62,39 @@ func (p *Proxy) accept() {
 	}
 }
 
-// pipe copies from src to dst, holding each chunk while the proxy is held.
+// pipe copies from src to dst: each chunk waits while the proxy is held,
+// and is written its delay after it was read, without holding up the
+// chunks read after it (a slower link, not a narrower one).
 func (p *Proxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	q := make(chan chunk, 1024)
+	go func() {
+		defer dst.Close()
+		for c := range q {
+			time.Sleep(time.Until(c.at))
+			p.mu.Lock()
+			open := p.open
+			p.mu.Unlock()
+			<-open
+			if _, err := dst.Write(c.b); err != nil {
+				for range q { // drain: the reader ends on its own
+				}
+				return
+			}
+		}
+	}()
+	defer close(q)
 	for {
+		buf := make([]byte, 32<<10)
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			open, delay := p.open, p.delay
+			delay := p.delay
 			p.mu.Unlock()
-			<-open
-			time.Sleep(delay)
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
+			q <- chunk{buf[:n], time.Now().Add(delay)}
 		}
 		if err != nil {
 			return
@@ -96,7 +114,8 @@ func (p *Proxy) Hold() {
 	}
 }
 
-// Slow delays every chunk forwarded by d from now on (0: none).
+// Slow delays every chunk forwarded by d from now on (0: none), as a
+// link with that much more latency would.
 func (p *Proxy) Slow(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -1,58 +1,42 @@
 package ratelimit
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
-// ahead takes, in the background, the lease a budget in use will need
+// ahead starts, in the background, the lease a budget in use will need
 // soon: more of its window once what is held here is down to the low
-// water, and some of the next window in the last half cover of this one.
+// water, and some of the next window in the last half cover of this one
+// (see lease). At most `background` of them fly at once; one that finds
+// no room is left to a later take.
 func (l *Limiter) ahead(ks *keyState) {
-	if !ks.busy.CompareAndSwap(false, true) {
+	if ks.flight.Load() != nil {
 		return
 	}
 	select {
 	case l.bgSlots <- struct{}{}:
 	default:
-		ks.busy.Store(false)
 		return
 	}
-	l.closing.RLock()
-	if l.bg.Err() != nil {
-		l.closing.RUnlock()
+	f := &flight{done: make(chan struct{})}
+	if !ks.flight.CompareAndSwap(nil, f) {
 		<-l.bgSlots
-		ks.busy.Store(false)
 		return
 	}
-	l.wg.Add(1)
-	l.closing.RUnlock()
+	if !l.track() {
+		<-l.bgSlots
+		l.land(ks, f, errClosed)
+		return
+	}
 	go func() {
 		defer func() {
 			<-l.bgSlots
-			ks.busy.Store(false)
 			l.wg.Done()
 		}()
 		if l.outage() {
+			l.land(ks, f, nil)
 			return
 		}
-		ctx, cancel := context.WithTimeout(l.bg, backgroundTimeout)
+		ctx, cancel := context.WithTimeout(l.bg, flightTimeout)
 		defer cancel()
-		ks.mu.Lock()
-		defer ks.mu.Unlock()
-		t := l.o.Now().UnixNano()
-		w := ks.current(t)
-		if w == nil {
-			return
-		}
-		if !w.spent.Load() && w.tokens.Load() <= w.low.Load() {
-			_, _ = l.lease(ctx, ks, t, 0)
-		}
-		if ks.next.Load() == nil && t >= w.End()-int64(cover(time.Duration(w.Len)))/2 {
-			_, _ = l.lease(ctx, ks, w.End(), 0)
-		}
+		l.land(ks, f, l.lease(ctx, ks, 0))
 	}()
 }
-
-// backgroundTimeout bounds a lease taken ahead of need.
-const backgroundTimeout = time.Second

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/keygate/keygate/internal/fleetclock"
 	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // member is one keygate of a test fleet: its limiter, on a NATS
@@ -107,7 +108,10 @@ func run(t testing.TB, fleet []*member, c *fakeClock, lim Limit, ld load) (allow
 			}
 			var wg sync.WaitGroup
 			for i, m := range fleet {
-				n := int(math.Round(float64(ld.demand) * ld.weights[i] / float64(ld.steps)))
+				// The member's share of the demand, spread over the steps
+				// without rounding any of it away.
+				share := float64(ld.demand) * ld.weights[i] / float64(ld.steps)
+				n := int(math.Floor(float64(s+1)*share) - math.Floor(float64(s)*share))
 				for g := range ld.workers {
 					wg.Add(1)
 					go func() {
@@ -136,184 +140,198 @@ func run(t testing.TB, fleet []*member, c *fakeClock, lim Limit, ld load) (allow
 // exceeds it: max(2 %, 2).
 func tolerance(limit int64) int64 { return max(limit/50, 2) }
 
-// TestFleetExact: keygates racing one key allow, in every window, at most
-// the limit, and at least the limit minus the tolerance when demand is
-// twice the limit: 3 and 5 keygates, balanced and skewed, 10/1m to 1000/1s.
-func TestFleetExact(t *testing.T) {
-	for _, c := range []struct {
-		name    string
-		lim     Limit
-		weights []float64
-	}{
-		{"3 balanced 100/1m", Limit{100, time.Minute}, []float64{1. / 3, 1. / 3, 1. / 3}},
-		{"5 skewed 1000/1s", Limit{1000, time.Second}, []float64{.6, .1, .1, .1, .1}},
-		{"3 skewed 10/1m", Limit{10, time.Minute}, []float64{.8, .1, .1}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			ns := natstest.Run(t)
-			clock := newFakeClock(time.Now())
-			limits := make([]Limit, len(c.weights))
-			for i := range limits {
-				limits[i] = c.lim
-			}
-			fleet := newFleet(t, ns, fleetOptions{limits: limits, clock: clock})
-			allowed, _ := run(t, fleet, clock, c.lim, load{id: "key_exact", demand: 2 * c.lim.Units, weights: c.weights,
-				steps: 20, windows: 3, workers: 2})
-			checkWindows(t, allowed, c.lim.Units, nil)
-		})
-	}
+// scenario is a fleet, its load and a fault: twice the demand of the
+// fleet's bound for four windows of the longest terms, spread by weight.
+type scenario struct {
+	name    string
+	terms   []Limit // each member's
+	weights []float64
+	skews   []time.Duration // each member's clock's, or none
+	// fault befalls the first member's link from a quarter into window 1
+	// to halfway into window 2: "stall" (held 300 ms), "slow" (20 ms more
+	// latency each way), "unwritable" (held 4 s: past outage_after) or
+	// "cut" (closed).
+	fault string
 }
 
-// checkWindows fails unless every window allowed at most limit, and at
-// least limit - tolerance unless excused.
-func checkWindows(t testing.TB, allowed map[int64]int64, limit int64, excused map[int64]bool) {
-	t.Helper()
-	if len(allowed) == 0 {
-		t.Fatal("nothing was allowed")
+// outageFault reports whether fault puts a keygate under the outage rule.
+func outageFault(fault string) bool { return fault == "unwritable" || fault == "cut" }
+
+// windowResult is what the fleet allowed in one window of the longest
+// terms, and the bounds it must keep: at most max always, at least min
+// unless the window had a fault.
+type windowResult struct {
+	start         int64
+	allowed       int64
+	max, min      int64
+	fault, within bool
+}
+
+// String is a scenario's windows: allowed/bound, "*" where a fault was.
+func results(rs []windowResult) string {
+	var b strings.Builder
+	for _, r := range rs {
+		mark := ""
+		if r.fault {
+			mark = "*"
+		}
+		fmt.Fprintf(&b, " %d/%d%s", r.allowed, r.max, mark)
 	}
-	t.Logf("allowed by window: %v (limit %d)", allowed, limit)
-	for w, n := range allowed {
-		switch {
-		case n > limit:
-			t.Errorf("window %d allowed %d of a limit of %d", w, n, limit)
-		case n < limit-tolerance(limit) && !excused[w]:
-			t.Errorf("window %d allowed %d of a limit of %d with twice the demand", w, n, limit)
+	return b.String()
+}
+
+// play runs sc on a fresh NATS server and returns its windows.
+func play(t testing.TB, sc scenario) ([]windowResult, []*member) {
+	t.Helper()
+	ns := natstest.Run(t)
+	clock := newFakeClock(time.Now())
+	fleet := newFleet(t, ns, fleetOptions{limits: sc.terms, clock: clock, skews: sc.skews})
+	longest, bound := sc.terms[0], 0.0
+	for _, l := range sc.terms {
+		if l.Window > longest.Window {
+			longest = l
+		}
+	}
+	for _, l := range sc.terms {
+		bound = max(bound, float64(l.Units)*float64(longest.Window)/float64(l.Window))
+	}
+	steps := 20
+	if longest.Window/time.Duration(steps) > time.Second { // steps of at most a second: short windows see every step
+		steps = int(longest.Window / time.Second)
+	}
+	id := "key_" + strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
+			return r
+		}
+		return '_'
+	}, sc.name)
+	var seen int64 // granted as the first member last saw it when its fault began
+	faulty := map[int]bool{1: sc.fault != "", 2: sc.fault != ""}
+	allowed, _ := run(t, fleet, clock, longest, load{id: id, demand: int64(2 * bound),
+		weights: sc.weights, steps: steps, windows: 4, workers: 2, during: func(w, s int) {
+			m := fleet[0]
+			switch {
+			case w == 1 && s == steps/4:
+				if st := m.slot.st.Load(); st != nil {
+					if cur := st.cur.Load(); cur != nil {
+						seen = cur.granted.Load()
+					}
+				}
+				switch sc.fault {
+				case "stall":
+					m.proxy.Hold()
+					time.AfterFunc(300*time.Millisecond, m.proxy.Release)
+				case "unwritable":
+					m.proxy.Hold()
+					time.AfterFunc(4*time.Second, m.proxy.Release)
+				case "slow":
+					m.proxy.Slow(20 * time.Millisecond)
+				case "cut":
+					m.proxy.Cut(true)
+					natstest.WaitDisconnected(t, m.nc)
+				}
+			case w == 2 && s == steps/2:
+				m.proxy.Slow(0)
+				m.proxy.Release()
+				if sc.fault == "cut" {
+					m.proxy.Cut(false)
+					natstest.WaitConnected(t, m.nc)
+				}
+				// Out of the outage rule before the next window: checks on
+				// another budget probe the store once a second.
+				poll.Until(t, 10*time.Second, "the outage over", func() bool {
+					m.l.Take(context.Background(), nil, "key_probe", Limit{1 << 30, time.Hour}, 1)
+					return !m.l.outage()
+				})
+			}
+		}})
+	first, _ := grid(id, int64(longest.Window), clock.now().UnixNano()-3*int64(longest.Window))
+	perL := map[int64]int64{}
+	for start, n := range allowed {
+		s, _ := grid(id, int64(longest.Window), start)
+		perL[s] += n
+	}
+	var rs []windowResult
+	peers := int64(len(sc.terms))
+	for i := range 4 {
+		start := first + int64(i)*int64(longest.Window)
+		r := windowResult{start: start, allowed: perL[start], max: int64(bound), fault: faulty[i]}
+		if outageFault(sc.fault) && faulty[i] {
+			share := longest.Units / peers // a window begun while cut off: nothing granted that it knew of
+			if i == 1 {
+				share = (longest.Units - seen) / peers
+			}
+			r.max += share
+		}
+		r.min = r.max - tolerance(r.max)
+		if len(distinct(sc.terms)) > 1 {
+			r.min = 0 // mixed terms: only the bound is promised
+		}
+		r.within = r.allowed <= r.max && (r.fault || r.allowed >= r.min)
+		rs = append(rs, r)
+	}
+	return rs, fleet
+}
+
+func distinct(ls []Limit) map[Limit]bool {
+	m := map[Limit]bool{}
+	for _, l := range ls {
+		m[l] = true
+	}
+	return m
+}
+
+func same(n int, l Limit) []Limit {
+	ls := make([]Limit, n)
+	for i := range ls {
+		ls[i] = l
+	}
+	return ls
+}
+
+var (
+	balanced3 = []float64{1. / 3, 1. / 3, 1. / 3}
+	skewed3   = []float64{.8, .1, .1}
+	balanced5 = []float64{.2, .2, .2, .2, .2}
+	skewed5   = []float64{.6, .1, .1, .1, .1}
+)
+
+// checkScenario plays sc and fails unless every window kept its bounds.
+func checkScenario(t *testing.T, sc scenario) {
+	t.Helper()
+	rs, fleet := play(t, sc)
+	t.Logf("%s:%s", sc.name, results(rs))
+	if testing.Verbose() {
+		for i, m := range fleet {
+			st := m.l.Stats()
+			t.Logf("  member %d: leases %d, timeouts %d, failures %d, outage units %d, charged %d", i, st.Leases.Load(), st.Timeouts.Load(), st.Failures.Load(), st.OutageUnits.Load(), st.Charged.Load())
+		}
+	}
+	for i, r := range rs {
+		if !r.within {
+			t.Errorf("%s: window %d allowed %d, want at most %d and, without a fault, at least %d", sc.name, i, r.allowed, r.max, r.min)
 		}
 	}
 }
 
-// TestFleetFaults: a stalled, slowed or cut keygate, at the shipped lease
-// timeout, never makes the fleet allow more than the limit, but for what
-// the outage rule allows a keygate cut off, (limit - granted) / keygates.
-func TestFleetFaults(t *testing.T) {
-	lim := Limit{100, time.Minute}
-	for _, c := range []struct {
-		name string
-		// fault is applied to the first member at window 1's step 5 and
-		// lifted at window 2's step 10; those windows may fall short of
-		// the limit.
-		fault, lift func(m *member)
-		cut         bool
-	}{
-		{"stalled 300 ms", func(m *member) { m.proxy.Hold(); time.AfterFunc(300*time.Millisecond, m.proxy.Release) }, func(*member) {}, false},
-		{"slow 20 ms", func(m *member) { m.proxy.Slow(20 * time.Millisecond) }, func(m *member) { m.proxy.Slow(0) }, false},
-		{"cut", func(m *member) { m.proxy.Cut(true) }, func(m *member) { m.proxy.Cut(false) }, true},
+// TestFleetRules covers each rule once at the shipped lease timeout: 3
+// and 5 keygates, balanced and skewed, 10/1m to 1000/1s; a keygate
+// stalled, slowed or cut off; mixed terms; clocks 5 s off. The full
+// matrix is BenchmarkFleetLimits (make bench).
+func TestFleetRules(t *testing.T) {
+	for _, sc := range []scenario{
+		{name: "3 balanced 100/1m", terms: same(3, Limit{100, time.Minute}), weights: balanced3},
+		{name: "5 skewed 1000/1s", terms: same(5, Limit{1000, time.Second}), weights: skewed5},
+		{name: "3 skewed 10/1m", terms: same(3, Limit{10, time.Minute}), weights: skewed3},
+		{name: "stall", terms: same(3, Limit{100, time.Minute}), weights: balanced3, fault: "stall"},
+		{name: "slow", terms: same(3, Limit{100, time.Minute}), weights: balanced3, fault: "slow"},
+		{name: "unwritable", terms: same(3, Limit{100, time.Minute}), weights: balanced3, fault: "unwritable"},
+		{name: "cut", terms: same(3, Limit{100, time.Minute}), weights: skewed3, fault: "cut"},
+		{name: "mixed 100/10s 100/20s", terms: []Limit{{100, 10 * time.Second}, {100, 10 * time.Second}, {100, 20 * time.Second}}, weights: balanced3},
+		{name: "mixed 600/1m 10/1s", terms: []Limit{{600, time.Minute}, {10, time.Second}, {10, time.Second}}, weights: balanced3},
+		{name: "skew +5s", terms: same(3, Limit{100, 10 * time.Second}), weights: balanced3, skews: []time.Duration{5 * time.Second, 0, 0}},
+		{name: "skew -5s", terms: same(3, Limit{100, 10 * time.Second}), weights: balanced3, skews: []time.Duration{-5 * time.Second, 0, 0}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			ns := natstest.Run(t)
-			clock := newFakeClock(time.Now())
-			fleet := newFleet(t, ns, fleetOptions{limits: []Limit{lim, lim, lim}, clock: clock})
-			var seen int64 // what the fleet had granted when the first member was cut off
-			allowed, _ := run(t, fleet, clock, lim, load{id: "key_faults", demand: 2 * lim.Units, weights: []float64{.5, .25, .25},
-				steps: 20, windows: 4, workers: 2, during: func(w, s int) {
-					switch {
-					case w == 1 && s == 5:
-						if w := fleet[0].slot.st.Load().cur.Load(); w != nil {
-							seen = w.granted.Load()
-						}
-						c.fault(fleet[0])
-						if c.cut {
-							natstest.WaitDisconnected(t, fleet[0].nc)
-						}
-					case w == 2 && s == 10:
-						c.lift(fleet[0])
-						if c.cut {
-							natstest.WaitConnected(t, fleet[0].nc)
-						}
-					}
-				}})
-			starts := sortedKeys(allowed)
-			for i, w := range starts {
-				limit := lim.Units
-				if c.cut && (i == 1 || i == 2) {
-					share := lim.Units / 3 // a window begun while cut off: nothing granted that it knew of
-					if i == 1 {
-						share = (lim.Units - seen) / 3
-					}
-					limit += share
-				}
-				if n := allowed[w]; n > limit {
-					t.Errorf("window %d allowed %d, at most %d", i, n, limit)
-				} else if i != 1 && i != 2 && n < lim.Units-tolerance(lim.Units) {
-					t.Errorf("window %d, without a fault, allowed %d", i, n)
-				}
-			}
-			t.Logf("allowed by window: %v", allowed)
-		})
-	}
-}
-
-func sortedKeys(m map[int64]int64) []int64 {
-	var ks []int64
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
-
-// TestFleetMixedTerms: keygates with different limits or windows for one
-// key (a rolling change of default_rate_limit) never reset each other:
-// in any window of the longest length L, together they allow at most
-// max(limit × L / window) of their terms, and each window at most its own
-// limit.
-func TestFleetMixedTerms(t *testing.T) {
-	for _, c := range []struct {
-		name  string
-		terms []Limit
-		steps int
-	}{
-		{"100/10s and 100/20s", []Limit{{100, 10 * time.Second}, {100, 10 * time.Second}, {100, 20 * time.Second}}, 40},
-		{"600/1m and 10/1s", []Limit{{600, time.Minute}, {10, time.Second}, {10, time.Second}}, 120},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			ns := natstest.Run(t)
-			clock := newFakeClock(time.Now())
-			fleet := newFleet(t, ns, fleetOptions{limits: c.terms, clock: clock})
-			var longest Limit
-			bound := 0.0
-			for _, l := range c.terms {
-				if l.Window > longest.Window {
-					longest = l
-				}
-			}
-			for _, l := range c.terms {
-				bound = max(bound, float64(l.Units)*float64(longest.Window)/float64(l.Window))
-			}
-			// The driver steps on the longest window; demand is twice the bound.
-			allowed, limits := run(t, fleet, clock, longest, load{id: "key_mixed", demand: int64(2 * bound),
-				weights: []float64{1. / 3, 1. / 3, 1. / 3}, steps: c.steps, windows: 3, workers: 2})
-			perL := map[int64]int64{}
-			for start, n := range allowed {
-				if n > limits[start] {
-					t.Errorf("window %d allowed %d of its limit %d", start, n, limits[start])
-				}
-				s, _ := grid("key_mixed", int64(longest.Window), start)
-				perL[s] += n
-			}
-			for s, n := range perL {
-				if float64(n) > bound {
-					t.Errorf("the %s window from %d allowed %d, at most %v", longest.Window, s, n, bound)
-				}
-			}
-			t.Logf("allowed by window of %s: %v (bound %v)", longest.Window, perL, bound)
-		})
-	}
-}
-
-// TestFleetSkew: a keygate whose clock is 5 s ahead (or behind) reads the
-// fleet's clock, so it neither takes a window early nor starves the
-// others: every window allows the limit, within the tolerance.
-func TestFleetSkew(t *testing.T) {
-	lim := Limit{100, 10 * time.Second}
-	for _, skew := range []time.Duration{5 * time.Second, -5 * time.Second} {
-		t.Run(skew.String(), func(t *testing.T) {
-			ns := natstest.Run(t)
-			clock := newFakeClock(time.Now())
-			fleet := newFleet(t, ns, fleetOptions{limits: []Limit{lim, lim, lim}, clock: clock, skews: []time.Duration{skew, 0, 0}})
-			allowed, _ := run(t, fleet, clock, lim, load{id: "key_skew", demand: 2 * lim.Units, weights: []float64{.5, .25, .25},
-				steps: 20, windows: 4, workers: 2})
-			checkWindows(t, allowed, lim.Units, nil)
-		})
+		t.Run(sc.name, func(t *testing.T) { checkScenario(t, sc) })
 	}
 }

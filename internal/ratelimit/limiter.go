@@ -9,7 +9,6 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -127,14 +126,14 @@ type Slot struct{ st atomic.Pointer[keyState] }
 type keyState struct {
 	id      string
 	limit   Limit      // the terms of windows this keygate begins
-	mu      sync.Mutex // one lease at a time; guards seen, rate
+	mu      sync.Mutex // guards seen, rate, and which windows are cur and next
 	seen    seenEntry  // the Store's entry as last seen
 	cur     atomic.Pointer[window]
 	next    atomic.Pointer[window] // the window after cur, leased ahead
 	rate    float64                // units a second used here, at the last lease
 	lastUse atomic.Int64
-	busy    atomic.Bool // a background lease is in flight
-	listed  atomic.Bool // in Limiter.keys (false once swept)
+	flight  atomic.Pointer[flight] // the store operation in progress on the entry
+	listed  atomic.Bool            // in Limiter.keys (false once swept)
 }
 
 type seenEntry struct {
@@ -182,36 +181,56 @@ func (l *Limiter) Take(ctx context.Context, slot *Slot, id string, lim Limit, n 
 	return l.slow(ctx, ks, n, t)
 }
 
-// slow decides a take that the units held here do not cover: it leases,
-// waiting at most LeaseTimeout, or applies the outage rule.
+// slow decides a take that the units held here do not cover: it waits
+// at most LeaseTimeout for a lease (the lease goes on without it if the
+// store is slower: its units are never lost), or applies the outage rule.
 func (l *Limiter) slow(ctx context.Context, ks *keyState, n, t int64) Result {
+	timer := time.NewTimer(l.o.LeaseTimeout)
+	defer timer.Stop()
+	for {
+		if r, ok := l.fromHeld(ks, n, t); ok {
+			return r
+		}
+		f := l.leaseFlight(ks, n)
+		select {
+		case <-f.done:
+			if f.err != nil && !l.outage() {
+				return l.unavailable(ks)
+			}
+		case <-timer.C:
+			l.stats.Timeouts.Add(1)
+			return l.unavailable(ks)
+		case <-ctx.Done():
+			return l.unavailable(ks)
+		}
+	}
+}
+
+// fromHeld decides a take of n at t from what ks holds, or under the
+// outage rule; false when it needs a lease.
+func (l *Limiter) fromHeld(ks *keyState, n, t int64) (Result, bool) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	w := ks.current(t)
-	for {
-		if w != nil {
-			if w.tokens.Add(-n) >= 0 {
-				return w.result(true, t)
-			}
-			w.tokens.Add(n)
-			if w.spent.Load() {
-				return w.result(false, t)
-			}
+	if w != nil {
+		if w.tokens.Add(-n) >= 0 {
+			return w.result(true, t), true
 		}
-		if l.outage() && !l.probe() {
-			return l.underOutage(ks, w, n, t)
-		}
-		lctx, cancel := context.WithTimeout(ctx, l.o.LeaseTimeout)
-		var err error
-		w, err = l.lease(lctx, ks, t, n)
-		cancel()
-		if err != nil && !l.outage() {
-			if errors.Is(err, context.DeadlineExceeded) {
-				l.stats.Timeouts.Add(1)
-			}
-			return Result{Unavailable: true, Limit: ks.limit.Units, Reset: time.Second}
+		w.tokens.Add(n)
+		if w.spent.Load() {
+			return w.result(false, t), true
 		}
 	}
+	if l.outage() && !l.probe() {
+		return l.underOutage(ks, w, n, t), true
+	}
+	return Result{}, false
+}
+
+// unavailable is the answer to a take that holds nothing and could not
+// lease in time.
+func (l *Limiter) unavailable(ks *keyState) Result {
+	return Result{Unavailable: true, Limit: ks.limit.Units, Reset: time.Second}
 }
 
 // current returns the window holding t as this keygate holds it (moving
@@ -226,116 +245,6 @@ func (ks *keyState) current(t int64) *window {
 		return w
 	}
 	return nil
-}
-
-// lease takes units of the window holding t, at least need, sized by
-// size, and returns that window as this keygate then holds it; the
-// caller holds ks.mu.
-func (l *Limiter) lease(ctx context.Context, ks *keyState, t, need int64) (*window, error) {
-	begin := time.Now()
-	now := l.o.Now().UnixNano()
-	seen, fresh := ks.seen, false
-	for {
-		cur := seen.e.pruned(now).window(ks.id, ks.limit, t)
-		want := size(sizing{need: need, rate: ks.rate, window: time.Duration(cur.Len), left: time.Duration(cur.End() - t),
-			free: cur.Limit - cur.Granted, peers: l.o.Peers()})
-		if want == 0 { // nothing to take ahead
-			return ks.holding(cur.Start), nil
-		}
-		e, got, win := seen.e.lease(ks.id, ks.limit, t, now, want)
-		if got == 0 && !fresh { // the entry seen may be out of date: read it
-			if seen, fresh = l.read(ctx, ks.id); !fresh {
-				return nil, l.failed(ctx)
-			}
-			continue
-		}
-		if got == 0 {
-			return ks.install(win, 0, now), nil
-		}
-		rev, err := l.o.Store.Put(ctx, ks.id, e, seen.rev)
-		if errors.Is(err, ErrConflict) {
-			if seen, fresh = l.read(ctx, ks.id); !fresh {
-				return nil, l.failed(ctx)
-			}
-			continue
-		}
-		if err != nil {
-			l.o.Log.Debug("lease failed", "budget", ks.id, "err", err)
-			return nil, l.failed(ctx)
-		}
-		l.failing.Store(0)
-		l.stats.Leases.Add(1)
-		if l.o.Observe != nil {
-			l.o.Observe(time.Since(begin))
-		}
-		ks.seen = seenEntry{e, rev}
-		return ks.install(win, got, now), nil
-	}
-}
-
-// read reads id's entry; false when it cannot be read.
-func (l *Limiter) read(ctx context.Context, id string) (seenEntry, bool) {
-	e, rev, err := l.o.Store.Get(ctx, id)
-	if err != nil {
-		l.o.Log.Debug("reading a budget failed", "budget", id, "err", err)
-		return seenEntry{}, false
-	}
-	return seenEntry{e, rev}, true
-}
-
-// failed records a lease that failed, and returns why.
-func (l *Limiter) failed(ctx context.Context) error {
-	l.failing.CompareAndSwap(0, time.Now().UnixNano())
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	l.stats.Failures.Add(1)
-	return errLease
-}
-
-var errLease = errors.New("lease failed")
-
-// install adds got units of win, just leased, to the window this keygate
-// holds (begun if new), updates the rate and the low water, and returns
-// it; the caller holds ks.mu.
-func (ks *keyState) install(win Window, got, now int64) *window {
-	w := ks.holding(win.Start)
-	if w == nil {
-		w = &window{Window: win, since: now}
-		if win.Start <= now {
-			ks.cur.Store(w)
-		} else {
-			ks.next.Store(w)
-		}
-	}
-	if used, span := w.leased.Load()-w.tokens.Load(), time.Duration(now-w.since); span >= cover(time.Duration(w.Len)) || used > 0 {
-		r := rateOver(used, span)
-		if span < cover(time.Duration(w.Len)) {
-			r = max(r, ks.rate) // early in a window, the rate before still counts
-		}
-		ks.rate = r
-	}
-	w.tokens.Add(got)
-	w.leased.Add(got)
-	raise(&w.granted, win.Granted)
-	w.spent.Store(win.Granted >= win.Limit)
-	w.low.Store(lowWater(ks.rate, time.Duration(w.Len)))
-	return w
-}
-
-// holding returns the window starting at start that ks holds, if any.
-func (ks *keyState) holding(start int64) *window {
-	for _, w := range []*window{ks.cur.Load(), ks.next.Load()} {
-		if w != nil && w.Start == start {
-			return w
-		}
-	}
-	return nil
-}
-
-func raise(v *atomic.Int64, n int64) {
-	for cur := v.Load(); n > cur && !v.CompareAndSwap(cur, n); cur = v.Load() {
-	}
 }
 
 // state returns id's state, from slot when it holds it.
@@ -401,51 +310,7 @@ func (l *Limiter) Sweep() {
 	l.keys = shrink.Map(l.keys, &l.peak)
 	l.kmu.Unlock()
 	for _, ks := range idle {
-		l.handBack(l.bg, ks)
-	}
-}
-
-// handBack returns the units ks holds of windows not over, and drops its
-// windows.
-func (l *Limiter) handBack(ctx context.Context, ks *keyState) {
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	now := l.o.Now().UnixNano()
-	for _, w := range []*window{ks.cur.Swap(nil), ks.next.Swap(nil)} {
-		if w == nil || w.End() <= now || !l.o.Online() {
-			continue
-		}
-		if n := w.tokens.Swap(0); n > 0 {
-			if err := l.update(ctx, ks, func(e Entry) (Entry, bool) { return e.adjust(w.Start, -n, now) }); err == nil {
-				l.stats.HandedBack.Add(uint64(n))
-			}
-		}
-	}
-}
-
-// update applies change to ks's entry with compare-and-set, reading it
-// afresh on a conflict; the caller holds ks.mu.
-func (l *Limiter) update(ctx context.Context, ks *keyState, change func(Entry) (Entry, bool)) error {
-	ctx, cancel := context.WithTimeout(ctx, l.o.LeaseTimeout)
-	defer cancel()
-	seen := ks.seen
-	for {
-		e, write := change(seen.e)
-		if !write {
-			return nil
-		}
-		rev, err := l.o.Store.Put(ctx, ks.id, e, seen.rev)
-		if err == nil {
-			ks.seen = seenEntry{e, rev}
-			return nil
-		}
-		if !errors.Is(err, ErrConflict) {
-			return err
-		}
-		var ok bool
-		if seen, ok = l.read(ctx, ks.id); !ok {
-			return errLease
-		}
+		_ = l.exclusive(l.bg, ks, func(ctx context.Context) error { return l.handBack(ctx, ks) })
 	}
 }
 
@@ -467,7 +332,7 @@ func (l *Limiter) Close(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			l.handBack(ctx, ks)
+			_ = l.exclusive(ctx, ks, func(ctx context.Context) error { return l.handBack(ctx, ks) })
 		}()
 	}
 	wg.Wait()

@@ -145,7 +145,7 @@ func TestSweepHandsBack(t *testing.T) {
 		l.Take(ctx, &slot, "k", lim, 1)
 		c.advance(10 * time.Millisecond)
 	}
-	poll.Until(t, 5*time.Second, "no lease in flight", func() bool { return !slot.st.Load().busy.Load() })
+	poll.Until(t, 5*time.Second, "no lease in flight", func() bool { return slot.st.Load().flight.Load() == nil })
 	if g := granted(t, store, "k", c.now()); g <= 50 {
 		t.Fatalf("granted %d for 50 takes: the test needs leases ahead", g)
 	}

@@ -98,26 +98,26 @@ func (l *Limiter) chargeAll(ctx context.Context) {
 
 // charge writes ks's owed units to its entry; false if some remain owed.
 func (l *Limiter) charge(ctx context.Context, ks *keyState) bool {
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	now := l.o.Now().UnixNano()
 	done := true
-	for _, w := range []*window{ks.cur.Load(), ks.next.Load()} {
-		if w == nil || w.End() <= now {
-			continue // over: nothing left to protect
+	_ = l.exclusive(ctx, ks, func(ctx context.Context) error {
+		now := l.o.Now().UnixNano()
+		for _, w := range []*window{ks.cur.Load(), ks.next.Load()} {
+			if w == nil || w.End() <= now {
+				continue // over: nothing left to protect
+			}
+			n := w.owed.Load()
+			if n == 0 {
+				continue
+			}
+			if err := l.update(ctx, ks, func(e Entry) (Entry, bool) { return e.charge(ks.id, ks.limit, w.Start, now, n), true }); err != nil {
+				done = false
+				continue
+			}
+			w.owed.Add(-n)
+			w.granted.Add(n)
+			l.stats.Charged.Add(uint64(n))
 		}
-		n := w.owed.Load()
-		if n == 0 {
-			continue
-		}
-		err := l.update(ctx, ks, func(e Entry) (Entry, bool) { return e.charge(ks.id, ks.limit, w.Start, now, n), true })
-		if err != nil {
-			done = false
-			continue
-		}
-		w.owed.Add(-n)
-		w.granted.Add(n)
-		l.stats.Charged.Add(uint64(n))
-	}
+		return nil
+	})
 	return done
 }

@@ -25,6 +25,7 @@ const (
 type sizing struct {
 	need   int64         // units the checks waiting for this lease ask for
 	rate   float64       // units a second this keygate used lately
+	held   int64         // units of the window this keygate holds already
 	window time.Duration // the window's length
 	left   time.Duration // until the window ends
 	free   int64         // units of the window nobody has leased, as last seen
@@ -35,14 +36,14 @@ type sizing struct {
 func cover(window time.Duration) time.Duration { return min(coverFor, window/windowShare) }
 
 // size is how many units to lease: what this keygate expects to use over
-// a lease's cover, but no more than it can use before the window ends,
-// nor more than its share of what nobody holds (so the others find some
-// too); and at least what is waiting.
+// a lease's cover beyond what it holds, but no more than it can use before
+// the window ends, nor more than its share of what nobody holds (so the
+// others find some too); and at least what is waiting.
 func size(s sizing) int64 {
 	horizon := min(cover(s.window), s.left)
-	n := int64(math.Min(math.Ceil(s.rate*horizon.Seconds()), math.MaxInt32))
+	n := int64(math.Min(math.Ceil(s.rate*horizon.Seconds()), math.MaxInt32)) - s.held
 	n = min(n, s.free/max(s.peers, 1))
-	return max(n, s.need)
+	return max(n, s.need, 0)
 }
 
 // lowWater is how few units may be left before the next lease is taken:

@@ -20,6 +20,9 @@ func TestSize(t *testing.T) {
 		{"nothing to take ahead", sizing{window: time.Minute, left: time.Minute, free: 600, peers: 2}, 0},
 		{"no peers counted", sizing{rate: 10, window: time.Minute, left: time.Minute, free: 600}, 10},
 		{"a huge rate", sizing{rate: 1e12, window: time.Hour, left: time.Hour, free: 1 << 62, peers: 1}, 1<<31 - 1},
+		{"less what is held", sizing{rate: 10, held: 4, window: time.Minute, left: time.Minute, free: 600, peers: 1}, 6},
+		{"held covers it", sizing{rate: 10, held: 40, window: time.Minute, left: time.Minute, free: 600, peers: 1}, 0},
+		{"held covers it but a take waits", sizing{need: 3, rate: 10, held: 40, window: time.Minute, left: time.Minute, free: 600, peers: 1}, 3},
 	} {
 		if got := size(c.in); got != c.want {
 			t.Errorf("%s: size(%+v) = %d, want %d", c.name, c.in, got, c.want)

@@ -16,7 +16,7 @@ import (
 )
 
 // waitFilter waits until e's key filter is loaded.
-func waitFilter(t *testing.T, e *env) {
+func waitFilter(t testing.TB, e *env) {
 	t.Helper()
 	poll.Until(t, 10*time.Second, "the key filter loaded", e.inst.KeyFilter().Ready)
 }
