@@ -335,3 +335,37 @@ func TestFleetRules(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) { checkScenario(t, sc) })
 	}
 }
+
+// TestStallDeniesNothing: a key in steady use rides out a stall of the
+// store shorter than half a lease's cover on the units it holds.
+func TestStallDeniesNothing(t *testing.T) {
+	ns := natstest.Run(t)
+	clock := newFakeClock(time.Now())
+	lim := Limit{1_000_000, time.Hour}
+	m := newFleet(t, ns, fleetOptions{limits: []Limit{lim}, clock: clock})[0]
+	windowStart(clock, "key_steady", lim)
+	take := func() Result {
+		clock.advance(10 * time.Millisecond) // 100 takes a second
+		return m.l.Take(context.Background(), &m.slot, "key_steady", lim, 1)
+	}
+	for range 500 { // five seconds of steady use: leases ahead of need
+		if r := take(); !r.Allowed {
+			t.Fatalf("denied before the stall: %+v", r)
+		}
+	}
+	poll.Until(t, 5*time.Second, "no lease in flight", func() bool { return m.slot.st.Load().flight.Load() == nil })
+	// The worst moment for a stall: as the next lease is asked for, when
+	// what is held is down to the low water.
+	m.proxy.Hold()
+	defer m.proxy.Release()
+	for m.slot.st.Load().flight.Load() == nil {
+		if r := take(); !r.Allowed {
+			t.Fatalf("denied before the next lease was asked for: %+v", r)
+		}
+	}
+	for i := range 45 { // 450 ms of use while the store does not answer
+		if r := take(); !r.Allowed {
+			t.Fatalf("take %d of the stall denied: %+v", i, r)
+		}
+	}
+}
