@@ -173,8 +173,8 @@ func selfSigned(t *testing.T) (tls.Certificate, *tls.Config) {
 // TestSquatterLearnsNothing: while the embedded server is away, whoever
 // holds its port gets only TLS handshakes from its clients: from a client
 // reconnecting and from new clients, no token, no CONNECT, nothing but a
-// ClientHello. A rogue nats-server without auth, plain or with TLS of its
-// own, gets no client. When the server is back, the client reconnects.
+// ClientHello. A rogue nats-server that lets every client in, plain or
+// with TLS of its own, gets no client and no token. When the server is back, the client reconnects.
 func TestSquatterLearnsNothing(t *testing.T) {
 	d := newDirs(t)
 	addr := natstest.FreeAddr(t)
@@ -215,7 +215,8 @@ func TestSquatterLearnsNothing(t *testing.T) {
 	_, rogueTLS := selfSigned(t)
 	host, port, _ := net.SplitHostPort(addr)
 	for _, rogue := range []*server.Options{{}, {TLSConfig: rogueTLS, TLSHandshakeFirst: true}} {
-		rogue.Host = host
+		tokens := &natstest.Tokens{} // lets every client in, records its token
+		rogue.Host, rogue.CustomClientAuthentication = host, tokens
 		fmt.Sscan(port, &rogue.Port)
 		ns := natstest.RunWith(t, rogue)
 		_, err := client(d, url)
@@ -228,8 +229,8 @@ func TestSquatterLearnsNothing(t *testing.T) {
 		total := func() uint64 { return totalConns(ns) }
 		seen := total()
 		poll.Until(t, 30*time.Second, "reconnect attempts on the rogue server", func() bool { return total() >= seen+3 })
-		if cl.NC.IsConnected() || connects.Load() != 0 {
-			t.Fatalf("the client connected to a rogue server (TLS %v)", rogue.TLSConfig != nil)
+		if cl.NC.IsConnected() || connects.Load() != 0 || len(tokens.Seen()) != 0 {
+			t.Fatalf("the client connected to a rogue server (TLS %v), tokens %q", rogue.TLSConfig != nil, tokens.Seen())
 		}
 		ns.Shutdown()
 		ns.WaitForShutdown()

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // Squatter is a plain TCP listener on a NATS server's port, as another
@@ -88,4 +90,27 @@ func (s *Squatter) Received() [][]byte {
 func (s *Squatter) Close() {
 	s.l.Close()
 	s.wg.Wait()
+}
+
+// Tokens is a nats-server authenticator that lets every client in and
+// records the token each sent: set it as server.Options'
+// CustomClientAuthentication to see what a rogue server would learn.
+type Tokens struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+// Check records c's token and lets it in.
+func (r *Tokens) Check(c server.ClientAuthentication) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, c.GetOpts().Token)
+	return true
+}
+
+// Seen is every client's token, "" for none, in the order they came.
+func (r *Tokens) Seen() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.seen...)
 }
