@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -124,13 +125,26 @@ func (o Options) newServer(host string, port int, token string, id *identity) (*
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	s.SetLoggerV2(logs.NATSServer{Log: log}, debug, false, false)
+	s.SetLoggerV2(serverLog{logs.NATSServer{Log: log}}, debug, false, false)
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded nats did not start on %s", o.Listen)
 	}
 	return s, nil
+}
+
+// serverLog is the embedded server's log, with the warning it gives at
+// every start that clients without TLS handshake first cannot connect (so
+// configured on purpose) at debug level.
+type serverLog struct{ logs.NATSServer }
+
+func (l serverLog) Warnf(format string, v ...any) {
+	if strings.Contains(format, "TLS Handshake First") {
+		l.Debugf(format, v...)
+		return
+	}
+	l.NATSServer.Warnf(format, v...)
 }
 
 // publish saves the certificate, and the token unless it is o.Token, where

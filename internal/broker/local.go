@@ -101,9 +101,13 @@ func (l *local) explain(o Options, err error) error {
 		return fmt.Errorf("%w: the server on port %d is not keygate's embedded server whose certificate is pinned in %s "+
 			"(if that server runs no more and another NATS serves the port, remove the file)", err, l.port, l.certFile)
 	}
-	if !l.pinned && !o.hasCredentials() && !errors.Is(err, nats.ErrNoServers) { // something answered
-		return fmt.Errorf("%w (if this is keygate's embedded NATS server: its certificate and token are not in %s and %s; "+
-			"run as the user that runs keygate serve, or set nats.token_dir)", err, l.certFile, l.tokenFile)
+	if !l.pinned && !errors.Is(err, nats.ErrNoServers) { // something answered
+		files := l.certFile
+		if !o.hasCredentials() {
+			files += " and its token " + l.tokenFile
+		}
+		return fmt.Errorf("%w (if this is keygate's embedded NATS server: it speaks TLS only, and its certificate is not in %s; "+
+			"run as the user that runs keygate serve, or set nats.token_dir to a directory holding them)", err, files)
 	}
 	return err
 }
