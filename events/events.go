@@ -38,7 +38,8 @@ type Handlers struct {
 // Options time the watches; zero fields take the defaults.
 type Options struct {
 	// Heartbeat is how often a quiet bucket's consumer says it is there
-	// (default 2s). A watch silent for three heartbeats is replaced.
+	// (default 2s; NATS takes 100ms at least). A watch silent for three
+	// heartbeats is replaced.
 	Heartbeat time.Duration
 	// StuckAfter is how long a watch may stay silent, while NATS is
 	// connected and its bucket readable, before Stuck reports it (default

@@ -19,8 +19,8 @@ import (
 	"github.com/keygate/keygate/internal/store"
 )
 
-// fast times the watches for tests: heartbeats every 100ms, a watch silent
-// for 300ms replaced, stuck after 1s.
+// fast times the watches for tests: heartbeats every 100ms (NATS's
+// least), a watch silent for 300ms replaced, stuck after 1s.
 var fast = events.Options{Heartbeat: 100 * time.Millisecond, StuckAfter: time.Second, Interval: 20 * time.Millisecond}
 
 // recorder collects what the handlers are told.
@@ -131,10 +131,13 @@ func TestChangesInRevisionOrder(t *testing.T) {
 func TestQuietBucketIsNotStuck(t *testing.T) {
 	ns := natstest.Run(t)
 	_, st := connect(t, ns.ClientURL())
-	w, r := watch(t, st, fast)
-	// Three times StuckAfter, thirty heartbeats: a property over time,
-	// not a wait for something to happen.
-	for end := time.Now().Add(3 * fast.StuckAfter); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	// Heartbeats far enough apart that a loaded machine does not delay one
+	// past three (when the watch would be replaced).
+	o := events.Options{Heartbeat: 250 * time.Millisecond, StuckAfter: 2 * time.Second, Interval: 20 * time.Millisecond}
+	w, r := watch(t, st, o)
+	// Twice StuckAfter, sixteen heartbeats: a property over time, not a
+	// wait for something to happen.
+	for end := time.Now().Add(2 * o.StuckAfter); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if err := w.Stuck(); err != nil {
 			t.Fatalf("quiet bucket: %v", err)
 		}
@@ -194,42 +197,65 @@ func TestLostConsumerIsReplaced(t *testing.T) {
 }
 
 // TestStuckWatchIsReported: a watch whose consumer is gone and cannot be
-// made again, while NATS answers, is reported stuck after StuckAfter; once
-// it can be made again, Resume brings it back and it is not stuck.
+// made again (the stream takes no more consumers), while NATS answers, is
+// reported stuck after StuckAfter; once a consumer can be made again,
+// Resume brings it back and it is not stuck.
 func TestStuckWatchIsReported(t *testing.T) {
-	users := func(deny []string) []*server.User {
-		return []*server.User{
-			{Username: "admin", Password: "a"},
-			{Username: "keygate", Password: "k", Permissions: &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: deny}}},
-		}
-	}
-	opts := &server.Options{Users: users(nil)}
-	ns := natstest.RunWith(t, opts)
-	_, st := connect(t, ns.ClientURL(), nats.UserInfo("keygate", "k"))
-	_, admin := connect(t, ns.ClientURL(), nats.UserInfo("admin", "a"))
+	ns := natstest.Run(t)
+	_, st := connect(t, ns.ClientURL())
+	_, admin := natstest.Connect(t, ns)
 	w, r := watch(t, st, fast)
-
-	reload := func(deny []string) {
-		o := opts.Clone()
-		o.Users = users(deny)
-		if err := ns.ReloadOptions(o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reload([]string{"$JS.API.CONSUMER.CREATE.>"}) // consumers cannot be made
-	deleteConsumers(t, admin.JetStream())
+	release := takeLastConsumer(t, admin)
 	poll.Until(t, 10*time.Second, "the lost consumer noticed", func() bool { return r.stalled.Load() > 0 })
 	if resume(t, w)() {
-		t.Fatal("Resume made a consumer it is not allowed to")
+		t.Fatal("Resume made a consumer the stream has no room for")
 	}
 	poll.Until(t, 10*time.Second, "reported stuck", func() bool { return w.Stuck() != nil })
 	t.Log(w.Stuck())
 
-	reload(nil)
+	release()
 	poll.Until(t, 10*time.Second, "resumed", resume(t, w))
 	poll.Until(t, 10*time.Second, "no longer stuck", func() bool { return w.Stuck() == nil })
 	k := createKey(t, st)
 	poll.Until(t, 10*time.Second, "a change applied", r.has(k.Hash, true))
+}
+
+// takeLastConsumer leaves the keys bucket's stream room for one consumer
+// and gives it to another client than the watcher: it adds a consumer of
+// its own, limits the stream to one, and deletes the watcher's. It
+// returns what gives the room back.
+func takeLastConsumer(t *testing.T, js jetstream.JetStream) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	name := "KV_" + store.DefaultOptions().KeysBucket
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "squatter", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	limit := func(n int) {
+		cfg := s.CachedInfo().Config
+		cfg.MaxConsumers = n
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limit(1)
+	watchers := 0
+	for c := range s.ConsumerNames(ctx).Name() {
+		if c != "squatter" {
+			if err := s.DeleteConsumer(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			watchers++
+		}
+	}
+	if watchers == 0 {
+		t.Fatal("no consumer of the watcher's")
+	}
+	return func() { limit(-1) }
 }
 
 // TestOutageIsNotStuck: while the server is away, however long, no watch
@@ -252,7 +278,7 @@ func TestOutageIsNotStuck(t *testing.T) {
 			t.Fatalf("during the outage: %v", err)
 		}
 	}
-	ns = natstest.RunWith(t, opts)
+	natstest.RunWith(t, opts)
 	poll.Until(t, 10*time.Second, "reconnected", nc.IsConnected)
 	k := createKey(t, st)
 	poll.Until(t, 10*time.Second, "resumed", resume(t, w))

@@ -325,3 +325,18 @@ func totalConns(s *server.Server) uint64 {
 	}
 	return v.TotalConnections
 }
+
+// TestKeyReadableByOthersRefused: a private key that others may read is
+// not used; the error names the file and what to do.
+func TestKeyReadableByOthersRefused(t *testing.T) {
+	d := newDirs(t)
+	embed(t, d, "127.0.0.1:-1").Close()
+	key := filepath.Join(d.data, "nats-server.key")
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := broker.Connect(broker.Options{Listen: "127.0.0.1:-1", DataDir: d.data, TokenDir: d.token, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("key readable by others: %v", err)
+	}
+}

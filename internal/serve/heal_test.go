@@ -15,6 +15,7 @@ import (
 
 	"github.com/keygate/keygate/internal/natstest"
 	"github.com/keygate/keygate/internal/poll"
+	"github.com/keygate/keygate/internal/serve"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -52,10 +53,13 @@ func storeWith(t *testing.T, ctx context.Context, url string, opts ...nats.Optio
 
 // TestSidecarHealsAfterSquat: NATS stops, a server with another token
 // holds its port (the sidecar's reconnects are refused, many times, for
-// authorization), then NATS comes back. Throughout, /healthz answers 200
-// and cached keys are served; afterwards the sidecar is ready again and
-// applies a revocation made as NATS came back.
+// authorization), then NATS comes back. Throughout, for several times the
+// time after which a silent change stream counts as stuck, /healthz
+// answers 200 and cached keys are served; afterwards the sidecar is ready
+// again and applies a revocation made as NATS came back.
 func TestSidecarHealsAfterSquat(t *testing.T) {
+	const stuckAfter = 2 * time.Second
+	serve.SetWatchTiming(t, 200*time.Millisecond, stuckAfter)
 	addr := natstest.FreeAddr(t)
 	opts := func(token string, dir string) *server.Options {
 		o := &server.Options{Host: "127.0.0.1", Authorization: token, StoreDir: dir}
@@ -82,16 +86,20 @@ func TestSidecarHealsAfterSquat(t *testing.T) {
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	waitReady(t, e, 503)
-	live("with NATS stopped")
+	// Properties over time, not waits for something to happen.
+	for end := time.Now().Add(2 * stuckAfter); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		live("with NATS stopped")
+	}
 
 	squat := natstest.RunWith(t, opts("other", t.TempDir()))
 	refused := func() int { return strings.Count(strings.ToLower(e.logs.String()), "authorization violation") }
+	squatted := time.Now()
 	poll.Until(t, 30*time.Second, "five refused reconnects", func() bool {
 		live("with the port squatted")
 		if got := e.code(t, key); got != 200 {
 			t.Fatalf("cached key with the port squatted: %d", got)
 		}
-		return refused() >= 5
+		return refused() >= 5 && time.Since(squatted) > 2*stuckAfter
 	})
 	squat.Shutdown()
 	squat.WaitForShutdown()
@@ -102,8 +110,68 @@ func TestSidecarHealsAfterSquat(t *testing.T) {
 	}
 	waitReady(t, e, 200)
 	waitCode(t, e, key, 401)
-	live("after NATS came back")
+	for end := time.Now().Add(2 * stuckAfter); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		live("after NATS came back")
+	}
 	e.noKeysLogged(t, key)
+}
+
+// TestStuckWatchFailsLiveness: a sidecar whose change stream's consumer is
+// gone and cannot be made again (the stream takes no more consumers),
+// while NATS answers, fails /healthz once the stream has been silent for
+// the stuck time; once a consumer can be made again, it catches up and
+// /healthz answers 200 again.
+func TestStuckWatchFailsLiveness(t *testing.T) {
+	serve.SetWatchTiming(t, 100*time.Millisecond, time.Second)
+	ns := natstest.Run(t)
+	e := start(t, testConfig(t, ns.ClientURL()))
+	_, admin := natstest.Connect(t, ns)
+	release := takeLastConsumer(t, admin)
+	poll.Until(t, 30*time.Second, "/healthz 503", func() bool {
+		code, body := healthz(t, e)
+		return code == 503 && strings.Contains(body, "keygate_keys")
+	})
+	if e.inst.Ready() {
+		t.Fatal("ready with a change stream lost")
+	}
+	release()
+	waitReady(t, e, 200)
+	poll.Until(t, 30*time.Second, "/healthz 200 at the new consumer's first heartbeat", func() bool {
+		code, _ := healthz(t, e)
+		return code == 200
+	})
+}
+
+// takeLastConsumer leaves the keys bucket's stream room for one consumer
+// and gives it to another client than keygate: it adds a consumer of its
+// own, limits the stream to one, and deletes keygate's. It returns what
+// gives the room back.
+func takeLastConsumer(t *testing.T, js jetstream.JetStream) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "KV_"+store.DefaultOptions().KeysBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "squatter", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	limit := func(n int) {
+		cfg := s.CachedInfo().Config
+		cfg.MaxConsumers = n
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limit(1)
+	for c := range s.ConsumerNames(ctx).Name() {
+		if c != "squatter" {
+			if err := s.DeleteConsumer(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return func() { limit(-1) }
 }
 
 // TestClosedForGoodFailsLiveness: a sidecar whose NATS connection nats.go

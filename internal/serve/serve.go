@@ -158,11 +158,17 @@ func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics, state func(b
 	}
 }
 
+// watchTiming times the change streams' heartbeats and when a silent one
+// counts as stuck: events' defaults, which tests shorten.
+var watchTiming events.Options
+
 // watch starts the change streams, retrying while ctx lasts: a cluster
 // that has just started or lost a node may still be electing leaders.
 func (inst *Instance) watch(ctx context.Context, st *store.Store, m *metrics) (*events.Watcher, error) {
 	for {
-		w, err := events.StartWith(inst.bg, st, inst.handlers(m), events.Options{Log: inst.log})
+		o := watchTiming
+		o.Log = inst.log
+		w, err := events.StartWith(inst.bg, st, inst.handlers(m), o)
 		if err == nil {
 			return w, nil
 		}
