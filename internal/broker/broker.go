@@ -49,6 +49,11 @@ type Options struct {
 	OnState func(connected bool)
 }
 
+// connectTimeout bounds a connection attempt to the embedded server, TLS
+// handshake included: nats.go's 2 s default leaves a loaded machine little
+// room for the handshake.
+const connectTimeout = 5 * time.Second
+
 // Conn is an open NATS connection and, when embedded, its server.
 type Conn struct {
 	NC      *nats.Conn
@@ -72,7 +77,7 @@ func Connect(o Options) (*Conn, error) {
 		}
 		url = c.emb.server.ClientURL()
 		leaf := c.emb.id.leaf
-		opts = append(opts, nats.InProcessServer(c.emb.server), nats.TLSHandshakeFirst(),
+		opts = append(opts, nats.InProcessServer(c.emb.server), nats.TLSHandshakeFirst(), nats.Timeout(connectTimeout),
 			nats.Secure(pinnedTLS(func() (*x509.Certificate, error) { return leaf, nil })))
 		if o.Token == "" {
 			opts = append(opts, nats.Token(c.emb.token))

@@ -75,7 +75,7 @@ func (l *local) options() []nats.Option {
 	var opts []nats.Option
 	if l.pinned {
 		p := l.certFile
-		opts = append(opts, nats.TLSHandshakeFirst(),
+		opts = append(opts, nats.TLSHandshakeFirst(), nats.Timeout(connectTimeout),
 			nats.Secure(pinnedTLS(func() (*x509.Certificate, error) { return readPin(p) })))
 	}
 	if l.useToken {
