@@ -1,6 +1,9 @@
 // Package events follows the key store's JetStream change streams (key
 // records and account balances) and hands every change, in revision order,
-// to the cache.
+// to the cache. Each stream is read by a consumer of its own that sends
+// heartbeats while the bucket is quiet: a consumer that falls silent, skips
+// a change or is deleted is replaced, and a watch that stays silent while
+// NATS answers is reported stuck.
 package events
 
 import (
@@ -11,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keygate/keygate/internal/store"
@@ -25,37 +29,87 @@ type Handlers struct {
 	// was written.
 	Seen func(written time.Time)
 	// Stalled, if set, is told when a watch has fallen behind its bucket
-	// and made no progress, or the buckets cannot be read: the cache may no
-	// longer be current, and Resume should be called.
+	// and made no progress, its consumer fell silent, skipped a change or
+	// was deleted, or the buckets cannot be read: the cache may no longer
+	// be current, and Resume should be called.
 	Stalled func()
+}
+
+// Options time the watches; zero fields take the defaults.
+type Options struct {
+	// Heartbeat is how often a quiet bucket's consumer says it is there
+	// (default 2s; NATS takes 100ms at least). A watch silent for three
+	// heartbeats is replaced.
+	Heartbeat time.Duration
+	// StuckAfter is how long a watch may stay silent, while NATS is
+	// connected and its bucket readable, before Stuck reports it (default
+	// 30s): long enough for several replacements to have failed.
+	StuckAfter time.Duration
+	// Interval is how often the watchdog looks (default 500ms).
+	Interval time.Duration
+	Now      func() time.Time
+	Log      *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 2 * time.Second
+	}
+	if o.StuckAfter <= 0 {
+		o.StuckAfter = 30 * time.Second
+	}
+	if o.Interval <= 0 {
+		o.Interval = 500 * time.Millisecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return o
 }
 
 // Watcher follows the buckets until Stop.
 type Watcher struct {
 	buckets []*bucket
+	nc      *nats.Conn
+	opts    Options
 	log     *slog.Logger
 	ctx     context.Context // the watches' lifetime
+	stopped atomic.Bool
 }
 
 // bucket is one watched bucket. Its watch delivers every revision after
 // rev; Resume replaces it with a new one starting where it left off.
 type bucket struct {
-	kv    jetstream.KeyValue
-	apply func(jetstream.KeyValueEntry)
-	seen  func(time.Time)
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	prefix string // of its keys' subjects
+	apply  func(entry)
+	seen   func(time.Time)
+	dead   func(reason string) // the watch can go no further
 
 	mu     sync.Mutex // serialises resume and stop
 	closed bool       // stopped for good
-	watch  jetstream.KeyWatcher
-	done   chan struct{} // closed when the watch's goroutine ends
-	synced chan struct{} // closed when the watch has delivered the backlog
+	watch  *watch
 	rev    atomic.Uint64 // last revision applied
+	// heard is when the current watch last showed it was alive (a change,
+	// a heartbeat) or NATS was last unavailable, when silence is expected;
+	// started, when the current watch began (unix nanoseconds).
+	heard, started atomic.Int64
 }
 
-// Start begins watching for changes made from now on. When it returns, no
-// later change can be missed: load records only after Start. The watches
-// last until ctx ends or Stop.
+// Start begins watching for changes made from now on, with the default
+// Options and log. When it returns, no later change can be missed: load
+// records only after Start. The watches last until ctx ends or Stop.
 func Start(ctx context.Context, st *store.Store, h Handlers, log *slog.Logger) (*Watcher, error) {
+	return StartWith(ctx, st, h, Options{Log: log})
+}
+
+// StartWith is Start with o.
+func StartWith(ctx context.Context, st *store.Store, h Handlers, o Options) (*Watcher, error) {
+	o = o.withDefaults()
 	seen, stalled := h.Seen, h.Stalled
 	if seen == nil {
 		seen = func(time.Time) {}
@@ -63,68 +117,35 @@ func Start(ctx context.Context, st *store.Store, h Handlers, log *slog.Logger) (
 	if stalled == nil {
 		stalled = func() {}
 	}
-	w := &Watcher{log: log, ctx: ctx}
-	w.buckets = []*bucket{
-		{kv: st.Keys(), apply: func(e jetstream.KeyValueEntry) { w.key(e, h.Key) }, seen: seen},
-		{kv: st.Accounts(), apply: func(e jetstream.KeyValueEntry) { w.account(e, h.Account) }, seen: seen},
+	w := &Watcher{log: o.Log, ctx: ctx, opts: o}
+	newBucket := func(kv jetstream.KeyValue, apply func(entry)) *bucket {
+		b := &bucket{js: st.JetStream(), kv: kv, prefix: "$KV." + kv.Bucket() + ".", apply: apply, seen: seen}
+		b.dead = func(reason string) {
+			w.log.Warn("change stream lost", "bucket", kv.Bucket(), "reason", reason)
+			stalled()
+		}
+		return b
 	}
+	w.buckets = []*bucket{
+		newBucket(st.Keys(), func(e entry) { w.key(e, h.Key) }),
+		newBucket(st.Accounts(), func(e entry) { w.account(e, h.Account) }),
+	}
+	w.nc = st.JetStream().Conn()
+	now := o.Now().UnixNano()
 	for _, b := range w.buckets {
+		b.heard.Store(now)
 		last, err := lastRevision(ctx, b.kv)
 		if err == nil {
 			b.rev.Store(last) // what came before is read on demand
-			err = b.start(ctx)
+			err = b.start(ctx, o)
 		}
 		if err != nil {
 			w.Stop()
 			return nil, err
 		}
 	}
-	go w.watchdog(watchdogInterval, stalled)
+	go w.watchdog(stalled)
 	return w, nil
-}
-
-// watchdogInterval is how often the watcher compares what it applied with
-// what the buckets hold.
-const watchdogInterval = 500 * time.Millisecond
-
-// start watches the whole bucket, not just key records, from b.rev+1, so
-// that every revision passes through in order.
-func (b *bucket) start(ctx context.Context) error {
-	kw, err := b.kv.WatchAll(ctx, jetstream.ResumeFromRevision(b.rev.Load()+1))
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", b.kv.Bucket(), err)
-	}
-	b.watch, b.done, b.synced = kw, make(chan struct{}), make(chan struct{})
-	go b.follow(kw, b.done, b.synced)
-	return nil
-}
-
-func (b *bucket) follow(kw jetstream.KeyWatcher, done, synced chan struct{}) {
-	defer close(done)
-	for e := range kw.Updates() {
-		if e == nil { // the backlog is delivered
-			close(synced)
-			continue
-		}
-		b.apply(e)
-		b.advance(e.Revision())
-		b.seen(e.Created())
-	}
-}
-
-// advance raises the applied revision to rev.
-func (b *bucket) advance(rev uint64) {
-	for cur := b.rev.Load(); rev > cur && !b.rev.CompareAndSwap(cur, rev); cur = b.rev.Load() {
-	}
-}
-
-// stop ends the current watch and waits for its goroutine.
-func (b *bucket) stop() {
-	if b.watch != nil {
-		_ = b.watch.Stop()
-		<-b.done
-		b.watch = nil
-	}
 }
 
 // Resume restarts every watch from the last revision it applied and
@@ -133,15 +154,15 @@ func (b *bucket) stop() {
 // stalls.
 func (w *Watcher) Resume(ctx context.Context) error {
 	for _, b := range w.buckets {
-		if err := b.resume(ctx, w.ctx); err != nil {
+		if err := b.resume(ctx, w.opts); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// resume restarts b's watch, to live for life, and waits for its backlog.
-func (b *bucket) resume(ctx, life context.Context) error {
+// resume restarts b's watch and waits for its backlog.
+func (b *bucket) resume(ctx context.Context, o Options) error {
 	last, err := lastRevision(ctx, b.kv)
 	if err != nil {
 		return err
@@ -152,8 +173,11 @@ func (b *bucket) resume(ctx, life context.Context) error {
 		return fmt.Errorf("watch %s: stopped", b.kv.Bucket())
 	}
 	b.stop()
-	err = b.start(life)
-	synced, done := b.synced, b.done
+	err = b.start(ctx, o)
+	var synced <-chan struct{}
+	if err == nil {
+		synced = b.watch.synced
+	}
 	b.mu.Unlock()
 	if err != nil {
 		return err
@@ -164,56 +188,15 @@ func (b *bucket) resume(ctx, life context.Context) error {
 		// are gone from the stream (purged deletes) and never arrived.
 		b.advance(last)
 		return nil
-	case <-done:
-		return fmt.Errorf("watch %s ended while catching up", b.kv.Bucket())
 	case <-ctx.Done():
 		return fmt.Errorf("catch up on %s: %w", b.kv.Bucket(), ctx.Err())
 	}
 }
 
-// watchdog reports a watch that has fallen behind its bucket and made no
-// progress for a whole interval (its consumer was on a server that went
-// away while the connection stayed up), or buckets that cannot be read
-// for three intervals.
-func (w *Watcher) watchdog(interval time.Duration, stalled func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	behind := make([]uint64, len(w.buckets)) // rev seen behind at the last tick; 0: not behind
-	failures := 0
-	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-t.C:
-		}
-		stall := false
-		for i, b := range w.buckets {
-			rev, last, err := w.progress(b, interval)
-			switch {
-			case err != nil:
-				failures++
-				stall = stall || failures == 3
-			case rev >= last:
-				behind[i], failures = 0, 0
-			case rev == behind[i]:
-				w.log.Warn("change stream stalled", "bucket", b.kv.Bucket(), "applied", rev, "last", last)
-				behind[i], stall = 0, true
-			default:
-				behind[i] = rev
-			}
-		}
-		if stall {
-			stalled()
-		}
+// advance raises the applied revision to rev.
+func (b *bucket) advance(rev uint64) {
+	for cur := b.rev.Load(); rev > cur && !b.rev.CompareAndSwap(cur, rev); cur = b.rev.Load() {
 	}
-}
-
-// progress returns the revision b has applied and the bucket's last one.
-func (w *Watcher) progress(b *bucket, timeout time.Duration) (rev, last uint64, err error) {
-	ctx, cancel := context.WithTimeout(w.ctx, timeout)
-	defer cancel()
-	last, err = lastRevision(ctx, b.kv)
-	return b.rev.Load(), last, err
 }
 
 func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
@@ -228,35 +211,35 @@ func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
 	return js.StreamInfo().State.LastSeq, nil
 }
 
-func (w *Watcher) key(e jetstream.KeyValueEntry, h func(string, uint64, *store.Key)) {
-	hash, ok := store.HashOf(e.Key())
+func (w *Watcher) key(e entry, h func(string, uint64, *store.Key)) {
+	hash, ok := store.HashOf(e.key)
 	if !ok {
 		return
 	}
 	var k *store.Key
-	if e.Operation() == jetstream.KeyValuePut {
+	if !e.deleted {
 		var err error
-		if k, err = store.DecodeKey(e.Value()); err != nil {
-			w.log.Warn("unreadable key record treated as missing", "entry_revision", e.Revision(), "err", err)
+		if k, err = store.DecodeKey(e.value); err != nil {
+			w.log.Warn("unreadable key record treated as missing", "entry_revision", e.rev, "err", err)
 			k = nil
 		} else if k.Hash != hash {
 			w.log.Warn("key record stored under another hash treated as missing", "key_id", k.ID)
 			k = nil
 		}
 	}
-	h(hash, e.Revision(), k)
+	h(hash, e.rev, k)
 }
 
-func (w *Watcher) account(e jetstream.KeyValueEntry, h func(string, uint64, *store.Account)) {
+func (w *Watcher) account(e entry, h func(string, uint64, *store.Account)) {
 	var a *store.Account
-	if e.Operation() == jetstream.KeyValuePut {
+	if !e.deleted {
 		var err error
-		if a, err = store.DecodeAccount(e.Value()); err != nil {
-			w.log.Warn("unreadable account record treated as missing", "account", e.Key(), "err", err)
+		if a, err = store.DecodeAccount(e.value); err != nil {
+			w.log.Warn("unreadable account record treated as missing", "account", e.key, "err", err)
 			a = nil
 		}
 	}
-	h(e.Key(), e.Revision(), a)
+	h(e.key, e.rev, a)
 }
 
 // KeysRevision is the last keys-bucket revision applied: every change up
@@ -265,6 +248,7 @@ func (w *Watcher) KeysRevision() uint64 { return w.buckets[0].rev.Load() }
 
 // Stop ends the watches and waits for handlers to return.
 func (w *Watcher) Stop() {
+	w.stopped.Store(true)
 	for _, b := range w.buckets {
 		b.mu.Lock()
 		b.closed = true

@@ -76,7 +76,7 @@ func run(ctx context.Context) error {
 	}
 	defer kg.stop()
 	fmt.Printf("keygate startup to ready (embedded NATS, empty cache): %.0f ms\n", ms(startup))
-	reqs, hashes, err := seed(ctx, kg.natsURL, kg.natsToken, o.keys, o.hot)
+	reqs, hashes, err := seed(ctx, kg, o.keys, o.hot)
 	if err != nil {
 		return err
 	}

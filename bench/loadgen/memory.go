@@ -96,7 +96,7 @@ func startSidecar(ctx context.Context, bin string, store *process) (*process, er
 		addrs[i] = a
 	}
 	cmd := exec.CommandContext(ctx, bin, "serve", "--grpc-addr", addrs[0], "--admin-addr", addrs[1], "--nats-url", store.natsURL)
-	cmd.Env = append(os.Environ(), "KEYGATE_NATS_TOKEN="+store.natsToken, "KEYGATE_LOG_LEVEL=warn", "KEYGATE_SHUTDOWN_DELAY=0s", "KEYGATE_PPROF=true")
+	cmd.Env = append(os.Environ(), "KEYGATE_NATS_TOKEN="+store.natsToken, "KEYGATE_NATS_TOKEN_DIR="+store.tokenDir, "KEYGATE_LOG_LEVEL=warn", "KEYGATE_SHUTDOWN_DELAY=0s", "KEYGATE_PPROF=true")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type process struct {
 	adminAddr string
 	natsURL   string
 	natsToken string // the embedded server's
+	tokenDir  string // where the embedded server's certificate is, for its clients
 	// next is the request the next round starts at: each round goes on
 	// where the last one stopped, so that the requests rotate over every
 	// key at any concurrency.
@@ -80,18 +82,21 @@ func startKeygate(ctx context.Context, bin string) (*process, time.Duration, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "serve", "--grpc-addr", addrs[0], "--admin-addr", addrs[1],
 		"--nats-listen", addrs[2], "--data-dir", dir)
+	// The embedded server's certificate goes there, for its clients (the
+	// seeder, the sidecar), and not to the user's directory.
+	tokenDir := filepath.Join(dir, "clients")
 	token := natstoken.New()
 	// The default rate limit (600/1m), which no key reaches here: every
 	// check goes through the fleet-wide limiter and is counted for usage,
 	// as in production, and the sidecar shares the keys' budgets.
 	cmd.Env = append(os.Environ(), "KEYGATE_LOG_LEVEL=warn", "KEYGATE_PPROF=true",
-		"KEYGATE_SHUTDOWN_DELAY=0s", "KEYGATE_NATS_TOKEN="+token)
+		"KEYGATE_SHUTDOWN_DELAY=0s", "KEYGATE_NATS_TOKEN="+token, "KEYGATE_NATS_TOKEN_DIR="+tokenDir)
 	cmd.Stderr = os.Stderr
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, 0, fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &process{name: "keygate", cmd: cmd, grpcAddr: addrs[0], adminAddr: addrs[1], natsURL: "nats://" + addrs[2], natsToken: token}
+	p := &process{name: "keygate", cmd: cmd, grpcAddr: addrs[0], adminAddr: addrs[1], natsURL: "nats://" + addrs[2], natsToken: token, tokenDir: tokenDir}
 	for {
 		resp, err := http.Get("http://" + addrs[1] + "/readyz")
 		if err == nil {

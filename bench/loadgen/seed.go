@@ -6,29 +6,25 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/store"
 )
 
 // seed creates keys in keygate's store, funds their account, and returns
 // the requests to send (hot of the keys in turn, with every 20th request,
 // 5%, carrying an unknown key or none) and the hashes of all the keys.
-func seed(ctx context.Context, url, token string, keys, hot int) ([]*authv3.CheckRequest, []string, error) {
+func seed(ctx context.Context, kg *process, keys, hot int) ([]*authv3.CheckRequest, []string, error) {
 	begin := time.Now()
-	nc, err := nats.Connect(url, nats.Token(token))
+	// As the admin commands do: TLS with the embedded server's certificate.
+	conn, err := broker.Connect(broker.Options{URL: kg.natsURL, Token: kg.natsToken, TokenDir: kg.tokenDir, Name: "loadgen"})
 	if err != nil {
 		return nil, nil, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := store.Open(ctx, js, store.DefaultOptions())
+	defer conn.Close()
+	st, err := store.Open(ctx, conn.JS, store.DefaultOptions())
 	if err != nil {
 		return nil, nil, err
 	}

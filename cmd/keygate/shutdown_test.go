@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -167,11 +168,15 @@ func ready(adminAddr string) int {
 }
 
 // TestEmbeddedNATSToken: keygate serve's embedded NATS server requires a
-// token, which the same user's admin commands find with no flag (in
-// $XDG_CONFIG_HOME/keygate); another user's do not.
+// token and TLS with its certificate, both of which the same user's admin
+// commands find with no flag (in $XDG_CONFIG_HOME/keygate); another user's
+// do not, and are told where they are missing. A wrong token is reported
+// with the file it came from, or KEYGATE_NATS_TOKEN, and where the right
+// one is, by the admin commands and keygate serve --nats-url alike.
 func TestEmbeddedNATSToken(t *testing.T) {
 	natsAddr := freeAddr(t)
-	home := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
+	config := t.TempDir()
+	home := []string{"XDG_CONFIG_HOME=" + config}
 	cmd := exec.Command(binary, "serve", "--grpc-addr", freeAddr(t), "--admin-addr", freeAddr(t),
 		"--nats-listen", natsAddr, "--data-dir", t.TempDir())
 	cmd.Env = append(cleanEnv(), append(home, "KEYGATE_SHUTDOWN_DELAY=0s")...)
@@ -189,9 +194,50 @@ func TestEmbeddedNATSToken(t *testing.T) {
 	if r = keygateEnv(t, home, "keys", "create", "--account", "acme", "--nats-url", url); r.code != 0 {
 		t.Fatalf("keys create with the user's token: exit %d %s", r.code, r.err)
 	}
-	other := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
-	r = keygateEnv(t, other, "keys", "create", "--account", "acme", "--nats-url", url)
-	if r.code != 1 || !strings.Contains(strings.ToLower(r.err), "authorization") {
-		t.Fatalf("keys create without the token: exit %d %q", r.code, r.err)
+	port := natsAddr[strings.LastIndexByte(natsAddr, ':')+1:]
+	tokenFile := filepath.Join(config, "keygate", "nats-"+port+".token")
+
+	other := t.TempDir()
+	r = keygateEnv(t, []string{"XDG_CONFIG_HOME=" + other}, "keys", "create", "--account", "acme", "--nats-url", url)
+	if want := filepath.Join(other, "keygate", "nats-"+port+".crt"); r.code != 1 || !strings.Contains(r.err, want) || !strings.Contains(r.err, "TLS only") {
+		t.Errorf("another user's keys create: exit %d %q, want it to name %s", r.code, r.err, want)
+	}
+
+	wrongEnv := append(home, "KEYGATE_NATS_TOKEN=wrong-token")
+	r = keygateEnv(t, wrongEnv, "keys", "list", "--nats-url", url)
+	wantNamed(t, "wrong KEYGATE_NATS_TOKEN", r, "KEYGATE_NATS_TOKEN", tokenFile)
+	r = keygateEnv(t, wrongEnv, "serve", "--grpc-addr", freeAddr(t), "--admin-addr", freeAddr(t), "--nats-url", url)
+	wantNamed(t, "keygate serve --nats-url with a wrong KEYGATE_NATS_TOKEN", r, "KEYGATE_NATS_TOKEN", tokenFile)
+
+	// The user's certificate with a token file that is not the server's.
+	stale := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(stale, "keygate"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	crt, err := os.ReadFile(filepath.Join(config, "keygate", "nats-"+port+".crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	staleToken := filepath.Join(stale, "keygate", "nats-"+port+".token")
+	for f, b := range map[string][]byte{staleToken: []byte("wrong-token\n"), filepath.Join(stale, "keygate", "nats-"+port+".crt"): crt} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = keygateEnv(t, []string{"XDG_CONFIG_HOME=" + stale}, "keys", "list", "--nats-url", url)
+	wantNamed(t, "a token file with a wrong token", r, "KEYGATE_NATS_TOKEN", staleToken)
+}
+
+// wantNamed fails unless r is a one-line exit 1 about an authorization
+// violation that names every string in names, and not the token.
+func wantNamed(t *testing.T, what string, r result, names ...string) {
+	t.Helper()
+	last := lastLine(r.err)
+	ok := r.code == 1 && strings.Contains(strings.ToLower(last), "authorization violation") && !strings.Contains(r.err, "wrong-token")
+	for _, n := range names {
+		ok = ok && strings.Contains(last, n)
+	}
+	if !ok {
+		t.Errorf("%s: exit %d %q, want one line naming %q", what, r.code, r.err, names)
 	}
 }

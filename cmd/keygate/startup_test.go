@@ -140,3 +140,29 @@ func (s *served) stop(t *testing.T) {
 		t.Errorf("keygate exited with %v\n%s", err, s.log())
 	}
 }
+
+// TestOneServePerDataDir: a second keygate serve on the data directory of
+// a running one exits 1 at once with a line naming the directory; once the
+// first is killed (kill -9), a new one starts on it.
+func TestOneServePerDataDir(t *testing.T) {
+	dataDir, natsAddr := t.TempDir(), freeAddr(t)
+	home := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
+	first := startServe(t, home, "--nats-listen", natsAddr, "--data-dir", dataDir)
+	begin := time.Now()
+	r := keygateEnv(t, home, "serve", "--grpc-addr", freeAddr(t), "--admin-addr", freeAddr(t),
+		"--nats-listen", freeAddr(t), "--data-dir", dataDir)
+	took := time.Since(begin)
+	want := "keygate: nats.data_dir " + dataDir + ": another keygate serve is using this data directory"
+	if r.code != 1 || !strings.HasPrefix(lastLine(r.err), want) {
+		t.Errorf("second keygate serve: exit %d, last line %q, want one starting %q", r.code, lastLine(r.err), want)
+	}
+	if took > 2*time.Second {
+		t.Errorf("took %s to fail", took)
+	}
+	if err := first.cmd.Process.Kill(); err != nil { // SIGKILL: no clean-up of its own
+		t.Fatal(err)
+	}
+	_ = first.cmd.Wait()
+	restarted := startServe(t, home, "--nats-listen", natsAddr, "--data-dir", dataDir)
+	restarted.stop(t)
+}

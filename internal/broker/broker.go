@@ -1,30 +1,35 @@
 // Package broker connects keygate to NATS: either an embedded in-process
 // nats-server with JetStream (the one-command default) or an existing NATS
 // cluster given by URL.
+//
+// The embedded server holds a lock on its data directory while it runs,
+// speaks TLS only, handshake first, with a key pair kept in the data
+// directory, and requires a token. A client of a loopback URL finds that
+// server's certificate and token in the user's token directory, trusts that
+// certificate and nothing else, and sends nothing before the handshake has
+// proved the server holds its key: whoever holds the port in its place
+// learns no token and serves no records. Every connection reconnects for
+// as long as it lives, after any number of network, TLS or authorization
+// errors.
 package broker
 
 import (
-	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"strconv"
+	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/keygate/keygate/internal/logs"
-	"github.com/keygate/keygate/internal/natstoken"
 )
 
 // Options say where NATS is and how to authenticate to it.
 type Options struct {
 	URL       string // empty: run an embedded server
 	Listen    string // embedded server's client address
-	DataDir   string // embedded server's JetStream store
+	DataDir   string // embedded server's JetStream store, key pair and lock
 	CredsFile string
 	NKeyFile  string
 	User      string
@@ -33,57 +38,60 @@ type Options struct {
 	CAFile    string
 	CertFile  string
 	KeyFile   string
-	// TokenDir holds the embedded server's token file; "" for
-	// natstoken.DefaultDir. A client of a loopback URL without
-	// credentials of its own reads the token there.
+	// TokenDir holds the embedded server's token and certificate files;
+	// "" for natstoken.DefaultDir. A client of a loopback URL reads them
+	// there.
 	TokenDir string
 	Name     string
 	Logger   *slog.Logger
 	// OnState, if set, is called with true on (re)connect and false on
-	// disconnect.
+	// disconnect and on close.
 	OnState func(connected bool)
 }
 
+// connectTimeout bounds a connection attempt to the embedded server, TLS
+// handshake included: nats.go's 2 s default leaves a loaded machine little
+// room for the handshake.
+const connectTimeout = 5 * time.Second
+
 // Conn is an open NATS connection and, when embedded, its server.
 type Conn struct {
-	NC     *nats.Conn
-	JS     jetstream.JetStream
-	server *server.Server
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	emb     *embedded
+	closing atomic.Bool // Close was called
 }
 
 // Connect starts the embedded server if no URL is given, then connects.
 func Connect(o Options) (*Conn, error) {
 	c := &Conn{}
-	opts, err := o.natsOptions()
+	opts, err := o.natsOptions(c)
 	if err != nil {
 		return nil, err
 	}
 	url := o.URL
-	switch {
-	case url == "":
-		s, token, err := startEmbedded(o)
-		if err != nil {
+	var l *local
+	if url == "" {
+		if c.emb, err = startEmbedded(o); err != nil {
 			return nil, err
 		}
-		c.server = s
-		url = s.ClientURL()
-		opts = append(opts, nats.InProcessServer(s))
+		url = c.emb.server.ClientURL()
+		leaf := c.emb.id.leaf
+		opts = append(opts, nats.InProcessServer(c.emb.server), nats.TLSHandshakeFirst(), nats.Timeout(connectTimeout),
+			nats.Secure(pinnedTLS(func() (*x509.Certificate, error) { return leaf, nil })))
 		if o.Token == "" {
-			opts = append(opts, nats.Token(token))
+			opts = append(opts, nats.Token(c.emb.token))
 		}
-	case !o.hasCredentials():
-		token, err := natstoken.ForURLs(o.TokenDir, url)
-		if err != nil {
+	} else {
+		if l, err = o.findLocal(url); err != nil {
 			return nil, err
 		}
-		if token != "" {
-			opts = append(opts, nats.Token(token))
-		}
+		opts = append(opts, l.options()...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("connect to nats: %w", err)
+		return nil, fmt.Errorf("connect to nats: %w", l.explain(o, err))
 	}
 	c.NC = nc
 	if c.JS, err = jetstream.New(nc); err != nil {
@@ -93,34 +101,45 @@ func Connect(o Options) (*Conn, error) {
 	return c, nil
 }
 
-// Close drains the connection and stops the embedded server, if any.
+// Close closes the connection and stops the embedded server, if any.
 func (c *Conn) Close() {
+	c.closing.Store(true)
 	if c.NC != nil {
 		c.NC.Close()
 	}
-	if c.server != nil {
-		c.server.Shutdown()
-		c.server.WaitForShutdown()
+	if c.emb != nil {
+		c.emb.close()
 	}
+}
+
+// ClosedForGood reports whether the connection has closed by itself (the
+// server sent an error nats.go does not reconnect after): it will never
+// reconnect, and only a new process gets keygate back to NATS.
+func (c *Conn) ClosedForGood() bool {
+	return c.NC != nil && c.NC.IsClosed() && !c.closing.Load()
 }
 
 // ServerAddr is the embedded server's client address; nil if there is none.
 func (c *Conn) ServerAddr() net.Addr {
-	if c.server == nil {
+	if c.emb == nil {
 		return nil
 	}
-	return c.server.Addr()
+	return c.emb.server.Addr()
 }
 
 // Embedded reports whether keygate runs its own NATS server.
-func (c *Conn) Embedded() bool { return c.server != nil }
+func (c *Conn) Embedded() bool { return c.emb != nil }
 
-func (o Options) natsOptions() ([]nats.Option, error) {
+func (o Options) natsOptions(c *Conn) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(false),
+		// Without it nats.go gives up for good after the same
+		// authorization error twice in a row, as from a server that held
+		// the port for a while with another token.
+		nats.IgnoreAuthErrorAbort(),
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
@@ -144,16 +163,27 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 	if o.CertFile != "" {
 		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 	}
+	return append(opts, o.handlers(c)...), nil
+}
+
+// handlers log the connection's changes and report them to OnState.
+func (o Options) handlers(c *Conn) []nats.Option {
 	log := o.logger()
 	state := o.OnState
 	if state == nil {
 		state = func(bool) {}
 	}
-	return append(opts,
+	return []nats.Option{
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			state(false)
 			if !nc.IsClosed() { // not keygate closing the connection
 				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			state(false)
+			if !c.closing.Load() {
+				log.Error("nats connection closed for good: keygate must be restarted", "err", nc.LastError())
 			}
 		}),
 		// Without a handler nats.go writes asynchronous errors to stderr
@@ -169,21 +199,7 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 			state(true)
 		}),
-	), nil
-}
-
-// checkWritable makes dir if needed and checks that a file can be
-// written in it: the server would otherwise fail only after seconds.
-func checkWritable(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
 	}
-	f, err := os.CreateTemp(dir, ".keygate-write-check-*")
-	if err != nil {
-		return err
-	}
-	f.Close()
-	return os.Remove(f.Name())
 }
 
 func (o Options) logger() *slog.Logger {
@@ -196,65 +212,4 @@ func (o Options) logger() *slog.Logger {
 // hasCredentials reports whether any NATS credentials are configured.
 func (o Options) hasCredentials() bool {
 	return o.CredsFile != "" || o.NKeyFile != "" || o.User != "" || o.Token != ""
-}
-
-// startEmbedded starts the in-process server on o.Listen, requiring a
-// token: o.Token if set, else the one saved for its port (or a new one),
-// saved for the clients of this machine. It returns the server and token.
-func startEmbedded(o Options) (*server.Server, string, error) {
-	host, portStr, err := net.SplitHostPort(o.Listen)
-	if err != nil {
-		return nil, "", fmt.Errorf("nats.listen %q: %w", o.Listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, "", fmt.Errorf("nats.listen %q: bad port", o.Listen)
-	}
-	if port > 0 { // fail fast on a busy address, before the server tries for seconds
-		l, err := net.Listen("tcp", o.Listen)
-		if err != nil {
-			return nil, "", fmt.Errorf("nats.listen: %w", err)
-		}
-		l.Close()
-	}
-	if err := checkWritable(o.DataDir); err != nil {
-		return nil, "", fmt.Errorf("nats.data_dir: %w", err)
-	}
-	token := o.Token
-	if token == "" && port > 0 {
-		if token, err = natstoken.Read(o.TokenDir, port); err != nil {
-			return nil, "", err
-		}
-	}
-	if token == "" {
-		token = natstoken.New()
-	}
-	log := o.logger().With("component", "nats-server")
-	debug := log.Enabled(context.Background(), slog.LevelDebug)
-	s, err := server.NewServer(&server.Options{
-		ServerName:    "keygate",
-		Host:          host,
-		Port:          port,
-		JetStream:     true,
-		StoreDir:      o.DataDir,
-		Authorization: token,
-		NoSigs:        true,
-		Debug:         debug,
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("embedded nats: %w", err)
-	}
-	s.SetLoggerV2(logs.NATSServer{Log: log}, debug, false, false)
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return nil, "", fmt.Errorf("embedded nats did not start on %s", o.Listen)
-	}
-	if o.Token == "" {
-		if err := natstoken.Write(o.TokenDir, s.Addr().(*net.TCPAddr).Port, token); err != nil {
-			s.Shutdown()
-			return nil, "", fmt.Errorf("%w (set nats.token or nats.token_dir)", err)
-		}
-	}
-	return s, token, nil
 }

@@ -1,5 +1,7 @@
 // Package natstest runs real in-process NATS servers with JetStream for
-// tests: random ports, temporary store directories, shut down with the test.
+// tests: random ports, temporary store directories, shut down with the test;
+// and plain listeners that hold a server's port in its place and record
+// what clients send them.
 package natstest
 
 import (
@@ -55,6 +57,12 @@ func start(t testing.TB, opts *server.Options, wait bool) *server.Server {
 		t.Fatal("nats server did not start")
 	}
 	return s
+}
+
+// FreeAddr returns a loopback address with a port free at the time.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 }
 
 // freePorts finds n free loopback ports.

@@ -1,7 +1,10 @@
-// Package natstoken keeps the access token of keygate's embedded NATS
-// server in a file of the user's, named after the server's port, so that
-// the admin commands and other clients on the same machine find it with
-// no flag, and no other user or process without the file can write keys.
+// Package natstoken keeps what a client on this machine needs to reach
+// keygate's embedded NATS server, in files of the user's named after the
+// server's port: the token the server requires of its clients, and the
+// certificate the clients require of the server. The admin commands and
+// other keygates run by the same user find both there with no flag; no
+// other user or process without the files can write keys, and none that
+// holds the port in the server's place learns the token.
 package natstoken
 
 import (
@@ -18,26 +21,33 @@ import (
 	"strings"
 )
 
-// DefaultDir is where token files live unless configured:
+// DefaultDir is where the files live unless configured:
 // $XDG_CONFIG_HOME/keygate, else ~/.config/keygate.
 func DefaultDir() (string, error) {
 	d, err := os.UserConfigDir()
 	if err != nil {
-		return "", fmt.Errorf("no directory for the embedded NATS token (%w): set nats.token or nats.token_dir", err)
+		return "", fmt.Errorf("no directory for the embedded NATS token (%w): set nats.token_dir", err)
 	}
 	return filepath.Join(d, "keygate"), nil
 }
 
 // Path is the token file of the embedded server on port, in dir ("" for
 // DefaultDir).
-func Path(dir string, port int) (string, error) {
+func Path(dir string, port int) (string, error) { return file(dir, port, ".token") }
+
+// CertPath is the certificate file of the embedded server on port, in dir
+// ("" for DefaultDir): PEM, the server's self-signed certificate, which its
+// clients trust and nothing else.
+func CertPath(dir string, port int) (string, error) { return file(dir, port, ".crt") }
+
+func file(dir string, port int, ext string) (string, error) {
 	if dir == "" {
 		var err error
 		if dir, err = DefaultDir(); err != nil {
 			return "", err
 		}
 	}
-	return filepath.Join(dir, "nats-"+strconv.Itoa(port)+".token"), nil
+	return filepath.Join(dir, "nats-"+strconv.Itoa(port)+ext), nil
 }
 
 // New returns a random token: 32 bytes, hex.
@@ -53,14 +63,20 @@ func Read(dir string, port int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	b, err := ReadFile(p)
+	return strings.TrimSpace(string(b)), err
+}
+
+// ReadFile returns the contents of p, or nil if there is no such file.
+func ReadFile(p string) ([]byte, error) {
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("embedded NATS token: %w", err)
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	return b, nil
 }
 
 // Write saves token for port, readable by the user alone (the directory
@@ -70,15 +86,31 @@ func Write(dir string, port int, token string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return fmt.Errorf("embedded NATS token: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".nats-token-*")
+	return WriteFile(p, []byte(token+"\n"))
+}
+
+// WriteCert saves the server's certificate (PEM) for port, as Write does
+// the token.
+func WriteCert(dir string, port int, pem []byte) error {
+	p, err := CertPath(dir, port)
 	if err != nil {
-		return fmt.Errorf("embedded NATS token: %w", err)
+		return err
+	}
+	return WriteFile(p, pem)
+}
+
+// WriteFile replaces p with b, atomically, readable by the user alone:
+// the file 0600, a directory it creates 0700.
+func WriteFile(p string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("embedded NATS server: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".nats-*")
+	if err != nil {
+		return fmt.Errorf("embedded NATS server: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(token + "\n")
+	_, err = tmp.Write(b)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -89,21 +121,21 @@ func Write(dir string, port int, token string) error {
 		err = os.Rename(tmp.Name(), p)
 	}
 	if err != nil {
-		return fmt.Errorf("embedded NATS token: %w", err)
+		return fmt.Errorf("embedded NATS server: %w", err)
 	}
 	return nil
 }
 
-// ForURLs returns the token saved for the first loopback server in a NATS
-// URL or comma-separated seed list, or "" if there is none: a client on
-// the same machine as an embedded server finds its token this way.
-func ForURLs(dir, urls string) (string, error) {
+// LoopbackPort returns the port of the first loopback server in a NATS
+// URL or comma-separated seed list: the one whose files a client on the
+// same machine as an embedded server looks for.
+func LoopbackPort(urls string) (int, bool) {
 	for _, u := range strings.Split(urls, ",") {
 		if port, ok := loopbackPort(strings.TrimSpace(u)); ok {
-			return Read(dir, port)
+			return port, true
 		}
 	}
-	return "", nil
+	return 0, false
 }
 
 // loopbackPort returns the port of a nats:// URL on a loopback host.

@@ -8,12 +8,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// adminHandler serves /metrics, /healthz (the process is up) and /readyz
-// (checks are answered from a reachable, current store).
+// adminHandler serves /metrics, /healthz (the process can go on by itself:
+// see Live) and /readyz (checks are answered from a reachable, current
+// store).
 func (inst *Instance) adminHandler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := inst.Live(); err != nil {
+			http.Error(w, "not live: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	if inst.cfg.Pprof {

@@ -168,11 +168,17 @@ func brokerOptions(cfg config.Config, log *slog.Logger, m *metrics, state func(b
 	}
 }
 
+// watchTiming times the change streams' heartbeats and when a silent one
+// counts as stuck: events' defaults, which tests shorten.
+var watchTiming events.Options
+
 // watch starts the change streams, retrying while ctx lasts: a cluster
 // that has just started or lost a node may still be electing leaders.
 func (inst *Instance) watch(ctx context.Context, st *store.Store, m *metrics) (*events.Watcher, error) {
 	for {
-		w, err := events.Start(inst.bg, st, inst.handlers(m), inst.log)
+		o := watchTiming
+		o.Log = inst.log
+		w, err := events.StartWith(inst.bg, st, inst.handlers(m), o)
 		if err == nil {
 			return w, nil
 		}
@@ -463,6 +469,18 @@ func (inst *Instance) KeyFilter() *keyfilter.Keeper { return inst.filter }
 // Peers is how many keygates share this one's rate limits, itself
 // included, as it last heard.
 func (inst *Instance) Peers() int64 { return inst.peers.Count() }
+
+// Live returns why keygate cannot get back to a current store by itself,
+// so that it should be restarted: its NATS connection closed for good, or
+// a change stream silent while NATS answers (see events.Watcher.Stuck).
+// NATS being away is not such a reason: keygate reconnects, and serves
+// cached answers meanwhile.
+func (inst *Instance) Live() error {
+	if inst.conn.ClosedForGood() {
+		return errors.New("the NATS connection is closed for good")
+	}
+	return inst.watcher.Stuck()
+}
 
 // Ready reports whether keygate answers checks from a current store.
 func (inst *Instance) Ready() bool {

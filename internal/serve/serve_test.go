@@ -240,28 +240,27 @@ func TestEmbeddedNATSAndAdminEndpoints(t *testing.T) {
 }
 
 // TestEmbeddedNATSRequiresToken: the embedded server refuses clients
-// without its token, which it keeps in a file of the user's; a second
-// keygate on the same machine pointed at it finds the token there.
+// without its token, and clients that do not speak TLS with it first; it
+// keeps its token and certificate in files of the user's, where a second
+// keygate on the same machine pointed at it finds them.
 func TestEmbeddedNATSRequiresToken(t *testing.T) {
 	cfg := testConfig(t, "")
 	e := start(t, cfg)
 	port := e.inst.NATSAddr.(*net.TCPAddr).Port
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	if nc, err := nats.Connect(url); err == nil {
-		nc.Close()
-		t.Fatal("the embedded NATS server accepted a client without its token")
+	for _, ext := range []string{"token", "crt"} {
+		file := filepath.Join(cfg.NATS.TokenDir, fmt.Sprintf("nats-%d.%s", port, ext))
+		if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v, want mode 0600", file, fi, err)
+		}
 	}
-	file := filepath.Join(cfg.NATS.TokenDir, fmt.Sprintf("nats-%d.token", port))
-	fi, err := os.Stat(file)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("token file %s: %v %v, want mode 0600", file, fi, err)
+	token, _ := os.ReadFile(filepath.Join(cfg.NATS.TokenDir, fmt.Sprintf("nats-%d.token", port)))
+	for _, opts := range [][]nats.Option{nil, {nats.Token(strings.TrimSpace(string(token)))}} {
+		if nc, err := nats.Connect(url, append(opts, nats.Timeout(500*time.Millisecond))...); err == nil {
+			nc.Close()
+			t.Fatal("the embedded NATS server accepted a plaintext client")
+		}
 	}
-	token, _ := os.ReadFile(file)
-	nc, err := nats.Connect(url, nats.Token(strings.TrimSpace(string(token))))
-	if err != nil {
-		t.Fatalf("with the token from %s: %v", file, err)
-	}
-	nc.Close()
 
 	second := testConfig(t, url)
 	second.NATS.TokenDir = cfg.NATS.TokenDir
@@ -270,7 +269,7 @@ func TestEmbeddedNATSRequiresToken(t *testing.T) {
 		t.Fatalf("second keygate answers %d", got)
 	}
 	other := testConfig(t, url)
-	other.NATS.TokenDir = t.TempDir() // another user: no token
+	other.NATS.TokenDir = t.TempDir() // another user: no token, no certificate
 	if inst, err := serve.Start(e.ctx, other, slog.New(slog.DiscardHandler)); err == nil {
 		_ = inst.Shutdown()
 		t.Fatal("keygate without the token connected")

@@ -44,6 +44,7 @@ func DefaultOptions() Options {
 
 // Store is the key and account store.
 type Store struct {
+	js       jetstream.JetStream
 	keys     jetstream.KeyValue
 	accounts jetstream.KeyValue
 	limits   jetstream.KeyValue
@@ -63,7 +64,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{keys: keys, accounts: accounts}
+	s := &Store{js: js, keys: keys, accounts: accounts}
 	if s.limits, err = bucket(ctx, js, o.LimitsBucket, o.Replicas, "keygate rate-limit budgets"); err != nil {
 		return nil, err
 	}
@@ -123,6 +124,9 @@ func openOrCreate[T any](ctx context.Context, open, create func(context.Context)
 		}
 	}
 }
+
+// JetStream is the JetStream the buckets are bound through, for watchers.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
 
 // Keys is the keys bucket, for watchers.
 func (s *Store) Keys() jetstream.KeyValue { return s.keys }
