@@ -43,6 +43,7 @@ type options struct {
 	rounds        int
 	compare       bool
 	memory        bool
+	floor         string
 }
 
 func run(ctx context.Context) error {
@@ -61,6 +62,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "save each server's CPU profile during its last round to this file, with the server's name appended (and the other servers' meanwhile, with .during-<server>)")
 	flag.BoolVar(&o.compare, "compare", true, "compare keygate with the do-nothing server (and OPA)")
 	flag.BoolVar(&o.memory, "memory", true, "measure a sidecar keygate's memory with an external NATS")
+	flag.StringVar(&o.floor, "floor", "", "the floor ext_authz server binary (bench/floor): compare an embedded keygate with it and exit")
 	flag.Parse()
 	for _, c := range strings.Split(*conc, ",") {
 		var n int
@@ -70,13 +72,16 @@ func run(ctx context.Context) error {
 		o.concurrency = append(o.concurrency, n)
 	}
 
+	if o.floor != "" {
+		return floorComparison(ctx, o)
+	}
 	kg, startup, err := startKeygate(ctx, o.keygate)
 	if err != nil {
 		return err
 	}
 	defer kg.stop()
 	fmt.Printf("keygate startup to ready (embedded NATS, empty cache): %.0f ms\n", ms(startup))
-	reqs, hashes, err := seed(ctx, kg, o.keys, o.hot)
+	reqs, hashes, err := seed(ctx, kg, o.keys, o.hot, nil)
 	if err != nil {
 		return err
 	}

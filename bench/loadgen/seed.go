@@ -16,7 +16,7 @@ import (
 // seed creates keys in keygate's store, funds their account, and returns
 // the requests to send (hot of the keys in turn, with every 20th request,
 // 5%, carrying an unknown key or none) and the hashes of all the keys.
-func seed(ctx context.Context, kg *process, keys, hot int) ([]*authv3.CheckRequest, []string, error) {
+func seed(ctx context.Context, kg *process, keys, hot int, limit *store.RateLimit) ([]*authv3.CheckRequest, []string, error) {
 	begin := time.Now()
 	// As the admin commands do: TLS with the embedded server's certificate.
 	conn, err := broker.Connect(broker.Options{URL: kg.natsURL, Token: kg.natsToken, TokenDir: kg.tokenDir, Name: "loadgen"})
@@ -48,7 +48,7 @@ func seed(ctx context.Context, kg *process, keys, hot int) ([]*authv3.CheckReque
 			}
 			plain[i], hashes[i] = k, apikey.Hash(k)
 			return st.CreateKey(gctx, &store.Key{ID: id, Hash: hashes[i], AccountID: "bench", Env: store.EnvLive,
-				Scopes: []string{"*"}, Masked: format.Mask(k), CreatedAt: time.Now()})
+				Scopes: []string{"*"}, RateLimit: limit, Masked: format.Mask(k), CreatedAt: time.Now()})
 		})
 	}
 	if err := g.Wait(); err != nil {
