@@ -168,7 +168,7 @@ func (l *Limiter) Take(ctx context.Context, slot *Slot, id string, lim Limit, n 
 	ks.lastUse.Store(t)
 	if w := ks.cur.Load(); w != nil && w.holds(t) {
 		if left := w.tokens.Add(-n); left >= 0 {
-			if left <= w.low.Load() || t >= w.End()-int64(cover(time.Duration(w.Len)))/2 {
+			if left <= w.low.Load() || t >= w.End()-int64(cover(time.Duration(w.Len)))/2 && ks.next.Load() == nil {
 				l.ahead(ks)
 			}
 			return w.result(true, t)
