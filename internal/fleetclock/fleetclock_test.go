@@ -28,7 +28,7 @@ func TestMeasure(t *testing.T) {
 		if err := c.Measure(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if d := c.Now().Sub(time.Now()); d < -50*time.Millisecond || d > 50*time.Millisecond {
+		if d := time.Until(c.Now()); d < -50*time.Millisecond || d > 50*time.Millisecond {
 			t.Errorf("clock %v off: the fleet's clock reads %v from the server's", skew, d)
 		}
 		if warned := strings.Contains(logs.String(), "clock is off"); warned != (skew != 0) {

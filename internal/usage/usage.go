@@ -33,7 +33,7 @@ import (
 // error code.
 var Outcomes = []string{
 	"ok", "invalid_api_key", "expired_api_key", "insufficient_permissions",
-	"insufficient_balance", "rate_limit_exceeded", "auth_unavailable",
+	"insufficient_balance", "rate_limit_exceeded", "auth_unavailable", "invalid_path",
 }
 
 // outcomeIndex maps an outcome to its counter.
@@ -107,7 +107,7 @@ func New(w Writer, now func() time.Time, log *slog.Logger) *Recorder {
 type Counter struct {
 	key     string
 	hash    uint32               // places the key's offset into the minute
-	n       [7]atomic.Int64      // by Outcomes
+	n       [8]atomic.Int64      // by Outcomes
 	taken   int64                // counts taken for writes so far; the flusher's
 	seen    int64                // counted() at the last flush that retires; the flusher's
 	written int64                // unix minute of the last write here; the flusher's
