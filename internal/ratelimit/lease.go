@@ -202,7 +202,7 @@ func (ks *keyState) install(win Window, got, now int64) *window {
 		}
 	}
 	if used, span := w.leased.Load()-w.tokens.Load(), time.Duration(now-w.since); span >= cover(time.Duration(w.Len)) || used > 0 {
-		r := rateOver(used, span)
+		r := rateOver(used, span, time.Duration(w.Len))
 		if span < cover(time.Duration(w.Len)) {
 			r = max(r, ks.rate) // early in a window, the rate before still counts
 		}
@@ -212,7 +212,7 @@ func (ks *keyState) install(win Window, got, now int64) *window {
 	w.leased.Add(got)
 	raise(&w.granted, win.Granted)
 	w.spent.Store(win.Granted >= win.Limit)
-	w.low.Store(lowWater(ks.rate, time.Duration(w.Len)))
+	w.low.Store(lowWater(ks.rate, time.Duration(w.Len), w.tokens.Load()))
 	return w
 }
 

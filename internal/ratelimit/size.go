@@ -7,17 +7,29 @@ import (
 
 // Sizing: how many units a keygate leases at a time.
 const (
-	// coverFor is how long a lease lasts at the key's recent rate. The
-	// next lease is taken in the background once half of it is left, so
-	// a store that stalls for up to half of it (500 ms) denies nothing.
+	// coverFor is how long a lease lasts at the key's recent rate, at
+	// least. The next lease is taken in the background once half of it is
+	// left, so a store that stalls for up to half of it (500 ms) denies
+	// nothing.
 	coverFor = time.Second
 	// windowShare caps coverFor at an eighth of the window: the units a
 	// keygate holds and does not use before the window ends are lost to
 	// the others, so a short window's leases are short too.
 	windowShare = 8
-	// minRateSpan is the shortest span a rate is measured over: a burst
-	// of units close together counts as spread over it, so that a lease
-	// or two in, a burst leases tens at a time, not one by one.
+	// freeShare: while a key is far from its limit, a lease may run to
+	// this fraction of the keygate's share of what nobody holds (the free
+	// units divided by the keygates), up to what the key will use here
+	// before the window ends. A key in steady use far from its limit then
+	// takes about one lease a window; as the free units run out, leases
+	// shrink with them, so little is held unused when the limit is near.
+	freeShare = 4
+	// refillShare: the next lease is taken once a lease's units are down
+	// to a quarter, at the latest.
+	refillShare = 4
+	// minRateSpan is the shortest span a rate is measured over (or half a
+	// cover, if shorter): a burst of units close together counts as
+	// spread over it, so that a lease or two in, a burst leases tens at a
+	// time, not one by one.
 	minRateSpan = 50 * time.Millisecond
 )
 
@@ -32,27 +44,38 @@ type sizing struct {
 	peers  int64         // keygates sharing the budget, this one included
 }
 
-// cover is how long a lease lasts: coverFor, or less in a short window.
+// cover is how long a lease lasts at least: coverFor, or less in a short
+// window.
 func cover(window time.Duration) time.Duration { return min(coverFor, window/windowShare) }
 
-// size is how many units to lease: what this keygate expects to use over
-// a lease's cover beyond what it holds, but no more than it can use before
-// the window ends, nor more than its share of what nobody holds (so the
-// others find some too); and at least what is waiting.
+// size is how many units to lease, beyond what this keygate holds: what
+// it expects to use over a lease's cover, or, if more, up to freeShare of
+// its share of the free units but no more than it expects to use before
+// the window ends; never more than its share of the free units (so the
+// others find some), and at least what is waiting.
 func size(s sizing) int64 {
-	horizon := min(cover(s.window), s.left)
-	n := int64(math.Min(math.Ceil(s.rate*horizon.Seconds()), math.MaxInt32)) - s.held
-	n = min(n, s.free/max(s.peers, 1))
+	peers := max(s.peers, 1)
+	use := units(s.rate, min(cover(s.window), s.left))
+	ahead := min(s.free/(freeShare*peers), units(s.rate, s.left))
+	n := min(max(use, ahead)-s.held, s.free/peers)
 	return max(n, s.need, 0)
 }
 
-// lowWater is how few units may be left before the next lease is taken:
-// half of a lease's cover at rate.
-func lowWater(rate float64, window time.Duration) int64 {
-	return int64(math.Min(math.Ceil(rate*cover(window).Seconds()/2), math.MaxInt32))
+// units is what rate uses over d, rounded up.
+func units(rate float64, d time.Duration) int64 {
+	return int64(math.Min(math.Ceil(rate*d.Seconds()), math.MaxInt32))
 }
 
-// rateOver is the rate of used units over span, at least minRateSpan.
-func rateOver(used int64, span time.Duration) float64 {
-	return float64(max(used, 0)) / max(span, minRateSpan).Seconds()
+// lowWater is how few units may be left before the next lease is taken:
+// half of a lease's cover at rate, or a quarter of what a lease left held
+// (a rate measured early in a window may be far too low), whichever is
+// more.
+func lowWater(rate float64, window time.Duration, held int64) int64 {
+	return max(units(rate, cover(window)/2), held/refillShare)
+}
+
+// rateOver is the rate of used units over span, taken as at least
+// minRateSpan, or half a cover of window if that is shorter.
+func rateOver(used int64, span, window time.Duration) float64 {
+	return float64(max(used, 0)) / max(span, min(minRateSpan, cover(window)/2)).Seconds()
 }
