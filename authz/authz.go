@@ -103,22 +103,26 @@ func (s *Server) Limiter() *ratelimit.Limiter { return s.limiter }
 // Check implements Envoy's ext_authz Check. It never returns an error:
 // every failure is a deny the client can read.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return s.Decide(ctx, s.extract.requestOf(req)), nil
+}
+
+// Decide answers r, as Check does.
+func (s *Server) Decide(ctx context.Context, r *Request) *authv3.CheckResponse {
 	now := s.now()
-	resp, code, k := s.decide(ctx, req, now)
+	resp, code, k := s.decide(ctx, r, now)
 	if k != nil && s.usage != nil {
 		s.usage.Count(&k.use, k.ID, code)
 	}
 	if s.metrics != nil {
 		s.metrics.observe(code, s.now().Sub(now))
 	}
-	return resp, nil
+	return resp
 }
 
-// decide answers req, with the error code for metrics ("ok" on allow) and
+// decide answers r, with the error code for metrics ("ok" on allow) and
 // the key's cached record if the key is known.
-func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.Time) (*authv3.CheckResponse, string, *Key) {
-	http := req.GetAttributes().GetRequest().GetHttp()
-	raw, st := s.extract.extract(http)
+func (s *Server) decide(ctx context.Context, r *Request, now time.Time) (*authv3.CheckResponse, string, *Key) {
+	raw, st := s.extract.key(r)
 	if st != credOK {
 		resp, code := s.denyCredential(st)
 		return resp, code, nil
@@ -137,24 +141,24 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, now time.
 	if !e.Found {
 		return s.static[msgUnknown], CodeInvalidKey, nil
 	}
-	resp, code := s.decideKey(ctx, e.Value, http, req.GetAttributes().GetContextExtensions(), now)
+	resp, code := s.decideKey(ctx, e.Value, r, now)
 	return resp, code, e.Value
 }
 
 // decideKey answers a request made with the known key k.
-func (s *Server) decideKey(ctx context.Context, k *Key, http *authv3.AttributeContext_HttpRequest, ext map[string]string, now time.Time) (*authv3.CheckResponse, string) {
+func (s *Server) decideKey(ctx context.Context, k *Key, r *Request, now time.Time) (*authv3.CheckResponse, string) {
 	switch {
 	case k.revoked:
 		return s.static[msgRevoked], CodeInvalidKey
 	case k.expired(now):
 		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", k.expiry().Format(time.RFC3339))), CodeExpiredKey
 	}
-	need, err := s.routes.need(http.GetMethod(), http.GetPath(), ext)
+	need, err := s.routes.need(r.Method, r.Path, r.Scope, r.HasScope)
 	if err != nil {
 		return denyPath.response(fmt.Sprintf("The request path cannot be authorized: %s.", err.(*reqpath.Error).Reason)), CodeInvalidPath
 	}
 	if missing, ok := need.missing(k.policy.scopes); ok {
-		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", clip(missing), clip(http.GetMethod()), clip(trimQuery(http.GetPath()))),
+		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", clip(missing), clip(r.Method), clip(trimQuery(r.Path))),
 			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+quotable(clip(missing))+`"`)), CodeInsufficientScope
 	}
 	var acct *Account

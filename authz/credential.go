@@ -3,8 +3,6 @@ package authz
 import (
 	"strings"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-
 	"github.com/keygate/keygate/internal/config"
 )
 
@@ -28,25 +26,25 @@ type extractor struct {
 	sources []config.Credential
 }
 
-// extract returns the one key the request carries. Envoy sends headers
-// either as a map with lowercase names (as the API requires; configured
-// names are lowercase too) or, with encode_raw_headers, as a list with raw
-// byte values. Names are matched in any case in both.
-func (x *extractor) extract(h *authv3.AttributeContext_HttpRequest) (string, credStatus) {
+// key returns the one key r carries. Envoy sends headers either as a map
+// with lowercase names (as the API requires; configured names are
+// lowercase too) or, with encode_raw_headers, as a list with raw byte
+// values; names are matched in any case in both. From the map, the
+// configured (lowercase) names are read, and only if none is there, names
+// in another case, as other ext_authz clients may send them.
+func (x *extractor) key(r *Request) (string, credStatus) {
 	var f found
-	if m := h.GetHeaders(); len(m) > 0 {
-		x.fromMap(m, &f)
+	exact := false
+	for _, h := range r.named {
+		exact = exact || h.exact
 	}
-	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		s, ok := x.source(hv.GetKey())
-		if !ok {
-			continue
+	for _, h := range r.named {
+		if h.exact == exact {
+			f.add(credential(h.value, x.sources[h.source].Scheme))
 		}
-		v := hv.GetValue()
-		if raw := hv.GetRawValue(); len(raw) > 0 {
-			v = string(raw)
-		}
-		f.add(credential(v, s.Scheme))
+	}
+	for _, h := range r.raw {
+		f.add(credential(h.value, x.sources[h.source].Scheme))
 	}
 	if f.status == credOK && f.key == "" {
 		return "", credMissing
@@ -54,41 +52,10 @@ func (x *extractor) extract(h *authv3.AttributeContext_HttpRequest) (string, cre
 	return f.key, f.status
 }
 
-// fromMap reads the credential headers from the headers map: by their
-// lowercase names, as Envoy sends them, and only if none is there, in any
-// case, as other ext_authz clients may send them.
-func (x *extractor) fromMap(m map[string]string, f *found) {
-	seen := false
-	for _, s := range x.sources {
-		if v, ok := m[s.Header]; ok {
-			f.add(credential(v, s.Scheme))
-			seen = true
-		}
-	}
-	if seen {
-		return
-	}
-	for name, v := range m {
-		if s, ok := x.source(name); ok {
-			f.add(credential(v, s.Scheme))
-		}
-	}
-}
-
 // found accumulates credentials seen so far.
 type found struct {
 	key    string
 	status credStatus
-}
-
-// source returns the credential source for header name, if any.
-func (x *extractor) source(name string) (config.Credential, bool) {
-	for _, s := range x.sources {
-		if len(name) == len(s.Header) && strings.EqualFold(name, s.Header) {
-			return s, true
-		}
-	}
-	return config.Credential{}, false
 }
 
 func (f *found) add(key string, st credStatus) {

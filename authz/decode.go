@@ -1,38 +1,30 @@
 package authz
 
 import (
-	"bytes"
 	"errors"
-	"strings"
+	"unsafe"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Decoder reads a serialized CheckRequest keeping only what Check uses:
-// the method, the path, the context extensions and the credential headers
-// (from the headers map and from header_map, named in any case).
-// Everything else Envoy sends (peers, TLS details, other headers, the
-// body) is skipped without being allocated, which is most of the cost of
-// reading a request. Where it keeps a field, the result is what
+// Decoder reads a serialized CheckRequest into a Request, keeping only
+// what a decision uses: the method, the path, the keygate.scope context
+// extension and the credential headers (from the headers map and from
+// header_map, named in any case). Everything else Envoy sends (peers, TLS
+// details, other headers, the body) is skipped without being allocated,
+// and what is kept is copied into the Request's own buffer: a decoded
+// check allocates nothing. Where it keeps a field, the result is what
 // proto.Unmarshal gives (FuzzDecode checks). It checks the wire format
 // only: invalid UTF-8, which Envoy sends when a header carries such bytes
 // and encode_raw_headers is off, is kept as it is, never an error, so
 // such a request is decided (a key with those bytes is malformed) instead
 // of failing the call.
 type Decoder struct {
-	headers []string // credential header names, lowercase
+	x *extractor
 }
 
 // Decoder returns the request decoder for s's credential headers.
-func (s *Server) Decoder() *Decoder {
-	d := &Decoder{}
-	for _, c := range s.extract.sources {
-		d.headers = append(d.headers, c.Header)
-	}
-	return d
-}
+func (s *Server) Decoder() *Decoder { return &Decoder{x: &s.extract} }
 
 var errFieldNumber = errors.New("invalid field number")
 
@@ -52,110 +44,91 @@ const (
 	fieldRawValue          = 3  // HeaderValue.raw_value
 )
 
-// Decode reads b into req, which is empty or holds an earlier part of the
-// same message (fields merge as in proto.Unmarshal).
-func (d *Decoder) Decode(b []byte, req *authv3.CheckRequest) error {
-	r := fields{b: b}
-	for num, v, ok := r.next(); ok; num, v, ok = r.next() {
-		if num != fieldAttributes {
-			continue
-		}
-		if req.Attributes == nil {
-			req.Attributes = &authv3.AttributeContext{}
-		}
-		if err := d.attributes(v, req.Attributes); err != nil {
-			return err
+// DecodeRequest reads b into r, which is empty or holds an earlier part of
+// the same message (fields merge as in proto.Unmarshal).
+func (d *Decoder) DecodeRequest(b []byte, r *Request) error {
+	if cap(r.buf)-len(r.buf) < len(b) { // every string kept fits: no copy moves
+		r.buf = append(make([]byte, 0, len(r.buf)+len(b)), r.buf...)
+	}
+	f := fields{b: b}
+	for num, v, ok := f.next(); ok; num, v, ok = f.next() {
+		if num == fieldAttributes {
+			if err := d.attributes(v, r); err != nil {
+				return err
+			}
 		}
 	}
-	return r.err
+	return f.err
 }
 
-func (d *Decoder) attributes(b []byte, a *authv3.AttributeContext) error {
-	r := fields{b: b}
-	for num, v, ok := r.next(); ok; num, v, ok = r.next() {
+func (d *Decoder) attributes(b []byte, r *Request) error {
+	f := fields{b: b}
+	for num, v, ok := f.next(); ok; num, v, ok = f.next() {
 		var err error
 		switch num {
 		case fieldRequest:
-			if a.Request == nil {
-				a.Request = &authv3.AttributeContext_Request{}
-			}
-			err = d.request(v, a.Request)
+			err = d.request(v, r)
 		case fieldContextExtensions:
 			var key, value []byte
-			if key, value, err = entry(v); err == nil {
-				if a.ContextExtensions == nil {
-					a.ContextExtensions = map[string]string{}
-				}
-				a.ContextExtensions[string(key)] = string(value)
+			if key, value, err = entry(v); err == nil && string(key) == ScopeExtension {
+				r.Scope, r.HasScope = r.keep(value), true
 			}
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return r.err
+	return f.err
 }
 
-func (d *Decoder) request(b []byte, req *authv3.AttributeContext_Request) error {
-	r := fields{b: b}
-	for num, v, ok := r.next(); ok; num, v, ok = r.next() {
-		if num != fieldHTTP {
-			continue
-		}
-		if req.Http == nil {
-			req.Http = &authv3.AttributeContext_HttpRequest{}
-		}
-		if err := d.http(v, req.Http); err != nil {
-			return err
+func (d *Decoder) request(b []byte, r *Request) error {
+	f := fields{b: b}
+	for num, v, ok := f.next(); ok; num, v, ok = f.next() {
+		if num == fieldHTTP {
+			if err := d.http(v, r); err != nil {
+				return err
+			}
 		}
 	}
-	return r.err
+	return f.err
 }
 
-func (d *Decoder) http(b []byte, h *authv3.AttributeContext_HttpRequest) error {
-	r := fields{b: b}
-	for num, v, ok := r.next(); ok; num, v, ok = r.next() {
+func (d *Decoder) http(b []byte, r *Request) error {
+	f := fields{b: b}
+	for num, v, ok := f.next(); ok; num, v, ok = f.next() {
 		var err error
 		switch num {
 		case fieldMethod:
-			err = setString(&h.Method, v)
+			r.Method = r.keep(v)
 		case fieldPath:
-			err = setString(&h.Path, v)
+			r.Path = r.keep(v)
 		case fieldHeaders:
 			var key, value []byte
 			if key, value, err = entry(v); err == nil {
-				if name, ok := d.credential(key); ok {
-					if h.Headers == nil {
-						h.Headers = map[string]string{}
-					}
-					if string(key) != name { // another spelling: kept as sent
-						name = string(key)
-					}
-					h.Headers[name] = string(value)
+				if i, ok := d.x.sourceIndex(unsafeString(key)); ok {
+					name := r.keep(key)
+					r.setNamed(credHeader{source: i, name: name, exact: name == d.x.sources[i].Header, value: r.keep(value)})
 				}
 			}
 		case fieldHeaderMap:
-			if h.HeaderMap == nil {
-				h.HeaderMap = &corev3.HeaderMap{}
-			}
-			err = d.headerMap(v, h.HeaderMap)
+			err = d.headerMap(v, r)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return r.err
+	return f.err
 }
 
-func (d *Decoder) headerMap(b []byte, m *corev3.HeaderMap) error {
-	r := fields{b: b}
-	for num, v, ok := r.next(); ok; num, v, ok = r.next() {
+func (d *Decoder) headerMap(b []byte, r *Request) error {
+	f := fields{b: b}
+	for num, v, ok := f.next(); ok; num, v, ok = f.next() {
 		if num != fieldHeaderMapHeaders {
 			continue
 		}
 		var key, value, raw []byte
-		hr := fields{b: v}
-		for num, v, ok := hr.next(); ok; num, v, ok = hr.next() {
+		hf := fields{b: v}
+		for num, v, ok := hf.next(); ok; num, v, ok = hf.next() {
 			switch num {
 			case fieldKey:
 				key = v
@@ -165,29 +138,33 @@ func (d *Decoder) headerMap(b []byte, m *corev3.HeaderMap) error {
 				raw = v
 			}
 		}
-		if hr.err != nil {
-			return hr.err
+		if hf.err != nil {
+			return hf.err
 		}
-		if _, ok := d.credential(key); ok {
-			hv := &corev3.HeaderValue{Key: string(key), Value: string(value)}
+		if i, ok := d.x.sourceIndex(unsafeString(key)); ok {
 			if len(raw) > 0 {
-				hv.RawValue = bytes.Clone(raw)
+				value = raw
 			}
-			m.Headers = append(m.Headers, hv)
+			r.raw = append(r.raw, credHeader{source: i, value: r.keep(value)})
 		}
 	}
-	return r.err
+	return f.err
 }
 
-// credential returns the configured name that name is, in any case.
-func (d *Decoder) credential(name []byte) (string, bool) {
-	for _, h := range d.headers {
-		if string(name) == h || len(name) == len(h) && strings.EqualFold(string(name), h) {
-			return h, true
-		}
+// keep copies v into r's buffer and returns it as a string that lives as
+// long as r is not reset.
+func (r *Request) keep(v []byte) string {
+	if len(v) == 0 {
+		return ""
 	}
-	return "", false
+	start := len(r.buf)
+	r.buf = append(r.buf, v...)
+	return unsafeString(r.buf[start:])
 }
+
+// unsafeString is b as a string, without a copy: b must not change while
+// the string is in use.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // entry reads a map<string, string> entry.
 func entry(b []byte) (key, value []byte, err error) {
@@ -204,11 +181,6 @@ func entry(b []byte) (key, value []byte, err error) {
 		return nil, nil, r.err
 	}
 	return key, value, nil
-}
-
-func setString(dst *string, v []byte) error {
-	*dst = string(v)
-	return nil
 }
 
 // fields reads the length-delimited fields of a message in turn. It skips

@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -8,43 +10,25 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/keygate/keygate/internal/config"
 )
 
-// projected is what Decode keeps of a request that proto.Unmarshal read.
-func projected(d *Decoder, full *authv3.CheckRequest) *authv3.CheckRequest {
-	a := full.GetAttributes()
-	if a == nil {
-		return &authv3.CheckRequest{}
+// testExtractor reads keys from authorization (Bearer) and x-api-key.
+var testExtractor = &extractor{sources: []config.Credential{{Header: "authorization", Scheme: "Bearer"}, {Header: "x-api-key"}}}
+
+// sameRequest reports whether two Requests say the same: the method, the
+// path, the scope, and the credential headers (the named ones in any
+// order, as a map has none).
+func sameRequest(a, b *Request) bool {
+	if a.Method != b.Method || a.Path != b.Path || a.Scope != b.Scope || a.HasScope != b.HasScope || !slices.Equal(a.raw, b.raw) {
+		return false
 	}
-	out := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: a.GetContextExtensions()}}
-	r := a.GetRequest()
-	if r == nil {
-		return out
-	}
-	out.Attributes.Request = &authv3.AttributeContext_Request{}
-	h := r.GetHttp()
-	if h == nil {
-		return out
-	}
-	ph := &authv3.AttributeContext_HttpRequest{Method: h.GetMethod(), Path: h.GetPath()}
-	for k, v := range h.GetHeaders() {
-		if _, ok := d.credential([]byte(k)); ok {
-			if ph.Headers == nil {
-				ph.Headers = map[string]string{}
-			}
-			ph.Headers[k] = v
-		}
-	}
-	if hm := h.GetHeaderMap(); hm != nil {
-		ph.HeaderMap = &corev3.HeaderMap{}
-		for _, hv := range hm.GetHeaders() {
-			if _, ok := d.credential([]byte(hv.GetKey())); ok {
-				ph.HeaderMap.Headers = append(ph.HeaderMap.Headers, &corev3.HeaderValue{Key: hv.GetKey(), Value: hv.GetValue(), RawValue: hv.GetRawValue()})
-			}
-		}
-	}
-	out.Attributes.Request.Http = ph
-	return out
+	key := func(h credHeader) string { return h.name }
+	sa, sb := slices.Clone(a.named), slices.Clone(b.named)
+	slices.SortFunc(sa, func(x, y credHeader) int { return strings.Compare(key(x), key(y)) })
+	slices.SortFunc(sb, func(x, y credHeader) int { return strings.Compare(key(x), key(y)) })
+	return slices.Equal(sa, sb)
 }
 
 // envoyRequest is a Check as Envoy sends it, with peers, time, TLS-free
@@ -69,29 +53,30 @@ func envoyRequest() *authv3.CheckRequest {
 }
 
 func TestDecodeKeepsWhatCheckUses(t *testing.T) {
-	d := &Decoder{headers: []string{"authorization", "x-api-key"}}
+	d := &Decoder{x: testExtractor}
 	full := envoyRequest()
 	b, err := proto.Marshal(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := &authv3.CheckRequest{}
-	if err := d.Decode(b, got); err != nil {
+	got := GetRequest()
+	defer PutRequest(got)
+	if err := d.DecodeRequest(b, got); err != nil {
 		t.Fatal(err)
 	}
-	if want := projected(d, full); !proto.Equal(got, want) {
-		t.Fatalf("Decode gave\n%v\nwant\n%v", got, want)
+	if want := testExtractor.requestOf(full); !sameRequest(got, want) {
+		t.Fatalf("DecodeRequest gave\n%+v\nwant\n%+v", got, want)
 	}
-	if len(got.GetAttributes().GetRequest().GetHttp().GetHeaders()) != 2 || len(got.GetAttributes().GetRequest().GetHttp().GetHeaderMap().GetHeaders()) != 2 {
-		t.Fatalf("kept headers other than the credentials: %v", got)
+	if len(got.named) != 2 || len(got.raw) != 2 || got.Scope != "chat:send" {
+		t.Fatalf("kept %+v", got)
 	}
 }
 
-// FuzzDecode checks Decode against proto.Unmarshal: whenever that reads
-// the bytes, Decode reads the same method, path, context extensions and
-// credential headers; Decode fails only where proto.Unmarshal fails too.
+// FuzzDecode checks DecodeRequest against proto.Unmarshal: whenever that
+// reads the bytes, DecodeRequest reads the same method, path, scope and
+// credential headers; it fails only where proto.Unmarshal fails too.
 func FuzzDecode(f *testing.F) {
-	d := &Decoder{headers: []string{"authorization", "x-api-key"}}
+	d := &Decoder{x: testExtractor}
 	seed := func(m proto.Message) {
 		b, _ := proto.Marshal(m)
 		f.Add(b)
@@ -101,45 +86,54 @@ func FuzzDecode(f *testing.F) {
 	twice, _ := proto.Marshal(envoyRequest()) // fields repeat: messages merge, scalars and map keys take the last
 	f.Add(append(twice, twice...))
 	f.Add(protowire.AppendTag(nil, fieldAttributes, protowire.VarintType))
-	f.Add([]byte("\x0a\x05\x22\x03\x12\x01\xff"))         // invalid UTF-8 in a field Decode skips
+	f.Add([]byte("\x0a\x05\x22\x03\x12\x01\xff"))         // invalid UTF-8 in a field DecodeRequest skips
 	f.Add([]byte("\x0a\x07\x22\x05\x12\x03\x12\x01\xff")) // invalid UTF-8 in the method
 	f.Add(protowire.AppendTag(nil, protowire.MaxValidNumber+1, protowire.VarintType))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		full := &authv3.CheckRequest{}
 		fullErr := proto.Unmarshal(b, full)
-		got := &authv3.CheckRequest{}
-		err := d.Decode(b, got)
+		got := GetRequest()
+		defer PutRequest(got)
+		err := d.DecodeRequest(b, got)
 		switch {
 		case err != nil && fullErr == nil:
-			t.Fatalf("Decode failed (%v) where proto.Unmarshal did not", err)
+			t.Fatalf("DecodeRequest failed (%v) where proto.Unmarshal did not", err)
 		case fullErr != nil:
 			return
 		}
-		if want := projected(d, full); !proto.Equal(got, want) {
-			t.Fatalf("Decode gave\n%v\nproto.Unmarshal, projected:\n%v", got, want)
+		if want := testExtractor.requestOf(full); !sameRequest(got, want) {
+			t.Fatalf("DecodeRequest gave\n%+v\nproto.Unmarshal:\n%+v", got, want)
 		}
 	})
 }
 
-// BenchmarkDecodeRequest reads a request as Envoy sends it with Decode;
-// BenchmarkDecodeRequestProto with proto.Unmarshal, as gRPC's codec does.
+// BenchmarkDecodeRequest reads a request as Envoy sends it with
+// DecodeRequest into a pooled Request; BenchmarkDecodeRequestProto with
+// proto.Unmarshal, as gRPC's codec does.
 func BenchmarkDecodeRequest(b *testing.B) {
-	d := &Decoder{headers: []string{"authorization", "x-api-key"}}
-	benchDecode(b, func(buf []byte, req *authv3.CheckRequest) error { return d.Decode(buf, req) })
-}
-
-func BenchmarkDecodeRequestProto(b *testing.B) {
-	benchDecode(b, func(buf []byte, req *authv3.CheckRequest) error { return proto.Unmarshal(buf, req) })
-}
-
-func benchDecode(b *testing.B, decode func([]byte, *authv3.CheckRequest) error) {
+	d := &Decoder{x: testExtractor}
 	buf, err := proto.Marshal(envoyRequest())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := decode(buf, &authv3.CheckRequest{}); err != nil {
+		r := GetRequest()
+		if err := d.DecodeRequest(buf, r); err != nil {
+			b.Fatal(err)
+		}
+		PutRequest(r)
+	}
+}
+
+func BenchmarkDecodeRequestProto(b *testing.B) {
+	buf, err := proto.Marshal(envoyRequest())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := proto.Unmarshal(buf, &authv3.CheckRequest{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -172,7 +172,7 @@ func FuzzExtract(f *testing.F) {
 	x := &extractor{sources: config.Default().Credentials}
 	f.Fuzz(func(t *testing.T, auth, apiKey, name, value string, form uint8, grow uint16) {
 		req, sent := buildRequest(auth, apiKey, name, value, form, grow)
-		got, st := x.extract(req)
+		got, st := x.key(x.requestOf(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: req}}}))
 
 		// What the reference reading finds in the headers sent.
 		// Names in the headers map match exactly (lowercase) or, when no

@@ -27,18 +27,17 @@ func newRoutes(table []config.Route, defaultScope string) routes {
 
 // need returns the scopes a request needs (none, one, or one for each
 // route a reading of its path leads to), or a *reqpath.Error when the
-// path is refused. HEAD needs what GET needs. Without a context
-// extension, every reading of the path (reqpath.Readings) needs its
+// path is refused; s is the keygate.scope context extension, if override.
+// HEAD needs what GET needs. Without a context extension, every reading of the path (reqpath.Readings) needs its
 // route's scope, or the default scope where no route matches; with one,
 // Envoy has routed the path as sent, and other readings add the scope of
 // any other route they lead to. Methods and path prefixes match whatever
 // their case (in ASCII), since many backends route "/V1/CHAT/COMPLETIONS"
 // or "post" like the canonical spelling.
-func (r routes) need(method, target string, ext map[string]string) (needs, error) {
+func (r routes) need(method, target, s string, override bool) (needs, error) {
 	if method == "HEAD" || equalFold(method, "HEAD") {
 		method = "GET"
 	}
-	s, override := ext[ScopeExtension]
 	if p, ok := reqpath.Simple(target); ok { // the common case: one reading, no allocation
 		if override {
 			return needs{first: s}, nil

@@ -56,11 +56,7 @@ func TestNeed(t *testing.T) {
 		{"GET", "/v1/models/..%2F..%2Fv1%2Fadmin", "models:read", []string{"models:read", "admin"}},
 		{"GET", "/v1/models", "", []string{"models:read"}},
 	} {
-		var ext map[string]string
-		if c.ext != "" {
-			ext = map[string]string{ScopeExtension: c.ext}
-		}
-		n, err := r.need(c.method, c.target, ext)
+		n, err := r.need(c.method, c.target, c.ext, c.ext != "")
 		if err != nil {
 			t.Errorf("%s %s: %v", c.method, c.target, err)
 			continue
@@ -88,7 +84,7 @@ func sorted(s []string) []string {
 func TestNeedRefuses(t *testing.T) {
 	r := newRoutes(testRoutes, "")
 	for _, target := range []string{"/v1/models%00", "/v1/%zz", "/v1/mod\x01els", "/v1/é", "models", "/v1/%c0%ae%c0%ae/"} {
-		if n, err := r.need("GET", target, nil); !reqpath.IsInvalid(err) {
+		if n, err := r.need("GET", target, "", false); !reqpath.IsInvalid(err) {
 			t.Errorf("GET %q needs %q, want it refused", target, n.all())
 		}
 	}

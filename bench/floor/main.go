@@ -9,6 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -53,7 +55,11 @@ func main() {
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:9293", "listen address")
 	workers := flag.Uint("workers", 128, "gRPC stream workers (keygate uses 128)")
+	admin := flag.String("pprof", "", "serve /debug/pprof/ on this address")
 	flag.Parse()
+	if *admin != "" {
+		go func() { _ = http.ListenAndServe(*admin, nil) }() //nolint:gosec // benchmark tool on loopback
+	}
 	b, err := proto.Marshal(ok)
 	if err != nil {
 		return err

@@ -77,6 +77,21 @@ func floorComparison(ctx context.Context, o options) error {
 			fmt.Printf("round %d %-8s %8.0f checks/s  p99 %6.3f ms\n", r+1, p.name, rps[i][r], p99[i][r]/1e6)
 		}
 	}
+	if o.cpuprofile != "" { // one round more, each server profiled through it
+		for _, p := range []*process{floor, kg} {
+			t, closeConns, err := newTarget(p, floorConns)
+			if err != nil {
+				return err
+			}
+			done := make(chan error, 1)
+			go func() { done <- p.profile(8*time.Second, o.cpuprofile+"."+p.name) }()
+			driveN(ctx, t.conns, frames, floorConcurrency, 12*floorChecks)
+			closeConns()
+			if err := <-done; err != nil {
+				return err
+			}
+		}
+	}
 	median := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
 	fmt.Printf("keygate / floor, medians of %d rounds: throughput %.2f (target >= 0.92), p99 %.2f (target <= 1.2)\n",
 		floorRounds, median(rps[1])/median(rps[0]), median(p99[1])/median(p99[0]))

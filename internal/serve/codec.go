@@ -28,8 +28,8 @@ type vtMessage interface {
 // as no stats handler and no request tracing are installed, and keygate
 // installs neither.
 //
-// A CheckRequest is read with authz's Decoder, which keeps only what the
-// decision uses.
+// A check is read with authz's Decoder into a pooled authz.Request, which
+// keeps only what the decision uses (see checkService).
 type codec struct {
 	encoding.CodecV2
 	release bool
@@ -54,16 +54,16 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func (c codec) unmarshal(data mem.BufferSlice, v any) error {
-	req, ok := v.(*authv3.CheckRequest)
+	req, ok := v.(*authz.Request)
 	if !ok || c.decoder == nil {
 		return c.CodecV2.Unmarshal(data, v)
 	}
 	if len(data) == 1 { // the usual case: no copy
-		return c.decoder.Decode(data[0].ReadOnlyData(), req)
+		return c.decoder.DecodeRequest(data[0].ReadOnlyData(), req)
 	}
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
-	return c.decoder.Decode(buf.ReadOnlyData(), req)
+	return c.decoder.DecodeRequest(buf.ReadOnlyData(), req)
 }
 
 // Marshal implements encoding.CodecV2.
@@ -76,6 +76,18 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c codec) marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*authv3.CheckResponse); ok {
+		buf := smallBuffers.Get(0)
+		if b, ok := authz.AppendAllow((*buf)[:0], r); ok {
+			if cap(b) != smallBufferCap { // grew past the pool's buffers
+				smallBuffers.Put(buf)
+				return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+			}
+			*buf = b
+			return mem.BufferSlice{mem.NewBuffer(buf, smallBuffers)}, nil
+		}
+		smallBuffers.Put(buf)
+	}
 	m, ok := v.(vtMessage)
 	if !ok {
 		return c.CodecV2.Marshal(v)

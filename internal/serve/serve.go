@@ -380,7 +380,7 @@ func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *promethe
 		}))
 	inst.grpc = grpc.NewServer(opts...)
 	inst.health = health.NewServer()
-	authv3.RegisterAuthorizationServer(inst.grpc, srv)
+	inst.grpc.RegisterService(&checkService, srv)
 	healthpb.RegisterHealthServer(inst.grpc, inst.health)
 	if cfg.GRPCReflection {
 		reflection.Register(inst.grpc)

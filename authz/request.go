@@ -1,0 +1,98 @@
+package authz
+
+import (
+	"strings"
+	"sync"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// Request is what a decision reads of a check: the method, the path, the
+// scope a route's context extension names, and the credential headers.
+// Check builds one from a CheckRequest; the gRPC server decodes one
+// straight from the wire into a pooled Request (Decoder.DecodeRequest,
+// GetRequest), so that a check allocates none of the request's messages,
+// maps or strings.
+type Request struct {
+	Method, Path string
+	Scope        string // the keygate.scope context extension, if HasScope
+	HasScope     bool
+	// named are the credential headers of the headers map (the last value
+	// of each name, as a map keeps), raw those of header_map, in order.
+	named, raw []credHeader
+	buf        []byte // what the strings point into, when decoded
+}
+
+// credHeader is one credential header: which source it matches, whether
+// its name is the source's as configured (lowercase), and its value.
+type credHeader struct {
+	source int
+	name   string
+	exact  bool
+	value  string
+}
+
+// requests recycles the Requests the gRPC server decodes into.
+var requests = sync.Pool{New: func() any { return new(Request) }}
+
+// GetRequest returns an empty Request to decode into; PutRequest hands it
+// back once its check is answered (the answer holds none of its strings).
+func GetRequest() *Request { return requests.Get().(*Request) }
+
+// PutRequest recycles r.
+func PutRequest(r *Request) {
+	r.reset()
+	requests.Put(r)
+}
+
+func (r *Request) reset() {
+	*r = Request{named: r.named[:0], raw: r.raw[:0], buf: r.buf[:0]}
+}
+
+// setNamed records value for header name of the headers map, replacing
+// an earlier value of the same name.
+func (r *Request) setNamed(h credHeader) {
+	for i := range r.named {
+		if r.named[i].name == h.name {
+			r.named[i] = h
+			return
+		}
+	}
+	r.named = append(r.named, h)
+}
+
+// requestOf is the Request of a CheckRequest.
+func (x *extractor) requestOf(req *authv3.CheckRequest) *Request {
+	r := &Request{}
+	a := req.GetAttributes()
+	if s, ok := a.GetContextExtensions()[ScopeExtension]; ok {
+		r.Scope, r.HasScope = s, true
+	}
+	h := a.GetRequest().GetHttp()
+	r.Method, r.Path = h.GetMethod(), h.GetPath()
+	for name, v := range h.GetHeaders() {
+		if i, ok := x.sourceIndex(name); ok {
+			r.setNamed(credHeader{source: i, name: name, exact: name == x.sources[i].Header, value: v})
+		}
+	}
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		if i, ok := x.sourceIndex(hv.GetKey()); ok {
+			v := hv.GetValue()
+			if raw := hv.GetRawValue(); len(raw) > 0 {
+				v = string(raw)
+			}
+			r.raw = append(r.raw, credHeader{source: i, value: v})
+		}
+	}
+	return r
+}
+
+// sourceIndex returns the credential source for header name, in any case.
+func (x *extractor) sourceIndex(name string) (int, bool) {
+	for i, s := range x.sources {
+		if len(name) == len(s.Header) && (name == s.Header || strings.EqualFold(name, s.Header)) {
+			return i, true
+		}
+	}
+	return 0, false
+}
