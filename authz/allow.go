@@ -27,7 +27,8 @@ type allowResponse struct {
 	vals     [2]corev3.HeaderValue
 	upstream [4]*corev3.HeaderValueOption
 	client   [5]*corev3.HeaderValueOption
-	released bool // in the pool
+	big      bigNumbers // rate headers whose values the shared cache does not keep
+	released bool       // in the pool
 }
 
 // Shared by every allow: responses are only read once built.
@@ -53,6 +54,7 @@ func newAllowResponse() *allowResponse {
 		a.mdVals[i].Kind = &a.mdStrs[i]
 		a.md.Fields[name] = &a.mdVals[i]
 	}
+	a.big.init()
 	a.oneof.OkResponse = &a.ok
 	a.resp = authv3.CheckResponse{Status: okStatus, HttpResponse: &a.oneof, DynamicMetadata: &a.md}
 	return a
@@ -92,7 +94,7 @@ func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.Chec
 	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.policy.scopesHeader, k.policy.envHeader}
 	client := a.client[:0]
 	if rl != nil {
-		client = s.headers.appendRate(client, rl)
+		client = s.headers.appendRate(client, rl, &a.big)
 	}
 	if acct != nil && acct.Balance < s.threshold(acct) {
 		client = append(client, balanceLow,

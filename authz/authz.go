@@ -193,7 +193,9 @@ const maxRetryWait = 60 * time.Second
 
 func (s *Server) denyRate(k *Key, r *ratelimit.Result) *authv3.CheckResponse {
 	wait := seconds(int64(r.Reset))
-	hs := append(s.headers.appendRate(nil, r), header("retry-after", wait))
+	big := new(bigNumbers)
+	big.init()
+	hs := append(s.headers.appendRate(nil, r, big), header("retry-after", wait))
 	if r.Reset > maxRetryWait {
 		hs = append(hs, header("x-should-retry", "false"))
 	}

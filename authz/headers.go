@@ -3,6 +3,7 @@ package authz
 import (
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
@@ -22,10 +23,29 @@ const maxCachedNumber = 10_000
 // rateHeaders are the rate-limit headers, in the order rate adds them.
 var rateHeaders = [...]string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}
 
-// number returns rate-limit header i with value n.
-func (c *headerCache) number(i int, n int64) *corev3.HeaderValueOption {
+// bigNumbers holds, inside one pooled allow response, the rate-limit
+// headers whose values the cache does not keep; their strings point into
+// digits and live as long as the response.
+type bigNumbers struct {
+	opts   [len(rateHeaders)]corev3.HeaderValueOption
+	vals   [len(rateHeaders)]corev3.HeaderValue
+	digits [len(rateHeaders)][20]byte // the longest int64
+}
+
+func (b *bigNumbers) init() {
+	for i := range b.opts {
+		b.vals[i].Key = rateHeaders[i]
+		b.opts[i] = corev3.HeaderValueOption{Header: &b.vals[i], AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+	}
+}
+
+// number returns rate-limit header i with value n, from the cache or
+// written into big.
+func (c *headerCache) number(i int, n int64, big *bigNumbers) *corev3.HeaderValueOption {
 	if n < 0 || n > maxCachedNumber {
-		return header(rateHeaders[i], strconv.FormatInt(n, 10))
+		d := strconv.AppendInt(big.digits[i][:0], n, 10)
+		big.vals[i].Value = unsafe.String(&d[0], len(d))
+		return &big.opts[i]
 	}
 	p := &c.numbers[i][n]
 	if h := p.Load(); h != nil {
@@ -37,8 +57,8 @@ func (c *headerCache) number(i int, n int64) *corev3.HeaderValueOption {
 }
 
 // appendRate appends the three x-ratelimit-* headers for r to dst.
-func (c *headerCache) appendRate(dst []*corev3.HeaderValueOption, r *ratelimit.Result) []*corev3.HeaderValueOption {
-	return append(dst, c.number(0, r.Limit), c.number(1, r.Remaining), c.number(2, ceilSeconds(int64(r.Reset))))
+func (c *headerCache) appendRate(dst []*corev3.HeaderValueOption, r *ratelimit.Result, big *bigNumbers) []*corev3.HeaderValueOption {
+	return append(dst, c.number(0, r.Limit, big), c.number(1, r.Remaining, big), c.number(2, ceilSeconds(int64(r.Reset)), big))
 }
 
 // ceilSeconds rounds nanoseconds up to whole seconds.
