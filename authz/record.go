@@ -48,7 +48,7 @@ func (p *policy) test() bool { return p.env == store.EnvTest }
 
 // NewKey builds the cached form of a key record.
 func NewKey(k *store.Key) *Key {
-	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), budget: k.Budget(), policy: internPolicy(k), revoked: k.Revoked(), expiresAt: math.MaxInt64}
+	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), budget: k.LimitID(), policy: internPolicy(k), revoked: k.Revoked(), expiresAt: math.MaxInt64}
 	if k.ExpiresAt != nil {
 		// Milliseconds hold every date JSON can carry (years 0-9999)
 		// without overflow, unlike UnixNano (1678-2262).

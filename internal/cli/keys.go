@@ -532,7 +532,7 @@ func successor(old *store.Key, now time.Time) *store.Key {
 		// no_rate_limit is kept: a successor is never stricter, nor looser.
 		NoRateLimit: old.NoRateLimit,
 		// The two share one rate-limit budget while both work.
-		BudgetID: old.Budget(),
+		BudgetID: old.LimitID(),
 	}
 	if old.RateLimit != nil {
 		rl := *old.RateLimit

@@ -131,17 +131,17 @@ func BenchmarkFleetLimits(b *testing.B) {
 			weights = map[string][]float64{"balanced": balanced5, "skewed": skewed5}
 		}
 		for _, traffic := range []string{"balanced", "skewed"} {
-			for _, lim := range []Limit{{10, time.Minute}, {100, time.Minute}, {600, time.Minute}, {100, 10 * time.Second}, {1000, time.Second}} {
+			for _, lim := range []Limit{{Units: 10, Window: time.Minute}, {Units: 100, Window: time.Minute}, {Units: 600, Window: time.Minute}, {Units: 100, Window: 10 * time.Second}, {Units: 1000, Window: time.Second}} {
 				matrix = append(matrix, scenario{name: fmt.Sprintf("%d %s %d/%s", n, traffic, lim.Units, lim.Window),
 					terms: same(n, lim), weights: weights[traffic]})
 			}
 		}
 		for _, fault := range []string{"stall", "slow", "unwritable", "cut"} {
-			matrix = append(matrix, scenario{name: fmt.Sprintf("%d skewed 100/1m %s", n, fault), terms: same(n, Limit{100, time.Minute}),
+			matrix = append(matrix, scenario{name: fmt.Sprintf("%d skewed 100/1m %s", n, fault), terms: same(n, Limit{Units: 100, Window: time.Minute}),
 				weights: weights["skewed"], fault: fault})
 		}
-		mixed := []Limit{{100, 10 * time.Second}, {100, 20 * time.Second}}
-		rolling := []Limit{{600, time.Minute}, {10, time.Second}}
+		mixed := []Limit{{Units: 100, Window: 10 * time.Second}, {Units: 100, Window: 20 * time.Second}}
+		rolling := []Limit{{Units: 600, Window: time.Minute}, {Units: 10, Window: time.Second}}
 		for name, pair := range map[string][]Limit{"mixed 100/10s 100/20s": mixed, "mixed 600/1m 10/1s": rolling} {
 			terms := make([]Limit, n)
 			for i := range terms {
@@ -152,7 +152,7 @@ func BenchmarkFleetLimits(b *testing.B) {
 		for _, skew := range []time.Duration{5 * time.Second, -5 * time.Second} {
 			skews := make([]time.Duration, n)
 			skews[0] = skew
-			matrix = append(matrix, scenario{name: fmt.Sprintf("%d skewed 100/10s clock %+v", n, skew), terms: same(n, Limit{100, 10 * time.Second}),
+			matrix = append(matrix, scenario{name: fmt.Sprintf("%d skewed 100/10s clock %+v", n, skew), terms: same(n, Limit{Units: 100, Window: 10 * time.Second}),
 				weights: weights["skewed"], skews: skews})
 		}
 	}

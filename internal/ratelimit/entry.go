@@ -115,7 +115,8 @@ func (e Entry) add(id string, lim Limit, t, now int64, units func(Window) int64)
 // never overlap; other lengths, and windows begun on skewed clocks, are
 // cut.
 func (e Entry) begin(id string, lim Limit, t int64) Window {
-	start, end := grid(id, int64(lim.Window), t)
+	start, end := lim.grid(id, t)
+	full := end - start
 	start = max(start, e.Done)
 	for _, w := range e.Windows {
 		if w.End() <= t {
@@ -125,8 +126,8 @@ func (e Entry) begin(id string, lim Limit, t int64) Window {
 		}
 	}
 	n := lim.Units
-	if l := end - start; l < int64(lim.Window) {
-		n = max(int64(float64(n)*float64(l)/float64(lim.Window)), 1)
+	if l := end - start; l < full {
+		n = max(int64(float64(n)*float64(l)/float64(full)), 1)
 	}
 	return Window{Start: start, Len: end - start, Limit: n}
 }
@@ -181,6 +182,6 @@ func floorDiv(a, b int64) int64 {
 // Grid returns the window of lim holding t on id's grid: the window a
 // keygate begins when the budget's entry holds none that overlaps it.
 func Grid(id string, lim Limit, t time.Time) (start, end time.Time) {
-	s, e := grid(id, int64(lim.Window), t.UnixNano())
+	s, e := lim.grid(id, t.UnixNano())
 	return time.Unix(0, s), time.Unix(0, e)
 }

@@ -240,7 +240,7 @@ func play(t testing.TB, sc scenario) ([]windowResult, []*member) {
 				// Out of the outage rule before the next window: checks on
 				// another budget probe the store once a second.
 				poll.Until(t, 10*time.Second, "the outage over", func() bool {
-					m.l.Take(context.Background(), nil, "key_probe", Limit{1 << 30, time.Hour}, 1)
+					m.l.Take(context.Background(), nil, "key_probe", Limit{Units: 1 << 30, Window: time.Hour}, 1)
 					return !m.l.outage()
 				})
 			}
@@ -320,17 +320,17 @@ func checkScenario(t *testing.T, sc scenario) {
 // matrix is BenchmarkFleetLimits (make bench).
 func TestFleetRules(t *testing.T) {
 	for _, sc := range []scenario{
-		{name: "3 balanced 100/1m", terms: same(3, Limit{100, time.Minute}), weights: balanced3},
-		{name: "5 skewed 1000/1s", terms: same(5, Limit{1000, time.Second}), weights: skewed5},
-		{name: "3 skewed 10/1m", terms: same(3, Limit{10, time.Minute}), weights: skewed3},
-		{name: "stall", terms: same(3, Limit{100, time.Minute}), weights: balanced3, fault: "stall"},
-		{name: "slow", terms: same(3, Limit{100, time.Minute}), weights: balanced3, fault: "slow"},
-		{name: "unwritable", terms: same(3, Limit{100, time.Minute}), weights: balanced3, fault: "unwritable"},
-		{name: "cut", terms: same(3, Limit{100, time.Minute}), weights: skewed3, fault: "cut"},
-		{name: "mixed 100/10s 100/20s", terms: []Limit{{100, 10 * time.Second}, {100, 10 * time.Second}, {100, 20 * time.Second}}, weights: balanced3},
-		{name: "mixed 600/1m 10/1s", terms: []Limit{{600, time.Minute}, {10, time.Second}, {10, time.Second}}, weights: balanced3},
-		{name: "skew +5s", terms: same(3, Limit{100, 10 * time.Second}), weights: balanced3, skews: []time.Duration{5 * time.Second, 0, 0}},
-		{name: "skew -5s", terms: same(3, Limit{100, 10 * time.Second}), weights: balanced3, skews: []time.Duration{-5 * time.Second, 0, 0}},
+		{name: "3 balanced 100/1m", terms: same(3, Limit{Units: 100, Window: time.Minute}), weights: balanced3},
+		{name: "5 skewed 1000/1s", terms: same(5, Limit{Units: 1000, Window: time.Second}), weights: skewed5},
+		{name: "3 skewed 10/1m", terms: same(3, Limit{Units: 10, Window: time.Minute}), weights: skewed3},
+		{name: "stall", terms: same(3, Limit{Units: 100, Window: time.Minute}), weights: balanced3, fault: "stall"},
+		{name: "slow", terms: same(3, Limit{Units: 100, Window: time.Minute}), weights: balanced3, fault: "slow"},
+		{name: "unwritable", terms: same(3, Limit{Units: 100, Window: time.Minute}), weights: balanced3, fault: "unwritable"},
+		{name: "cut", terms: same(3, Limit{Units: 100, Window: time.Minute}), weights: skewed3, fault: "cut"},
+		{name: "mixed 100/10s 100/20s", terms: []Limit{{Units: 100, Window: 10 * time.Second}, {Units: 100, Window: 10 * time.Second}, {Units: 100, Window: 20 * time.Second}}, weights: balanced3},
+		{name: "mixed 600/1m 10/1s", terms: []Limit{{Units: 600, Window: time.Minute}, {Units: 10, Window: time.Second}, {Units: 10, Window: time.Second}}, weights: balanced3},
+		{name: "skew +5s", terms: same(3, Limit{Units: 100, Window: 10 * time.Second}), weights: balanced3, skews: []time.Duration{5 * time.Second, 0, 0}},
+		{name: "skew -5s", terms: same(3, Limit{Units: 100, Window: 10 * time.Second}), weights: balanced3, skews: []time.Duration{-5 * time.Second, 0, 0}},
 	} {
 		t.Run(sc.name, func(t *testing.T) { checkScenario(t, sc) })
 	}
@@ -341,7 +341,7 @@ func TestFleetRules(t *testing.T) {
 func TestStallDeniesNothing(t *testing.T) {
 	ns := natstest.Run(t)
 	clock := newFakeClock(time.Now())
-	lim := Limit{1_000_000, time.Hour}
+	lim := Limit{Units: 1_000_000, Window: time.Hour}
 	m := newFleet(t, ns, fleetOptions{limits: []Limit{lim}, clock: clock})[0]
 	windowStart(clock, "key_steady", lim)
 	take := func() Result {

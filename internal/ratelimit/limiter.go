@@ -22,7 +22,10 @@ import (
 // Limit allows Units per Window.
 type Limit struct {
 	Units  int64
-	Window time.Duration
+	Window time.Duration // for a calendar period, its nominal length
+	// Calendar, if set, aligns windows on UTC calendar periods instead
+	// of Window's grid.
+	Calendar Calendar
 }
 
 // Result is the outcome of one Take.

@@ -15,6 +15,9 @@ import (
 // Key is a key record, stored as JSON under "hash.<sha256 hex>" in the keys
 // bucket. The plaintext key is never stored.
 type Key struct {
+	// V is the record's format: absent or 1, or 2 when it carries
+	// models, token_limit or budget.
+	V         int      `json:"v,omitempty"`
 	ID        string   `json:"id"`
 	Hash      string   `json:"hash"`
 	AccountID string   `json:"account_id"`
@@ -34,14 +37,24 @@ type Key struct {
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	// SuccessorID is the key that keys rotate made to replace this one.
 	SuccessorID string `json:"successor_id,omitempty"`
-	// BudgetID names the rate-limit budget the key spends: that of the
-	// key it was rotated from, so that the two share one during the
-	// grace period; empty for the key's own (its id).
+	// BudgetID names the budgets the key spends (requests, tokens,
+	// spend): those of the key it was rotated from, so that the two share
+	// them during the grace period; empty for the key's own (its id).
 	BudgetID string `json:"budget_id,omitempty"`
+	// Models, if set, are the only models the key may call (patterns
+	// with "*").
+	Models []string `json:"models,omitempty"`
+	// TokenLimit caps input plus output tokens per window.
+	TokenLimit *TokenLimit `json:"token_limit,omitempty"`
+	// Budget caps spend per period.
+	Budget *Budget `json:"budget,omitempty"`
+
+	unknown map[string]json.RawMessage // members this keygate does not know, kept as read
 }
 
-// Budget is the id of the rate-limit budget the key spends.
-func (k *Key) Budget() string {
+// LimitID names the budgets the key spends (requests, tokens, spend): its
+// own id, or that of the key it was rotated from.
+func (k *Key) LimitID() string {
 	if k.BudgetID != "" {
 		return k.BudgetID
 	}
@@ -117,6 +130,11 @@ func (k *Key) Validate() error {
 		return fmt.Errorf("key %s: successor_id %q is not valid", k.ID, k.SuccessorID)
 	case k.BudgetID != "" && !idPattern.MatchString(k.BudgetID):
 		return fmt.Errorf("key %s: budget_id %q is not valid", k.ID, k.BudgetID)
+	case k.V < 0:
+		return fmt.Errorf("key %s: v %d is not a format", k.ID, k.V)
+	}
+	if err := k.validateRestrictions(); err != nil {
+		return err
 	}
 	for _, sc := range k.Scopes {
 		if !ValidScope(sc) {
@@ -159,6 +177,9 @@ var ErrInvalidRecord = errors.New("invalid record")
 func DecodeKey(b []byte) (*Key, error) {
 	var k Key
 	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("%w: key: %w", ErrInvalidRecord, err)
+	}
+	if err := k.readUnknown(b); err != nil {
 		return nil, fmt.Errorf("%w: key: %w", ErrInvalidRecord, err)
 	}
 	if err := k.Validate(); err != nil {

@@ -1,0 +1,137 @@
+package store
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TokenLimit allows Tokens (input plus output) per Window.
+type TokenLimit struct {
+	Tokens int64    `json:"tokens"`
+	Window Duration `json:"window"`
+}
+
+// Budget caps what a key spends per Period, in minor units of its
+// account's currency.
+type Budget struct {
+	Amount int64  `json:"amount"`
+	Period Period `json:"period"`
+}
+
+// Period is a budget's period: a calendar period in UTC ("1d", "1w"
+// from Monday, "1mo") or a Go duration ("12h").
+type Period string
+
+// Calendar periods.
+const (
+	Day   Period = "1d"
+	Week  Period = "1w"
+	Month Period = "1mo"
+)
+
+// Duration is the period's length: a calendar period's nominal one (a
+// month: 30 days).
+func (p Period) Duration() (time.Duration, error) {
+	switch p {
+	case Day:
+		return 24 * time.Hour, nil
+	case Week:
+		return 7 * 24 * time.Hour, nil
+	case Month:
+		return 30 * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(string(p))
+	if err != nil || d < time.Second || d > maxWindow {
+		return 0, fmt.Errorf("period %q is not 1d, 1w, 1mo or a Go duration from 1s to %s", string(p), maxWindow)
+	}
+	return d, nil
+}
+
+// Calendar reports whether p is a calendar period.
+func (p Period) Calendar() bool { return p == Day || p == Week || p == Month }
+
+// maxModels bounds a key's model list.
+const maxModels = 64
+
+// ValidModelPattern reports whether s can be a model pattern: 1 to 128
+// printable ASCII characters without spaces or commas, "*" matching any
+// run of characters.
+func ValidModelPattern(s string) bool { return ValidScope(s) }
+
+// ParseModels reads a comma-separated model list ("gpt-4o*,o3").
+func ParseModels(s string) ([]string, error) {
+	var out []string
+	for _, m := range strings.Split(s, ",") {
+		if m = strings.TrimSpace(m); m == "" {
+			continue
+		}
+		if !ValidModelPattern(m) {
+			return nil, fmt.Errorf("model %q must be 1-128 printable characters without spaces or commas", m)
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 || len(out) > maxModels {
+		return nil, fmt.Errorf("give 1 to %d models", maxModels)
+	}
+	return out, nil
+}
+
+// ParseTokenLimit reads "N/WINDOW", N tokens per Go duration WINDOW
+// ("100000/1m").
+func ParseTokenLimit(s string) (*TokenLimit, error) {
+	r, err := ParseRateLimit(s)
+	if err != nil {
+		return nil, err
+	}
+	return &TokenLimit{Tokens: r.Requests, Window: r.Window}, nil
+}
+
+func (t *TokenLimit) validate() error {
+	return (&RateLimit{Requests: t.Tokens, Window: t.Window}).validate()
+}
+
+// String writes the limit as N/WINDOW.
+func (t *TokenLimit) String() string {
+	return strconv.FormatInt(t.Tokens, 10) + "/" + time.Duration(t.Window).String()
+}
+
+// maxBudget bounds a budget, in minor units.
+const maxBudget = 1e15
+
+func (b *Budget) validate() error {
+	if b.Amount < 1 || b.Amount > maxBudget {
+		return fmt.Errorf("amount must be from 1 to %d minor units", int64(maxBudget))
+	}
+	_, err := b.Period.Duration()
+	return err
+}
+
+// validateRestrictions checks the key's models, token limit and budget.
+func (k *Key) validateRestrictions() error {
+	if len(k.Models) > maxModels {
+		return fmt.Errorf("key %s: models: at most %d", k.ID, maxModels)
+	}
+	for _, m := range k.Models {
+		if !ValidModelPattern(m) {
+			return fmt.Errorf("key %s: model %q must be 1-128 printable characters without spaces or commas", k.ID, m)
+		}
+	}
+	if k.TokenLimit != nil {
+		if err := k.TokenLimit.validate(); err != nil {
+			return fmt.Errorf("key %s: token_limit: %w", k.ID, err)
+		}
+	}
+	if k.Budget != nil {
+		if err := k.Budget.validate(); err != nil {
+			return fmt.Errorf("key %s: budget: %w", k.ID, err)
+		}
+	}
+	return nil
+}
+
+// Restricted reports whether the key carries any of the restrictions of
+// format 2: a reader of format 1 would ignore them, so such a record says
+// "v":2.
+func (k *Key) Restricted() bool { return len(k.Models) > 0 || k.TokenLimit != nil || k.Budget != nil }
