@@ -76,11 +76,43 @@ type RateLimit struct {
 // Account is an account record, stored as JSON under its id in the
 // accounts bucket. Amounts are integer minor units of Currency.
 type Account struct {
-	ID                  string    `json:"id"`
-	Balance             int64     `json:"balance"`
+	ID      string `json:"id"`
+	Balance int64  `json:"balance"`
+	// BalanceNanos is the balance's remainder below one minor unit, in
+	// billionths of one (0 to 999,999,999): the exact balance is Balance
+	// + BalanceNanos/1e9, and Balance alone is its floor.
+	BalanceNanos        int64     `json:"balance_nanos,omitempty"`
 	Currency            string    `json:"currency"`
 	LowBalanceThreshold *int64    `json:"low_balance_threshold,omitempty"`
 	UpdatedAt           time.Time `json:"updated_at"`
+	// Holds are the funds each keygate holds for requests in flight,
+	// by keygate id: what is available to hold is the balance minus
+	// their sum.
+	Holds map[string]Hold `json:"holds,omitempty"`
+
+	unknown map[string]json.RawMessage // members this keygate does not know, kept as read
+}
+
+// Hold is what one keygate holds of an account's funds, in nanos (1e-9
+// minor units), and when it last wrote it.
+type Hold struct {
+	Nanos int64     `json:"nanos"`
+	At    time.Time `json:"at"`
+}
+
+// Exact is the account's balance with its remainder.
+func (a *Account) Exact() money.Exact { return money.Exact{Minor: a.Balance, Nanos: a.BalanceNanos} }
+
+// SetExact sets the balance and its remainder.
+func (a *Account) SetExact(e money.Exact) { a.Balance, a.BalanceNanos = e.Minor, e.Nanos }
+
+// Held is the sum of the holds, in nanos.
+func (a *Account) Held() int64 {
+	var n int64
+	for _, h := range a.Holds {
+		n += max(h.Nanos, 0)
+	}
+	return n
 }
 
 // Revoked reports whether the key has been revoked.
@@ -167,6 +199,14 @@ func (a *Account) Validate() error {
 	if !money.ValidCurrency(a.Currency) {
 		return fmt.Errorf("account %s: currency %q is not a 3-letter upper-case code", a.ID, a.Currency)
 	}
+	if !a.Exact().Valid() {
+		return fmt.Errorf("account %s: balance_nanos %d is not from 0 to 999999999, or balance is out of range", a.ID, a.BalanceNanos)
+	}
+	for id, h := range a.Holds {
+		if h.Nanos < 0 || h.Nanos > maxHold || !idPattern.MatchString(id) {
+			return fmt.Errorf("account %s: hold of %q is not valid", a.ID, id)
+		}
+	}
 	return nil
 }
 
@@ -179,7 +219,7 @@ func DecodeKey(b []byte) (*Key, error) {
 	if err := json.Unmarshal(b, &k); err != nil {
 		return nil, fmt.Errorf("%w: key: %w", ErrInvalidRecord, err)
 	}
-	if err := k.readUnknown(b); err != nil {
+	if err := readUnknown(b, knownKeyFields, &k.unknown); err != nil {
 		return nil, fmt.Errorf("%w: key: %w", ErrInvalidRecord, err)
 	}
 	if err := k.Validate(); err != nil {
@@ -192,6 +232,9 @@ func DecodeKey(b []byte) (*Key, error) {
 func DecodeAccount(b []byte) (*Account, error) {
 	var a Account
 	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("%w: account: %w", ErrInvalidRecord, err)
+	}
+	if err := readUnknown(b, knownAccountFields, &a.unknown); err != nil {
 		return nil, fmt.Errorf("%w: account: %w", ErrInvalidRecord, err)
 	}
 	if err := a.Validate(); err != nil {

@@ -33,14 +33,27 @@ type Options struct {
 	LimitsBucket   string // rate-limit budgets, by key id
 	UsageBucket    string // per-key use, by key id
 	FilterBucket   string // object store: the key filter's snapshot
+	HoldsBucket    string // holds of metered requests, by reservation
+	LedgerStream   string // settled requests, by account
 	Replicas       int
+	// HoldTTL is how long a hold lives unsettled; its records live an
+	// hour longer.
+	HoldTTL time.Duration
+	// LedgerMaxAge is how long the ledger keeps a settled request.
+	LedgerMaxAge time.Duration
 }
 
 // DefaultOptions are the bucket names keygate uses unless configured.
 func DefaultOptions() Options {
 	return Options{KeysBucket: "keygate_keys", AccountsBucket: "keygate_accounts",
-		LimitsBucket: "keygate_limits", UsageBucket: "keygate_usage", FilterBucket: "keygate_filter", Replicas: 1}
+		LimitsBucket: "keygate_limits", UsageBucket: "keygate_usage", FilterBucket: "keygate_filter",
+		HoldsBucket: "keygate_holds", LedgerStream: "keygate_ledger", Replicas: 1,
+		HoldTTL: time.Hour, LedgerMaxAge: 400 * 24 * time.Hour}
 }
+
+// RecordGrace is how long a hold's records outlive its TTL: a
+// settlement or an expiry is still told from a hold never seen.
+const RecordGrace = time.Hour
 
 // Store is the key and account store.
 type Store struct {
@@ -50,6 +63,7 @@ type Store struct {
 	limits   jetstream.KeyValue
 	usage    jetstream.KeyValue
 	filter   jetstream.ObjectStore
+	holds    jetstream.KeyValue
 
 	usageWrites, usageReads atomic.Uint64
 }
@@ -72,6 +86,9 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		return nil, err
 	}
 	if s.filter, err = objectBucket(ctx, js, o.FilterBucket, o.Replicas, "keygate key filter snapshots"); err != nil {
+		return nil, err
+	}
+	if err := s.openMoney(ctx, o); err != nil {
 		return nil, err
 	}
 	return s, nil

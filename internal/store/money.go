@@ -1,0 +1,61 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Entry names in the accounts bucket beside the account records (whose
+// ids hold no dot): a settlement is "s.<account>.<reservation>".
+const settlementPrefix = "s."
+
+// SettlementEntry is the entry of a settled reservation.
+func SettlementEntry(account, reservation string) string {
+	return settlementPrefix + account + "." + reservation
+}
+
+// openMoney lets the accounts bucket take atomic batches and entries
+// that expire, and opens the holds bucket and the ledger, which copies
+// every settlement out of the accounts bucket.
+func (s *Store) openMoney(ctx context.Context, o Options) error {
+	name := "KV_" + s.accounts.Bucket()
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", s.accounts.Bucket(), err)
+	}
+	if cfg := st.CachedInfo().Config; !cfg.AllowAtomicPublish || !cfg.AllowMsgTTL {
+		cfg.AllowAtomicPublish, cfg.AllowMsgTTL = true, true
+		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("bucket %s: allow atomic batches: %w", s.accounts.Bucket(), err)
+		}
+	}
+	s.holds, err = openOrCreate(ctx,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return s.js.KeyValue(ctx, o.HoldsBucket) },
+		func(ctx context.Context) (jetstream.KeyValue, error) {
+			return s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: o.HoldsBucket, Description: "keygate holds of metered requests",
+				Replicas: o.Replicas, TTL: o.HoldTTL + RecordGrace})
+		})
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", o.HoldsBucket, err)
+	}
+	_, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: o.LedgerStream, Description: "keygate settled requests, by account", Replicas: o.Replicas,
+		MaxAge: o.LedgerMaxAge, DenyDelete: true, DenyPurge: true, Storage: jetstream.FileStorage,
+		Sources: []*jetstream.StreamSource{{Name: name, SubjectTransforms: []jetstream.SubjectTransformConfig{{
+			Source: "$KV." + s.accounts.Bucket() + "." + settlementPrefix + "*.*", Destination: LedgerSubject(o.LedgerStream, "{{wildcard(1)}}"),
+		}}}},
+	})
+	if err != nil {
+		return fmt.Errorf("open stream %s: %w", o.LedgerStream, err)
+	}
+	return nil
+}
+
+// LedgerSubject is the ledger's subject for an account's settlements.
+func LedgerSubject(stream, account string) string { return stream + "." + account }
+
+// Holds is the bucket of hold records.
+func (s *Store) Holds() jetstream.KeyValue { return s.holds }
+
