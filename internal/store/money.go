@@ -58,4 +58,3 @@ func LedgerSubject(stream, account string) string { return stream + "." + accoun
 
 // Holds is the bucket of hold records.
 func (s *Store) Holds() jetstream.KeyValue { return s.holds }
-
