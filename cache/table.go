@@ -49,7 +49,8 @@ type Options struct {
 	// it returns once every change written to the store before it was
 	// called has been applied, so that a record created just before the
 	// call is found. The record is then looked for once more. An error
-	// leaves the answer as it was.
+	// (the store unreachable, or too slow to tell in time) is Get's
+	// error: "missing" is never answered without knowing.
 	Settle func(ctx context.Context) error
 }
 
@@ -128,8 +129,8 @@ func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 		return e, err
 	}
 	t.stats.Settles.Add(1)
-	if t.settle(ctx) != nil {
-		return e, nil
+	if err := t.settle(ctx); err != nil {
+		return e, err
 	}
 	return t.get(ctx, id)
 }
