@@ -1,5 +1,7 @@
 // Package money converts between decimal amounts in major units ("12.50")
-// and the integer minor units (centavos) that keygate stores.
+// and the integer minor units (centavos) that keygate stores, and keeps
+// amounts finer than a minor unit exactly, as integer nanos (1e-9 of a
+// minor unit) beside them. No amount is ever a float.
 package money
 
 import (
@@ -38,18 +40,24 @@ func ValidCurrency(c string) bool {
 // Parse reads a decimal amount in major units ("100", "12.50", "-3.25") and
 // returns it in minor units of currency.
 func Parse(s, currency string) (int64, error) {
-	dec := Decimals(currency)
+	return parseScaled(s, currency, Decimals(currency), maxAmount)
+}
+
+// parseScaled reads the decimal s, with at most places fractional digits,
+// as an integer of 10^-places units no larger than max in magnitude.
+// Its errors name currency.
+func parseScaled(s, currency string, places int, max int64) (int64, error) {
 	neg := strings.HasPrefix(s, "-")
 	whole, frac, hasDot := strings.Cut(strings.TrimPrefix(s, "-"), ".")
 	if whole == "" || (hasDot && frac == "") || !digits(whole) || !digits(frac) {
 		return 0, fmt.Errorf("%q is not a decimal amount like 12.50", s)
 	}
-	if len(frac) > dec {
-		return 0, fmt.Errorf("%q has more than %d decimal places for %s", s, dec, currency)
+	if len(frac) > places {
+		return 0, fmt.Errorf("%q has more than %d decimal places for %s", s, places, currency)
 	}
-	frac += strings.Repeat("0", dec-len(frac))
+	frac += strings.Repeat("0", places-len(frac))
 	v, err := strconv.ParseInt(whole+frac, 10, 64)
-	if err != nil || v > maxAmount {
+	if err != nil || v > max {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	if neg {
