@@ -72,7 +72,9 @@ func TestNewRefuses(t *testing.T) {
 	}{
 		{"models[0]: must be set", func(o *Options) { o.Models = []Entry{{Currency: "USD", Price: price(1)}} }},
 		{`models[1]: "usd" is not a currency`, func(o *Options) { o.Models = []Entry{ok, {Match: "x", Currency: "usd", Price: price(1)}} }},
-		{"models[0]: a price is negative", func(o *Options) { o.Models = []Entry{{Match: "x", Currency: "USD", Price: Price{Input: -1, MaxOutput: 1}}} }},
+		{"models[0]: a price is negative", func(o *Options) {
+			o.Models = []Entry{{Match: "x", Currency: "USD", Price: Price{Input: -1, MaxOutput: 1}}}
+		}},
 		{"models[0]: the cached input price is more", func(o *Options) {
 			o.Models = []Entry{{Match: "x", Currency: "USD", Price: Price{Input: 1, CachedInput: 2, MaxOutput: 1}}}
 		}},
