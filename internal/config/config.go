@@ -56,6 +56,8 @@ type Config struct {
 	LowBalanceThreshold string `yaml:"low_balance_threshold"`
 	// Fleet tunes how keygates sharing a NATS share per-key state.
 	Fleet Fleet `yaml:"fleet"`
+	// Pricing says what calls cost; without prices nothing is metered.
+	Pricing Pricing `yaml:"pricing"`
 }
 
 // Fleet tunes the per-key state keygates share through NATS: rate-limit
@@ -139,6 +141,10 @@ type Route struct {
 	Method     string `yaml:"method"`
 	PathPrefix string `yaml:"path_prefix"`
 	Scope      string `yaml:"scope"`
+	// Price is a flat price per request in major units, by currency
+	// ({USD: "0.04", MXN: "0.80"}); an account in a currency the route
+	// has no price in is refused on it.
+	Price map[string]string `yaml:"price"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -186,6 +192,7 @@ func Default() Config {
 			OutageAfter:        Duration(3 * time.Second),
 			UsageFlushInterval: Duration(10 * time.Second),
 		},
+		Pricing: defaultPricing(),
 	}
 }
 

@@ -577,6 +577,8 @@ func TestFullExample(t *testing.T) {
 			{Method: "POST", PathPrefix: "/v1/embeddings", Scope: "embeddings:create"},
 			{Method: "GET", PathPrefix: "/v1/models", Scope: "models:read"},
 			{Method: "*", PathPrefix: "/v1/files", Scope: "files:write"},
+			{Method: "POST", PathPrefix: "/v1/images/generations", Scope: "images:create",
+				Price: map[string]string{"USD": "0.04", "MXN": "0.80"}},
 		},
 		DefaultScope:        "*",
 		DefaultRateLimit:    "600/1m",
@@ -586,6 +588,19 @@ func TestFullExample(t *testing.T) {
 			LeaseTimeout:       config.Duration(100 * time.Millisecond),
 			OutageAfter:        config.Duration(3 * time.Second),
 			UsageFlushInterval: config.Duration(10 * time.Second),
+		},
+		Pricing: config.Pricing{
+			Models: []config.ModelPrice{
+				{Match: "gpt-4o-mini*", TokenPrice: config.TokenPrice{Currency: "USD", Input: "0.15", CachedInput: "0.075", Output: "0.60", MaxOutput: 16384}},
+				{Match: "gpt-4o*", TokenPrice: config.TokenPrice{Currency: "USD", Input: "2.50", CachedInput: "1.25", Output: "10.00", MaxOutput: 16384}},
+				{Match: "gpt-4o-mini*", TokenPrice: config.TokenPrice{Currency: "MXN", Input: "3.00", CachedInput: "1.50", Output: "12.00", MaxOutput: 16384}},
+				{Match: "text-embedding-3-small", TokenPrice: config.TokenPrice{Currency: "USD", Input: "0.02", Output: "0", MaxOutput: 1}},
+			},
+			UnpricedModels:     "default",
+			Default:            []config.TokenPrice{{Currency: "USD", Input: "5.00", CachedInput: "2.50", Output: "20.00", MaxOutput: 4096}},
+			UnpricedEndpoints:  "refuse",
+			InputBytesPerToken: 1,
+			HoldTTL:            config.Duration(time.Hour),
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -634,7 +649,11 @@ func optionPaths(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			out = append(out, optionPaths(f.Type, prefix)...)
+			continue
+		}
 		if name == "" || name == "-" {
 			continue
 		}

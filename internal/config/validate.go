@@ -57,6 +57,7 @@ func (c *Config) Validate() error {
 	c.Cache.validate(add)
 	c.Fleet.validate(add)
 	c.validateRequests(add)
+	c.validatePricing(add)
 	return errors.Join(errs...)
 }
 

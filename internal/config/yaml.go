@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"reflect"
 	"strings"
@@ -69,6 +70,8 @@ func (ch *checker) node(n *yaml.Node, t reflect.Type, field string) []error {
 	switch {
 	case t.Kind() == reflect.Struct:
 		return ch.mapping(n, t, field)
+	case t.Kind() == reflect.Map:
+		return ch.mapOf(n, t, field)
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return []error{wrongKind(field, n, "a list")}
@@ -116,6 +119,35 @@ func (ch *checker) mapping(n *yaml.Node, t reflect.Type, field string) []error {
 			seen[k.Value] = k.Line
 			errs = append(errs, ch.node(v, ft, name)...)
 		}
+	}
+	return errs
+}
+
+// mapOf checks a map of type t, written as the mapping n: its keys are
+// scalars, each once, named in field as field.key.
+func (ch *checker) mapOf(n *yaml.Node, t reflect.Type, field string) []error {
+	if n.Kind != yaml.MappingNode {
+		return []error{wrongKind(field, n, "fields (name: value)")}
+	}
+	seen := map[string]int{}
+	var errs []error
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.ShortTag() == "!!merge" {
+			errs = append(errs, ch.merge(v, t, field)...)
+			continue
+		}
+		name := field + "." + k.Value
+		if k.Kind != yaml.ScalarNode {
+			errs = append(errs, fieldError(field, k.Line, "a name must be a single value"))
+			continue
+		}
+		if line, dup := seen[k.Value]; dup {
+			errs = append(errs, fmt.Errorf("%s: given twice, on lines %d and %d", name, line, k.Line))
+			continue
+		}
+		seen[k.Value] = k.Line
+		errs = append(errs, ch.node(v, t.Elem(), name)...)
 	}
 	return errs
 }
@@ -185,7 +217,11 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	m := map[string]reflect.Type{}
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name != "" && name != "-" {
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case opts == "inline":
+			maps.Copy(m, yamlFields(f.Type))
+		case name != "" && name != "-":
 			m[name] = f.Type
 		}
 	}
