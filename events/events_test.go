@@ -133,7 +133,7 @@ func TestQuietBucketIsNotStuck(t *testing.T) {
 	_, st := connect(t, ns.ClientURL())
 	// Heartbeats far enough apart that a loaded machine does not delay one
 	// past three (when the watch would be replaced).
-	o := events.Options{Heartbeat: 250 * time.Millisecond, StuckAfter: 2 * time.Second, Interval: 20 * time.Millisecond}
+	o := events.Options{Heartbeat: 250 * time.Millisecond, StuckAfter: 2 * time.Second, Interval: 250 * time.Millisecond}
 	w, r := watch(t, st, o)
 	// Twice StuckAfter, sixteen heartbeats: a property over time, not a
 	// wait for something to happen.

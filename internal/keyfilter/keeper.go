@@ -114,11 +114,14 @@ func (k *Keeper) Run(ctx context.Context, interval time.Duration) {
 			k.log.Info("key filter loaded", "keys", k.bloom.Load().Keys(), "bytes", k.Bytes(), "ms", time.Since(begin).Milliseconds())
 			break
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		k.log.Warn("loading the key filter; every unknown key is looked up meanwhile", "err", err)
 		sleep(ctx, 5*time.Second)
 	}
 	tick.Every(ctx, interval, func() {
-		if err := k.maintain(ctx); err != nil {
+		if err := k.maintain(ctx); err != nil && ctx.Err() == nil {
 			k.log.Warn("maintaining the key filter", "err", err)
 		}
 	})

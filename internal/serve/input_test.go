@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/store"
 )
 
 // rawCodec sends and receives messages as bytes, so a test can send what
@@ -52,7 +53,11 @@ func TestInvalidUTF8IsDecided(t *testing.T) {
 	ns := natstest.Run(t)
 	e := start(t, testConfig(t, ns.ClientURL()))
 	st := openStore(t, e, ns)
-	key, _ := createKey(t, e.ctx, st, "acme")
+	key, k := createKey(t, e.ctx, st, "acme")
+	// Unlimited: what is decided here is the input, not a lease.
+	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error { k.NoRateLimit = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
 	setBalance(t, e.ctx, st, "acme", 100)
 	waitCode(t, e, key, 200)
 	marshal := func(method string, headers map[string]string) []byte {

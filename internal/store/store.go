@@ -51,6 +51,28 @@ func DefaultOptions() Options {
 		HoldTTL: time.Hour, LedgerMaxAge: 400 * 24 * time.Hour}
 }
 
+// withDefaults fills what o leaves zero from DefaultOptions.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	for _, f := range []struct{ v, def *string }{{&o.KeysBucket, &d.KeysBucket}, {&o.AccountsBucket, &d.AccountsBucket},
+		{&o.LimitsBucket, &d.LimitsBucket}, {&o.UsageBucket, &d.UsageBucket}, {&o.FilterBucket, &d.FilterBucket},
+		{&o.HoldsBucket, &d.HoldsBucket}, {&o.LedgerStream, &d.LedgerStream}} {
+		if *f.v == "" {
+			*f.v = *f.def
+		}
+	}
+	if o.Replicas == 0 {
+		o.Replicas = d.Replicas
+	}
+	if o.HoldTTL == 0 {
+		o.HoldTTL = d.HoldTTL
+	}
+	if o.LedgerMaxAge == 0 {
+		o.LedgerMaxAge = d.LedgerMaxAge
+	}
+	return o
+}
+
 // RecordGrace is how long a hold's records outlive its TTL: a
 // settlement or an expiry is still told from a hold never seen.
 const RecordGrace = time.Hour
@@ -70,6 +92,7 @@ type Store struct {
 
 // Open binds to the buckets, creating any that is missing.
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	o = o.withDefaults()
 	keys, err := bucket(ctx, js, o.KeysBucket, o.Replicas, "keygate key records")
 	if err != nil {
 		return nil, err
