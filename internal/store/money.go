@@ -31,15 +31,14 @@ func (s *Store) openMoney(ctx context.Context, o Options) error {
 			return fmt.Errorf("bucket %s: allow atomic batches: %w", s.accounts.Bucket(), err)
 		}
 	}
-	s.holds, err = openOrCreate(ctx,
-		func(ctx context.Context) (jetstream.KeyValue, error) { return s.js.KeyValue(ctx, o.HoldsBucket) },
-		func(ctx context.Context) (jetstream.KeyValue, error) {
-			return s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: o.HoldsBucket, Description: "keygate holds of metered requests",
-				Replicas: o.Replicas, TTL: o.HoldTTL + RecordGrace})
-		})
-	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", o.HoldsBucket, err)
+	if _, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: o.HoldsStream, Description: "keygate holds of metered requests, each firing its expiry at its TTL", Replicas: o.Replicas,
+		Subjects: []string{o.HoldsStream + ".>"}, MaxAge: o.HoldTTL + RecordGrace, Storage: jetstream.FileStorage,
+		AllowMsgSchedules: true, AllowDirect: true,
+	}); err != nil {
+		return fmt.Errorf("open stream %s: %w", o.HoldsStream, err)
 	}
+	s.holdsStream = o.HoldsStream
 	_, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: o.LedgerStream, Description: "keygate settled requests, by account", Replicas: o.Replicas,
 		MaxAge: o.LedgerMaxAge, DenyDelete: true, DenyPurge: true, Storage: jetstream.FileStorage,
@@ -56,5 +55,5 @@ func (s *Store) openMoney(ctx context.Context, o Options) error {
 // LedgerSubject is the ledger's subject for an account's settlements.
 func LedgerSubject(stream, account string) string { return stream + "." + account }
 
-// Holds is the bucket of hold records.
-func (s *Store) Holds() jetstream.KeyValue { return s.holds }
+// HoldsStream is the name of the stream of hold records.
+func (s *Store) HoldsStream() string { return s.holdsStream }

@@ -33,7 +33,7 @@ type Options struct {
 	LimitsBucket   string // rate-limit budgets, by key id
 	UsageBucket    string // per-key use, by key id
 	FilterBucket   string // object store: the key filter's snapshot
-	HoldsBucket    string // holds of metered requests, by reservation
+	HoldsStream    string // holds of metered requests, by reservation
 	LedgerStream   string // settled requests, by account
 	Replicas       int
 	// HoldTTL is how long a hold lives unsettled; its records live an
@@ -47,7 +47,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{KeysBucket: "keygate_keys", AccountsBucket: "keygate_accounts",
 		LimitsBucket: "keygate_limits", UsageBucket: "keygate_usage", FilterBucket: "keygate_filter",
-		HoldsBucket: "keygate_holds", LedgerStream: "keygate_ledger", Replicas: 1,
+		HoldsStream: "keygate_holds", LedgerStream: "keygate_ledger", Replicas: 1,
 		HoldTTL: time.Hour, LedgerMaxAge: 400 * 24 * time.Hour}
 }
 
@@ -56,7 +56,7 @@ func (o Options) withDefaults() Options {
 	d := DefaultOptions()
 	for _, f := range []struct{ v, def *string }{{&o.KeysBucket, &d.KeysBucket}, {&o.AccountsBucket, &d.AccountsBucket},
 		{&o.LimitsBucket, &d.LimitsBucket}, {&o.UsageBucket, &d.UsageBucket}, {&o.FilterBucket, &d.FilterBucket},
-		{&o.HoldsBucket, &d.HoldsBucket}, {&o.LedgerStream, &d.LedgerStream}} {
+		{&o.HoldsStream, &d.HoldsStream}, {&o.LedgerStream, &d.LedgerStream}} {
 		if *f.v == "" {
 			*f.v = *f.def
 		}
@@ -79,13 +79,13 @@ const RecordGrace = time.Hour
 
 // Store is the key and account store.
 type Store struct {
-	js       jetstream.JetStream
-	keys     jetstream.KeyValue
-	accounts jetstream.KeyValue
-	limits   jetstream.KeyValue
-	usage    jetstream.KeyValue
-	filter   jetstream.ObjectStore
-	holds    jetstream.KeyValue
+	js          jetstream.JetStream
+	keys        jetstream.KeyValue
+	accounts    jetstream.KeyValue
+	limits      jetstream.KeyValue
+	usage       jetstream.KeyValue
+	filter      jetstream.ObjectStore
+	holdsStream string
 
 	usageWrites, usageReads atomic.Uint64
 }
