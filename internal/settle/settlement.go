@@ -30,9 +30,9 @@ type Settlement struct {
 
 // Statuses of a settlement.
 const (
-	StatusSettled = "settled" // from the response's usage
-	StatusFailed  = "failed"  // the backend failed, or the client left before any output: no charge
-	StatusExpired = "expired" // no settlement within the hold's TTL: charged at the estimate
+	StatusSettled = "settled"  // from the response's usage
+	StatusFailed  = "failed"   // the backend failed, or the client left before any output: no charge
+	StatusExpired = "expired"  // no settlement within the hold's TTL: charged at the estimate
 	StatusNoUsage = "no_usage" // the response told no usage: charged at the estimate
 )
 

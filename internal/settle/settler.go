@@ -243,5 +243,9 @@ func (s *Settler) record(ctx context.Context, holder, id string) (*Reservation, 
 	return nil, ErrUnknown
 }
 
-func (s *Settler) holdSubject(holder, id string) string   { return s.holds + ".hold." + holder + "." + id }
-func (s *Settler) expirySubject(holder, id string) string { return s.holds + ".expired." + holder + "." + id }
+func (s *Settler) holdSubject(holder, id string) string {
+	return s.holds + ".hold." + holder + "." + id
+}
+func (s *Settler) expirySubject(holder, id string) string {
+	return s.holds + ".expired." + holder + "." + id
+}
