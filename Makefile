@@ -55,7 +55,7 @@ fuzz: ## Run each fuzz target on FUZZTIME inputs (default 100000x; a count, sinc
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/keyfilter
 	$(GO) test -run='^$$' -fuzz='^FuzzAddNanos$$' -fuzztime=$(FUZZTIME) ./internal/money
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNanos$$' -fuzztime=$(FUZZTIME) ./internal/money
-	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./internal/pricing
+	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./internal/glob
 
 .PHONY: bench
 bench: build ## Run every benchmark and print the tables (about 10 minutes).

@@ -1,6 +1,8 @@
 package pricing
 
 import (
+	"github.com/keygate/keygate/internal/glob"
+
 	"errors"
 	"fmt"
 	"time"
@@ -63,7 +65,7 @@ type currency struct {
 }
 
 type entry struct {
-	match pattern
+	match glob.Pattern
 	price Price
 }
 
@@ -108,11 +110,11 @@ func New(o Options) (*Table, error) {
 func (t *Table) add(e Entry) {
 	for i := range t.currencies {
 		if c := &t.currencies[i]; c.code == e.Currency {
-			c.entries = append(c.entries, entry{compile(e.Match), e.Price})
+			c.entries = append(c.entries, entry{glob.Compile(e.Match), e.Price})
 			return
 		}
 	}
-	t.currencies = append(t.currencies, currency{code: e.Currency, entries: []entry{{compile(e.Match), e.Price}}})
+	t.currencies = append(t.currencies, currency{code: e.Currency, entries: []entry{{glob.Compile(e.Match), e.Price}}})
 }
 
 func checkPrice(c string, p Price) error {
@@ -141,7 +143,7 @@ func (t *Table) Lookup(model, currency string) (Price, bool) {
 			continue
 		}
 		for j := range c.entries {
-			if c.entries[j].match.match(model) {
+			if c.entries[j].match.Match(model) {
 				return c.entries[j].price, true
 			}
 		}

@@ -1,4 +1,4 @@
-package pricing
+package glob
 
 import (
 	"regexp"
@@ -24,14 +24,14 @@ func TestPatternMatch(t *testing.T) {
 		{"a**", []string{"a", "ab"}, []string{"b"}}, // compile copes; CheckPattern refuses it
 	}
 	for _, tc := range tests {
-		p := compile(tc.pattern)
+		p := Compile(tc.pattern)
 		for _, s := range tc.yes {
-			if !p.match(s) {
+			if !p.Match(s) {
 				t.Errorf("%q does not match %q", tc.pattern, s)
 			}
 		}
 		for _, s := range tc.no {
-			if p.match(s) {
+			if p.Match(s) {
 				t.Errorf("%q matches %q", tc.pattern, s)
 			}
 		}
@@ -60,8 +60,8 @@ func FuzzMatch(f *testing.F) {
 			return // regexp matches runes; on valid UTF-8 that is matching bytes
 		}
 		want := regexp.MustCompile(re.String()).MatchString(name)
-		p := compile(pattern)
-		if got := p.match(name); got != want {
+		p := Compile(pattern)
+		if got := p.Match(name); got != want {
 			t.Fatalf("%q matching %q = %v, want %v", pattern, name, got, want)
 		}
 	})
