@@ -53,6 +53,8 @@ fuzz: ## Run each fuzz target on FUZZTIME inputs (default 100000x; a count, sinc
 	$(GO) test -run='^$$' -fuzz='^FuzzReadings$$' -fuzztime=$(FUZZTIME) ./internal/reqpath
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./authz
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/keyfilter
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./internal/openai
+	$(GO) test -run='^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./internal/openai
 
 .PHONY: bench
 bench: build ## Run every benchmark and print the tables (about 10 minutes).

@@ -27,6 +27,8 @@
 // being it.
 //
 // Counts (max tokens, n, token usage) are JSON numbers written as digits
-// only, at most 1e12. N is reported as sent, 0 included; an estimate
-// should take at least one completion.
+// only, at most 1e12. MaxOutput is the largest output cap present, since
+// backends differ on which one they obey when a body has several. N is
+// reported as sent, 0 included; an estimate should take at least one
+// completion.
 package openai

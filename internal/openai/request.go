@@ -8,7 +8,7 @@ import (
 // Request is what keygate meters in a request body.
 type Request struct {
 	Model        string // top-level "model"; "" if absent
-	MaxOutput    int64  // first present of max_completion_tokens, max_tokens, max_output_tokens; 0 if none
+	MaxOutput    int64  // the largest of max_completion_tokens, max_tokens, max_output_tokens; 0 if none
 	N            int64  // top-level "n" as sent (0 included); 1 if absent
 	Stream       bool   // top-level "stream"
 	IncludeUsage bool   // stream_options.include_usage is true
@@ -25,23 +25,15 @@ var metered = []string{"model", "max_completion_tokens", "max_tokens", "max_outp
 // another JSON reader could read differently.
 func ParseRequest(body []byte) (Request, error) {
 	r := Request{N: 1}
-	var out [3]int64 // max_completion_tokens, max_tokens, max_output_tokens; -1 absent
-	out[0], out[1], out[2] = -1, -1, -1
 	s := scanner{b: body, body: "request"}
 	s.ws()
-	err := members(&s, "", func(name, raw []byte) error { return r.member(&s, name, raw, &out) })
+	err := members(&s, "", func(name, raw []byte) error { return r.member(&s, name, raw) })
 	if err != nil {
 		return Request{}, err
 	}
 	s.ws()
 	if s.i != len(body) {
 		return Request{}, s.syntax("data after the top-level object")
-	}
-	for _, n := range out {
-		if n >= 0 {
-			r.MaxOutput = n
-			break
-		}
 	}
 	return r, nil
 }
@@ -58,16 +50,16 @@ func members(s *scanner, prefix string, member func(name, raw []byte) error) err
 	})
 }
 
-func (r *Request) member(s *scanner, name, raw []byte, out *[3]int64) error {
+func (r *Request) member(s *scanner, name, raw []byte) error {
 	switch string(name) {
 	case "model":
 		return r.model(s)
 	case "max_completion_tokens":
-		return countMember(s, "max_completion_tokens", &out[0])
+		return r.maxOutput(s, "max_completion_tokens")
 	case "max_tokens":
-		return countMember(s, "max_tokens", &out[1])
+		return r.maxOutput(s, "max_tokens")
 	case "max_output_tokens":
-		return countMember(s, "max_output_tokens", &out[2])
+		return r.maxOutput(s, "max_output_tokens")
 	case "n":
 		return countMember(s, "n", &r.N)
 	case "stream":
@@ -106,6 +98,17 @@ func (r *Request) model(s *scanner) error {
 		r.Model = string(raw)
 	}
 	return nil
+}
+
+// maxOutput reads an output cap. Backends differ on which of the caps
+// they obey when a body has more than one (vLLM takes max_tokens when
+// max_completion_tokens is 0; older servers know only max_tokens), so the
+// largest counts.
+func (r *Request) maxOutput(s *scanner, name string) error {
+	var n int64
+	err := countMember(s, name, &n)
+	r.MaxOutput = max(r.MaxOutput, n)
+	return err
 }
 
 // countMember reads a count into *dst unless it is null.

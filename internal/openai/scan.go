@@ -2,6 +2,7 @@ package openai
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -32,7 +33,7 @@ func (s *scanner) syntax(what string) *Error {
 }
 
 func (s *scanner) ws() {
-	for s.i < len(s.b) {
+	for s.i < len(s.b) && s.b[s.i] <= ' ' {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
 			s.i++
@@ -115,24 +116,25 @@ func (s *scanner) key() (raw []byte, esc bool, err error) {
 
 // value validates and skips one value.
 func (s *scanner) value() error {
-	switch c := s.peek(); {
-	case c == '"':
+	if s.i >= len(s.b) {
+		return s.syntax("unexpected end")
+	}
+	switch s.b[s.i] {
+	case '"':
 		_, _, err := s.str()
 		return err
-	case c == '{':
+	case '{':
 		return s.object()
-	case c == '[':
+	case '[':
 		return s.array()
-	case c == 't':
+	case 't':
 		return s.lit("true")
-	case c == 'f':
+	case 'f':
 		return s.lit("false")
-	case c == 'n':
+	case 'n':
 		return s.lit("null")
-	case c == '-' || c >= '0' && c <= '9':
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		return s.number()
-	case s.i >= len(s.b):
-		return s.syntax("unexpected end")
 	}
 	return s.syntax("expected a value")
 }
@@ -211,7 +213,8 @@ func (s *scanner) lit(word string) error {
 
 // isNull consumes a null and reports whether there was one.
 func (s *scanner) isNull() bool {
-	if s.lit("null") == nil {
+	if len(s.b)-s.i >= 4 && string(s.b[s.i:s.i+4]) == "null" {
+		s.i += 4
 		return true
 	}
 	return false
@@ -304,15 +307,13 @@ const (
 	highs = 0x8080808080808080
 )
 
-// plain reports whether none of the eight bytes in w needs a look: a
-// quote, a backslash, a control character or a non-ASCII byte.
-func plain(w uint64) bool {
-	ctl := (w - 0x20*ones) &^ w
-	q := w ^ ('"' * ones)
-	q = (q - ones) &^ q
-	bs := w ^ ('\\' * ones)
-	bs = (bs - ones) &^ bs
-	return (ctl|q|bs|w)&highs == 0
+// special returns the high bit of each of the eight bytes in w (read
+// little-endian) that needs a look: a quote, a backslash, a control
+// character or a non-ASCII byte. The lowest bit set is exact (a byte that
+// wraps below zero is itself flagged before it borrows from the next);
+// bits above it may be spurious.
+func special(w uint64) uint64 {
+	return ((w - 0x20*ones) | (w ^ '"'*ones - ones) | (w ^ '\\'*ones - ones) | w) & highs
 }
 
 // str reads a string at i (which holds '"') and returns its content as
@@ -323,9 +324,16 @@ func (s *scanner) str() (raw []byte, esc bool, err error) {
 	start := s.i + 1
 	i := start
 	for {
-		for i+8 <= len(b) && plain(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
+		for ; i+8 <= len(b); i += 8 {
+			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				goto look
+			}
 		}
+		for i < len(b) && b[i] >= 0x20 && b[i] < utf8.RuneSelf && b[i] != '"' && b[i] != '\\' {
+			i++
+		}
+	look:
 		if i >= len(b) {
 			s.i = i
 			return nil, false, s.syntax("unterminated string")
@@ -345,15 +353,15 @@ func (s *scanner) str() (raw []byte, esc bool, err error) {
 		case c < 0x20:
 			s.i = i
 			return nil, false, s.syntax("control character in a string")
-		case c >= utf8.RuneSelf:
+		case c >= 0xc2 && c <= 0xdf && i+1 < len(b) && b[i+1]&0xc0 == 0x80:
+			i += 2 // a two-byte sequence
+		default:
 			r, n := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && n == 1 {
 				s.i = i
 				return nil, false, s.syntax("invalid UTF-8 in a string")
 			}
 			i += n
-		default:
-			i++
 		}
 	}
 }
