@@ -56,6 +56,8 @@ fuzz: ## Run each fuzz target on FUZZTIME inputs (default 100000x; a count, sinc
 	$(GO) test -run='^$$' -fuzz='^FuzzAddNanos$$' -fuzztime=$(FUZZTIME) ./internal/money
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNanos$$' -fuzztime=$(FUZZTIME) ./internal/money
 	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./internal/glob
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./internal/openai
+	$(GO) test -run='^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./internal/openai
 
 .PHONY: bench
 bench: build ## Run every benchmark and print the tables (about 10 minutes).
