@@ -91,6 +91,9 @@ func Decide(k Key, r Request, t *pricing.Table) Plan {
 	if d := allowed(k, req.Model); d != nil {
 		return Plan{Deny: d}
 	}
+	if !k.Tokens && !k.Spend && !k.Money {
+		return Plan{Model: req.Model}
+	}
 	p := Plan{Model: req.Model, Metered: true, InputTokens: inputTokens(t, req.PromptBytes)}
 	if k.Money || k.Spend {
 		p.Charge = t.Rule(pricing.Call{Method: r.Method, NoBody: r.NoBody, Route: r.Route, Parsed: true, Model: req.Model, Currency: r.Currency})

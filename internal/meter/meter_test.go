@@ -1,0 +1,107 @@
+package meter
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/glob"
+	"github.com/keygate/keygate/internal/pricing"
+)
+
+// USD: gpt-4o-mini at 15, 7.5 and 60 nanos of a cent per token (0.15,
+// 0.075, 0.60 USD per 1M); route 1 costs 4 cents a request.
+func table(t *testing.T) *pricing.Table {
+	t.Helper()
+	tb, err := pricing.New(pricing.Options{
+		Models: []pricing.Entry{{Match: "gpt-4o-mini*", Currency: "USD", Price: pricing.Price{Input: 15_000, CachedInput: 7_500, Output: 60_000, MaxOutput: 1000}}},
+		Routes: []map[string]int64{nil, {"USD": 4_000_000_000}}, InputBytesPerToken: 1, HoldTTL: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
+}
+
+func models(ps ...string) []glob.Pattern {
+	var out []glob.Pattern
+	for _, p := range ps {
+		out = append(out, glob.Compile(p))
+	}
+	return out
+}
+
+func TestDecide(t *testing.T) {
+	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":100}`
+	prompt := int64(len(`[{"role":"user","content":"hi"}]`))
+	post := func(path, body string) Request {
+		return Request{Method: "POST", Path: path, Route: -1, Body: []byte(body), HasBody: true, ContentType: "application/json", Currency: "USD"}
+	}
+	money := Key{Money: true}
+	for _, tc := range []struct {
+		name string
+		k    Key
+		r    Request
+		code string // of the deny; "" for a plan
+		in   int64
+		out  int64
+		est  int64
+	}{
+		{"unrestricted key: nothing read", Key{}, post("/v1/chat/completions", `not json`), "", 0, 0, 0},
+		{"chat: prompt bytes and the cap", money, post("/v1/chat/completions", chat), "", prompt, 100, prompt*15_000 + 100*60_000},
+		{"n multiplies the output", money, post("/v1/chat/completions", strings.Replace(chat, `"max_tokens":100`, `"max_tokens":100,"n":3`, 1)), "", prompt, 300, prompt*15_000 + 300*60_000},
+		{"no cap: the price's default", money, post("/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[]}`), "", 2, 1000, 2*15_000 + 1000*60_000},
+		{"embeddings: no output", money, post("/v1/embeddings", `{"model":"gpt-4o-mini","input":"abc"}`), "", 5, 0, 5 * 15_000},
+		{"unpriced model", money, post("/v1/chat/completions", `{"model":"o3","messages":[]}`), "model_not_priced", 0, 0, 0},
+		{"other currency", Key{Money: true}, func() Request { r := post("/v1/chat/completions", chat); r.Currency = "MXN"; return r }(), "model_not_priced", 0, 0, 0},
+		{"duplicate model", money, post("/v1/chat/completions", `{"model":"gpt-4o-mini","model":"o3"}`), "duplicate_member", 0, 0, 0},
+		{"gzip", money, func() Request { r := post("/v1/chat/completions", chat); r.Encoding = "gzip"; return r }(), "unsupported_content_encoding", 0, 0, 0},
+		{"cut short", money, func() Request { r := post("/v1/chat/completions", chat); r.Partial = true; return r }(), "request_too_large", 0, 0, 0},
+		{"no body sent", money, func() Request { r := post("/v1/chat/completions", ""); r.HasBody = false; return r }(), "request_too_large", 0, 0, 0},
+		{"multipart on chat", money, func() Request { r := post("/v1/chat/completions", chat); r.ContentType = "multipart/form-data; boundary=x"; return r }(), "unsupported_media_type", 0, 0, 0},
+		{"model outside the list", Key{Models: models("gpt-4o*")}, post("/v1/chat/completions", `{"model":"o3"}`), "model_not_found", 0, 0, 0},
+		{"model in the list", Key{Models: models("gpt-4o*")}, post("/v1/chat/completions", `{"model":"gpt-4o-mini"}`), "", 0, 0, 0},
+		{"listed key, no model", Key{Models: models("gpt-4o*")}, post("/v1/chat/completions", `{"messages":[]}`), "missing_model", 0, 0, 0},
+		{"listed key, images JSON", Key{Models: models("gpt-4o*")}, post("/v1/images/generations", `{"model":"dall-e-3"}`), "model_not_found", 0, 0, 0},
+		{"listed key, audio multipart", Key{Models: models("whisper*")}, func() Request {
+			r := post("/v1/audio/transcriptions", "--x")
+			r.ContentType = "multipart/form-data; boundary=x"
+			return r
+		}(), "unreadable_model", 0, 0, 0},
+		{"listed key, files multipart", Key{Models: models("gpt-4o*")}, func() Request {
+			r := post("/v1/files", "--x")
+			r.ContentType = "multipart/form-data; boundary=x"
+			return r
+		}(), "", 0, 0, 0},
+		{"tokens only: no prices needed", Key{Tokens: true}, post("/v1/chat/completions", `{"model":"x","prompt":"abcd","max_tokens":7}`), "", 6, 7, 0},
+		{"unparsed endpoint, unpriced: refused", money, post("/v1/images/generations", `{}`), "endpoint_not_priced", 0, 0, 0},
+		{"unparsed endpoint, flat price", money, func() Request { r := post("/v1/images/generations", `{}`); r.Route = 1; return r }(), "", 0, 0, 4_000_000_000},
+		{"GET without body: free", money, Request{Method: "GET", Path: "/v1/models", Route: -1, NoBody: true, Currency: "USD"}, "", 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Decide(tc.k, tc.r, table(t))
+			switch {
+			case tc.code != "" && (p.Deny == nil || p.Deny.Code != tc.code):
+				t.Fatalf("plan %+v, want deny %s", p, tc.code)
+			case tc.code == "" && p.Deny != nil:
+				t.Fatalf("denied %+v", p.Deny)
+			case tc.code == "" && (p.InputTokens != tc.in || p.OutputTokens != tc.out || p.Estimate != tc.est):
+				t.Fatalf("in %d out %d est %d, want %d %d %d", p.InputTokens, p.OutputTokens, p.Estimate, tc.in, tc.out, tc.est)
+			}
+		})
+	}
+}
+
+func BenchmarkDecideChat4K(b *testing.B) {
+	body := `{"model":"gpt-4o-mini","max_tokens":256,"messages":[` + strings.Repeat(`{"role":"user","content":"The quick brown fox jumps over the lazy dog, again and again."},`, 50) + `{"role":"user","content":"end"}]}`
+	tb, _ := pricing.New(pricing.Options{Models: []pricing.Entry{{Match: "gpt-4o-mini*", Currency: "USD", Price: pricing.Price{Input: 15_000, CachedInput: 7_500, Output: 60_000, MaxOutput: 1000}}}, InputBytesPerToken: 1})
+	r := Request{Method: "POST", Path: "/v1/chat/completions", Route: -1, Body: []byte(body), HasBody: true, ContentType: "application/json", Currency: "USD"}
+	k := Key{Money: true, Models: models("gpt-4o*")}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if p := Decide(k, r, tb); p.Deny != nil {
+			b.Fatal(p.Deny)
+		}
+	}
+}
