@@ -11,6 +11,7 @@ import (
 
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/settle"
 )
 
 // allowResponse holds every part of an allow in one allocation: the
@@ -23,10 +24,10 @@ type allowResponse struct {
 	md       structpb.Struct
 	mdVals   [len(mdFields)]structpb.Value
 	mdStrs   [len(mdFields)]structpb.Value_StringValue
-	hdrs     [2]corev3.HeaderValueOption // key id, account id
-	vals     [2]corev3.HeaderValue
-	upstream [4]*corev3.HeaderValueOption
-	client   [5]*corev3.HeaderValueOption
+	hdrs     [3]corev3.HeaderValueOption // key id, account id, reservation id
+	vals     [3]corev3.HeaderValue
+	upstream [5]*corev3.HeaderValueOption
+	client   [12]*corev3.HeaderValueOption
 	big      bigNumbers // rate headers whose values the shared cache does not keep
 	released bool       // in the pool
 }
@@ -38,14 +39,14 @@ var (
 )
 
 // Metadata fields, in the filter's namespace.
-var mdFields = [...]string{"key_id", "account_id", "scopes", "env"}
+var mdFields = [...]string{"key_id", "account_id", "scopes", "env", "reservation_id"}
 
 // allows recycles allow responses that were handed back with Release.
 var allows = sync.Pool{New: func() any { return newAllowResponse() }}
 
 func newAllowResponse() *allowResponse {
 	a := &allowResponse{}
-	a.vals[0].Key, a.vals[1].Key = "x-keygate-key-id", "x-keygate-account-id"
+	a.vals[0].Key, a.vals[1].Key, a.vals[2].Key = "x-keygate-key-id", "x-keygate-account-id", ReservationHeader
 	for i := range a.hdrs {
 		a.hdrs[i] = corev3.HeaderValueOption{Header: &a.vals[i], AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 	}
@@ -87,22 +88,47 @@ func isAllowResponse(resp *authv3.CheckResponse) bool {
 	return isOK && uintptr(unsafe.Pointer(ok)) == uintptr(unsafe.Pointer(resp))+unsafe.Offsetof(allowResponse{}.oneof)
 }
 
-func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result) *authv3.CheckResponse {
+func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result, h *holding, res *settle.Reservation) *authv3.CheckResponse {
 	a := allows.Get().(*allowResponse)
 	a.released = false
 	a.vals[0].Value, a.vals[1].Value = k.ID, k.AccountID
-	a.upstream = [4]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.policy.scopesHeader, k.policy.envHeader}
+	a.upstream = [5]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.policy.scopesHeader, k.policy.envHeader}
+	upstream, resID := a.upstream[:4], ""
+	if res != nil {
+		resID = res.ID
+		a.vals[2].Value = resID
+		upstream = append(upstream, &a.hdrs[2])
+	}
 	client := a.client[:0]
 	if rl != nil {
 		client = s.headers.appendRate(client, rl, &a.big)
 	}
-	if acct != nil && acct.Balance < s.threshold(acct) {
-		client = append(client, balanceLow,
-			header("x-balance-remaining", money.Format(acct.Balance, acct.Currency)+" "+acct.Currency))
+	if h.tokens != nil {
+		client = s.headers.appendTokens(client, h.tokens, &a.big)
 	}
-	a.ok = authv3.OkHttpResponse{Headers: a.upstream[:], HeadersToRemove: s.remove, ResponseHeadersToAdd: client}
-	for i, v := range [...]string{k.ID, k.AccountID, k.policy.joined, k.policy.env} {
+	if acct != nil {
+		if avail := s.available(acct); avail.Minor < s.threshold(acct) {
+			client = append(client, balanceLow, header("x-balance-remaining", money.FormatExact(avail, acct.Currency)+" "+acct.Currency))
+		}
+	}
+	a.ok = authv3.OkHttpResponse{Headers: upstream, HeadersToRemove: s.remove, ResponseHeadersToAdd: client}
+	for i, v := range [...]string{k.ID, k.AccountID, k.policy.joined, k.policy.env, resID} {
 		a.mdStrs[i].StringValue = v
 	}
 	return &a.resp
+}
+
+// ReservationHeader carries a metered request's reservation id to the
+// backend, for its settlement; keygate's value replaces any the client
+// sent.
+const ReservationHeader = "x-keygate-reservation-id"
+
+// available is the account's balance less what keygates hold of it for
+// requests in flight (their leases, as last read).
+func (s *Server) available(acct *Account) money.Exact {
+	e, err := acct.Exact().AddNanos(-acct.Held())
+	if err != nil {
+		return acct.Exact()
+	}
+	return e
 }

@@ -17,6 +17,9 @@ import (
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/funds"
+	"github.com/keygate/keygate/internal/pricing"
+	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/reqpath"
@@ -41,6 +44,13 @@ type Options struct {
 	Stale   func(time.Time) bool
 	Metrics *Metrics     // optional
 	Log     *slog.Logger // optional
+	// Metering, all optional: prices (nil: no prices), the funds that
+	// hold balances, the settler that keeps reservations, and this
+	// keygate's id in both.
+	Prices  *pricing.Table
+	Funds   *funds.Funds
+	Settler *settle.Settler
+	ID      string
 }
 
 // Server answers ext_authz checks.
@@ -62,6 +72,11 @@ type Server struct {
 	metrics     *Metrics
 	log         *slog.Logger
 	static      map[string]*authv3.CheckResponse
+	prices      *pricing.Table
+	funds       *funds.Funds
+	settler     *settle.Settler
+	id          string
+	holdTTL     time.Duration
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -84,6 +99,10 @@ func New(o Options, keys *cache.Table[*Key], accounts *cache.Table[*Account]) *S
 		format: o.Format, extract: extractor{sources: o.Credentials},
 		routes: newRoutes(o.Routes, o.DefaultScope), limit: o.DefaultLimit,
 		keys: keys, accounts: accounts, limiter: o.Limiter, usage: o.Usage, now: now, metrics: o.Metrics, log: log,
+		prices: o.Prices, funds: o.Funds, settler: o.Settler, id: o.ID, holdTTL: o.Prices.HoldTTL(),
+	}
+	if s.holdTTL == 0 {
+		s.holdTTL = time.Hour
 	}
 	if s.limiter == nil {
 		s.limiter = ratelimit.New(ratelimit.Options{Now: now})
@@ -145,13 +164,18 @@ func (s *Server) decide(ctx context.Context, r *Request, now time.Time) (*authv3
 	return resp, code, e.Value
 }
 
-// decideKey answers a request made with the known key k.
+// decideKey answers a request made with the known key k: the first row
+// of the decision table that applies, metering's refusals after the
+// scope's, and what the request holds released when a later row denies
+// it.
 func (s *Server) decideKey(ctx context.Context, k *Key, r *Request, now time.Time) (*authv3.CheckResponse, string) {
 	switch {
 	case k.revoked:
 		return s.static[msgRevoked], CodeInvalidKey
 	case k.expired(now):
 		return denyExpired.response(fmt.Sprintf("This API key expired at %s; create a new key to continue.", k.expiry().Format(time.RFC3339))), CodeExpiredKey
+	case k.unsupported != "":
+		return denyUnsupported.response(fmt.Sprintf("This API key carries restrictions this gateway cannot enforce yet (%s); it is refused until the gateway is upgraded.", clip(k.unsupported))), CodeUnsupportedKey
 	}
 	need, err := s.routes.need(r.Method, r.Path, r.Scope, r.HasScope)
 	if err != nil {
@@ -168,22 +192,46 @@ func (s *Server) decideKey(ctx context.Context, k *Key, r *Request, now time.Tim
 			s.log.Debug("key store unavailable", "err", err)
 			return s.static[msgUnavailable], CodeUnavailable
 		}
-		if acct.Balance <= 0 {
-			return denyBalance.response(fmt.Sprintf("Your balance is %s %s; top up to continue.", money.Format(acct.Balance, acct.Currency), acct.Currency)), CodeNoBalance
-		}
 	}
-	var rl *ratelimit.Result
-	if limit := s.limitOf(k); limit != nil {
-		r := s.limiter.Take(ctx, &k.rate, k.budget, *limit, 1)
-		switch {
-		case r.Unavailable:
-			return s.static[msgBudgetUnavailable], CodeUnavailable
-		case !r.Allowed:
-			return s.denyRate(k, &r), CodeRateLimited
-		}
-		rl = &r
+	plan, deny := s.plan(k, r, acct)
+	if deny != nil {
+		return deny, CodeRefused
 	}
-	return s.allow(k, acct, rl), CodeOK
+	if acct != nil && acct.Exact().Cmp(0) <= 0 {
+		return denyBalance.response(fmt.Sprintf("Your balance is %s %s; top up to continue.", money.FormatExact(acct.Exact(), acct.Currency), acct.Currency)), CodeNoBalance
+	}
+	var h holding
+	if resp, code := s.holdFunds(ctx, k, acct, &plan, &h); resp != nil {
+		return resp, code
+	}
+	rl, resp, code := s.takeRequest(ctx, k)
+	if resp == nil {
+		resp, code = s.takeBudgets(ctx, k, &plan, &h)
+	}
+	if resp != nil {
+		s.release(ctx, k, acct, &plan, &h)
+		if rl != nil { // taken before a later row denied
+			s.limiter.Settle(ctx, &k.rate, k.budget, *s.limitOf(k), rl.Window, -1)
+		}
+		return resp, code
+	}
+	return s.allow(k, acct, rl, &h, s.reserve(k, acct, &plan, &h, now)), CodeOK
+}
+
+// takeRequest takes one request of the key's rate limit, if it has one.
+func (s *Server) takeRequest(ctx context.Context, k *Key) (*ratelimit.Result, *authv3.CheckResponse, string) {
+	limit := s.limitOf(k)
+	if limit == nil {
+		return nil, nil, ""
+	}
+	r := s.limiter.Take(ctx, &k.rate, k.budget, *limit, 1)
+	switch {
+	case r.Unavailable:
+		return nil, s.static[msgBudgetUnavailable], CodeUnavailable
+	case !r.Allowed:
+		return nil, s.denyRate(k, &r), CodeRateLimited
+	}
+	return &r, nil, ""
 }
 
 // maxRetryWait is the longest wait a 429 asks clients to sleep through:

@@ -37,6 +37,8 @@ const (
 	fieldMethod            = 2  // HttpRequest.method
 	fieldHeaders           = 3  // HttpRequest.headers
 	fieldPath              = 4  // HttpRequest.path
+	fieldBody              = 11 // HttpRequest.body
+	fieldRawBody           = 12 // HttpRequest.raw_body
 	fieldHeaderMap         = 13 // HttpRequest.header_map
 	fieldHeaderMapHeaders  = 1  // HeaderMap.headers
 	fieldKey               = 1  // map entries, HeaderValue.key
@@ -109,6 +111,17 @@ func (d *Decoder) http(b []byte, r *Request) error {
 					name := r.keep(key)
 					r.setNamed(credHeader{source: i, name: name, exact: name == d.x.sources[i].Header, value: r.keep(value)})
 				}
+				if i, ok := metaIndex(unsafeString(key), false); ok {
+					r.setMeta(i, r.keep(value), false)
+				}
+			}
+		case fieldBody:
+			if len(v) > 0 && (len(r.Body) == 0 || !r.rawBody) {
+				r.Body, r.HasBody = r.keepBytes(v), true
+			}
+		case fieldRawBody:
+			if len(v) > 0 {
+				r.Body, r.HasBody, r.rawBody = r.keepBytes(v), true, true
 			}
 		case fieldHeaderMap:
 			err = d.headerMap(v, r)
@@ -141,11 +154,14 @@ func (d *Decoder) headerMap(b []byte, r *Request) error {
 		if hf.err != nil {
 			return hf.err
 		}
+		if len(raw) > 0 {
+			value = raw
+		}
 		if i, ok := d.x.sourceIndex(unsafeString(key)); ok {
-			if len(raw) > 0 {
-				value = raw
-			}
 			r.raw = append(r.raw, credHeader{source: i, value: r.keep(value)})
+		}
+		if i, ok := metaIndex(unsafeString(key), true); ok {
+			r.setMeta(i, r.keep(value), true)
 		}
 	}
 	return f.err
@@ -160,6 +176,13 @@ func (r *Request) keep(v []byte) string {
 	start := len(r.buf)
 	r.buf = append(r.buf, v...)
 	return unsafeString(r.buf[start:])
+}
+
+// keepBytes copies v into r's buffer.
+func (r *Request) keepBytes(v []byte) []byte {
+	start := len(r.buf)
+	r.buf = append(r.buf, v...)
+	return r.buf[start:len(r.buf):len(r.buf)]
 }
 
 // unsafeString is b as a string, without a copy: b must not change while

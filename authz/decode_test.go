@@ -21,7 +21,8 @@ var testExtractor = &extractor{sources: []config.Credential{{Header: "authorizat
 // path, the scope, and the credential headers (the named ones in any
 // order, as a map has none).
 func sameRequest(a, b *Request) bool {
-	if a.Method != b.Method || a.Path != b.Path || a.Scope != b.Scope || a.HasScope != b.HasScope || !slices.Equal(a.raw, b.raw) {
+	if a.Method != b.Method || a.Path != b.Path || a.Scope != b.Scope || a.HasScope != b.HasScope || !slices.Equal(a.raw, b.raw) ||
+		a.HasBody != b.HasBody || string(a.Body) != string(b.Body) || a.meta != b.meta || a.metaConflict != b.metaConflict {
 		return false
 	}
 	key := func(h credHeader) string { return h.name }

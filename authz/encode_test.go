@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -29,9 +30,17 @@ func TestAppendAllow(t *testing.T) {
 			&ratelimit.Result{Allowed: true, Limit: 600, Remaining: 599, Reset: 59_500_000_000}},
 		{"long values", &store.Key{ID: "key_" + string(bytes.Repeat([]byte("x"), 300)), AccountID: string(bytes.Repeat([]byte("y"), 200)), Env: "live",
 			Scopes: []string{string(bytes.Repeat([]byte("z"), 200))}}, 1e6, &ratelimit.Result{Allowed: true, Limit: 1 << 40, Remaining: 1 << 39, Reset: 1}},
+		{"metered", &store.Key{ID: "key_d", AccountID: "acme", Env: "live", Scopes: []string{"*"}}, 1e6,
+			&ratelimit.Result{Allowed: true, Limit: 600, Remaining: 599, Reset: 59_500_000_000}},
 	} {
 		k := NewKey(c.key)
-		resp := s.allow(k, &Account{ID: c.key.AccountID, Balance: c.balance, Currency: "MXN"}, c.rl)
+		h := &holding{}
+		var res *settle.Reservation
+		if c.name == "metered" {
+			h.tokens = &ratelimit.Result{Allowed: true, Limit: 100_000, Remaining: 90_000, Reset: 30e9}
+			res = &settle.Reservation{ID: settle.NewID("kg1", "acme")}
+		}
+		resp := s.allow(k, &Account{ID: c.key.AccountID, Balance: c.balance, Currency: "MXN"}, c.rl, h, res)
 		got, ok := AppendAllow(nil, resp)
 		var back authv3.CheckResponse
 		if err := proto.Unmarshal(got, &back); !ok || err != nil || !proto.Equal(&back, resp) {
@@ -55,7 +64,7 @@ func BenchmarkAppendAllow(b *testing.B) {
 	s := &Server{remove: []string{"authorization", "x-api-key", "api-key"}, lowBalance2: 1000}
 	k := NewKey(&store.Key{ID: "key_0123456789abcdef0123456789", AccountID: "acme", Env: "live", Scopes: []string{"*"}})
 	rl := &ratelimit.Result{Allowed: true, Limit: 600, Remaining: 599, Reset: 59_500_000_000}
-	resp := s.allow(k, &Account{ID: "acme", Balance: 1e6, Currency: "MXN"}, rl)
+	resp := s.allow(k, &Account{ID: "acme", Balance: 1e6, Currency: "MXN"}, rl, &holding{}, nil)
 	buf := make([]byte, 0, 2048)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -20,8 +20,23 @@ type headerCache struct {
 // stays small whatever the limits.
 const maxCachedNumber = 10_000
 
-// rateHeaders are the rate-limit headers, in the order rate adds them.
-var rateHeaders = [...]string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}
+// rateHeaders are the rate-limit headers, in the order they are added:
+// section 2's trio, then OpenAI's for requests and for tokens, whose
+// resets are durations ("17s").
+var rateHeaders = [...]string{
+	"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+	"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+	"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+}
+
+// Where each group of rateHeaders starts.
+const (
+	requestHeaders = 0
+	tokenHeaders   = 6
+)
+
+// inSeconds reports whether header i is a duration in seconds.
+func inSeconds(i int) bool { return i == 5 || i == 8 }
 
 // bigNumbers holds, inside one pooled allow response, the rate-limit
 // headers whose values the cache does not keep; their strings point into
@@ -29,7 +44,7 @@ var rateHeaders = [...]string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-r
 type bigNumbers struct {
 	opts   [len(rateHeaders)]corev3.HeaderValueOption
 	vals   [len(rateHeaders)]corev3.HeaderValue
-	digits [len(rateHeaders)][20]byte // the longest int64
+	digits [len(rateHeaders)][21]byte // the longest int64, and "s"
 }
 
 func (b *bigNumbers) init() {
@@ -44,6 +59,9 @@ func (b *bigNumbers) init() {
 func (c *headerCache) number(i int, n int64, big *bigNumbers) *corev3.HeaderValueOption {
 	if n < 0 || n > maxCachedNumber {
 		d := strconv.AppendInt(big.digits[i][:0], n, 10)
+		if inSeconds(i) {
+			d = append(d, 's')
+		}
 		big.vals[i].Value = unsafe.String(&d[0], len(d))
 		return &big.opts[i]
 	}
@@ -51,14 +69,29 @@ func (c *headerCache) number(i int, n int64, big *bigNumbers) *corev3.HeaderValu
 	if h := p.Load(); h != nil {
 		return h
 	}
-	h := header(rateHeaders[i], strconv.FormatInt(n, 10))
+	v := strconv.FormatInt(n, 10)
+	if inSeconds(i) {
+		v += "s"
+	}
+	h := header(rateHeaders[i], v)
 	p.Store(h)
 	return h
 }
 
-// appendRate appends the three x-ratelimit-* headers for r to dst.
+// appendRate appends the headers of a request limit's result r: section
+// 2's and OpenAI's -requests.
 func (c *headerCache) appendRate(dst []*corev3.HeaderValueOption, r *ratelimit.Result, big *bigNumbers) []*corev3.HeaderValueOption {
-	return append(dst, c.number(0, r.Limit, big), c.number(1, r.Remaining, big), c.number(2, ceilSeconds(int64(r.Reset)), big))
+	reset := ceilSeconds(int64(r.Reset))
+	for _, at := range [...]int{requestHeaders, requestHeaders + 3} {
+		dst = append(dst, c.number(at, r.Limit, big), c.number(at+1, r.Remaining, big), c.number(at+2, reset, big))
+	}
+	return dst
+}
+
+// appendTokens appends the headers of a token limit's result r.
+func (c *headerCache) appendTokens(dst []*corev3.HeaderValueOption, r *ratelimit.Result, big *bigNumbers) []*corev3.HeaderValueOption {
+	return append(dst, c.number(tokenHeaders, r.Limit, big), c.number(tokenHeaders+1, r.Remaining, big),
+		c.number(tokenHeaders+2, ceilSeconds(int64(r.Reset)), big))
 }
 
 // ceilSeconds rounds nanoseconds up to whole seconds.

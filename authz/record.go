@@ -12,6 +12,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/internal/glob"
+	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
@@ -29,6 +31,9 @@ type Key struct {
 	use       usage.Slot     // where its checks are counted
 	expiresAt int64          // unix milliseconds; never: math.MaxInt64
 	revoked   bool
+	// unsupported names what of its record this keygate cannot enforce
+	// (members it does not know, a newer format): the key is denied.
+	unsupported string
 }
 
 // policy is what a key may do: its scopes, rate limit and environment,
@@ -41,6 +46,9 @@ type policy struct {
 	envHeader    *corev3.HeaderValueOption // x-keygate-env
 	limit        *ratelimit.Limit          // nil: the configured default, unless unlimited
 	unlimited    bool                      // no limit, whatever the default
+	models       []glob.Pattern            // the models it may call; nil: any
+	tokens       *ratelimit.Limit          // its token limit, if any
+	spend        *ratelimit.Limit          // its spend budget in nanos, if any
 }
 
 // test reports whether keys with this policy skip the balance check.
@@ -48,7 +56,8 @@ func (p *policy) test() bool { return p.env == store.EnvTest }
 
 // NewKey builds the cached form of a key record.
 func NewKey(k *store.Key) *Key {
-	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), budget: k.LimitID(), policy: internPolicy(k), revoked: k.Revoked(), expiresAt: math.MaxInt64}
+	c := &Key{ID: k.ID, AccountID: intern(k.AccountID), budget: k.LimitID(), policy: internPolicy(k), revoked: k.Revoked(), expiresAt: math.MaxInt64,
+		unsupported: strings.Join(k.Unsupported(), ", ")}
 	if k.ExpiresAt != nil {
 		// Milliseconds hold every date JSON can carry (years 0-9999)
 		// without overflow, unlike UnixNano (1678-2262).
@@ -84,12 +93,21 @@ type policyKey struct {
 	limit  ratelimit.Limit
 	own    bool // the key has a limit of its own (else limit is zero)
 	none   bool // the key is unlimited
+	models string
+	tokens ratelimit.Limit
+	spend  ratelimit.Limit
 }
 
 func internPolicy(k *store.Key) *policy {
-	pk := policyKey{scopes: strings.Join(k.Scopes, "\x00"), test: k.Env == store.EnvTest, none: k.NoRateLimit}
+	pk := policyKey{scopes: strings.Join(k.Scopes, "\x00"), test: k.Env == store.EnvTest, none: k.NoRateLimit, models: strings.Join(k.Models, "\x00")}
 	if k.RateLimit != nil {
 		pk.own, pk.limit = true, ratelimit.Limit{Units: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)}
+	}
+	if t := k.TokenLimit; t != nil {
+		pk.tokens = ratelimit.Limit{Units: t.Tokens, Window: time.Duration(t.Window)}
+	}
+	if b := k.Budget; b != nil {
+		pk.spend = spendLimit(b)
 	}
 	if v, ok := internedPolicies.Load(pk); ok {
 		return v.(*policy)
@@ -105,8 +123,34 @@ func internPolicy(k *store.Key) *policy {
 		p.limit = &limit
 	}
 	p.unlimited = pk.none
+	for _, m := range k.Models {
+		p.models = append(p.models, glob.Compile(m))
+	}
+	if pk.tokens.Units > 0 {
+		tokens := pk.tokens
+		p.tokens = &tokens
+	}
+	if pk.spend.Units > 0 {
+		spend := pk.spend
+		p.spend = &spend
+	}
 	v, _ := internedPolicies.LoadOrStore(pk, p)
 	return v.(*policy)
+}
+
+// spendLimit is a budget as a limit of the fleet engine, in nanos.
+func spendLimit(b *store.Budget) ratelimit.Limit {
+	d, _ := b.Period.Duration() // validated with the record
+	l := ratelimit.Limit{Units: b.Amount * money.NanosPerMinor, Window: d}
+	switch b.Period {
+	case store.Day:
+		l.Calendar = ratelimit.Day
+	case store.Week:
+		l.Calendar = ratelimit.Week
+	case store.Month:
+		l.Calendar = ratelimit.Month
+	}
+	return l
 }
 
 // The x-keygate-env headers.

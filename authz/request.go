@@ -20,7 +20,49 @@ type Request struct {
 	// named are the credential headers of the headers map (the last value
 	// of each name, as a map keeps), raw those of header_map, in order.
 	named, raw []credHeader
-	buf        []byte // what the strings point into, when decoded
+	// Body is the body the proxy sent with the check, if HasBody.
+	Body    []byte
+	HasBody bool
+	rawBody bool // Body is raw_body's, which wins over body's
+	// meta are the headers metering reads (metaHeaders), and whether one
+	// came twice with different values.
+	meta         [len(metaHeaders)]string
+	metaConflict bool
+	buf          []byte // what the strings point into, when decoded
+}
+
+// metaHeaders are the headers metering reads, in lower case.
+var metaHeaders = [...]string{"content-type", "content-encoding", "content-length", "transfer-encoding", "x-envoy-auth-partial-body"}
+
+// Indexes into Request.meta.
+const (
+	metaContentType = iota
+	metaEncoding
+	metaLength
+	metaTransfer
+	metaPartial
+)
+
+// metaIndex returns the index of header name among metaHeaders: in any
+// case for header_map (raw), as written (lower case, as Envoy writes
+// them) for the headers map, whose keys differing in case would be read
+// in no set order.
+func metaIndex(name string, raw bool) (int, bool) {
+	for i, h := range metaHeaders {
+		if name == h || raw && len(name) == len(h) && strings.EqualFold(name, h) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// setMeta records value for meta header i; from header_map (raw), a
+// second different value is a conflict.
+func (r *Request) setMeta(i int, value string, raw bool) {
+	if raw && r.meta[i] != "" && r.meta[i] != value {
+		r.metaConflict = true
+	}
+	r.meta[i] = value
 }
 
 // credHeader is one credential header: which source it matches, whether
@@ -49,6 +91,16 @@ func (r *Request) reset() {
 	*r = Request{named: r.named[:0], raw: r.raw[:0], buf: r.buf[:0]}
 }
 
+// bodyOf sets the body from the body (string) or raw_body (bytes) field.
+func (r *Request) bodyOf(body string, raw []byte) {
+	switch {
+	case len(raw) > 0:
+		r.Body, r.HasBody = raw, true
+	case body != "":
+		r.Body, r.HasBody = []byte(body), true
+	}
+}
+
 // setNamed records value for header name of the headers map, replacing
 // an earlier value of the same name.
 func (r *Request) setNamed(h credHeader) {
@@ -74,17 +126,31 @@ func (x *extractor) requestOf(req *authv3.CheckRequest) *Request {
 		if i, ok := x.sourceIndex(name); ok {
 			r.setNamed(credHeader{source: i, name: name, exact: name == x.sources[i].Header, value: v})
 		}
+		if i, ok := metaIndex(name, false); ok {
+			r.setMeta(i, v, false)
+		}
 	}
+	r.bodyOf(h.GetBody(), h.GetRawBody())
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
 		if i, ok := x.sourceIndex(hv.GetKey()); ok {
-			v := hv.GetValue()
-			if raw := hv.GetRawValue(); len(raw) > 0 {
-				v = string(raw)
-			}
-			r.raw = append(r.raw, credHeader{source: i, value: v})
+			r.raw = append(r.raw, credHeader{source: i, value: valueOf(hv)})
+		}
+		if i, ok := metaIndex(hv.GetKey(), true); ok {
+			r.setMeta(i, valueOf(hv), true)
 		}
 	}
 	return r
+}
+
+// valueOf is a header_map entry's value: raw_value if set.
+func valueOf(hv interface {
+	GetValue() string
+	GetRawValue() []byte
+}) string {
+	if raw := hv.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return hv.GetValue()
 }
 
 // sourceIndex returns the credential source for header name, in any case.

@@ -61,14 +61,32 @@ type errorBody struct {
 
 // response builds the CheckResponse for d with message and extra headers.
 func (d denial) response(message string, extra ...*corev3.HeaderValueOption) *authv3.CheckResponse {
+	return d.build(message, "", false, extra)
+}
+
+// responseParam is response with the body's param set.
+func (d denial) responseParam(message, param string) *authv3.CheckResponse {
+	return d.build(message, param, false, nil)
+}
+
+// responseRetry is response for a denial that may pass a moment later:
+// it tells clients to retry in a second, whatever its status.
+func (d denial) responseRetry(message string) *authv3.CheckResponse {
+	return d.build(message, "", true, []*corev3.HeaderValueOption{header("x-should-retry", "true"), header("retry-after", "1")})
+}
+
+func (d denial) build(message, param string, retry bool, extra []*corev3.HeaderValueOption) *authv3.CheckResponse {
 	var b errorBody
 	b.Error.Message, b.Error.Type, b.Error.Code = message, d.errType, d.code
+	if param != "" {
+		b.Error.Param = &param
+	}
 	body, _ := json.Marshal(b)
 	headers := []*corev3.HeaderValueOption{header("content-type", "application/json")}
 	if d.http == 401 {
 		headers = append(headers, header("www-authenticate", d.challenge()))
 	}
-	if d.http == 400 || d.http == 401 || d.http == 402 || d.http == 403 {
+	if !retry && d.http >= 400 && d.http < 500 && d.http != 429 {
 		headers = append(headers, header("x-should-retry", "false"))
 	}
 	return &authv3.CheckResponse{

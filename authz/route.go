@@ -16,13 +16,37 @@ const ScopeExtension = "keygate.scope"
 // routes maps method + path prefix to the scope a key needs.
 type routes struct {
 	table        []config.Route // longest prefix first
+	index        []int          // of each in the configuration
 	defaultScope string
 }
 
 func newRoutes(table []config.Route, defaultScope string) routes {
-	t := append([]config.Route(nil), table...)
-	sort.SliceStable(t, func(i, j int) bool { return len(t[i].PathPrefix) > len(t[j].PathPrefix) })
-	return routes{table: t, defaultScope: defaultScope}
+	index := make([]int, len(table))
+	for i := range index {
+		index[i] = i
+	}
+	sort.SliceStable(index, func(i, j int) bool { return len(table[index[i]].PathPrefix) > len(table[index[j]].PathPrefix) })
+	t := make([]config.Route, len(table))
+	for i, j := range index {
+		t[i] = table[j]
+	}
+	return routes{table: t, index: index, defaultScope: defaultScope}
+}
+
+// configured returns, for a path with one reading, that reading and the
+// index in the configuration of the route it reaches (-1 for none).
+func (r routes) configured(method, target string) (string, int, bool) {
+	if method == "HEAD" || equalFold(method, "HEAD") {
+		method = "GET"
+	}
+	p, ok := reqpath.Simple(target)
+	if !ok {
+		return "", -1, false
+	}
+	if i := r.match(method, p); i >= 0 {
+		return p, r.index[i], true
+	}
+	return p, -1, true
 }
 
 // need returns the scopes a request needs (none, one, or one for each

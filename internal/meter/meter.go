@@ -42,6 +42,9 @@ type Request struct {
 	NoBody      bool
 	ContentType string
 	Encoding    string // Content-Encoding
+	// Ambiguous: the request carries two different Content-Type or
+	// Content-Encoding headers.
+	Ambiguous bool
 	Currency    string // the account's
 }
 

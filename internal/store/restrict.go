@@ -98,7 +98,7 @@ func (t *TokenLimit) String() string {
 }
 
 // maxBudget bounds a budget, in minor units.
-const maxBudget = 1e15
+const maxBudget = 1e9
 
 func (b *Budget) validate() error {
 	if b.Amount < 1 || b.Amount > maxBudget {
