@@ -18,11 +18,11 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/funds"
-	"github.com/keygate/keygate/internal/pricing"
-	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/money"
+	"github.com/keygate/keygate/internal/pricing"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/reqpath"
+	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/usage"
 )
 

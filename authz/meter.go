@@ -199,4 +199,3 @@ func formatNanos(n int64, currency string) string {
 	e, _ := money.Exact{}.AddNanos(n)
 	return money.FormatExact(e, currency)
 }
-

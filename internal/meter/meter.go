@@ -45,7 +45,7 @@ type Request struct {
 	// Ambiguous: the request carries two different Content-Type or
 	// Content-Encoding headers.
 	Ambiguous bool
-	Currency    string // the account's
+	Currency  string // the account's
 }
 
 // Plan is what Decide says of a request.

@@ -58,7 +58,11 @@ func TestDecide(t *testing.T) {
 		{"gzip", money, func() Request { r := post("/v1/chat/completions", chat); r.Encoding = "gzip"; return r }(), "unsupported_content_encoding", 0, 0, 0},
 		{"cut short", money, func() Request { r := post("/v1/chat/completions", chat); r.Partial = true; return r }(), "request_too_large", 0, 0, 0},
 		{"no body sent", money, func() Request { r := post("/v1/chat/completions", ""); r.HasBody = false; return r }(), "request_too_large", 0, 0, 0},
-		{"multipart on chat", money, func() Request { r := post("/v1/chat/completions", chat); r.ContentType = "multipart/form-data; boundary=x"; return r }(), "unsupported_media_type", 0, 0, 0},
+		{"multipart on chat", money, func() Request {
+			r := post("/v1/chat/completions", chat)
+			r.ContentType = "multipart/form-data; boundary=x"
+			return r
+		}(), "unsupported_media_type", 0, 0, 0},
 		{"model outside the list", Key{Models: models("gpt-4o*")}, post("/v1/chat/completions", `{"model":"o3"}`), "model_not_found", 0, 0, 0},
 		{"model in the list", Key{Models: models("gpt-4o*")}, post("/v1/chat/completions", `{"model":"gpt-4o-mini"}`), "", 0, 0, 0},
 		{"listed key, no model", Key{Models: models("gpt-4o*")}, post("/v1/chat/completions", `{"messages":[]}`), "missing_model", 0, 0, 0},
