@@ -73,3 +73,7 @@ func (p *Presence) Count() int64 {
 	}
 	return max(n, 1)
 }
+
+// ID is this keygate's id among the others: 16 hex characters, new at
+// every start.
+func (p *Presence) ID() string { return p.id }

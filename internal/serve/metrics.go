@@ -1,6 +1,9 @@
 package serve
 
 import (
+	"github.com/keygate/keygate/internal/funds"
+	"github.com/keygate/keygate/internal/settle"
+
 	"sync/atomic"
 	"time"
 
@@ -145,5 +148,24 @@ func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, st *sto
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keygate_fleet_keygates",
 			Help: "Keygates sharing the rate-limit budgets, this one included, as last heard."},
 			func() float64 { return float64(peers.Count()) }),
+	)
+}
+
+// registerMoney registers the counters of holds and settlements.
+func registerMoney(reg prometheus.Registerer, f *funds.Stats, s *settle.Stats) {
+	total := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	reg.MustRegister(
+		total("keygate_funds_leases_total", "Writes of this keygate's hold of an account's funds.", &f.Leases),
+		total("keygate_funds_debits_total", "Settlements debited from balances.", &f.Debits),
+		total("keygate_funds_outage_nanos_total", "Nanos of minor units held under the outage rule, beyond what was leased.", &f.OutageNanos),
+		total("keygate_funds_handed_back_nanos_total", "Nanos of minor units of leases handed back unused.", &f.HandedBack),
+		total("keygate_reservations_total", "Metered requests reserved.", &s.Reservations),
+		total("keygate_settlements_total", "Settlements written, of every status.", &s.Settled),
+		total("keygate_settlements_expired_total", "Reservations settled at their estimate when their TTL passed.", &s.Expired),
+		total("keygate_settlements_forwarded_total", "Settlements sent to the keygate that holds them.", &s.Forwarded),
+		total("keygate_settlements_inherited_total", "Settlements of reservations whose keygate was gone.", &s.Inherited),
+		total("keygate_settlement_failures_total", "Settlements that could not be written (retried).", &s.Failures),
 	)
 }

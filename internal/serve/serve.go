@@ -4,6 +4,9 @@
 package serve
 
 import (
+	"github.com/keygate/keygate/internal/funds"
+	"github.com/keygate/keygate/internal/settle"
+
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +61,8 @@ type Instance struct {
 	keys     *cache.Table[*authz.Key]
 	accounts *cache.Table[*authz.Account]
 	limiter  *ratelimit.Limiter
+	funds    *funds.Funds
+	settler  *settle.Settler
 	clock    *fleetclock.Clock
 	peers    *presence.Presence
 	usage    *usage.Recorder
@@ -100,7 +105,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	inst.NATSAddr = inst.conn.ServerAddr()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := store.Open(openCtx, inst.conn.JS, cfg.NATS.StoreOptions())
+	so := cfg.NATS.StoreOptions()
+	so.HoldTTL = cfg.Pricing.HoldTTL.D()
+	st, err := store.Open(openCtx, inst.conn.JS, so)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +134,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	inst.usage = usage.New(st, nil, log)
 	go inst.usage.Run(inst.bg, cfg.Fleet.UsageFlushInterval.D())
 	registerFleet(reg, limits, st, inst.limiter.Stats(), inst.clock, inst.peers)
-	srv, err := newAuthz(cfg, inst.keys, inst.accounts, inst.limiter, inst.usage, inst.state.Stale, reg, log)
+	inst.startMoney(cfg, st)
+	registerMoney(reg, inst.funds.Stats(), inst.settler.Stats())
+	srv, err := inst.newAuthz(cfg, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -345,20 +354,39 @@ func (inst *Instance) startLimiter(ctx context.Context, cfg config.Config, st *s
 // clockEvery is how often the clock's offset is measured again.
 const clockEvery = 30 * time.Second
 
-func newAuthz(cfg config.Config, keys *cache.Table[*authz.Key], accounts *cache.Table[*authz.Account], limiter *ratelimit.Limiter,
-	rec *usage.Recorder, stale func(time.Time) bool, reg prometheus.Registerer, log *slog.Logger) (*authz.Server, error) {
+// startMoney starts the funds that hold balances and the settler that
+// keeps this keygate's reservations and settles them.
+func (inst *Instance) startMoney(cfg config.Config, st *store.Store) {
+	ttl := cfg.Pricing.HoldTTL.D()
+	inst.funds = funds.New(st, funds.Options{ID: inst.peers.ID(), LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), OutageAfter: cfg.Fleet.OutageAfter.D(),
+		Abandoned: ttl + store.RecordGrace, Online: inst.conn.NC.IsConnected, Peers: inst.peers.Count, Now: inst.clock.Now, Log: inst.log})
+	go inst.funds.Run(inst.bg)
+	inst.settler = settle.New(settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl, Log: inst.log})
+	go func() {
+		if err := inst.settler.Run(inst.bg); err != nil {
+			inst.log.Error("settling reservations", "err", err)
+		}
+	}()
+}
+
+func (inst *Instance) newAuthz(cfg config.Config, reg prometheus.Registerer) (*authz.Server, error) {
 	rl, err := cfg.RateLimit()
 	if err != nil {
 		return nil, fmt.Errorf("default_rate_limit: %w", err)
 	}
+	prices, err := cfg.PriceTable()
+	if err != nil {
+		return nil, fmt.Errorf("pricing: %w", err)
+	}
 	o := authz.Options{
 		Format: cfg.Keys.Format(), Credentials: cfg.Credentials, Routes: cfg.Routes, DefaultScope: cfg.UnroutedScope(),
-		LowBalance: cfg.LowBalanceThreshold, Stale: stale, Metrics: authz.NewMetrics(reg), Log: log, Limiter: limiter, Usage: rec,
+		LowBalance: cfg.LowBalanceThreshold, Stale: inst.state.Stale, Metrics: authz.NewMetrics(reg), Log: inst.log, Limiter: inst.limiter,
+		Usage: inst.usage, Prices: prices, Funds: inst.funds, Settler: inst.settler, ID: inst.peers.ID(),
 	}
 	if rl != nil {
 		o.DefaultLimit = &ratelimit.Limit{Units: rl.Requests, Window: time.Duration(rl.Window)}
 	}
-	return authz.New(o, keys, accounts), nil
+	return authz.New(o, inst.keys, inst.accounts), nil
 }
 
 func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *prometheus.Registry) error {
