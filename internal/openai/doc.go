@@ -26,6 +26,12 @@
 // metered name ("Model", "MAX_TOKENS", "ſtream" with a long s) without
 // being it.
 //
+// PromptBytes counts the JSON bytes of messages, prompt, input,
+// instructions and system only. Other members that a backend turns into
+// input tokens (tools, functions, response_format, prediction, suffix) and
+// context named by reference (previous_response_id, conversation) are not
+// in it.
+//
 // Counts (max tokens, n, token usage) are JSON numbers written as digits
 // only, at most 1e12. MaxOutput is the largest output cap present, since
 // backends differ on which one they obey when a body has several. N is

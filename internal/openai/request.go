@@ -26,138 +26,130 @@ var metered = []string{"model", "max_completion_tokens", "max_tokens", "max_outp
 func ParseRequest(body []byte) (Request, error) {
 	r := Request{N: 1}
 	s := scanner{b: body, body: "request"}
-	s.ws()
-	err := members(&s, "", func(name, raw []byte) error { return r.member(&s, name, raw) })
-	if err != nil {
-		return Request{}, err
+	i := members(&s, s.ws(0), "", func(i int, name, raw []byte) int { return r.member(&s, i, name, raw) })
+	if i >= 0 && s.ws(i) != len(body) {
+		s.fail(s.ws(i), "data after the top-level object")
 	}
-	s.ws()
-	if s.i != len(body) {
-		return Request{}, s.syntax("data after the top-level object")
+	if s.err != nil {
+		return Request{}, s.err
 	}
 	return r, nil
 }
 
 // members is each for an object whose member names must be unique; a
 // duplicate is named after prefix.
-func members(s *scanner, prefix string, member func(name, raw []byte) error) error {
+func members(s *scanner, i int, prefix string, member func(i int, name, raw []byte) int) int {
 	var names seen
-	return s.each(func(name, raw []byte) error {
+	return s.each(i, func(i int, name, raw []byte) int {
 		if !names.add(name) {
-			return duplicate(echo(append([]byte(prefix), name...)))
+			return s.refuse(duplicate(echo(append([]byte(prefix), name...))))
 		}
-		return member(name, raw)
+		return member(i, name, raw)
 	})
 }
 
-func (r *Request) member(s *scanner, name, raw []byte) error {
+func (r *Request) member(s *scanner, i int, name, raw []byte) int {
 	switch string(name) {
 	case "model":
-		return r.model(s)
+		return r.model(s, i)
 	case "max_completion_tokens":
-		return r.maxOutput(s, "max_completion_tokens")
+		return r.maxOutput(s, i, "max_completion_tokens")
 	case "max_tokens":
-		return r.maxOutput(s, "max_tokens")
+		return r.maxOutput(s, i, "max_tokens")
 	case "max_output_tokens":
-		return r.maxOutput(s, "max_output_tokens")
+		return r.maxOutput(s, i, "max_output_tokens")
 	case "n":
-		return countMember(s, "n", &r.N)
+		return countMember(s, i, "n", &r.N)
 	case "stream":
-		return boolMember(s, "stream", &r.Stream)
+		return boolMember(s, i, "stream", &r.Stream)
 	case "stream_options":
-		return r.streamOptions(s)
+		return r.streamOptions(s, i)
 	case "messages", "prompt", "input", "instructions", "system":
-		if s.isNull() {
-			return nil
+		if j, null := s.null(i); null {
+			return j
 		}
-		start := s.i
-		err := s.value()
-		r.PromptBytes += int64(s.i - start)
-		return err
+		j := s.value(i)
+		r.PromptBytes += int64(j - i)
+		return j
 	}
 	if means, ok := foldsTo(name, metered); ok {
-		return ambiguous(echo(raw), means)
+		return s.refuse(ambiguous(echo(raw), means))
 	}
-	return s.value()
+	return s.value(i)
 }
 
-func (r *Request) model(s *scanner) error {
-	if s.isNull() {
-		return nil
+func (r *Request) model(s *scanner, i int) int {
+	if j, null := s.null(i); null {
+		return j
 	}
-	if s.peek() != '"' {
-		return invalid("model", "a string")
+	if s.at(i) != '"' {
+		return s.refuse(invalid("model", "a string"))
 	}
-	raw, esc, err := s.str()
-	if err != nil {
-		return err
+	j, esc := s.str(i)
+	if j < 0 {
+		return j
 	}
-	if esc {
+	if raw := s.b[i+1 : j-1]; esc {
 		r.Model = string(unescape(nil, raw))
 	} else {
 		r.Model = string(raw)
 	}
-	return nil
+	return j
 }
 
 // maxOutput reads an output cap. Backends differ on which of the caps
 // they obey when a body has more than one (vLLM takes max_tokens when
 // max_completion_tokens is 0; older servers know only max_tokens), so the
 // largest counts.
-func (r *Request) maxOutput(s *scanner, name string) error {
+func (r *Request) maxOutput(s *scanner, i int, name string) int {
 	var n int64
-	err := countMember(s, name, &n)
+	i = countMember(s, i, name, &n)
 	r.MaxOutput = max(r.MaxOutput, n)
-	return err
+	return i
 }
 
 // countMember reads a count into *dst unless it is null.
-func countMember(s *scanner, name string, dst *int64) error {
-	n, ok, bad, err := s.count()
+func countMember(s *scanner, i int, name string, dst *int64) int {
+	j, n, ok, bad := s.count(i)
 	switch {
-	case err != nil:
-		return err
-	case bad:
-		return invalid(name, "a non-negative integer of at most 1000000000000, written without a sign, fraction or exponent")
+	case j >= 0 && bad:
+		return s.refuse(invalid(name, "a non-negative integer of at most 1000000000000, written without a sign, fraction or exponent"))
 	case ok:
 		*dst = n
 	}
-	return nil
+	return j
 }
 
 // boolMember reads a boolean into *dst unless it is null.
-func boolMember(s *scanner, name string, dst *bool) error {
-	v, ok, bad, err := s.boolean()
+func boolMember(s *scanner, i int, name string, dst *bool) int {
+	j, v, ok, bad := s.boolean(i)
 	switch {
-	case err != nil:
-		return err
-	case bad:
-		return invalid(name, "a boolean")
+	case j >= 0 && bad:
+		return s.refuse(invalid(name, "a boolean"))
 	case ok:
 		*dst = v
 	}
-	return nil
+	return j
 }
 
 var streamOptions = []string{"include_usage"}
 
-func (r *Request) streamOptions(s *scanner) error {
-	if s.isNull() {
-		return nil
+func (r *Request) streamOptions(s *scanner, i int) int {
+	if j, null := s.null(i); null {
+		return j
 	}
-	if s.peek() != '{' {
-		return invalid("stream_options", "an object")
+	if s.at(i) != '{' {
+		return s.refuse(invalid("stream_options", "an object"))
 	}
-	err := members(s, "stream_options.", func(name, raw []byte) error {
+	return members(s, i, "stream_options.", func(i int, name, raw []byte) int {
 		if string(name) == "include_usage" {
-			return boolMember(s, "stream_options.include_usage", &r.IncludeUsage)
+			return boolMember(s, i, "stream_options.include_usage", &r.IncludeUsage)
 		}
 		if means, ok := foldsTo(name, streamOptions); ok {
-			return ambiguous(echo(append([]byte("stream_options."), raw...)), "stream_options."+means)
+			return s.refuse(ambiguous(echo(append([]byte("stream_options."), raw...)), "stream_options."+means))
 		}
-		return s.value()
+		return s.value(i)
 	})
-	return err
 }
 
 // seen holds the member names of one object, to find a duplicate.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxDepth bounds the nesting of arrays and objects; the top-level object
@@ -17,288 +18,266 @@ const maxCount = 1_000_000_000_000
 
 // scanner is a single-pass, strict RFC 8259 reader over one JSON text. It
 // validates everything it skips: string escapes, UTF-8, surrogate pairs,
-// number grammar and nesting depth. Its methods leave i just past what
-// they read.
+// number grammar and nesting depth. Its methods take the index to read at
+// and return the index just past what they read, or -1 with err set.
 type scanner struct {
 	b     []byte
-	i     int
 	depth int
 	body  string // "request" or "response", for messages
+	err   *Error
 }
 
-// syntax is the error for input that is not JSON keygate accepts.
-func (s *scanner) syntax(what string) *Error {
-	return &Error{Code: CodeInvalidJSON, Message: "The " + s.body + " body is not valid JSON: " + what +
-		" at byte " + strconv.Itoa(s.i) + "."}
+// fail records that the body is not JSON keygate accepts, at byte i.
+func (s *scanner) fail(i int, what string) int {
+	s.err = &Error{Code: CodeInvalidJSON, Message: "The " + s.body + " body is not valid JSON: " + what +
+		" at byte " + strconv.Itoa(i) + "."}
+	return -1
 }
 
-func (s *scanner) ws() {
-	for s.i < len(s.b) && s.b[s.i] <= ' ' {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
+// refuse records a refusal of valid JSON.
+func (s *scanner) refuse(e *Error) int {
+	s.err = e
+	return -1
+}
+
+// ws returns the index of the first byte at or after i that is not JSON
+// whitespace.
+func (s *scanner) ws(i int) int {
+	b := s.b
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
 	}
+	return i
 }
 
-// peek returns the byte at i, or 0 at the end.
-func (s *scanner) peek() byte {
-	if s.i < len(s.b) {
-		return s.b[s.i]
+// at returns the byte at i, or 0 past the end.
+func (s *scanner) at(i int) byte {
+	if i < len(s.b) {
+		return s.b[i]
 	}
 	return 0
 }
 
-// open consumes c ('{' or '[') and the whitespace after it.
-func (s *scanner) open(c byte) error {
-	if s.peek() != c {
+// open reads c ('{' or '[') at i and the whitespace after it; empty
+// reports that the container closes at once (and reads its end).
+func (s *scanner) open(i int, c byte) (j int, empty bool) {
+	if s.at(i) != c {
 		if c == '{' {
-			return s.syntax("expected an object")
+			return s.fail(i, "expected an object"), false
 		}
-		return s.syntax("expected an array")
+		return s.fail(i, "expected an array"), false
 	}
-	s.depth++
-	if s.depth > maxDepth {
-		return s.syntax("nesting deeper than " + strconv.Itoa(maxDepth))
+	if s.depth++; s.depth > maxDepth {
+		return s.fail(i, "nesting deeper than "+strconv.Itoa(maxDepth)), false
 	}
-	s.i++
-	s.ws()
-	return nil
+	i = s.ws(i + 1)
+	if end := c + 2; s.at(i) == end { // '}' or ']'
+		s.depth--
+		return i + 1, true
+	}
+	return i, false
 }
 
-// close reports whether the container ends here (c is '}' or ']'),
-// consuming c if so; otherwise it consumes the ',' and whitespace before
-// the next member.
-func (s *scanner) close(c byte) (bool, error) {
-	s.ws()
-	switch s.peek() {
-	case c:
-		s.i++
-		s.depth--
-		return true, nil
+// more reads what follows a member or element at i: a ',' and the
+// whitespace after it (more true), or the container's end c.
+func (s *scanner) more(i int, c byte) (j int, more bool) {
+	i = s.ws(i)
+	switch s.at(i) {
 	case ',':
-		s.i++
-		s.ws()
-		return false, nil
-	}
-	return false, s.syntax("expected ',' or '" + string(c) + "'")
-}
-
-// empty consumes c and reports true if the container just opened is empty.
-func (s *scanner) empty(c byte) bool {
-	if s.peek() == c {
-		s.i++
+		return s.ws(i + 1), true
+	case c:
 		s.depth--
-		return true
+		return i + 1, false
 	}
-	return false
+	return s.fail(i, "expected ',' or '"+string(c)+"'"), false
 }
 
-// key reads a member name and the ':' after it. raw is the name as
-// written, between its quotes; esc says whether it holds escapes.
-func (s *scanner) key() (raw []byte, esc bool, err error) {
-	if s.peek() != '"' {
-		return nil, false, s.syntax("expected a member name")
+// key reads a member name at i and the ':' after it; j is at the value.
+// raw is the name as written, between its quotes; esc says whether it
+// holds escapes.
+func (s *scanner) key(i int) (j int, raw []byte, esc bool) {
+	if s.at(i) != '"' {
+		return s.fail(i, "expected a member name"), nil, false
 	}
-	if raw, esc, err = s.str(); err != nil {
-		return nil, false, err
+	if j, esc = s.str(i); j < 0 {
+		return j, nil, false
 	}
-	s.ws()
-	if s.peek() != ':' {
-		return nil, false, s.syntax("expected ':'")
-	}
-	s.i++
-	s.ws()
-	return raw, esc, nil
-}
-
-// value validates and skips one value.
-func (s *scanner) value() error {
-	if s.i >= len(s.b) {
-		return s.syntax("unexpected end")
-	}
-	switch s.b[s.i] {
-	case '"':
-		_, _, err := s.str()
-		return err
-	case '{':
-		return s.object()
-	case '[':
-		return s.array()
-	case 't':
-		return s.lit("true")
-	case 'f':
-		return s.lit("false")
-	case 'n':
-		return s.lit("null")
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		return s.number()
-	}
-	return s.syntax("expected a value")
-}
-
-func (s *scanner) object() error {
-	if err := s.open('{'); err != nil {
-		return err
-	}
-	if s.empty('}') {
-		return nil
-	}
-	for {
-		if _, _, err := s.key(); err != nil {
-			return err
-		}
-		if err := s.value(); err != nil {
-			return err
-		}
-		if end, err := s.close('}'); end || err != nil {
-			return err
+	raw = s.b[i+1 : j-1]
+	if s.at(j) != ':' {
+		if j = s.ws(j); s.at(j) != ':' {
+			return s.fail(j, "expected ':'"), nil, false
 		}
 	}
+	return s.ws(j + 1), raw, esc
 }
 
-// each reads an object, calling member with each member name, unescaped
-// and as written, the scanner at its value; member must read the value.
-func (s *scanner) each(member func(name, raw []byte) error) error {
-	if err := s.open('{'); err != nil {
-		return err
-	}
-	if s.empty('}') {
-		return nil
-	}
-	for {
-		raw, esc, err := s.key()
-		if err != nil {
-			return err
+// each reads an object at i, calling member with the index of each
+// member's value and its name, unescaped and as written; member returns
+// the index past the value, or -1.
+func (s *scanner) each(i int, member func(i int, name, raw []byte) int) int {
+	i, empty := s.open(i, '{')
+	for more := !empty; more && i >= 0; i, more = s.more(i, '}') {
+		j, raw, esc := s.key(i)
+		if j < 0 {
+			return j
 		}
 		name := raw
 		if esc {
 			name = unescape(nil, raw)
 		}
-		if err := member(name, raw); err != nil {
-			return err
-		}
-		if end, err := s.close('}'); end || err != nil {
-			return err
+		if i = member(j, name, raw); i < 0 {
+			return i
 		}
 	}
+	return i
 }
 
-func (s *scanner) array() error {
-	if err := s.open('['); err != nil {
-		return err
-	}
-	if s.empty(']') {
-		return nil
-	}
-	for {
-		if err := s.value(); err != nil {
-			return err
+// value validates and skips one value.
+func (s *scanner) value(i int) int {
+	switch s.at(i) {
+	case '"':
+		i, _ = s.str(i)
+		return i
+	case '{':
+		return s.object(i)
+	case '[':
+		return s.array(i)
+	case 't':
+		return s.lit(i, "true")
+	case 'f':
+		return s.lit(i, "false")
+	case 'n':
+		return s.lit(i, "null")
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return s.number(i)
+	case 0:
+		if i >= len(s.b) {
+			return s.fail(i, "unexpected end")
 		}
-		if end, err := s.close(']'); end || err != nil {
-			return err
+	}
+	return s.fail(i, "expected a value")
+}
+
+func (s *scanner) object(i int) int {
+	i, empty := s.open(i, '{')
+	for more := !empty; more && i >= 0; i, more = s.more(i, '}') {
+		if i, _, _ = s.key(i); i >= 0 {
+			i = s.value(i)
+		}
+		if i < 0 {
+			return i
 		}
 	}
+	return i
 }
 
-func (s *scanner) lit(word string) error {
-	if len(s.b)-s.i < len(word) || string(s.b[s.i:s.i+len(word)]) != word {
-		return s.syntax("invalid literal")
+func (s *scanner) array(i int) int {
+	i, empty := s.open(i, '[')
+	for more := !empty; more && i >= 0; i, more = s.more(i, ']') {
+		if i = s.value(i); i < 0 {
+			return i
+		}
 	}
-	s.i += len(word)
-	return nil
+	return i
 }
 
-// isNull consumes a null and reports whether there was one.
-func (s *scanner) isNull() bool {
-	if len(s.b)-s.i >= 4 && string(s.b[s.i:s.i+4]) == "null" {
-		s.i += 4
-		return true
+func (s *scanner) lit(i int, word string) int {
+	if len(s.b)-i < len(word) || string(s.b[i:i+len(word)]) != word {
+		return s.fail(i, "invalid literal")
 	}
-	return false
+	return i + len(word)
 }
 
-// number validates -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (s *scanner) number() error {
-	if s.peek() == '-' {
-		s.i++
+// null reads a null at i if there is one.
+func (s *scanner) null(i int) (int, bool) {
+	if len(s.b)-i >= 4 && string(s.b[i:i+4]) == "null" {
+		return i + 4, true
 	}
-	switch c := s.peek(); {
+	return i, false
+}
+
+// number validates -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at i.
+func (s *scanner) number(i int) int {
+	start := i
+	if s.at(i) == '-' {
+		i++
+	}
+	switch c := s.at(i); {
 	case c == '0':
-		s.i++
+		i++
 	case c >= '1' && c <= '9':
-		s.digits()
+		i = s.digits(i)
 	default:
-		return s.syntax("invalid number")
+		return s.fail(start, "invalid number")
 	}
-	if s.peek() == '.' {
-		s.i++
-		if !s.digits() {
-			return s.syntax("invalid number")
+	if s.at(i) == '.' {
+		if j := s.digits(i + 1); j > i+1 {
+			i = j
+		} else {
+			return s.fail(start, "invalid number")
 		}
 	}
-	if c := s.peek(); c == 'e' || c == 'E' {
-		s.i++
-		if c := s.peek(); c == '+' || c == '-' {
-			s.i++
+	if c := s.at(i); c == 'e' || c == 'E' {
+		i++
+		if c := s.at(i); c == '+' || c == '-' {
+			i++
 		}
-		if !s.digits() {
-			return s.syntax("invalid number")
+		if j := s.digits(i); j > i {
+			i = j
+		} else {
+			return s.fail(start, "invalid number")
 		}
 	}
-	return nil
+	return i
 }
 
-// digits consumes [0-9]* and reports whether there was at least one.
-func (s *scanner) digits() bool {
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
+// digits returns the index past the digits at i.
+func (s *scanner) digits(i int) int {
+	for i < len(s.b) && s.b[i] >= '0' && s.b[i] <= '9' {
+		i++
 	}
-	return s.i > start
+	return i
 }
 
-// count reads a token count or n: a JSON number written as digits only
-// (no sign, fraction or exponent) of at most maxCount. null is absent
+// count reads a token count or n at i: a JSON number written as digits
+// only (no sign, fraction or exponent) of at most maxCount. null is absent
 // (ok false). bad is true for any other value, which is skipped (and
-// validated); err is for input that is not JSON.
-func (s *scanner) count() (n int64, ok, bad bool, err error) {
-	if s.isNull() {
-		return 0, false, false, nil
+// validated).
+func (s *scanner) count(i int) (j int, n int64, ok, bad bool) {
+	if j, null := s.null(i); null {
+		return j, 0, false, false
 	}
-	start := s.i
-	if err := s.value(); err != nil {
-		return 0, false, false, err
+	if j = s.value(i); j < 0 {
+		return j, 0, false, false
 	}
-	v := s.b[start:s.i]
-	if len(v) == 0 || len(v) > 13 {
-		return 0, false, true, nil
+	v := s.b[i:j]
+	if len(v) > 13 {
+		return j, 0, false, true
 	}
 	for _, c := range v {
 		if c < '0' || c > '9' {
-			return 0, false, true, nil
+			return j, 0, false, true
 		}
 		n = n*10 + int64(c-'0')
 	}
 	if n > maxCount {
-		return 0, false, true, nil
+		return j, 0, false, true
 	}
-	return n, true, false, nil
+	return j, n, true, false
 }
 
-// boolean reads true, false or null (ok false); bad for any other value.
-func (s *scanner) boolean() (v, ok, bad bool, err error) {
-	switch s.peek() {
+// boolean reads true, false or null (ok false) at i; bad for any other
+// value.
+func (s *scanner) boolean(i int) (j int, v, ok, bad bool) {
+	switch s.at(i) {
 	case 't':
-		return true, true, false, s.lit("true")
+		return s.lit(i, "true"), true, true, false
 	case 'f':
-		return false, true, false, s.lit("false")
+		return s.lit(i, "false"), false, true, false
 	case 'n':
-		return false, false, false, s.lit("null")
+		return s.lit(i, "null"), false, false, false
 	}
-	return false, false, true, s.value()
+	return s.value(i), false, false, true
 }
 
 // Masks for the eight-bytes-at-a-time string scan.
@@ -316,16 +295,19 @@ func special(w uint64) uint64 {
 	return ((w - 0x20*ones) | (w ^ '"'*ones - ones) | (w ^ '\\'*ones - ones) | w) & highs
 }
 
-// str reads a string at i (which holds '"') and returns its content as
-// written and whether it holds escapes. It refuses control characters,
-// invalid UTF-8, invalid escapes and unpaired surrogate escapes.
-func (s *scanner) str() (raw []byte, esc bool, err error) {
+// str reads a string at i (which holds '"') and returns the index past
+// its closing quote and whether it holds escapes. It refuses control
+// characters, invalid UTF-8, invalid escapes and unpaired surrogate
+// escapes.
+func (s *scanner) str(i int) (j int, esc bool) {
 	b := s.b
-	start := s.i + 1
-	i := start
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	i++
 	for {
 		for ; i+8 <= len(b); i += 8 {
-			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			// the eight bytes at i, in bounds by the loop's condition
+			w := binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(p, i))[:])
+			if m := special(w); m != 0 {
 				i += bits.TrailingZeros64(m) >> 3
 				goto look
 			}
@@ -335,36 +317,39 @@ func (s *scanner) str() (raw []byte, esc bool, err error) {
 		}
 	look:
 		if i >= len(b) {
-			s.i = i
-			return nil, false, s.syntax("unterminated string")
+			return s.fail(i, "unterminated string"), false
 		}
 		switch c := b[i]; {
 		case c == '"':
-			s.i = i + 1
-			return b[start:i], esc, nil
+			return i + 1, esc
 		case c == '\\':
 			esc = true
+			if i+1 < len(b) && shortEscape[b[i+1]] {
+				i += 2
+				continue
+			}
 			n := escapeLen(b[i:])
 			if n == 0 {
-				s.i = i
-				return nil, false, s.syntax("invalid escape or unpaired surrogate in a string")
+				return s.fail(i, "invalid escape or unpaired surrogate in a string"), false
 			}
 			i += n
 		case c < 0x20:
-			s.i = i
-			return nil, false, s.syntax("control character in a string")
+			return s.fail(i, "control character in a string"), false
 		case c >= 0xc2 && c <= 0xdf && i+1 < len(b) && b[i+1]&0xc0 == 0x80:
 			i += 2 // a two-byte sequence
 		default:
 			r, n := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && n == 1 {
-				s.i = i
-				return nil, false, s.syntax("invalid UTF-8 in a string")
+				return s.fail(i, "invalid UTF-8 in a string"), false
 			}
 			i += n
 		}
 	}
 }
+
+// shortEscape holds the characters that follow a backslash in a
+// two-byte escape.
+var shortEscape = [256]bool{'"': true, '\\': true, '/': true, 'b': true, 'f': true, 'n': true, 'r': true, 't': true}
 
 // escapeLen returns the length of the escape at the start of b (which
 // holds '\'), a surrogate pair counting as one escape; 0 if it is invalid

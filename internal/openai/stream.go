@@ -52,7 +52,10 @@ func (s *Stream) Events() int64 { return s.events }
 func (s *Stream) OutputBytes() int64 { return s.outBytes }
 
 // Skipped returns how many of those events had more than MaxEvent bytes
-// of data, and so were not read for usage.
+// of data, and so were not read for usage. A Responses API
+// response.completed event repeats the whole response, so one with more
+// than about 1 MiB of output (images in base64, say) is skipped and its
+// usage not found.
 func (s *Stream) Skipped() int64 { return s.skipped }
 
 // Write reads the next chunk of the body. Its cost is linear in len(p).

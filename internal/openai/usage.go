@@ -16,65 +16,61 @@ type Usage struct {
 // integer from 0 to 1e12 is not found.
 func ParseUsage(body []byte) (Usage, error) {
 	s := scanner{b: body, body: "response"}
-	s.ws()
-	u, err := s.topUsage()
-	if err != nil {
-		return Usage{}, err
+	i, u := s.topUsage(s.ws(0))
+	if i >= 0 && s.ws(i) != len(body) {
+		s.fail(s.ws(i), "data after the top-level object")
 	}
-	s.ws()
-	if s.i != len(body) {
-		return Usage{}, s.syntax("data after the top-level object")
+	if s.err != nil {
+		return Usage{}, s.err
 	}
 	return u, nil
 }
 
 // topUsage reads an object for its "usage" or "response"."usage".
-func (s *scanner) topUsage() (Usage, error) {
+func (s *scanner) topUsage(i int) (int, Usage) {
 	var top, nested Usage
 	var usages, responses int
-	err := s.each(func(name, _ []byte) error {
-		var err error
+	i = s.each(i, func(i int, name, _ []byte) int {
 		switch string(name) {
 		case "usage":
 			usages++
-			top, err = s.usage()
+			i, top = s.usage(i)
 		case "response":
 			responses++
-			nested, err = s.responseUsage()
+			i, nested = s.responseUsage(i)
 		default:
-			err = s.value()
+			i = s.value(i)
 		}
-		return err
+		return i
 	})
 	switch {
-	case err != nil || usages > 1 || responses > 1:
-		return Usage{}, err
+	case usages > 1 || responses > 1:
+		return i, Usage{}
 	case top.Found:
-		return top, nil
+		return i, top
 	}
-	return nested, nil
+	return i, nested
 }
 
 // responseUsage reads the "usage" of a Responses API response object.
-func (s *scanner) responseUsage() (Usage, error) {
-	if s.peek() != '{' {
-		return Usage{}, s.value()
+func (s *scanner) responseUsage(i int) (int, Usage) {
+	if s.at(i) != '{' {
+		return s.value(i), Usage{}
 	}
 	var u Usage
 	var usages int
-	err := s.each(func(name, _ []byte) error {
+	i = s.each(i, func(i int, name, _ []byte) int {
 		if string(name) != "usage" {
-			return s.value()
+			return s.value(i)
 		}
 		usages++
-		var err error
-		u, err = s.usage()
-		return err
+		i, u = s.usage(i)
+		return i
 	})
-	if err != nil || usages > 1 {
-		return Usage{}, err
+	if usages > 1 {
+		return i, Usage{}
 	}
-	return u, nil
+	return i, u
 }
 
 // tally collects the counts of one usage object.
@@ -94,62 +90,58 @@ const (
 )
 
 // usage reads a usage value; null or any other non-object is not found.
-func (s *scanner) usage() (Usage, error) {
-	if s.peek() != '{' {
-		return Usage{}, s.value()
+func (s *scanner) usage(i int) (int, Usage) {
+	if s.at(i) != '{' {
+		return s.value(i), Usage{}
 	}
 	var t tally
-	err := s.each(func(name, _ []byte) error {
+	i = s.each(i, func(i int, name, _ []byte) int {
 		switch string(name) {
 		case "prompt_tokens":
-			return t.count(s, promptTokens)
+			return t.count(s, i, promptTokens)
 		case "input_tokens":
-			return t.count(s, inputTokens)
+			return t.count(s, i, inputTokens)
 		case "completion_tokens":
-			return t.count(s, completionTokens)
+			return t.count(s, i, completionTokens)
 		case "output_tokens":
-			return t.count(s, outputTokens)
+			return t.count(s, i, outputTokens)
 		case "prompt_tokens_details":
-			return t.details(s, promptCached)
+			return t.details(s, i, promptCached)
 		case "input_tokens_details":
-			return t.details(s, inputCached)
+			return t.details(s, i, inputCached)
 		}
-		return s.value()
+		return s.value(i)
 	})
-	if err != nil {
-		return Usage{}, err
-	}
-	return t.usage(), nil
+	return i, t.usage()
 }
 
-// count reads the count at index i; a second one or an invalid one makes
+// count reads the count at index k; a second one or an invalid one makes
 // the usage bad.
-func (t *tally) count(s *scanner, i int) error {
-	n, ok, bad, err := s.count()
-	if t.set[i] || bad {
+func (t *tally) count(s *scanner, i, k int) int {
+	i, n, ok, bad := s.count(i)
+	if t.set[k] || bad {
 		t.bad = true
 	}
 	if ok {
-		t.counts[i], t.set[i] = n, true
+		t.counts[k], t.set[k] = n, true
 	}
-	return err
+	return i
 }
 
 // details reads a *_tokens_details object for its cached_tokens.
-func (t *tally) details(s *scanner, i int) error {
-	switch s.peek() {
-	case 'n':
-		return s.lit("null")
-	case '{':
-	default:
-		t.bad = true
-		return s.value()
+func (t *tally) details(s *scanner, i, k int) int {
+	if j, null := s.null(i); null {
+		return j
 	}
-	return s.each(func(name, _ []byte) error {
+	if s.at(i) != '{' {
+		t.bad = true
+		return s.value(i)
+	}
+	return s.each(i, func(i int, name, _ []byte) int {
 		if string(name) == "cached_tokens" {
-			return t.count(s, i)
+			return t.count(s, i, k)
 		}
-		return s.value()
+		return s.value(i)
 	})
 }
 
