@@ -97,7 +97,9 @@ func Decide(k Key, r Request, t *pricing.Table) Plan {
 	if !k.Tokens && !k.Spend && !k.Money {
 		return Plan{Model: req.Model}
 	}
-	p := Plan{Model: req.Model, Metered: true, InputTokens: inputTokens(t, req.PromptBytes)}
+	// The whole body bounds the prompt: tools, schemas and names count
+	// as input too.
+	p := Plan{Model: req.Model, Metered: true, InputTokens: inputTokens(t, int64(len(r.Body)))}
 	if k.Money || k.Spend {
 		p.Charge = t.Rule(pricing.Call{Method: r.Method, NoBody: r.NoBody, Route: r.Route, Parsed: true, Model: req.Model, Currency: r.Currency})
 		if d := refused(p.Charge, req.Model); d != nil {

@@ -33,7 +33,11 @@ func models(ps ...string) []glob.Pattern {
 
 func TestDecide(t *testing.T) {
 	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":100}`
-	prompt := int64(len(`[{"role":"user","content":"hi"}]`))
+	prompt := int64(len(chat))
+	n3 := strings.Replace(chat, `"max_tokens":100`, `"max_tokens":100,"n":3`, 1)
+	noCap := `{"model":"gpt-4o-mini","messages":[]}`
+	emb := `{"model":"gpt-4o-mini","input":"abc"}`
+	tok := `{"model":"x","prompt":"abcd","max_tokens":7}`
 	post := func(path, body string) Request {
 		return Request{Method: "POST", Path: path, Route: -1, Body: []byte(body), HasBody: true, ContentType: "application/json", Currency: "USD"}
 	}
@@ -49,9 +53,9 @@ func TestDecide(t *testing.T) {
 	}{
 		{"unrestricted key: nothing read", Key{}, post("/v1/chat/completions", `not json`), "", 0, 0, 0},
 		{"chat: prompt bytes and the cap", money, post("/v1/chat/completions", chat), "", prompt, 100, prompt*15_000 + 100*60_000},
-		{"n multiplies the output", money, post("/v1/chat/completions", strings.Replace(chat, `"max_tokens":100`, `"max_tokens":100,"n":3`, 1)), "", prompt, 300, prompt*15_000 + 300*60_000},
-		{"no cap: the price's default", money, post("/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[]}`), "", 2, 1000, 2*15_000 + 1000*60_000},
-		{"embeddings: no output", money, post("/v1/embeddings", `{"model":"gpt-4o-mini","input":"abc"}`), "", 5, 0, 5 * 15_000},
+		{"n multiplies the output", money, post("/v1/chat/completions", n3), "", int64(len(n3)), 300, int64(len(n3))*15_000 + 300*60_000},
+		{"no cap: the price's default", money, post("/v1/chat/completions", noCap), "", int64(len(noCap)), 1000, int64(len(noCap))*15_000 + 1000*60_000},
+		{"embeddings: no output", money, post("/v1/embeddings", emb), "", int64(len(emb)), 0, int64(len(emb)) * 15_000},
 		{"unpriced model", money, post("/v1/chat/completions", `{"model":"o3","messages":[]}`), "model_not_priced", 0, 0, 0},
 		{"other currency", Key{Money: true}, func() Request { r := post("/v1/chat/completions", chat); r.Currency = "MXN"; return r }(), "model_not_priced", 0, 0, 0},
 		{"duplicate model", money, post("/v1/chat/completions", `{"model":"gpt-4o-mini","model":"o3"}`), "duplicate_member", 0, 0, 0},
@@ -77,7 +81,7 @@ func TestDecide(t *testing.T) {
 			r.ContentType = "multipart/form-data; boundary=x"
 			return r
 		}(), "", 0, 0, 0},
-		{"tokens only: no prices needed", Key{Tokens: true}, post("/v1/chat/completions", `{"model":"x","prompt":"abcd","max_tokens":7}`), "", 6, 7, 0},
+		{"tokens only: no prices needed", Key{Tokens: true}, post("/v1/chat/completions", tok), "", int64(len(tok)), 7, 0},
 		{"unparsed endpoint, unpriced: refused", money, post("/v1/images/generations", `{}`), "endpoint_not_priced", 0, 0, 0},
 		{"unparsed endpoint, flat price", money, func() Request { r := post("/v1/images/generations", `{}`); r.Route = 1; return r }(), "", 0, 0, 4_000_000_000},
 		{"GET without body: free", money, Request{Method: "GET", Path: "/v1/models", Route: -1, NoBody: true, Currency: "USD"}, "", 0, 0, 0},
