@@ -56,6 +56,9 @@ type Config struct {
 	LowBalanceThreshold string `yaml:"low_balance_threshold"`
 	// Fleet tunes how keygates sharing a NATS share per-key state.
 	Fleet Fleet `yaml:"fleet"`
+	// SettleToken, if set, enables the settle API on the admin port for
+	// callers that send it as a bearer token (at least 32 characters).
+	SettleToken string `yaml:"settle_token"`
 	// Pricing says what calls cost; without prices nothing is metered.
 	Pricing Pricing `yaml:"pricing"`
 }

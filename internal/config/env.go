@@ -38,6 +38,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_DEFAULT_SCOPE":         &c.DefaultScope,
 		"KEYGATE_DEFAULT_RATE_LIMIT":    &c.DefaultRateLimit,
 		"KEYGATE_LOW_BALANCE_THRESHOLD": &c.LowBalanceThreshold,
+		"KEYGATE_SETTLE_TOKEN":          &c.SettleToken,
 	}
 	for name, p := range strs {
 		if v := getenv(name); v != "" {

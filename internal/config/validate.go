@@ -58,6 +58,9 @@ func (c *Config) Validate() error {
 	c.Fleet.validate(add)
 	c.validateRequests(add)
 	c.validatePricing(add)
+	if t := c.SettleToken; t != "" && (len(t) < 32 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r >= 0x7f })) {
+		add("settle_token", "must be at least 32 printable ASCII characters without spaces")
+	}
 	return errors.Join(errs...)
 }
 

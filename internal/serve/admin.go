@@ -25,6 +25,9 @@ func (inst *Instance) adminHandler(reg *prometheus.Registry) http.Handler {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	}
+	if inst.settler != nil {
+		mux.Handle("POST /v1/settle", inst.settler.Handler(inst.cfg.SettleToken))
+	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !inst.Ready() {
 			http.Error(w, "not ready: key store unreachable or catching up", http.StatusServiceUnavailable)

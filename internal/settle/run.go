@@ -24,6 +24,11 @@ func (s *Settler) Run(ctx context.Context) error {
 		return fmt.Errorf("settle: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	pub, err := s.servePublic(ctx)
+	if err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	defer func() { _ = pub.Unsubscribe() }()
 	stop, err := s.consumeExpiries(ctx)
 	if err != nil {
 		return err
