@@ -9,6 +9,7 @@ package httpauth
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -112,15 +113,44 @@ func (h *Handler) checkRequest(r *http.Request) (*authv3.CheckRequest, bool) {
 			return nil, false
 		}
 	}
+	body, partial := readBody(r)
 	hm := &corev3.HeaderMap{}
 	for name, values := range r.Header {
+		key := strings.ToLower(name)
+		if key == partialHeader && h.src.method != "" { // only Envoy sets it; from nginx or Traefik it is the client's
+			continue
+		}
 		for _, v := range values {
-			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: strings.ToLower(name), RawValue: []byte(v)})
+			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: key, RawValue: []byte(v)})
 		}
 	}
+	if partial {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: partialHeader, RawValue: []byte("true")})
+	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-		Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, HeaderMap: hm},
+		Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, HeaderMap: hm, RawBody: body},
 	}}}, true
+}
+
+// partialHeader is Envoy's mark of a body it cut short.
+const partialHeader = "x-envoy-auth-partial-body"
+
+// MaxBody is how much of a body the check reads, as Envoy's
+// with_request_body max_request_bytes in the shipped config: keygate
+// refuses a longer body only for keys whose limits need it read.
+const MaxBody = 1 << 20
+
+// readBody reads up to MaxBody of r's body, and reports whether there was
+// more.
+func readBody(r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return b, true
+	}
+	if len(b) > MaxBody {
+		return b[:MaxBody], true
+	}
+	return b, false
 }
 
 // single returns the one non-empty value of header name.

@@ -1,0 +1,158 @@
+package serve_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/money"
+	"github.com/keygate/keygate/internal/natstest"
+	"github.com/keygate/keygate/internal/store"
+)
+
+const settleToken = "settle-token-0123456789abcdef0123456789"
+
+// meteredConfig prices gpt-4o* in MXN at 1,000 per 1M input tokens (0.1
+// centavo a token) and 2,000 per 1M output tokens, holding 100 output
+// tokens when a request names no cap.
+func meteredConfig(t *testing.T, natsURL string) config.Config {
+	cfg := testConfig(t, natsURL)
+	cfg.Pricing.Models = []config.ModelPrice{{Match: "gpt-4o*", TokenPrice: config.TokenPrice{Currency: "MXN", Input: "1000", Output: "2000", MaxOutput: 100}}}
+	cfg.SettleToken = settleToken
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// chat is a Check of a chat completion with body, as Envoy sends it with
+// with_request_body.
+func chat(key, body string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/v1/chat/completions", RawBody: []byte(body),
+			Headers: map[string]string{"authorization": "Bearer " + key, "content-type": "application/json", "content-length": fmt.Sprint(len(body)),
+				authz.ReservationHeader: "res_forged"}},
+	}}}
+}
+
+func header(hs []*corev3.HeaderValueOption, name string) string {
+	for _, h := range hs {
+		if h.GetHeader().GetKey() == name {
+			return h.GetHeader().GetValue()
+		}
+	}
+	return ""
+}
+
+// A metered key end to end: its model list, the hold, the reservation id
+// upstream, the settlement through the settle API, and a balance that
+// goes down by exactly the cost.
+func TestMeteredRequest(t *testing.T) {
+	ns := natstest.Run(t)
+	e := start(t, meteredConfig(t, ns.ClientURL()))
+	st := openStore(t, e, ns)
+	key, k := createKey(t, e.ctx, st, "acme")
+	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error {
+		k.V, k.Models, k.TokenLimit = 2, []string{"gpt-4o*"}, &store.TokenLimit{Tokens: 100_000, Window: store.Duration(time.Minute)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	setBalance(t, e.ctx, st, "acme", 10_000) // 100.00 MXN
+	waitCode(t, e, key, 200)
+
+	resp, err := e.client.Check(e.ctx, chat(key, `{"model":"o3","messages":[]}`))
+	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 403 || !strings.Contains(resp.GetDeniedResponse().GetBody(), `"model_not_found"`) {
+		t.Fatalf("a model outside the key's list: %v, %v", resp, err)
+	}
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":10}`
+	resp, err = e.client.Check(e.ctx, chat(key, body))
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("a metered chat: %v, %v", resp, err)
+	}
+	ok := resp.GetOkResponse()
+	res := header(ok.GetHeaders(), authz.ReservationHeader)
+	if !strings.HasPrefix(res, "res_") || res == "res_forged" {
+		t.Fatalf("reservation id upstream %q", res)
+	}
+	if header(ok.GetResponseHeadersToAdd(), "x-ratelimit-limit-tokens") != "100000" {
+		t.Fatalf("token headers: %v", ok.GetResponseHeadersToAdd())
+	}
+	settled := settleHTTP(t, e, `{"reservation_id":"`+res+`","status":200,"usage":{"prompt_tokens":9,"completion_tokens":4}}`)
+	// 9 in at 0.1 centavo and 4 out at 0.2: 1.7 centavos.
+	if settled["cost_nanos"] != float64(17*money.NanosPerMinor/10) {
+		t.Fatalf("settlement %v", settled)
+	}
+	a, _, err := st.Account(e.ctx, "acme")
+	if err != nil || a.Exact() != (money.Exact{Minor: 9998, Nanos: 300_000_000}) {
+		t.Fatalf("balance %+v, %v; want 99.983 MXN", a, err)
+	}
+}
+
+// With a balance worth two estimates, three requests at once: two pass,
+// the third is told to retry (its estimate is covered by the balance,
+// not by what requests in flight leave).
+func TestBalanceHeldInFlight(t *testing.T) {
+	ns := natstest.Run(t)
+	e := start(t, meteredConfig(t, ns.ClientURL()))
+	st := openStore(t, e, ns)
+	key, _ := createKey(t, e.ctx, st, "acme")
+	body := `{"model":"gpt-4o","max_tokens":1000}`
+	// Estimate: len(body) in at 0.1 centavo + 1,000 out at 0.2 = 200 + len/10 centavos.
+	est := int64(len(body))*100_000_000 + 1000*200_000_000
+	setBalance(t, e.ctx, st, "acme", 2*est/money.NanosPerMinor+1) // two estimates and a bit
+	waitCode(t, e, key, 200)
+	var mu sync.Mutex
+	codes := map[int]int{}
+	retry := 0
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			resp, err := e.client.Check(e.ctx, chat(key, body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if resp.GetOkResponse() != nil {
+				codes[200]++
+				return
+			}
+			d := resp.GetDeniedResponse()
+			codes[int(d.GetStatus().GetCode())]++
+			if header(d.GetHeaders(), "x-should-retry") == "true" && header(d.GetHeaders(), "retry-after") == "1" {
+				retry++
+			}
+		})
+	}
+	wg.Wait()
+	if codes[200] != 2 || codes[402] != 1 || retry != 1 {
+		t.Fatalf("answers %v (%d told to retry), want 2 allowed and one retryable 402", codes, retry)
+	}
+}
+
+func settleHTTP(t *testing.T, e *env, body string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+e.inst.AdminAddr.String()+"/v1/settle", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+settleToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("settle API: %d %v %v", resp.StatusCode, m, err)
+	}
+	return m
+}
