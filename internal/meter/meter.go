@@ -122,16 +122,8 @@ func Decide(k Key, r Request, t *pricing.Table) Plan {
 // decideOther meters a request to an endpoint whose body keygate does not
 // read: by its route's flat price, or not at all.
 func decideOther(k Key, r Request, t *pricing.Table) Plan {
-	if len(k.Models) > 0 && r.HasBody && expectsModel(r.Path) && !isJSON(r.ContentType) {
-		return Plan{Deny: &Deny{Status: 400, Type: "invalid_request_error", Code: "unreadable_model", Param: "model",
-			Message: "This API key may call only some models, and keygate cannot read the model of this request's body; send it as JSON."}}
-	}
-	if len(k.Models) > 0 && r.HasBody && isJSON(r.ContentType) && !r.Partial {
-		if req, err := openai.ParseRequest(r.Body); err != nil {
-			return Plan{Deny: unreadable(err)}
-		} else if d := allowed(k, req.Model); d != nil {
-			return Plan{Deny: d}
-		}
+	if d := otherModel(k, r); d != nil {
+		return Plan{Deny: d}
 	}
 	if !k.Money && !k.Spend {
 		return Plan{}
@@ -144,6 +136,34 @@ func decideOther(k Key, r Request, t *pricing.Table) Plan {
 		return Plan{}
 	}
 	return Plan{Metered: true, Charge: c, Estimate: c.Flat}
+}
+
+// otherModel checks the model a body keygate does not meter may name,
+// for a key limited to some models: a JSON body is read whole; one that
+// keygate cannot read (cut short, not sent) is refused, and so is a body
+// in another form where the endpoint takes a model (a multipart upload to
+// audio or images).
+func otherModel(k Key, r Request) *Deny {
+	switch {
+	case len(k.Models) == 0 || r.NoBody && !r.HasBody:
+		return nil
+	case !isJSON(r.ContentType) && r.ContentType != "":
+		if expectsModel(r.Path) {
+			return &Deny{Status: 400, Type: "invalid_request_error", Code: "unreadable_model", Param: "model",
+				Message: "This API key may call only some models, and keygate cannot read the model of this request's body; send it as JSON."}
+		}
+		return nil
+	case !r.HasBody || r.Partial:
+		return tooLarge("The request body is larger than keygate reads for an API key limited to some models; send a smaller request.")
+	}
+	req, err := openai.ParseRequest(r.Body)
+	if err != nil {
+		return unreadable(err)
+	}
+	if req.Model == "" {
+		return nil
+	}
+	return allowed(k, req.Model)
 }
 
 // Endpoint kinds whose bodies keygate reads, by the path's end.

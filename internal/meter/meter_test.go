@@ -81,6 +81,18 @@ func TestDecide(t *testing.T) {
 			r.ContentType = "multipart/form-data; boundary=x"
 			return r
 		}(), "", 0, 0, 0},
+		{"listed key, multipart audio not sent", Key{Models: models("whisper*")}, func() Request {
+			r := post("/v1/audio/transcriptions", "")
+			r.ContentType, r.HasBody = "multipart/form-data; boundary=x", false
+			return r
+		}(), "unreadable_model", 0, 0, 0},
+		{"listed key, JSON body not sent", Key{Models: models("gpt-4o*")}, func() Request {
+			r := post("/v1/fine_tuning/jobs", "")
+			r.HasBody = false
+			return r
+		}(), "request_too_large", 0, 0, 0},
+		{"listed key, JSON without a model", Key{Models: models("gpt-4o*")}, post("/v1/files/x", `{"purpose":"batch"}`), "", 0, 0, 0},
+		{"listed key, GET", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/models", Route: -1, NoBody: true}, "", 0, 0, 0},
 		{"tokens only: no prices needed", Key{Tokens: true}, post("/v1/chat/completions", tok), "", int64(len(tok)), 7, 0},
 		{"unparsed endpoint, unpriced: refused", money, post("/v1/images/generations", `{}`), "endpoint_not_priced", 0, 0, 0},
 		{"unparsed endpoint, flat price", money, func() Request { r := post("/v1/images/generations", `{}`); r.Route = 1; return r }(), "", 0, 0, 4_000_000_000},
