@@ -11,7 +11,6 @@ import (
 
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/ratelimit"
-	"github.com/keygate/keygate/internal/settle"
 )
 
 // allowResponse holds every part of an allow in one allocation: the
@@ -88,14 +87,13 @@ func isAllowResponse(resp *authv3.CheckResponse) bool {
 	return isOK && uintptr(unsafe.Pointer(ok)) == uintptr(unsafe.Pointer(resp))+unsafe.Offsetof(allowResponse{}.oneof)
 }
 
-func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result, h *holding, res *settle.Reservation) *authv3.CheckResponse {
+func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result, h *holding, resID string) *authv3.CheckResponse {
 	a := allows.Get().(*allowResponse)
 	a.released = false
 	a.vals[0].Value, a.vals[1].Value = k.ID, k.AccountID
 	a.upstream = [5]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.policy.scopesHeader, k.policy.envHeader}
-	upstream, resID := a.upstream[:4], ""
-	if res != nil {
-		resID = res.ID
+	upstream := a.upstream[:4]
+	if resID != "" {
 		a.vals[2].Value = resID
 		upstream = append(upstream, &a.hdrs[2])
 	}

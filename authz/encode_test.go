@@ -8,7 +8,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/ratelimit"
-	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -35,10 +34,10 @@ func TestAppendAllow(t *testing.T) {
 	} {
 		k := NewKey(c.key)
 		h := &holding{}
-		var res *settle.Reservation
+		res := ""
 		if c.name == "metered" {
 			h.tokens = &ratelimit.Result{Allowed: true, Limit: 100_000, Remaining: 90_000, Reset: 30e9}
-			res = &settle.Reservation{ID: settle.NewID("kg1", "acme")}
+			res = "res_kg1_0_0_acme"
 		}
 		resp := s.allow(k, &Account{ID: c.key.AccountID, Balance: c.balance, Currency: "MXN"}, c.rl, h, res)
 		got, ok := AppendAllow(nil, resp)
@@ -64,7 +63,7 @@ func BenchmarkAppendAllow(b *testing.B) {
 	s := &Server{remove: []string{"authorization", "x-api-key", "api-key"}, lowBalance2: 1000}
 	k := NewKey(&store.Key{ID: "key_0123456789abcdef0123456789", AccountID: "acme", Env: "live", Scopes: []string{"*"}})
 	rl := &ratelimit.Result{Allowed: true, Limit: 600, Remaining: 599, Reset: 59_500_000_000}
-	resp := s.allow(k, &Account{ID: "acme", Balance: 1e6, Currency: "MXN"}, rl, &holding{}, nil)
+	resp := s.allow(k, &Account{ID: "acme", Balance: 1e6, Currency: "MXN"}, rl, &holding{}, "")
 	buf := make([]byte, 0, 2048)
 	b.ReportAllocs()
 	for b.Loop() {

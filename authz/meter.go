@@ -61,6 +61,9 @@ func (r *Request) partial() bool {
 	if r.meta[metaPartial] == "true" {
 		return true
 	}
+	if r.meta[metaLength] == "" {
+		return false
+	}
 	n, err := strconv.ParseInt(r.meta[metaLength], 10, 64)
 	return err == nil && n > int64(len(r.Body))
 }
@@ -148,12 +151,13 @@ func (s *Server) release(ctx context.Context, k *Key, acct *Account, p *meter.Pl
 	}
 }
 
-// reserve records what h holds for the request's settlement.
-func (s *Server) reserve(k *Key, acct *Account, p *meter.Plan, h *holding, now time.Time) *settle.Reservation {
+// reserve records what h holds for the request's settlement and returns
+// its id.
+func (s *Server) reserve(k *Key, acct *Account, p *meter.Plan, h *holding, now time.Time) string {
 	if s.settler == nil || !p.Metered {
-		return nil
+		return ""
 	}
-	r := &settle.Reservation{ID: settle.NewID(s.id, k.AccountID), Holder: s.id, Account: k.AccountID, Key: k.ID, Model: p.Model,
+	r := settle.Reservation{Account: k.AccountID, Key: k.ID, Model: p.Model,
 		Charge: settle.ChargeOf(p.Charge), InputTokens: p.InputTokens, OutputTokens: p.OutputTokens, Estimate: p.Estimate,
 		Held: h.funds, Created: now, Expires: now.Add(s.holdTTL)}
 	if acct != nil {
@@ -165,8 +169,7 @@ func (s *Server) reserve(k *Key, acct *Account, p *meter.Plan, h *holding, now t
 	if h.spend != nil {
 		r.Spend = take("spend."+k.budget, *k.policy.spend, h.spend, p.Estimate)
 	}
-	s.settler.Reserve(r)
-	return r
+	return s.settler.Reserve(r)
 }
 
 func take(budget string, l ratelimit.Limit, r *ratelimit.Result, units int64) *settle.Take {

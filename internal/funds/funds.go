@@ -135,8 +135,7 @@ func (f *Funds) account(id string) *account {
 // most LeaseTimeout for a lease.
 func (f *Funds) Hold(ctx context.Context, id string, n int64) Result {
 	a := f.account(id)
-	timer := time.NewTimer(f.o.LeaseTimeout)
-	defer timer.Stop()
+	var timer *time.Timer
 	for {
 		a.mu.Lock()
 		if a.lease+a.owed-a.held >= n {
@@ -144,6 +143,10 @@ func (f *Funds) Hold(ctx context.Context, id string, n int64) Result {
 			bal := a.seen
 			a.mu.Unlock()
 			return Result{OK: true, Balance: bal}
+		}
+		if timer == nil {
+			timer = time.NewTimer(f.o.LeaseTimeout)
+			defer timer.Stop()
 		}
 		fl := a.flight
 		if fl == nil {

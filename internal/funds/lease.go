@@ -127,12 +127,16 @@ const maxNanos = 1 << 62
 
 // Sizing. A lease covers at least what the checks waiting for it need.
 // While the account is far from empty it covers more, so that a check
-// rarely waits: a second of this keygate's holds, but never more than a
-// quarter of its share of what is available, so that every keygate
-// finds funds to lease and none strands many. Near empty, a lease is
-// exactly what is needed, so the fleet holds the whole balance and no
-// more.
-const shareQuarter = 4
+// rarely waits: a second of this keygate's holds, and at least
+// firstLeases times what is needed now (a burst from nothing), but never
+// more than a quarter of its share of what is available, so that every
+// keygate finds funds to lease and none strands many. Near empty, a
+// lease is exactly what is needed, so the fleet holds the whole balance
+// and no more.
+const (
+	shareQuarter = 4
+	firstLeases  = 8
+)
 
 // size is how many nanos to lease for need, with avail available to
 // peers keygates, and rate nanos held here in the last second; all of
@@ -141,5 +145,9 @@ func size(need, avail, peers, rate int64) int64 {
 	if avail < need {
 		return avail
 	}
-	return min(max(need, min(avail/(shareQuarter*max(peers, 1)), rate)), avail)
+	ahead := max(rate, need*firstLeases)
+	if need > maxNanos/firstLeases {
+		ahead = rate
+	}
+	return min(max(need, min(avail/(shareQuarter*max(peers, 1)), ahead)), avail)
 }

@@ -52,7 +52,7 @@ func (f *Funds) charge(ctx context.Context, id string, a *account) error {
 	if owed == 0 {
 		return nil
 	}
-	return f.update(ctx, id, a, func() { a.owed -= owed }, func(acc *store.Account, now time.Time) error {
+	return f.update(ctx, id, a, func() { a.owed -= owed; f.failing.Store(0) }, func(acc *store.Account, now time.Time) error {
 		h := acc.Holds[f.o.ID]
 		acc.Holds[f.o.ID] = store.Hold{Nanos: h.Nanos + owed, At: now}
 		return nil

@@ -46,7 +46,7 @@ func (f *Funds) sweep(ctx context.Context) {
 		a.mu.Unlock()
 		wctx, cancel := context.WithTimeout(ctx, flightTimeout)
 		switch {
-		case owed > 0 && !f.outage():
+		case owed > 0 && f.o.Online():
 			_ = f.charge(wctx, id, a)
 		case idle && empty:
 			f.forget(id, a)

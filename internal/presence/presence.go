@@ -77,3 +77,15 @@ func (p *Presence) Count() int64 {
 // ID is this keygate's id among the others: 16 hex characters, new at
 // every start.
 func (p *Presence) ID() string { return p.id }
+
+// Alive reports whether the keygate with id was heard within forgetAfter
+// intervals of the last announcement heard (this one always is).
+func (p *Presence) Alive(id string) bool {
+	if id == p.id {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.heard[id]
+	return ok && p.last.Sub(at) <= forgetAfter*p.every
+}

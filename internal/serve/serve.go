@@ -361,7 +361,8 @@ func (inst *Instance) startMoney(cfg config.Config, st *store.Store) {
 	inst.funds = funds.New(st, funds.Options{ID: inst.peers.ID(), LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), OutageAfter: cfg.Fleet.OutageAfter.D(),
 		Abandoned: ttl + store.RecordGrace, Online: inst.conn.NC.IsConnected, Peers: inst.peers.Count, Now: inst.clock.Now, Log: inst.log})
 	go inst.funds.Run(inst.bg)
-	inst.settler = settle.New(settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl, Log: inst.log})
+	inst.settler = settle.New(settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl,
+		Alive: inst.peers.Alive, Log: inst.log})
 	go func() {
 		if err := inst.settler.Run(inst.bg); err != nil {
 			inst.log.Error("settling reservations", "err", err)

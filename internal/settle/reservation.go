@@ -6,8 +6,8 @@
 package settle
 
 import (
-	"crypto/rand"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,28 +76,51 @@ func (t *Take) limit() ratelimit.Limit {
 	return ratelimit.Limit{Units: t.Limit, Window: t.Len, Calendar: t.Calendar}
 }
 
-// A reservation id is "res_", the holder's id, "_", 22 random
-// characters, "_" and the account's id: what a settlement needs to find
-// the holder and the settlement entry.
+// A reservation id is "res_", the holder's id, "_", the number of the
+// batch its record is written in, "_", its place in the batch, "_" and
+// the account's id: what a settlement needs to find the holder, the
+// record and the settlement entry. The holder's id is new at every
+// start, so ids never repeat.
 const idPrefix = "res_"
 
-// NewID returns a new reservation id for holder and account.
-func NewID(holder, account string) string {
-	return idPrefix + holder + "_" + rand.Text()[:22] + "_" + account
+// newID is the id of the reservation at place i of batch b of holder's.
+func newID(holder string, b uint64, i int, account string) string {
+	var num [20]byte
+	var sb strings.Builder
+	sb.Grow(len(idPrefix) + len(holder) + len(account) + 24)
+	sb.WriteString(idPrefix)
+	sb.WriteString(holder)
+	sb.WriteByte('_')
+	sb.Write(strconv.AppendUint(num[:0], b, 10))
+	sb.WriteByte('_')
+	sb.Write(strconv.AppendInt(num[:0], int64(i), 10))
+	sb.WriteByte('_')
+	sb.WriteString(account)
+	return sb.String()
 }
 
 // ErrUnknown is a reservation id that names no reservation.
 var ErrUnknown = errors.New("unknown reservation")
 
-// parseID returns the keygate and the account named in reservation id.
-func parseID(id string) (holder, account string, err error) {
+// reservationID is a reservation id read.
+type reservationID struct {
+	holder  string
+	batch   uint64
+	account string
+}
+
+// parseID reads reservation id.
+func parseID(id string) (reservationID, error) {
 	rest, ok := strings.CutPrefix(id, idPrefix)
 	holder, rest, ok2 := strings.Cut(rest, "_")
-	random, account, ok3 := strings.Cut(rest, "_")
-	if !ok || !ok2 || !ok3 || !validToken(holder) || len(random) != 22 || !validToken(random) || !store.ValidAccountID(account) {
-		return "", "", ErrUnknown
+	b, rest, ok3 := strings.Cut(rest, "_")
+	i, account, ok4 := strings.Cut(rest, "_")
+	batch, err := strconv.ParseUint(b, 10, 64)
+	_, err2 := strconv.ParseUint(i, 10, 32)
+	if !ok || !ok2 || !ok3 || !ok4 || err != nil || err2 != nil || !validToken(holder) || !store.ValidAccountID(account) {
+		return reservationID{}, ErrUnknown
 	}
-	return holder, account, nil
+	return reservationID{holder: holder, batch: batch, account: account}, nil
 }
 
 // validToken reports whether s can be a NATS subject token of an id: 1

@@ -12,12 +12,23 @@ import (
 )
 
 // expiryConsumer is the durable consumer, shared by every keygate, that
-// takes each reservation's expiry once it fires.
+// takes each batch's expiry once it fires.
 const expiryConsumer = "keygate_expiry"
 
+// Timing of records. A batch is written at most writeEvery after its
+// first reservation; its expiry fires expiryGrace after its last
+// reservation's, so that a keygate still running settles its own (it
+// expires them in memory, every second) and the others only those of a
+// keygate that is gone.
+const (
+	writeEvery  = 10 * time.Millisecond
+	expiryGrace = time.Minute // Options.ExpiryGrace's default
+)
+
 // Run writes reservations' records, answers settlements forwarded to
-// this keygate, settles the expiries that fire and retries settlements
-// that failed, until ctx ends.
+// this keygate and those of the settle API, settles at their estimate
+// its reservations whose TTL passed and those of keygates that are gone,
+// and retries settlements that failed, until ctx ends.
 func (s *Settler) Run(ctx context.Context) error {
 	sub, err := s.nc.Subscribe(SettleSubject(s.holds)+"."+s.o.ID, func(m *nats.Msg) { go s.answer(ctx, m) })
 	if err != nil {
@@ -42,88 +53,122 @@ func (s *Settler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			s.expireOwn(ctx)
 			s.retry(ctx)
 		}
 	}
 }
 
-// writeRecords writes each reservation's record: a message scheduled to
-// fire, at the reservation's expiry, on its expiry subject.
+// writeRecords writes each batch of reservations as one message,
+// scheduled to fire on its expiry subject.
 func (s *Settler) writeRecords(ctx context.Context) {
+	t := time.NewTicker(writeEvery)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case r := <-s.writes:
-			if err := s.writeRecord(ctx, r); err != nil {
-				s.o.Log.Warn("writing a hold's record; retrying", "reservation", r.ID, "err", err)
-				time.AfterFunc(time.Second, func() { s.writes <- r })
+		case <-t.C:
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		s.sealLocked()
+		batches := s.sealed
+		s.sealed = nil
+		s.mu.Unlock()
+		for _, b := range batches {
+			if err := s.writeRecord(ctx, b); err != nil {
+				s.o.Log.Warn("writing holds' record; retrying", "batch", b.no, "err", err)
+				s.mu.Lock()
+				s.sealed = append(s.sealed, b)
+				s.mu.Unlock()
 			}
 		}
 	}
 }
 
-// writeRecord writes r's record; if r was settled meanwhile, it deletes
-// it at once, so that its expiry never fires.
-func (s *Settler) writeRecord(ctx context.Context, r *Reservation) error {
-	b, _ := json.Marshal(r)
-	m := nats.NewMsg(s.holdSubject(r.Holder, r.ID))
-	m.Data = b
-	m.Header.Set("Nats-Schedule", "@at "+r.Expires.UTC().Format(time.RFC3339))
-	m.Header.Set("Nats-Schedule-Target", s.expirySubject(r.Holder, r.ID))
+func (s *Settler) writeRecord(ctx context.Context, b *batch) error {
+	data, _ := json.Marshal(b.rs)
+	var last time.Time
+	for _, r := range b.rs {
+		if r.Expires.After(last) {
+			last = r.Expires
+		}
+	}
+	m := nats.NewMsg(s.holdSubject(s.o.ID, b.no))
+	m.Data = data
+	m.Header.Set("Nats-Schedule", "@at "+last.Add(s.o.ExpiryGrace).UTC().Format(time.RFC3339))
+	m.Header.Set("Nats-Schedule-Target", s.expirySubject(s.o.ID, b.no))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	ack, err := s.js.PublishMsg(ctx, m)
-	if err != nil {
-		return err
-	}
+	_, err := s.js.PublishMsg(ctx, m)
+	return err
+}
+
+// expireOwn settles at their estimate this keygate's reservations whose
+// TTL passed.
+func (s *Settler) expireOwn(ctx context.Context) {
+	now := s.o.Now()
 	s.mu.Lock()
-	h := s.res[r.ID]
-	if h != nil {
-		h.seq = ack.Sequence
+	var ids []string
+	for id, h := range s.res {
+		if !h.r.Expires.After(now) && h.settling == nil {
+			ids = append(ids, id)
+		}
 	}
 	s.mu.Unlock()
-	if h == nil {
-		s.forget(ctx, ack.Sequence)
-	}
-	return nil
-}
-
-// forget deletes a settled reservation's record, so that its expiry
-// never fires; if it fires anyway, it finds the settlement.
-func (s *Settler) forget(ctx context.Context, seq uint64) {
-	if st, err := s.js.Stream(ctx, s.holds); err == nil {
-		_ = st.DeleteMsg(ctx, seq)
+	for _, id := range ids {
+		_, _ = s.Settle(ctx, id, Outcome{Expired: true})
 	}
 }
 
-// consumeExpiries settles, at their estimate, the reservations whose
-// expiry fires unsettled.
+// consumeExpiries settles, at their estimate, the reservations of
+// keygates that are gone when their batch's expiry fires.
 func (s *Settler) consumeExpiries(ctx context.Context) (func(), error) {
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.holds, jetstream.ConsumerConfig{
 		Durable: expiryConsumer, FilterSubject: s.holds + ".expired.>", AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, MaxAckPending: 1000,
+		AckWait: time.Minute, MaxAckPending: 100,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("settle: expiry consumer: %w", err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var r Reservation
-		if err := json.Unmarshal(m.Data(), &r); err != nil {
+		var rs []*Reservation
+		if err := json.Unmarshal(m.Data(), &rs); err != nil {
 			_ = m.Term()
 			return
 		}
-		_, err := s.Settle(ctx, r.ID, Outcome{Expired: true})
-		if err == nil || errors.Is(err, ErrUnknown) {
-			_ = m.Ack()
+		if err := s.expireBatch(ctx, rs); err != nil {
+			_ = m.NakWithDelay(time.Second)
 			return
 		}
-		_ = m.NakWithDelay(time.Second)
+		_ = m.Ack()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("settle: expiries: %w", err)
 	}
 	return cc.Stop, nil
+}
+
+// expireBatch settles at their estimate the reservations of rs not
+// settled yet, unless their keygate runs (it expires its own).
+func (s *Settler) expireBatch(ctx context.Context, rs []*Reservation) error {
+	if len(rs) == 0 || s.o.Alive(rs[0].Holder) {
+		return nil
+	}
+	for _, r := range rs {
+		if _, err := s.written(ctx, r.Account, r.ID); !errors.Is(err, ErrUnknown) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		s.stats.Inherited.Add(1)
+		if _, err := s.execute(ctx, r, Outcome{Expired: true}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retry settles again the reservations whose settlement failed.

@@ -45,7 +45,7 @@ func fleet(t *testing.T, n int, balance int64, ttl time.Duration) (context.Conte
 		}
 		id := fmt.Sprintf("kg%d", i)
 		f := funds.New(st, funds.Options{ID: id, Peers: func() int64 { return int64(n) }})
-		s := settle.New(settle.Options{ID: id, Store: st, Funds: f, HoldTTL: ttl})
+		s := settle.New(settle.Options{ID: id, Store: st, Funds: f, HoldTTL: ttl, ExpiryGrace: time.Second})
 		rctx, stop := context.WithCancel(ctx)
 		go func() {
 			if err := s.Run(rctx); err != nil {
@@ -74,10 +74,10 @@ func (kg *keygate) reserve(t testing.TB, ctx context.Context, in, out int64, ttl
 		return nil
 	}
 	now := time.Now()
-	res := &settle.Reservation{ID: settle.NewID(kg.id, "acme"), Holder: kg.id, Account: "acme", Key: "key_1", Model: "m", Currency: "MXN",
+	res := settle.Reservation{Account: "acme", Key: "key_1", Model: "m", Currency: "MXN",
 		Charge: settle.ChargeOf(price), InputTokens: in, OutputTokens: out, Estimate: est, Held: est, Created: now, Expires: now.Add(ttl)}
-	kg.set.Reserve(res)
-	return res
+	res.ID, res.Holder = kg.set.Reserve(res), kg.id
+	return &res
 }
 
 func balance(t testing.TB, ctx context.Context, kg *keygate) money.Exact {
@@ -145,10 +145,10 @@ func TestSettleOnce(t *testing.T) {
 	if got := balance(t, ctx, kgs[0]); got != (money.Exact{Minor: 985}) {
 		t.Fatalf("balance %v, want 985", got)
 	}
-	if _, err := kgs[0].set.Settle(ctx, settle.NewID("kg0", "acme"), settle.Outcome{}); err != settle.ErrUnknown {
+	if _, err := kgs[0].set.Settle(ctx, "res_kg0_999_0_acme", settle.Outcome{}); err != settle.ErrUnknown {
 		t.Fatalf("an unknown reservation: %v", err)
 	}
-	if _, err := kgs[0].set.Settle(ctx, "res_../x", settle.Outcome{}); err != settle.ErrUnknown {
+	if _, err := kgs[0].set.Settle(ctx, "res_kg0_x_0_acme", settle.Outcome{}); err != settle.ErrUnknown {
 		t.Fatalf("a malformed reservation id: %v", err)
 	}
 }
@@ -159,7 +159,7 @@ func TestSettleInherited(t *testing.T) {
 	ctx, kgs := fleet(t, 2, 1000, time.Hour)
 	r := kgs[0].reserve(t, ctx, 10, 10, time.Hour)
 	failed := kgs[0].reserve(t, ctx, 10, 10, time.Hour)
-	poll.Until(t, 10*time.Second, "the hold records written", func() bool { return records(t, ctx, kgs[1].st) == 2 })
+	poll.Until(t, 10*time.Second, "the hold records written", func() bool { return records(t, ctx, kgs[1].st) == 1 })
 	kgs[0].stop()
 	poll.Until(t, 10*time.Second, "keygate 0 gone", func() bool {
 		_, err := kgs[1].set.Settle(ctx, failed.ID, settle.Outcome{Failed: true})
@@ -182,7 +182,7 @@ func TestExpiry(t *testing.T) {
 	ctx, kgs := fleet(t, 2, 1000, ttl)
 	settled := kgs[0].reserve(t, ctx, 10, 10, ttl)
 	lost := kgs[0].reserve(t, ctx, 10, 10, ttl) // 30 at its estimate
-	poll.Until(t, 10*time.Second, "the hold records written", func() bool { return records(t, ctx, kgs[1].st) == 2 })
+	poll.Until(t, 10*time.Second, "the hold records written", func() bool { return records(t, ctx, kgs[1].st) == 1 })
 	if _, err := kgs[0].set.Settle(ctx, settled.ID, settle.Outcome{Usage: pricing.Usage{Input: 1}, HasUsage: true}); err != nil {
 		t.Fatal(err)
 	}

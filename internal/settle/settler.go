@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +26,15 @@ type Options struct {
 	Funds   *funds.Funds
 	Limiter *ratelimit.Limiter
 	HoldTTL time.Duration
-	Now     func() time.Time
-	Log     *slog.Logger
+	// Alive reports whether the keygate with an id is running (nil: only
+	// this one): the reservations of a keygate that is gone are settled
+	// by the others when their TTL passes.
+	Alive func(id string) bool
+	// ExpiryGrace is how long after its TTL a reservation of a keygate
+	// that is gone is settled by another (1 minute if zero).
+	ExpiryGrace time.Duration
+	Now         func() time.Time
+	Log         *slog.Logger
 }
 
 // Settler keeps this keygate's reservations and settles reservations.
@@ -37,8 +45,17 @@ type Settler struct {
 	holds  string // the holds stream
 	mu     sync.Mutex
 	res    map[string]*held
-	writes chan *Reservation
+	cur    *batch   // the batch new reservations join
+	sealed []*batch // batches to write
+	next   uint64   // the next batch's number
+	wake   chan struct{}
 	stats  Stats
+}
+
+// batch is the reservations whose records are written in one message.
+type batch struct {
+	no uint64
+	rs []*Reservation
 }
 
 // Stats count what a Settler did: totals, no key's own.
@@ -53,10 +70,10 @@ type Stats struct {
 
 // held is a reservation this keygate holds.
 type held struct {
-	r        *Reservation
+	r        *Reservation // &res
+	res      Reservation
 	settling chan struct{} // closed when the settlement in progress ends; nil: none
 	pending  *Outcome      // an outcome whose settlement failed, retried
-	seq      uint64        // of its record in the holds stream; 0: not written yet
 	result   *Settlement
 	err      error
 }
@@ -69,46 +86,83 @@ func New(o Options) *Settler {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.ExpiryGrace == 0 {
+		o.ExpiryGrace = expiryGrace
+	}
+	if o.Alive == nil {
+		o.Alive = func(id string) bool { return id == o.ID }
+	}
 	js := o.Store.JetStream()
-	return &Settler{o: o, js: js, nc: js.Conn(), holds: o.Store.HoldsStream(), res: map[string]*held{},
-		writes: make(chan *Reservation, 4096)}
+	return &Settler{o: o, js: js, nc: js.Conn(), holds: o.Store.HoldsStream(), res: map[string]*held{}, wake: make(chan struct{}, 1)}
 }
 
 // Stats returns the counters.
 func (s *Settler) Stats() *Stats { return &s.stats }
 
-// Reserve keeps r, made by this keygate's check, and writes its record.
-func (s *Settler) Reserve(r *Reservation) {
+// maxBatch bounds the reservations of one record.
+const maxBatch = 512
+
+// Reserve keeps a copy of res, named (its ID and Holder set), has its
+// record written with the batch it joins, and returns its id.
+func (s *Settler) Reserve(res Reservation) string {
 	s.stats.Reservations.Add(1)
+	h := &held{res: res}
+	r := &h.res
+	h.r = r
 	s.mu.Lock()
-	s.res[r.ID] = &held{r: r}
-	s.mu.Unlock()
-	select {
-	case s.writes <- r:
-	default:
-		go func() { s.writes <- r }()
+	if s.cur == nil {
+		s.cur = &batch{no: s.next}
+		s.next++
 	}
+	b := s.cur
+	r.Holder, r.ID = s.o.ID, newID(s.o.ID, b.no, len(b.rs), r.Account)
+	b.rs = append(b.rs, r)
+	s.res[r.ID] = h
+	if len(b.rs) == maxBatch {
+		s.sealLocked()
+	}
+	s.mu.Unlock()
+	return r.ID
+}
+
+// sealLocked closes the current batch for writing; s.mu is held.
+func (s *Settler) sealLocked() {
+	if s.cur == nil {
+		return
+	}
+	s.sealed, s.cur = append(s.sealed, s.cur), nil
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Outstanding is how many reservations this keygate holds unsettled.
+func (s *Settler) Outstanding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.res)
 }
 
 // Settle settles reservation id with o, once: a reservation settled
 // before answers its first settlement.
 func (s *Settler) Settle(ctx context.Context, id string, o Outcome) (*Settlement, error) {
-	holder, account, err := parseID(id)
+	rid, err := parseID(id)
 	if err != nil {
 		return nil, err
 	}
-	if holder != s.o.ID {
-		st, err := s.forward(ctx, holder, id, o)
+	if rid.holder != s.o.ID {
+		st, err := s.forward(ctx, rid.holder, id, o)
 		if !errors.Is(err, errNoHolder) {
 			return st, err
 		}
-		return s.inherit(ctx, holder, account, id, o)
+		return s.inherit(ctx, rid, id, o)
 	}
 	s.mu.Lock()
 	h := s.res[id]
 	if h == nil {
 		s.mu.Unlock()
-		return s.inherit(ctx, holder, account, id, o)
+		return s.inherit(ctx, rid, id, o)
 	}
 	for h.settling != nil {
 		ch := h.settling
@@ -135,9 +189,6 @@ func (s *Settler) Settle(ctx context.Context, id string, o Outcome) (*Settlement
 	h.result, h.err = st, err
 	if err == nil {
 		delete(s.res, id)
-		if h.seq != 0 {
-			go s.forget(context.WithoutCancel(ctx), h.seq)
-		}
 	} else {
 		h.pending = &o
 		s.stats.Failures.Add(1)
@@ -207,11 +258,11 @@ func (s *Settler) written(ctx context.Context, account, id string) (*Settlement,
 // inherit answers a reservation this keygate does not hold in memory:
 // its settlement if written, else it settles it from its record (its
 // keygate is gone).
-func (s *Settler) inherit(ctx context.Context, holder, account, id string, o Outcome) (*Settlement, error) {
-	if st, err := s.written(ctx, account, id); !errors.Is(err, ErrUnknown) {
+func (s *Settler) inherit(ctx context.Context, rid reservationID, id string, o Outcome) (*Settlement, error) {
+	if st, err := s.written(ctx, rid.account, id); !errors.Is(err, ErrUnknown) {
 		return st, err
 	}
-	r, err := s.record(ctx, holder, id)
+	r, err := s.record(ctx, rid, id)
 	if err != nil {
 		return nil, err
 	}
@@ -219,14 +270,14 @@ func (s *Settler) inherit(ctx context.Context, holder, account, id string, o Out
 	return s.execute(ctx, r, o)
 }
 
-// record reads reservation id's record, before or after its expiry
-// fired.
-func (s *Settler) record(ctx context.Context, holder, id string) (*Reservation, error) {
+// record reads reservation id from its batch's record, before or after
+// its expiry fired.
+func (s *Settler) record(ctx context.Context, rid reservationID, id string) (*Reservation, error) {
 	st, err := s.js.Stream(ctx, s.holds)
 	if err != nil {
 		return nil, err
 	}
-	for _, subj := range []string{s.holdSubject(holder, id), s.expirySubject(holder, id)} {
+	for _, subj := range []string{s.holdSubject(rid.holder, rid.batch), s.expirySubject(rid.holder, rid.batch)} {
 		m, err := st.GetLastMsgForSubject(ctx, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
@@ -234,18 +285,23 @@ func (s *Settler) record(ctx context.Context, holder, id string) (*Reservation, 
 		if err != nil {
 			return nil, err
 		}
-		var r Reservation
-		if err := json.Unmarshal(m.Data, &r); err != nil || r.ID != id {
+		var rs []*Reservation
+		if err := json.Unmarshal(m.Data, &rs); err != nil {
 			return nil, fmt.Errorf("%w: unreadable record", ErrUnknown)
 		}
-		return &r, nil
+		for _, r := range rs {
+			if r.ID == id {
+				return r, nil
+			}
+		}
 	}
 	return nil, ErrUnknown
 }
 
-func (s *Settler) holdSubject(holder, id string) string {
-	return s.holds + ".hold." + holder + "." + id
+func (s *Settler) holdSubject(holder string, b uint64) string {
+	return s.holds + ".hold." + holder + "." + strconv.FormatUint(b, 10)
 }
-func (s *Settler) expirySubject(holder, id string) string {
-	return s.holds + ".expired." + holder + "." + id
+
+func (s *Settler) expirySubject(holder string, b uint64) string {
+	return s.holds + ".expired." + holder + "." + strconv.FormatUint(b, 10)
 }
