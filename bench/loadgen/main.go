@@ -44,6 +44,7 @@ type options struct {
 	compare       bool
 	memory        bool
 	floor         string
+	bodies        bool
 }
 
 func run(ctx context.Context) error {
@@ -63,6 +64,7 @@ func run(ctx context.Context) error {
 	flag.BoolVar(&o.compare, "compare", true, "compare keygate with the do-nothing server (and OPA)")
 	flag.BoolVar(&o.memory, "memory", true, "measure a sidecar keygate's memory with an external NATS")
 	flag.StringVar(&o.floor, "floor", "", "the floor ext_authz server binary (bench/floor): compare an embedded keygate with it and exit")
+	flag.BoolVar(&o.bodies, "bodies", false, "compare metered checks with 4 KB chat bodies against the same checks without bodies and exit")
 	flag.Parse()
 	for _, c := range strings.Split(*conc, ",") {
 		var n int
@@ -74,6 +76,9 @@ func run(ctx context.Context) error {
 
 	if o.floor != "" {
 		return floorComparison(ctx, o)
+	}
+	if o.bodies {
+		return bodiesComparison(ctx, o)
 	}
 	kg, startup, err := startKeygate(ctx, o.keygate)
 	if err != nil {

@@ -67,7 +67,7 @@ func freeAddr() (string, error) {
 
 // startKeygate runs keygate with an embedded NATS server and returns once
 // /readyz answers, with the time that took.
-func startKeygate(ctx context.Context, bin string) (*process, time.Duration, error) {
+func startKeygate(ctx context.Context, bin string, args ...string) (*process, time.Duration, error) {
 	addrs := make([]string, 3)
 	for i := range addrs {
 		a, err := freeAddr()
@@ -80,8 +80,8 @@ func startKeygate(ctx context.Context, bin string) (*process, time.Duration, err
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "serve", "--grpc-addr", addrs[0], "--admin-addr", addrs[1],
-		"--nats-listen", addrs[2], "--data-dir", dir)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"serve", "--grpc-addr", addrs[0], "--admin-addr", addrs[1],
+		"--nats-listen", addrs[2], "--data-dir", dir}, args...)...)
 	// The embedded server's certificate goes there, for its clients (the
 	// seeder, the sidecar), and not to the user's directory.
 	tokenDir := filepath.Join(dir, "clients")

@@ -16,7 +16,7 @@ import (
 // seed creates keys in keygate's store, funds their account, and returns
 // the requests to send (hot of the keys in turn, with every 20th request,
 // 5%, carrying an unknown key or none) and the hashes of all the keys.
-func seed(ctx context.Context, kg *process, keys, hot int, limit *store.RateLimit) ([]*authv3.CheckRequest, []string, error) {
+func seed(ctx context.Context, kg *process, keys, hot int, limit *store.RateLimit, models ...string) ([]*authv3.CheckRequest, []string, error) {
 	begin := time.Now()
 	// As the admin commands do: TLS with the embedded server's certificate.
 	conn, err := broker.Connect(broker.Options{URL: kg.natsURL, Token: kg.natsToken, TokenDir: kg.tokenDir, Name: "loadgen"})
@@ -47,8 +47,12 @@ func seed(ctx context.Context, kg *process, keys, hot int, limit *store.RateLimi
 				return err
 			}
 			plain[i], hashes[i] = k, apikey.Hash(k)
-			return st.CreateKey(gctx, &store.Key{ID: id, Hash: hashes[i], AccountID: "bench", Env: store.EnvLive,
-				Scopes: []string{"*"}, RateLimit: limit, Masked: format.Mask(k), CreatedAt: time.Now()})
+			rec := &store.Key{ID: id, Hash: hashes[i], AccountID: "bench", Env: store.EnvLive,
+				Scopes: []string{"*"}, RateLimit: limit, Masked: format.Mask(k), CreatedAt: time.Now(), Models: models}
+			if len(models) > 0 {
+				rec.V = 2
+			}
+			return st.CreateKey(gctx, rec)
 		})
 	}
 	if err := g.Wait(); err != nil {

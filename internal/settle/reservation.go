@@ -41,6 +41,14 @@ type Reservation struct {
 	Expires time.Time `json:"expires_at"`
 }
 
+// idOrEmpty is r's id, "" for a nil r.
+func (r *Reservation) idOrEmpty() string {
+	if r == nil {
+		return ""
+	}
+	return r.ID
+}
+
 // Charge is pricing.Charge as a reservation records it.
 type Charge struct {
 	Flat        int64 `json:"flat_nanos,omitempty"`
@@ -106,6 +114,7 @@ var ErrUnknown = errors.New("unknown reservation")
 type reservationID struct {
 	holder  string
 	batch   uint64
+	index   int // in its batch
 	account string
 }
 
@@ -116,11 +125,11 @@ func parseID(id string) (reservationID, error) {
 	b, rest, ok3 := strings.Cut(rest, "_")
 	i, account, ok4 := strings.Cut(rest, "_")
 	batch, err := strconv.ParseUint(b, 10, 64)
-	_, err2 := strconv.ParseUint(i, 10, 32)
+	index, err2 := strconv.ParseUint(i, 10, 16)
 	if !ok || !ok2 || !ok3 || !ok4 || err != nil || err2 != nil || !validToken(holder) || !store.ValidAccountID(account) {
 		return reservationID{}, ErrUnknown
 	}
-	return reservationID{holder: holder, batch: batch, account: account}, nil
+	return reservationID{holder: holder, batch: batch, index: int(index), account: account}, nil
 }
 
 // validToken reports whether s can be a NATS subject token of an id: 1

@@ -75,30 +75,38 @@ func (s *Settler) writeRecords(ctx context.Context) {
 		s.sealLocked()
 		batches := s.sealed
 		s.sealed = nil
-		s.mu.Unlock()
-		for _, b := range batches {
-			if err := s.writeRecord(ctx, b); err != nil {
-				s.o.Log.Warn("writing holds' record; retrying", "batch", b.no, "err", err)
-				s.mu.Lock()
-				s.sealed = append(s.sealed, b)
-				s.mu.Unlock()
+		records := make([][]*Reservation, len(batches))
+		for i, b := range batches {
+			for _, r := range b.rs {
+				if r != nil {
+					records[i] = append(records[i], r)
+				}
 			}
+		}
+		s.mu.Unlock()
+		for i, b := range batches {
+			err := s.writeRecord(ctx, b.no, records[i], b.expires)
+			s.mu.Lock()
+			if err != nil {
+				s.o.Log.Warn("writing holds' record; retrying", "batch", b.no, "err", err)
+				s.sealed = append(s.sealed, b)
+			} else if b.written = true; b.left == 0 {
+				delete(s.batches, b.no)
+			}
+			s.mu.Unlock()
 		}
 	}
 }
 
-func (s *Settler) writeRecord(ctx context.Context, b *batch) error {
-	data, _ := json.Marshal(b.rs)
-	var last time.Time
-	for _, r := range b.rs {
-		if r.Expires.After(last) {
-			last = r.Expires
-		}
+func (s *Settler) writeRecord(ctx context.Context, no uint64, rs []*Reservation, last time.Time) error {
+	if len(rs) == 0 {
+		return nil // all settled before it was written
 	}
-	m := nats.NewMsg(s.holdSubject(s.o.ID, b.no))
+	data, _ := json.Marshal(rs)
+	m := nats.NewMsg(s.holdSubject(s.o.ID, no))
 	m.Data = data
 	m.Header.Set("Nats-Schedule", "@at "+last.Add(s.o.ExpiryGrace).UTC().Format(time.RFC3339))
-	m.Header.Set("Nats-Schedule-Target", s.expirySubject(s.o.ID, b.no))
+	m.Header.Set("Nats-Schedule-Target", s.expirySubject(s.o.ID, no))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := s.js.PublishMsg(ctx, m)
@@ -111,9 +119,21 @@ func (s *Settler) expireOwn(ctx context.Context) {
 	now := s.o.Now()
 	s.mu.Lock()
 	var ids []string
-	for id, h := range s.res {
-		if !h.r.Expires.After(now) && h.settling == nil {
-			ids = append(ids, id)
+	for no := s.oldest; no < s.next; no++ {
+		b := s.batches[no]
+		if b == nil {
+			if no == s.oldest {
+				s.oldest++
+			}
+			continue
+		}
+		if b.expires.After(now) {
+			break
+		}
+		for _, r := range b.rs {
+			if h := s.res[r.idOrEmpty()]; r != nil && h != nil && h.settling == nil {
+				ids = append(ids, r.ID)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -176,8 +196,8 @@ func (s *Settler) retry(ctx context.Context) {
 	s.mu.Lock()
 	var ids []string
 	outcomes := map[string]Outcome{}
-	for id, h := range s.res {
-		if h.pending != nil && h.settling == nil {
+	for id := range s.failed {
+		if h := s.res[id]; h != nil && h.pending != nil && h.settling == nil {
 			ids = append(ids, id)
 			outcomes[id] = *h.pending
 		}

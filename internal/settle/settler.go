@@ -39,23 +39,31 @@ type Options struct {
 
 // Settler keeps this keygate's reservations and settles reservations.
 type Settler struct {
-	o      Options
-	js     jetstream.JetStream
-	nc     *nats.Conn
-	holds  string // the holds stream
-	mu     sync.Mutex
-	res    map[string]*held
-	cur    *batch   // the batch new reservations join
-	sealed []*batch // batches to write
-	next   uint64   // the next batch's number
-	wake   chan struct{}
-	stats  Stats
+	o       Options
+	js      jetstream.JetStream
+	nc      *nats.Conn
+	holds   string // the holds stream
+	mu      sync.Mutex
+	res     map[string]*held
+	failed  map[string]bool   // reservations whose settlement failed, to retry
+	batches map[uint64]*batch // batches holding unsettled reservations, or not written yet
+	oldest  uint64            // no batch before it is left
+	cur     *batch            // the batch new reservations join
+	sealed  []*batch          // batches to write
+	next    uint64            // the next batch's number
+	wake    chan struct{}
+	stats   Stats
 }
 
-// batch is the reservations whose records are written in one message.
+// batch is the reservations whose records are written in one message, in
+// the order they were made (their TTLs are one length, so their expiries
+// are in order too).
 type batch struct {
-	no uint64
-	rs []*Reservation
+	no      uint64
+	rs      []*Reservation // nil where settled
+	left    int            // unsettled
+	expires time.Time      // the last reservation's
+	written bool
 }
 
 // Stats count what a Settler did: totals, no key's own.
@@ -93,7 +101,8 @@ func New(o Options) *Settler {
 		o.Alive = func(id string) bool { return id == o.ID }
 	}
 	js := o.Store.JetStream()
-	return &Settler{o: o, js: js, nc: js.Conn(), holds: o.Store.HoldsStream(), res: map[string]*held{}, wake: make(chan struct{}, 1)}
+	return &Settler{o: o, js: js, nc: js.Conn(), holds: o.Store.HoldsStream(), res: map[string]*held{}, failed: map[string]bool{},
+		batches: map[uint64]*batch{}, wake: make(chan struct{}, 1)}
 }
 
 // Stats returns the counters.
@@ -112,11 +121,15 @@ func (s *Settler) Reserve(res Reservation) string {
 	s.mu.Lock()
 	if s.cur == nil {
 		s.cur = &batch{no: s.next}
+		s.batches[s.next] = s.cur
 		s.next++
 	}
 	b := s.cur
 	r.Holder, r.ID = s.o.ID, newID(s.o.ID, b.no, len(b.rs), r.Account)
-	b.rs = append(b.rs, r)
+	b.rs, b.left = append(b.rs, r), b.left+1
+	if r.Expires.After(b.expires) {
+		b.expires = r.Expires
+	}
 	s.res[r.ID] = h
 	if len(b.rs) == maxBatch {
 		s.sealLocked()
@@ -188,15 +201,30 @@ func (s *Settler) Settle(ctx context.Context, id string, o Outcome) (*Settlement
 	s.mu.Lock()
 	h.result, h.err = st, err
 	if err == nil {
-		delete(s.res, id)
+		s.doneLocked(id, rid)
 	} else {
 		h.pending = &o
+		s.failed[id] = true
 		s.stats.Failures.Add(1)
 	}
 	close(h.settling)
 	h.settling = nil
 	s.mu.Unlock()
 	return st, err
+}
+
+// doneLocked forgets settled reservation id; s.mu is held.
+func (s *Settler) doneLocked(id string, rid reservationID) {
+	delete(s.res, id)
+	delete(s.failed, id)
+	b := s.batches[rid.batch]
+	if b == nil || rid.index >= len(b.rs) || b.rs[rid.index] == nil || b.rs[rid.index].ID != id {
+		return
+	}
+	b.rs[rid.index], b.left = nil, b.left-1
+	if b.left == 0 && b.written {
+		delete(s.batches, rid.batch)
+	}
 }
 
 // execute writes r's settlement with o and its debit, and settles its

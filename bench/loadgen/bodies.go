@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/internal/store"
+)
+
+// Bodies comparison, with the floor comparison's settings (1,000 keys,
+// c=64, 4 connections, alternating rounds of 100,000 checks, medians):
+//
+//   - no body: chat completion checks without a body, as without
+//     with_request_body;
+//   - model list: the same with a 4 KB body, for keys limited to some
+//     models (the body is read and its model checked);
+//   - metered: the same for live keys with prices, on a keygate of its
+//     own: the body read, the estimate held of the balance and reserved.
+//     Nothing settles here, so reservations pile up as they would if no
+//     response ever came back.
+func bodiesComparison(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "keygate-bodies-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg := filepath.Join(dir, "metered.yaml")
+	if err := os.WriteFile(cfg, []byte(pricedConfig), 0o600); err != nil {
+		return err
+	}
+	plain, _, err := startKeygate(ctx, o.keygate)
+	if err != nil {
+		return err
+	}
+	defer plain.stop()
+	metered, _, err := startKeygate(ctx, o.keygate, "--config", cfg)
+	if err != nil {
+		return err
+	}
+	defer metered.stop()
+	limit := &store.RateLimit{Requests: 10_000_000, Window: store.Duration(time.Minute)}
+	runs := []struct {
+		name   string
+		p      *process
+		body   bool
+		models []string
+	}{
+		{"no body", plain, false, nil},
+		{"4 KB, model list", plain, true, []string{"gpt-4o*"}},
+		{"4 KB, metered", metered, true, nil},
+	}
+	frames := make([][][]byte, len(runs))
+	for i, run := range runs {
+		mixed, _, err := seed(ctx, run.p, floorKeys, floorKeys, limit, run.models...)
+		if err != nil {
+			return err
+		}
+		var reqs []*authv3.CheckRequest
+		for j, r := range mixed {
+			if j%40 == 19 || j%40 == 39 {
+				continue
+			}
+			if run.body {
+				r.Attributes.Request.Http.RawBody = []byte(chatBody4K)
+				r.Attributes.Request.Http.Headers["content-length"] = fmt.Sprint(len(chatBody4K))
+			}
+			reqs = append(reqs, r)
+		}
+		if err := warm(ctx, run.p, reqs, floorConns); err != nil {
+			return err
+		}
+		if frames[i], err = encode(reqs); err != nil {
+			return err
+		}
+	}
+	rps := make([][]float64, len(runs))
+	for r := range floorRounds {
+		for i, run := range runs {
+			t, closeConns, err := newTarget(run.p, floorConns)
+			if err != nil {
+				return err
+			}
+			driveN(ctx, t.conns, frames[i], floorConcurrency, floorChecks/10)
+			begin := time.Now()
+			lat := driveN(ctx, t.conns, frames[i], floorConcurrency, floorChecks)
+			elapsed := time.Since(begin)
+			closeConns()
+			slices.Sort(lat)
+			rps[i] = append(rps[i], float64(len(lat))/elapsed.Seconds())
+			fmt.Printf("round %d %-18s %8.0f checks/s  p99 %6.3f ms\n", r+1, run.name, rps[i][r], float64(lat[len(lat)*99/100])/1e6)
+		}
+	}
+	if o.cpuprofile != "" { // one round more for each run, its keygate profiled through it
+		for i, run := range runs {
+			t, closeConns, err := newTarget(run.p, floorConns)
+			if err != nil {
+				return err
+			}
+			done := make(chan error, 1)
+			go func() { done <- run.p.profile(5*time.Second, fmt.Sprintf("%s.%d", o.cpuprofile, i)) }()
+			driveN(ctx, t.conns, frames[i], floorConcurrency, 6*floorChecks)
+			closeConns()
+			if err := <-done; err != nil {
+				return err
+			}
+		}
+	}
+	median := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	fmt.Printf("throughput / no body, medians of %d rounds: 4 KB with a model list %.2f (target >= 0.8), 4 KB metered %.2f\n",
+		floorRounds, median(rps[1])/median(rps[0]), median(rps[2])/median(rps[0]))
+	return nil
+}
+
+// pricedConfig prices gpt-4o* for the seeded account's currency (MXN).
+const pricedConfig = `pricing:
+  models:
+    - match: "gpt-4o*"
+      currency: MXN
+      input: "2.50"
+      output: "10.00"
+      max_output: 4096
+`
+
+// chatBody4K is a 4 KB chat completion.
+var chatBody4K = `{"model":"gpt-4o-mini","max_tokens":256,"stream":true,"messages":[` +
+	strings.Repeat(`{"role":"user","content":"The quick brown fox jumps over the lazy dog, again and again, and then once more."},`, 38) +
+	`{"role":"user","content":"end"}]}`
