@@ -118,9 +118,9 @@ func (s *Server) process(ps stream) error {
 			return nil
 		}
 		done := x.handle(&req)
-		if x.bad {
+		if x.bad { // Debug: a client can send these where no proxy removes them
 			s.stats.Errors.Add(1)
-			s.o.Log.Warn("a request's reservation header is not one keygate writes; it is not settled from its response")
+			s.o.Log.Debug("a request's reservation header is not one keygate writes; it is not settled from its response")
 		}
 		if done {
 			s.finish(x)
@@ -183,7 +183,11 @@ func (s *Server) settle(id string, o settle.Outcome) {
 
 func (s *Server) failed(id string, err error) {
 	s.stats.Errors.Add(1)
-	s.o.Log.Warn("settling a reservation from its response", "reservation", id, "err", err)
+	level := slog.LevelWarn
+	if errors.Is(err, settle.ErrUnknown) { // Debug: a client can name one where no proxy removes the header
+		level = slog.LevelDebug
+	}
+	s.o.Log.Log(context.Background(), level, "settling a reservation from its response", "reservation", id, "err", err)
 }
 
 // Drain waits for the settlements in progress, until ctx ends. Call it

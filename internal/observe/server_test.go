@@ -409,3 +409,46 @@ func (b *blockingSettler) Settle(ctx context.Context, id string, o settle.Outcom
 		return nil, errors.New("released")
 	}
 }
+
+// A stream reset mid-response (as Envoy resets it, when it closes it after
+// the client went away) settles with what it showed. The filter here
+// waits for answers, so that the test knows what keygate has read before
+// the reset.
+func TestResetMidResponse(t *testing.T) {
+	w := start(t, observe.Options{})
+	stream := testdata(t, "chat_stream.sse")
+	for _, c := range []struct {
+		name   string
+		msgs   int // of the response sent before the reset
+		status string
+		cost   int64
+	}{
+		{"after the headers", 1, settle.StatusFailed, 0},
+		{"after some output", 3, settle.StatusNoUsage, estimate},
+	} {
+		id := w.reserve(t)
+		msgs := append([]*extprocv3.ProcessingRequest{requestHeaders(header(authz.ReservationHeader, id)), responseHeaders("200", "text/event-stream", false)},
+			chunks(stream, 100, true)...)
+		ctx, cancel := context.WithCancel(w.ctx)
+		ps, err := w.client.Process(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs[:1+c.msgs] {
+			m.ObservabilityMode = false
+			if err := ps.Send(m); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ps.Recv(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+		if st := w.settlement(t, id); st.Status != c.status || st.Cost != c.cost*money.NanosPerMinor {
+			t.Errorf("%s: settled %s at %d nanos, want %s at %d minor units", c.name, st.Status, st.Cost, c.status, c.cost)
+		}
+	}
+	if got := w.obs.Stats().Errors.Load(); got != 0 {
+		t.Errorf("%d errors: a reset is how Envoy ends a stream", got)
+	}
+}
