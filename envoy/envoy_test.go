@@ -13,19 +13,26 @@ import (
 	"testing"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	earlyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"gopkg.in/yaml.v3"
 )
 
@@ -33,13 +40,19 @@ import (
 // in, which registers them for protojson's Any resolution.
 var (
 	_ = (*extauthzv3.ExtAuthz)(nil)
+	_ = (*extprocv3.ExternalProcessor)(nil)
+	_ = (*earlyv3.HeaderMutation)(nil)
+	_ = (*celv3.ExpressionFilter)(nil)
 	_ = (*routerv3.Router)(nil)
 	_ = (*hcmv3.HttpConnectionManager)(nil)
 	_ = (*streamv3.StdoutAccessLog)(nil)
 	_ = (*upstreamhttpv3.HttpProtocolOptions)(nil)
 )
 
-const extAuthzName = "envoy.filters.http.ext_authz"
+const (
+	extAuthzName = "envoy.filters.http.ext_authz"
+	extProcName  = "envoy.filters.http.ext_proc"
+)
 
 // yamlToJSON converts YAML to JSON, keeping map keys as strings.
 func yamlToJSON(t *testing.T, in []byte) []byte {
@@ -73,8 +86,11 @@ func load(t *testing.T, in []byte) (*bootstrapv3.Bootstrap, error) {
 }
 
 // keygatePolicy holds the rules that protoc-gen-validate does not know but
-// keygate's deployment depends on: every ext_authz filter is fail-closed and
-// has a positive timeout of at most one second.
+// keygate's deployment depends on: every ext_authz filter is fail-closed,
+// has a positive timeout of at most one second, and sends a body larger
+// than it buffers in part (not a 413) within what the listener buffers;
+// every ext_proc filter only observes (never delays a byte, never fails a
+// request).
 func keygatePolicy(b *bootstrapv3.Bootstrap) error {
 	n := 0
 	for _, l := range b.GetStaticResources().GetListeners() {
@@ -86,16 +102,17 @@ func keygatePolicy(b *bootstrapv3.Bootstrap) error {
 				}
 				for _, hf := range hcm.GetHttpFilters() {
 					var ea extauthzv3.ExtAuthz
-					if hf.GetTypedConfig().UnmarshalTo(&ea) != nil {
-						continue
-					}
-					n++
-					if ea.GetFailureModeAllow() {
-						return fmt.Errorf("listener %s: ext_authz failure_mode_allow must be false", l.GetName())
-					}
-					to := ea.GetGrpcService().GetTimeout()
-					if to == nil || !to.IsValid() || to.AsDuration() <= 0 || to.AsDuration() > time.Second {
-						return fmt.Errorf("listener %s: ext_authz timeout %v must be in (0, 1s]", l.GetName(), to.AsDuration())
+					var ep extprocv3.ExternalProcessor
+					switch {
+					case hf.GetTypedConfig().UnmarshalTo(&ea) == nil:
+						n++
+						if err := extAuthzPolicy(l.GetName(), &ea, l.GetPerConnectionBufferLimitBytes()); err != nil {
+							return err
+						}
+					case hf.GetTypedConfig().UnmarshalTo(&ep) == nil:
+						if err := extProcPolicy(l.GetName(), &ep); err != nil {
+							return err
+						}
 					}
 				}
 			}
@@ -103,6 +120,43 @@ func keygatePolicy(b *bootstrapv3.Bootstrap) error {
 	}
 	if n == 0 {
 		return errors.New("no ext_authz filter")
+	}
+	return nil
+}
+
+func extAuthzPolicy(listener string, ea *extauthzv3.ExtAuthz, buffer *wrapperspb.UInt32Value) error {
+	if ea.GetFailureModeAllow() {
+		return fmt.Errorf("listener %s: ext_authz failure_mode_allow must be false", listener)
+	}
+	to := ea.GetGrpcService().GetTimeout()
+	if to == nil || !to.IsValid() || to.AsDuration() <= 0 || to.AsDuration() > time.Second {
+		return fmt.Errorf("listener %s: ext_authz timeout %v must be in (0, 1s]", listener, to.AsDuration())
+	}
+	if wb := ea.GetWithRequestBody(); wb != nil {
+		if !wb.GetAllowPartialMessage() {
+			return fmt.Errorf("listener %s: ext_authz with_request_body.allow_partial_message must be true, or a body over max_request_bytes is refused 413", listener)
+		}
+		limit := uint32(1 << 20) // Envoy's default
+		if buffer != nil {
+			limit = buffer.GetValue()
+		}
+		if wb.GetMaxRequestBytes() > limit {
+			return fmt.Errorf("listener %s: ext_authz max_request_bytes %d is more than per_connection_buffer_limit_bytes %d: bodies in between are refused 413",
+				listener, wb.GetMaxRequestBytes(), limit)
+		}
+	}
+	return nil
+}
+
+func extProcPolicy(listener string, ep *extprocv3.ExternalProcessor) error {
+	pm := ep.GetProcessingMode()
+	switch {
+	case !ep.GetObservabilityMode():
+		return fmt.Errorf("listener %s: ext_proc must run in observability_mode: keygate only observes, and must never delay a byte", listener)
+	case !ep.GetFailureModeAllow():
+		return fmt.Errorf("listener %s: ext_proc failure_mode_allow must be true: observation must never fail a request", listener)
+	case pm.GetRequestBodyMode() != extprocv3.ProcessingMode_NONE || pm.GetResponseBodyMode() != extprocv3.ProcessingMode_STREAMED:
+		return fmt.Errorf("listener %s: ext_proc must send no request body and the response body STREAMED", listener)
 	}
 	return nil
 }
@@ -176,8 +230,10 @@ func unpack[T proto.Message](t *testing.T, a *anypb.Any, m T) T {
 
 // parts pulls out the pieces of envoy.yaml the assertions look at.
 type parts struct {
+	listener *listenerv3.Listener
 	hcm      *hcmv3.HttpConnectionManager
 	extAuthz *extauthzv3.ExtAuthz
+	extProc  *extprocv3.ExternalProcessor
 	routes   map[string]*routev3.Route
 	clusters map[string]*clusterv3.Cluster
 }
@@ -189,6 +245,7 @@ func split(t *testing.T, b *bootstrapv3.Bootstrap) parts {
 	if len(ls) != 1 {
 		t.Fatalf("want 1 listener, got %d", len(ls))
 	}
+	p.listener = ls[0]
 	sa := ls[0].GetAddress().GetSocketAddress()
 	if sa.GetAddress() != "0.0.0.0" || sa.GetPortValue() != 8080 {
 		t.Errorf("listener on %s:%d, want 0.0.0.0:8080", sa.GetAddress(), sa.GetPortValue())
@@ -199,10 +256,11 @@ func split(t *testing.T, b *bootstrapv3.Bootstrap) parts {
 	}
 	p.hcm = unpack(t, fs[0].GetTypedConfig(), &hcmv3.HttpConnectionManager{})
 	hf := p.hcm.GetHttpFilters()
-	if len(hf) < 2 || hf[0].GetName() != extAuthzName || hf[len(hf)-1].GetName() != "envoy.filters.http.router" {
-		t.Fatalf("http filters must start with ext_authz and end with the router, got %v", hf)
+	if len(hf) != 3 || hf[0].GetName() != extAuthzName || hf[1].GetName() != extProcName || hf[2].GetName() != "envoy.filters.http.router" {
+		t.Fatalf("http filters must be ext_authz, ext_proc and the router, got %v", hf)
 	}
 	p.extAuthz = unpack(t, hf[0].GetTypedConfig(), &extauthzv3.ExtAuthz{})
+	p.extProc = unpack(t, hf[1].GetTypedConfig(), &extprocv3.ExternalProcessor{})
 	for _, vh := range p.hcm.GetRouteConfig().GetVirtualHosts() {
 		for _, r := range vh.GetRoutes() {
 			p.routes[r.GetName()] = r
@@ -228,8 +286,12 @@ func TestEnvoyConfigValid(t *testing.T) {
 	if ea.GetTransportApiVersion().String() != "V3" {
 		t.Errorf("transport_api_version = %v, want V3", ea.GetTransportApiVersion())
 	}
-	if ea.GetWithRequestBody() != nil {
-		t.Error("with_request_body must be off: keygate decides on headers")
+	wb := ea.GetWithRequestBody()
+	if wb.GetMaxRequestBytes() != 1<<20 || !wb.GetAllowPartialMessage() || !wb.GetPackAsBytes() {
+		t.Errorf("with_request_body = %v, want the first 1 MiB as bytes, larger bodies in part", wb)
+	}
+	if got := p.listener.GetPerConnectionBufferLimitBytes().GetValue(); got < wb.GetMaxRequestBytes() {
+		t.Errorf("per_connection_buffer_limit_bytes %d is less than max_request_bytes %d: bodies in between would be refused 413", got, wb.GetMaxRequestBytes())
 	}
 	if !ea.GetEncodeRawHeaders() {
 		t.Error("encode_raw_headers must be true: header bytes that are not UTF-8 must not fail the check")
@@ -450,13 +512,18 @@ func TestEnvoyBrokenCopiesFail(t *testing.T) {
 	good := string(readConfig(t))
 	cases := []struct{ name, old, new string }{
 		{"unknown field", "failure_mode_allow: false", "failure_mode_allow: false\n                      fail_open_please: true"},
-		{"negative cluster timeout", "connect_timeout: 0.25s", "connect_timeout: -1s"},
+		{"negative cluster timeout", "connect_timeout: 1s", "connect_timeout: -1s"},
 		{"empty stat_prefix inside typed_config", "stat_prefix: ingress_http", `stat_prefix: ""`},
 		{"bad enum", "transport_api_version: V3", "transport_api_version: V9"},
 		{"unknown typed_config type", "extensions.filters.http.router.v3.Router", "extensions.filters.http.router.v3.Rooter"},
 		{"negative ext_authz timeout", "        timeout: 0.25s", "        timeout: -0.25s"},
 		{"fail open", "failure_mode_allow: false", "failure_mode_allow: true"},
-		{"port out of range", "port_value: 9191", "port_value: 91910"},
+		{"port out of range", "port_value: 8000", "port_value: 80000"},
+		{"ext_proc that waits for keygate", "observability_mode: true", "observability_mode: false"},
+		{"ext_proc that fails requests", "failure_mode_allow: true", "failure_mode_allow: false"},
+		{"ext_proc that buffers the request", "request_body_mode: NONE", "request_body_mode: BUFFERED"},
+		{"uploads over the check's buffer refused", "allow_partial_message: true", "allow_partial_message: false"},
+		{"check's buffer over the listener's", "per_connection_buffer_limit_bytes: 1048576", "per_connection_buffer_limit_bytes: 65536"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -570,6 +637,9 @@ func TestIstioSnippet(t *testing.T) {
 	if fo := dig(t, g, "failOpen"); fo != false {
 		t.Errorf("provider failOpen = %v, want false", fo)
 	}
+	if b := dig(t, g, "includeRequestBodyInCheck"); dig(t, b, "maxRequestBytes") != 1048576 || dig(t, b, "allowPartialMessage") != true || dig(t, b, "packAsBytes") != true {
+		t.Errorf("provider includeRequestBodyInCheck = %v, want the first 1 MiB as bytes, larger bodies in part", b)
+	}
 	ap := byKind(t, docs, "AuthorizationPolicy")
 	if ap["apiVersion"] != "security.istio.io/v1" {
 		t.Errorf("AuthorizationPolicy apiVersion = %v", ap["apiVersion"])
@@ -592,6 +662,9 @@ func TestEnvoyGatewaySnippet(t *testing.T) {
 	if fo := dig(t, ext, "failOpen"); fo != false {
 		t.Errorf("extAuth.failOpen = %v, want false", fo)
 	}
+	if b := dig(t, ext, "bodyToExtAuth"); b != nil {
+		t.Errorf("extAuth.bodyToExtAuth = %v: it cannot send a body in part, and would refuse uploads over it", b)
+	}
 	ref := dig(t, ext, "grpc", "backendRefs", 0)
 	if p := dig(t, ref, "port"); p != 9191 {
 		t.Errorf("grpc backendRef port = %v, want 9191", p)
@@ -602,5 +675,206 @@ func TestEnvoyGatewaySnippet(t *testing.T) {
 	svc := byKind(t, docs, "Service")
 	if p := dig(t, svc, "spec", "ports", 0, "port"); p != 9191 {
 		t.Errorf("keygate Service port = %v, want 9191", p)
+	}
+}
+
+// TestEnvoyExtProc: keygate observes each response through ext_proc, in
+// observability mode, and sees only the headers it reads.
+func TestEnvoyExtProc(t *testing.T) {
+	b, err := load(t, readConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := split(t, b)
+	ep := p.extProc
+	if !ep.GetObservabilityMode() || !ep.GetFailureModeAllow() {
+		t.Errorf("ext_proc observability_mode %v, failure_mode_allow %v; want both true", ep.GetObservabilityMode(), ep.GetFailureModeAllow())
+	}
+	want := &extprocv3.ProcessingMode{
+		RequestHeaderMode: extprocv3.ProcessingMode_SEND, ResponseHeaderMode: extprocv3.ProcessingMode_SEND,
+		RequestBodyMode: extprocv3.ProcessingMode_NONE, ResponseBodyMode: extprocv3.ProcessingMode_STREAMED,
+		RequestTrailerMode: extprocv3.ProcessingMode_SKIP, ResponseTrailerMode: extprocv3.ProcessingMode_SEND,
+	}
+	if !proto.Equal(ep.GetProcessingMode(), want) {
+		t.Errorf("processing_mode = %v, want %v", ep.GetProcessingMode(), want)
+	}
+	if to := ep.GetMessageTimeout(); to == nil || to.AsDuration() <= 0 {
+		t.Errorf("message_timeout = %v, want one set", to)
+	}
+	var forwarded []string
+	for _, m := range ep.GetForwardRules().GetAllowedHeaders().GetPatterns() {
+		forwarded = append(forwarded, m.GetExact())
+	}
+	if got := strings.Join(forwarded, " "); got != "x-keygate-reservation-id :status content-type content-encoding" {
+		t.Errorf("ext_proc forwards %q: only the headers keygate reads, never a credential", got)
+	}
+	// Its own cluster: the same keygate over HTTP/2, so that responses in
+	// flight never take ext_authz's share of the keygate cluster.
+	name := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName()
+	obs, kg := p.clusters[name], p.clusters["keygate"]
+	if name == "keygate" || obs == nil {
+		t.Fatalf("ext_proc cluster %q: want a cluster of its own", name)
+	}
+	if !proto.Equal(obs.GetLoadAssignment().GetEndpoints()[0], kg.GetLoadAssignment().GetEndpoints()[0]) ||
+		!proto.Equal(obs.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"],
+			kg.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]) {
+		t.Errorf("cluster %s must reach keygate as the keygate cluster does (same address, HTTP/2)", name)
+	}
+	if th := obs.GetCircuitBreakers().GetThresholds(); len(th) != 1 || th[0].GetMaxRequests().GetValue() < 10000 {
+		t.Errorf("cluster %s circuit breakers %v: one stream per request in flight needs far more than Envoy's default 1024", name, th)
+	}
+	// Where ext_authz is off (probes), so is ext_proc.
+	hz := p.routes["healthz"].GetTypedPerFilterConfig()[extProcName]
+	if hz == nil || !unpack(t, hz, &extprocv3.ExtProcPerRoute{}).GetDisabled() {
+		t.Error("healthz must have ext_proc disabled")
+	}
+}
+
+// TestEnvoyReservationHeaderStripped: a client cannot name a reservation;
+// the header is removed before any filter, and only keygate's check sets
+// it again.
+func TestEnvoyReservationHeaderStripped(t *testing.T) {
+	b, err := load(t, readConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := split(t, b)
+	ext := p.hcm.GetEarlyHeaderMutationExtensions()
+	if len(ext) != 1 {
+		t.Fatalf("early_header_mutation_extensions: %v", ext)
+	}
+	var removed []string
+	for _, m := range unpack(t, ext[0].GetTypedConfig(), &earlyv3.HeaderMutation{}).GetMutations() {
+		removed = append(removed, m.GetRemove())
+	}
+	if len(removed) != 1 || removed[0] != "x-keygate-reservation-id" {
+		t.Errorf("early header mutations remove %v, want the reservation header", removed)
+	}
+}
+
+// localReply is one of Envoy's own replies, as a local reply mapper's
+// filter sees it.
+type localReply struct {
+	code    uint32
+	details string
+	flags   []string
+}
+
+// TestEnvoyLocalReplies: Envoy's own error replies carry OpenAI's JSON
+// error body; keygate's answers pass as keygate wrote them.
+func TestEnvoyLocalReplies(t *testing.T) {
+	b, err := load(t, readConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mappers := split(t, b).hcm.GetLocalReplyConfig().GetMappers()
+	if split(t, b).hcm.GetLocalReplyConfig().GetBodyFormat() != nil {
+		t.Fatal("a body_format for every local reply would rewrite keygate's denials")
+	}
+	for _, c := range []struct {
+		name  string
+		reply localReply
+		code  string // "" for unchanged
+	}{
+		{"keygate unreachable", localReply{503, "ext_authz_error", []string{"UAEX"}}, "auth_unavailable"},
+		{"keygate's 401", localReply{401, "ext_authz_denied", []string{"UAEX"}}, ""},
+		{"keygate's 413", localReply{413, "ext_authz_denied", []string{"UAEX"}}, ""},
+		{"keygate's 503", localReply{503, "ext_authz_denied", []string{"UAEX"}}, ""},
+		{"Envoy's buffer limit", localReply{413, "request_payload_too_large", nil}, "request_too_large"},
+		{"no healthy upstream", localReply{503, "no_healthy_upstream", []string{"UH"}}, "backend_unavailable"},
+		{"upstream refused", localReply{503, "upstream_reset_before_response_started{connection_failure}", []string{"UF"}}, "backend_unavailable"},
+		{"upstream timeout", localReply{504, "upstream_response_timeout", []string{"UT"}}, "backend_timeout"},
+		{"another 5xx", localReply{502, "upstream_reset_after_response_started", []string{"UR"}}, "proxy_error"},
+		{"a 400 of the codec", localReply{400, "http1.codec_error", []string{"DPE"}}, "invalid_request"},
+	} {
+		m := firstMatch(t, mappers, c.reply)
+		switch {
+		case m == nil && c.code == "":
+		case m == nil:
+			t.Errorf("%s: no mapper matches", c.name)
+		case c.code == "":
+			if m.GetBodyFormatOverride() != nil || m.GetBody() != nil || m.GetStatusCode() != nil {
+				t.Errorf("%s: rewritten by %v", c.name, m)
+			}
+		default:
+			if m.GetStatusCode() != nil {
+				t.Errorf("%s: status rewritten to %v", c.name, m.GetStatusCode())
+			}
+			checkErrorBody(t, c.name, m.GetBodyFormatOverride(), c.code)
+		}
+	}
+}
+
+// firstMatch is the first of mappers whose filter matches r, as Envoy
+// picks it; it knows the filters envoy.yaml uses.
+func firstMatch(t *testing.T, mappers []*hcmv3.ResponseMapper, r localReply) *hcmv3.ResponseMapper {
+	t.Helper()
+	for _, m := range mappers {
+		if filterMatches(t, m.GetFilter(), r) {
+			return m
+		}
+	}
+	return nil
+}
+
+var celDetails = regexp.MustCompile(`^response\.code_details == '([^']*)'$`)
+
+func filterMatches(t *testing.T, f *accesslogv3.AccessLogFilter, r localReply) bool {
+	t.Helper()
+	switch {
+	case f.GetStatusCodeFilter() != nil:
+		c := f.GetStatusCodeFilter().GetComparison()
+		v := c.GetValue().GetDefaultValue()
+		switch c.GetOp() {
+		case accesslogv3.ComparisonFilter_EQ:
+			return r.code == v
+		case accesslogv3.ComparisonFilter_GE:
+			return r.code >= v
+		}
+	case f.GetResponseFlagFilter() != nil:
+		for _, want := range f.GetResponseFlagFilter().GetFlags() {
+			for _, got := range r.flags {
+				if want == got {
+					return true
+				}
+			}
+		}
+		return false
+	case f.GetExtensionFilter() != nil:
+		expr := unpack(t, f.GetExtensionFilter().GetTypedConfig(), &celv3.ExpressionFilter{}).GetExpression()
+		m := celDetails.FindStringSubmatch(expr)
+		if m == nil {
+			t.Fatalf("CEL filter %q: the test reads only response.code_details == '...'", expr)
+		}
+		return r.details == m[1]
+	}
+	t.Fatalf("unexpected local reply filter %v", f)
+	return false
+}
+
+// checkErrorBody checks that f writes OpenAI's error object, with code,
+// as application/json.
+func checkErrorBody(t *testing.T, name string, f *corev3.SubstitutionFormatString, code string) {
+	t.Helper()
+	if f.GetContentType() != "application/json" {
+		t.Errorf("%s: content type %q", name, f.GetContentType())
+	}
+	body := f.GetTextFormatSource().GetInlineString()
+	if strings.Contains(body, "%") {
+		t.Errorf("%s: body %s has a command operator; it must be constant JSON", name, body)
+	}
+	var e struct {
+		Error map[string]any `json:"error"`
+	}
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		t.Fatalf("%s: body %s: %v", name, body, err)
+	}
+	param, hasParam := e.Error["param"]
+	msg, _ := e.Error["message"].(string)
+	typ, _ := e.Error["type"].(string)
+	if len(e.Error) != 4 || msg == "" || typ == "" || !hasParam || param != nil || e.Error["code"] != code {
+		t.Errorf("%s: body %s, want {message, type, param: null, code: %q}", name, body, code)
 	}
 }

@@ -29,7 +29,10 @@ type vtMessage interface {
 // installs neither.
 //
 // A check is read with authz's Decoder into a pooled authz.Request, which
-// keeps only what the decision uses (see checkService).
+// keeps only what the decision uses (see checkService). Every other
+// message (health, reflection, ext_proc's ProcessingRequest and
+// ProcessingResponse) is read by gRPC's proto codec, and written by it or
+// by its generated marshaller.
 type codec struct {
 	encoding.CodecV2
 	release bool

@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -66,5 +68,30 @@ func TestCodecDecodesRequestsInPieces(t *testing.T) {
 			t.Fatalf("%d pieces: the key read was not the one sent: %v", len(pieces), resp.GetDeniedResponse().GetBody())
 		}
 		authz.PutRequest(got)
+	}
+}
+
+// TestCodecCarriesProcessMessages: the messages of the ExternalProcessor
+// service, served on the same server, go through the codec unchanged.
+func TestCodecCarriesProcessMessages(t *testing.T) {
+	c := newCodec(authz.New(authz.Options{Credentials: config.Default().Credentials}, nil, nil).Decoder(), nil)
+	for _, pair := range [][2]proto.Message{
+		{&extprocv3.ProcessingRequest{ObservabilityMode: true, Request: &extprocv3.ProcessingRequest_ResponseBody{
+			ResponseBody: &extprocv3.HttpBody{Body: []byte(strings.Repeat("data: {}\n\n", 500)), EndOfStream: true}}}, &extprocv3.ProcessingRequest{}},
+		{&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+			Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: authz.ReservationHeader, RawValue: []byte("res_x")}}}}}}, &extprocv3.ProcessingRequest{}},
+		{&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}, &extprocv3.ProcessingResponse{}},
+	} {
+		out, err := c.Marshal(pair[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Unmarshal(out, pair[1]); err != nil {
+			t.Fatal(err)
+		}
+		out.Free()
+		if !proto.Equal(pair[0], pair[1]) {
+			t.Fatalf("%v read back as %v", pair[0], pair[1])
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,6 +37,7 @@ import (
 	"github.com/keygate/keygate/internal/fleetclock"
 	"github.com/keygate/keygate/internal/httpauth"
 	"github.com/keygate/keygate/internal/keyfilter"
+	"github.com/keygate/keygate/internal/observe"
 	"github.com/keygate/keygate/internal/presence"
 	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/store"
@@ -63,6 +65,7 @@ type Instance struct {
 	limiter  *ratelimit.Limiter
 	funds    *funds.Funds
 	settler  *settle.Settler
+	observe  *observe.Server // settles metered requests from their responses
 	clock    *fleetclock.Clock
 	peers    *presence.Presence
 	usage    *usage.Recorder
@@ -136,6 +139,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	registerFleet(reg, limits, st, inst.limiter.Stats(), inst.clock, inst.peers)
 	inst.startMoney(cfg, st)
 	registerMoney(reg, inst.funds.Stats(), inst.settler.Stats())
+	inst.observe = observe.New(observe.Options{Settler: inst.settler, Log: inst.log})
+	inst.observe.Register(reg)
 	srv, err := inst.newAuthz(cfg, reg)
 	if err != nil {
 		return nil, err
@@ -405,11 +410,12 @@ func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *promethe
 		grpc.ForceServerCodecV2(newCodec(srv.Decoder(), func() { m.grpcError(reasonUndecodable) })),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			m.grpcError(reasonUnknownMethod)
-			return status.Error(codes.Unimplemented, "keygate serves envoy.service.auth.v3.Authorization, grpc.health.v1.Health and server reflection")
+			return status.Error(codes.Unimplemented, "keygate serves envoy.service.auth.v3.Authorization, envoy.service.ext_proc.v3.ExternalProcessor, grpc.health.v1.Health and server reflection")
 		}))
 	inst.grpc = grpc.NewServer(opts...)
 	inst.health = health.NewServer()
 	inst.grpc.RegisterService(&checkService, srv)
+	extprocv3.RegisterExternalProcessorServer(inst.grpc, inst.observe)
 	healthpb.RegisterHealthServer(inst.grpc, inst.health)
 	if cfg.GRPCReflection {
 		reflection.Register(inst.grpc)
@@ -475,6 +481,7 @@ func (inst *Instance) setHealth() {
 	}
 	inst.health.SetServingStatus("", st)
 	inst.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+	inst.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, st)
 }
 
 // Authorization is the decision the gRPC server serves, for callers in
@@ -531,10 +538,12 @@ func (inst *Instance) Shutdown() error {
 		inst.grpc.GracefulStop()
 		close(done)
 	}()
+	graceful := true
 	select {
 	case <-done:
 	case <-time.After(inst.cfg.ShutdownGrace.D()):
 		inst.grpc.Stop()
+		graceful = false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -546,6 +555,13 @@ func (inst *Instance) Shutdown() error {
 	_ = inst.admin.Shutdown(ctx)
 	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer fcancel()
+	// Only once every stream has ended (a forced stop leaves handlers
+	// running): the settlements they started finish before NATS closes.
+	if graceful {
+		if err := inst.observe.Drain(fctx); err != nil {
+			inst.log.Warn("settlements from responses still in progress at shutdown; holds not settled settle at their TTL", "err", err)
+		}
+	}
 	inst.limiter.Close(fctx) // unused rate-limit leases go back to the fleet
 	if !inst.conn.NC.IsConnected() {
 		inst.log.Warn("key usage since the last flush is not recorded: NATS is unreachable")

@@ -217,7 +217,8 @@ func TestEmbeddedNATSAndAdminEndpoints(t *testing.T) {
 		if path == "/metrics" {
 			e.code(t, "nope")
 			for _, m := range []string{"keygate_checks_total", "keygate_cache_requests_total", "keygate_store_lookups_total", "keygate_nats_connected",
-				"keygate_cache_entries", "keygate_event_lag_seconds", "keygate_catchup_duration_seconds", "keygate_check_duration_seconds"} {
+				"keygate_cache_entries", "keygate_event_lag_seconds", "keygate_catchup_duration_seconds", "keygate_check_duration_seconds",
+				"keygate_observe_streams_total", "keygate_observe_settlements_total", "keygate_observe_errors_total"} {
 				if !strings.Contains(string(body), m) {
 					t.Errorf("/metrics lacks %s", m)
 				}
