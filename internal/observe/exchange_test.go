@@ -52,7 +52,7 @@ func TestStatusCode(t *testing.T) {
 
 // A header value in value (Envoy before raw_value) reads the same.
 func TestHeaderValue(t *testing.T) {
-	id := settle.NewID("kg0", "acme")
+	id := "res_kg0_0_0_acme"
 	for _, h := range []*corev3.HeaderValue{{Key: authz.ReservationHeader, Value: id}, {Key: authz.ReservationHeader, RawValue: []byte(id)}} {
 		if got, bad := reservation([]*corev3.HeaderValue{h}); got != id || bad {
 			t.Errorf("%v: %q %v", h, got, bad)
@@ -83,7 +83,7 @@ func sseEvent(n int) []byte {
 }
 
 func BenchmarkChunk(b *testing.B) {
-	x := &exchange{id: settle.NewID("kg0", "acme"), kind: bodySSE, max: DefaultMaxBody}
+	x := &exchange{id: "res_kg0_0_0_acme", kind: bodySSE, max: DefaultMaxBody}
 	x.resp.Headers, x.resp.Status = true, 200
 	msg := &extprocv3.ProcessingRequest{ObservabilityMode: true, Request: &extprocv3.ProcessingRequest_ResponseBody{
 		ResponseBody: &extprocv3.HttpBody{Body: sseEvent(200)}}}
@@ -129,7 +129,7 @@ func BenchmarkSettlement(b *testing.B) {
 	raw := func(k, v string) *corev3.HeaderValue { return &corev3.HeaderValue{Key: k, RawValue: []byte(v)} }
 	msgs := []*extprocv3.ProcessingRequest{
 		{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{
-			Headers: []*corev3.HeaderValue{raw(authz.ReservationHeader, settle.NewID("kg0", "acme"))}}}}},
+			Headers: []*corev3.HeaderValue{raw(authz.ReservationHeader, "res_kg0_0_0_acme")}}}}},
 		{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{
 			Headers: []*corev3.HeaderValue{raw(":status", "200"), raw("content-type", "text/event-stream; charset=utf-8")}}}}},
 	}

@@ -95,10 +95,9 @@ func (w *world) reserve(t *testing.T) string {
 		t.Fatalf("hold of %d: %+v", est, r)
 	}
 	now := time.Now()
-	res := &settle.Reservation{ID: settle.NewID("kg0", "acme"), Holder: "kg0", Account: "acme", Key: "key_1", Model: "m", Currency: "USD",
+	res := settle.Reservation{Account: "acme", Key: "key_1", Model: "m", Currency: "USD",
 		Charge: settle.ChargeOf(price), InputTokens: estimateIn, OutputTokens: estimateOut, Estimate: est, Held: est, Created: now, Expires: now.Add(time.Hour)}
-	w.set.Reserve(res)
-	return res.ID
+	return w.set.Reserve(res)
 }
 
 // settlement waits for reservation id's settlement and returns it.
@@ -352,7 +351,7 @@ func TestAnswersWithoutObservabilityMode(t *testing.T) {
 func TestSettlementsBounded(t *testing.T) {
 	stuck := &blockingSettler{release: make(chan struct{})}
 	w := serveWith(t, observe.New(observe.Options{Settler: stuck, Parallel: 2}))
-	failed := []*extprocv3.ProcessingRequest{requestHeaders(header(authz.ReservationHeader, settle.NewID("kg0", "acme"))), responseHeaders("500", "application/json", true)}
+	failed := []*extprocv3.ProcessingRequest{requestHeaders(header(authz.ReservationHeader, "res_kg0_0_0_acme")), responseHeaders("500", "application/json", true)}
 	for range 5 {
 		w.play(t, failed, false)
 	}
