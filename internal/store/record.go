@@ -16,7 +16,7 @@ import (
 // bucket. The plaintext key is never stored.
 type Key struct {
 	// V is the record's format: absent or 1, or 2 when it carries
-	// models, token_limit or budget.
+	// models, token_limit, budget or allow_ips.
 	V         int      `json:"v,omitempty"`
 	ID        string   `json:"id"`
 	Hash      string   `json:"hash"`
@@ -48,6 +48,9 @@ type Key struct {
 	TokenLimit *TokenLimit `json:"token_limit,omitempty"`
 	// Budget caps spend per period.
 	Budget *Budget `json:"budget,omitempty"`
+	// AllowIPs, if set, are the only networks the key may be used from:
+	// IPv4 and IPv6 prefixes, a bare address being one host (AllowIP).
+	AllowIPs []string `json:"allow_ips,omitempty"`
 
 	unknown map[string]json.RawMessage // members this keygate does not know, kept as read
 }

@@ -108,7 +108,8 @@ func (b *Budget) validate() error {
 	return err
 }
 
-// validateRestrictions checks the key's models, token limit and budget.
+// validateRestrictions checks the key's models, token limit, budget and
+// allow_ips.
 func (k *Key) validateRestrictions() error {
 	if len(k.Models) > maxModels {
 		return fmt.Errorf("key %s: models: at most %d", k.ID, maxModels)
@@ -128,10 +129,12 @@ func (k *Key) validateRestrictions() error {
 			return fmt.Errorf("key %s: budget: %w", k.ID, err)
 		}
 	}
-	return nil
+	return k.validateAllowIPs()
 }
 
 // Restricted reports whether the key carries any of the restrictions of
 // format 2: a reader of format 1 would ignore them, so such a record says
 // "v":2.
-func (k *Key) Restricted() bool { return len(k.Models) > 0 || k.TokenLimit != nil || k.Budget != nil }
+func (k *Key) Restricted() bool {
+	return len(k.Models) > 0 || k.TokenLimit != nil || k.Budget != nil || len(k.AllowIPs) > 0
+}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ func TestUnknownMembersKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(k)
-	b = append(b[:len(b)-1], []byte(`,"allow_ips":["10.0.0.0/8"],"z_future":{"a":1}}`)...)
+	b = append(b[:len(b)-1], []byte(`,"allow_referrers":["example.com"],"z_future":{"a":1}}`)...)
 	if _, err := st.Keys().Put(ctx, store.HashEntry(k.Hash), b); err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestUnknownMembersKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := got.Unsupported(); !slices.Equal(u, []string{"allow_ips", "z_future"}) {
+	if u := got.Unsupported(); !slices.Equal(u, []string{"allow_referrers", "z_future"}) {
 		t.Fatalf("Unsupported() = %v", u)
 	}
 	if _, err := st.UpdateKey(ctx, k.ID, func(k *store.Key) error { k.Name = "renamed"; return nil }); err != nil {
@@ -38,7 +39,7 @@ func TestUnknownMembersKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"allow_ips":["10.0.0.0/8"]`, `"z_future":{"a":1}`, `"name":"renamed"`} {
+	for _, want := range []string{`"allow_referrers":["example.com"]`, `"z_future":{"a":1}`, `"name":"renamed"`} {
 		if !strings.Contains(string(e.Value()), want) {
 			t.Errorf("rewritten record %s lacks %s", e.Value(), want)
 		}
@@ -54,7 +55,17 @@ func TestKeyFormat(t *testing.T) {
 		{name: "format 1", extra: ``},
 		{name: "format 2 with restrictions", extra: `,"v":2,"models":["gpt-4o*"],"token_limit":{"tokens":1000,"window":"1m0s"},"budget":{"amount":5000,"period":"1mo"}`},
 		{name: "newer format", extra: `,"v":3`, unsupported: []string{"v=3"}},
-		{name: "unknown member", extra: `,"allow_ips":[]`, unsupported: []string{"allow_ips"}},
+		{name: "unknown member", extra: `,"allow_referrers":[]`, unsupported: []string{"allow_referrers"}},
+		{name: "format 2 with allow_ips", extra: `,"v":2,"allow_ips":["10.0.0.0/8","2001:db8::/32","203.0.113.7/32"]`},
+		{name: "allow_ips with a bare address", extra: `,"v":2,"allow_ips":["203.0.113.7","2001:db8::1"]`},
+		{name: "allow_ips null", extra: `,"allow_ips":null`},
+		{name: "allow_ips empty", extra: `,"allow_ips":[]`, invalid: true},
+		{name: "allow_ips not an address", extra: `,"allow_ips":["10.0.0.0/33"]`, invalid: true},
+		{name: "allow_ips with host bits", extra: `,"allow_ips":["10.1.2.3/8"]`, invalid: true},
+		{name: "allow_ips IPv4-mapped", extra: `,"allow_ips":["::ffff:10.0.0.0/104"]`, invalid: true},
+		{name: "allow_ips with a zone", extra: `,"allow_ips":["fe80::1%eth0"]`, invalid: true},
+		{name: "allow_ips with spaces", extra: `,"allow_ips":[" 10.0.0.0/8"]`, invalid: true},
+		{name: "allow_ips too long", extra: `,"allow_ips":[` + strings.Repeat(`"10.0.0.0/8",`, store.MaxAllowIPs) + `"10.0.0.0/8"]`, invalid: true},
 		{name: "bad model", extra: `,"models":["a b"]`, invalid: true},
 		{name: "bad token limit", extra: `,"token_limit":{"tokens":0,"window":"1m0s"}`, invalid: true},
 		{name: "bad budget period", extra: `,"budget":{"amount":1,"period":"1y"}`, invalid: true},
@@ -79,6 +90,64 @@ func TestKeyFormat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A key with allow_ips is a record of format 2: a keygate of format 1
+// would ignore the list.
+func TestAllowIPsRestricted(t *testing.T) {
+	if k := (store.Key{AllowIPs: []string{"10.0.0.0/8"}}); !k.Restricted() {
+		t.Fatal("a key with allow_ips is not Restricted()")
+	}
+}
+
+func TestParseAllowIPs(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    []string
+		problem string // in the error
+	}{
+		{in: "10.0.0.0/8", want: []string{"10.0.0.0/8"}},
+		{in: "10.0.0.0/8,2001:db8::/32", want: []string{"10.0.0.0/8", "2001:db8::/32"}},
+		{in: " 203.0.113.7 , 2001:DB8::1 ,", want: []string{"203.0.113.7/32", "2001:db8::1/128"}},
+		{in: "2001:0db8:0000::/48", want: []string{"2001:db8::/48"}},
+		{in: "0.0.0.0/0,::/0", want: []string{"0.0.0.0/0", "::/0"}},
+		{in: "10.0.0.1,10.0.0.1/32,10.0.0.1", want: []string{"10.0.0.1/32"}},
+		{in: "", problem: "give 1 to 64"},
+		{in: " , ", problem: "give 1 to 64"},
+		{in: "none", problem: `"none" is not an IP address or prefix`},
+		{in: "10.0.0.0/8;10.1.0.0/16", problem: "is not an IP address"},
+		{in: "10.0.0.0/33", problem: "is not an IP address"},
+		{in: "10.0.0/8", problem: "is not an IP address"},
+		{in: "010.0.0.0/8", problem: "is not an IP address"},
+		{in: "example.com", problem: "is not an IP address"},
+		{in: "10.1.2.3/8", problem: "write 10.0.0.0/8 for the network or 10.1.2.3/32 for one address"},
+		{in: "2001:db8::1/32", problem: "write 2001:db8::/32 for the network or 2001:db8::1/128"},
+		{in: "::ffff:10.0.0.0/104", problem: "IPv4-mapped IPv6 prefix; write it as IPv4 (10.0.0.0/8)"},
+		{in: "::ffff:10.1.2.3", problem: "IPv4-mapped IPv6 address; write it as IPv4 (10.1.2.3/32)"},
+		{in: "fe80::1%eth0", problem: "is not an IP address"},
+		{in: "fe80::%eth0/64", problem: "is not an IP address"},
+		{in: strings.Repeat("10.0.0.0/8,", 1) + manyHosts(store.MaxAllowIPs), problem: "give 1 to 64"},
+	} {
+		got, err := store.ParseAllowIPs(tc.in)
+		switch {
+		case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)):
+			t.Errorf("ParseAllowIPs(%q) = %v, %v; want an error with %q", tc.in, got, err, tc.problem)
+		case tc.problem == "" && (err != nil || !slices.Equal(got, tc.want)):
+			t.Errorf("ParseAllowIPs(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	if got, err := store.ParseAllowIPs(manyHosts(store.MaxAllowIPs)); err != nil || len(got) != store.MaxAllowIPs {
+		t.Errorf("%d hosts: %d, %v", store.MaxAllowIPs, len(got), err)
+	}
+}
+
+// manyHosts lists n different addresses.
+func manyHosts(n int) string {
+	var hs []string
+	for i := range n {
+		hs = append(hs, fmt.Sprintf("192.0.2.%d", i))
+	}
+	return strings.Join(hs, ",")
 }
 
 func TestPeriods(t *testing.T) {
