@@ -61,6 +61,19 @@ type Config struct {
 	SettleToken string `yaml:"settle_token"`
 	// Pricing says what calls cost; without prices nothing is metered.
 	Pricing Pricing `yaml:"pricing"`
+	// ClientIP says where the client's address is read, for keys with
+	// allow_ips.
+	ClientIP ClientIP `yaml:"client_ip"`
+}
+
+// ClientIP says how the client's address is found (docs/client-ip.md).
+type ClientIP struct {
+	// XFFTrustedHops is the number of trusted proxies in front of the
+	// proxy that asks keygate: 0 reads the address of the connection the
+	// proxy accepted, N the Nth address from the right of the
+	// X-Forwarded-For it received (before it appended that address), as
+	// Envoy's xff_num_trusted_hops with use_remote_address: true.
+	XFFTrustedHops int `yaml:"xff_trusted_hops"`
 }
 
 // Fleet tunes the per-key state keygates share through NATS: rate-limit

@@ -299,18 +299,19 @@ cache:
 		{
 			name: "variables win over the file and the defaults",
 			env: map[string]string{
-				"KEYGATE_GRPC_ADDR":             "127.0.0.1:8000",
-				"KEYGATE_ADMIN_ADDR":            "0.0.0.0:9999",
-				"KEYGATE_LOG_LEVEL":             "debug",
-				"KEYGATE_NATS_URL":              "tls://from-env:4222",
-				"KEYGATE_NATS_REPLICAS":         "5",
-				"KEYGATE_NATS_PASSWORD":         "pw",
-				"KEYGATE_MAX_STALENESS":         "10m",
-				"KEYGATE_SHUTDOWN_GRACE":        "3s",
-				"KEYGATE_DEFAULT_RATE_LIMIT":    "10/1s",
-				"KEYGATE_LOW_BALANCE_THRESHOLD": "5",
-				"KEYGATE_DATA_DIR":              "/var/lib/keygate",
-				"UNRELATED":                     "x",
+				"KEYGATE_GRPC_ADDR":                  "127.0.0.1:8000",
+				"KEYGATE_ADMIN_ADDR":                 "0.0.0.0:9999",
+				"KEYGATE_LOG_LEVEL":                  "debug",
+				"KEYGATE_NATS_URL":                   "tls://from-env:4222",
+				"KEYGATE_NATS_REPLICAS":              "5",
+				"KEYGATE_NATS_PASSWORD":              "pw",
+				"KEYGATE_MAX_STALENESS":              "10m",
+				"KEYGATE_SHUTDOWN_GRACE":             "3s",
+				"KEYGATE_DEFAULT_RATE_LIMIT":         "10/1s",
+				"KEYGATE_LOW_BALANCE_THRESHOLD":      "5",
+				"KEYGATE_DATA_DIR":                   "/var/lib/keygate",
+				"KEYGATE_CLIENT_IP_XFF_TRUSTED_HOPS": "2",
+				"UNRELATED":                          "x",
 			},
 			want: func(c *config.Config) {
 				c.GRPCAddr = "127.0.0.1:8000"
@@ -324,6 +325,7 @@ cache:
 				c.DefaultRateLimit = "10/1s"
 				c.LowBalanceThreshold = "5"
 				c.NATS.DataDir = "/var/lib/keygate"
+				c.ClientIP.XFFTrustedHops = 2
 			},
 		},
 		{
@@ -375,6 +377,7 @@ func TestEnvErrors(t *testing.T) {
 		{map[string]string{"KEYGATE_MAX_STALENESS": "soon"}, `KEYGATE_MAX_STALENESS: "soon" is not a Go duration like 30s`},
 		{map[string]string{"KEYGATE_FLEET_LEASE_TIMEOUT": "5"}, `KEYGATE_FLEET_LEASE_TIMEOUT: "5" is not a Go duration like 30s`},
 		{map[string]string{"KEYGATE_PPROF": "yes"}, `KEYGATE_PPROF: "yes" is not true or false`},
+		{map[string]string{"KEYGATE_CLIENT_IP_XFF_TRUSTED_HOPS": "one"}, `KEYGATE_CLIENT_IP_XFF_TRUSTED_HOPS: "one" is not a whole number`},
 		{map[string]string{"KEYGATE_SHUTDOWN_GRACE": "1 minute", "KEYGATE_GRPC_REFLECTION": "on", "KEYGATE_NATS_REPLICAS": "x", "KEYGATE_FLEET_SYNC_INTERVAL": "fast"},
 			"KEYGATE_FLEET_SYNC_INTERVAL: \"fast\" is not a Go duration like 30s\n" +
 				"KEYGATE_GRPC_REFLECTION: \"on\" is not true or false\n" +
@@ -400,6 +403,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"http_addr", func(c *config.Config) { c.HTTPAddr = "9192" }},
 		{"http_mode", func(c *config.Config) { c.HTTPMode = "caddy" }},
 		{"fleet.sync_interval", func(c *config.Config) { c.Fleet.SyncInterval = 0 }},
+		{"client_ip.xff_trusted_hops", func(c *config.Config) { c.ClientIP.XFFTrustedHops = -1 }},
+		{"client_ip.xff_trusted_hops", func(c *config.Config) { c.ClientIP.XFFTrustedHops = 17 }},
 		{"fleet.usage_flush_interval", func(c *config.Config) { c.Fleet.UsageFlushInterval = config.Duration(time.Hour) }},
 		{"nats.usage_bucket", func(c *config.Config) { c.NATS.UsageBucket = c.NATS.KeysBucket }},
 		{"http_mode", func(c *config.Config) { c.HTTPMode = "" }},
@@ -602,6 +607,7 @@ func TestFullExample(t *testing.T) {
 			InputBytesPerToken: 1,
 			HoldTTL:            config.Duration(time.Hour),
 		},
+		ClientIP: config.ClientIP{XFFTrustedHops: 1},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s loads as\n%+v\nwant\n%+v", path, got, want)

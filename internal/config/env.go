@@ -77,11 +77,17 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			bad[name] = fmt.Errorf("%s: %s is not true or false", name, quote(v))
 		}
 	}
-	if v := getenv("KEYGATE_NATS_REPLICAS"); v != "" {
-		if n, err := strconv.Atoi(v); err != nil {
-			bad["KEYGATE_NATS_REPLICAS"] = fmt.Errorf("KEYGATE_NATS_REPLICAS: %s is not a whole number", quote(v))
-		} else {
-			c.NATS.Replicas = n
+	ints := map[string]*int{
+		"KEYGATE_NATS_REPLICAS":              &c.NATS.Replicas,
+		"KEYGATE_CLIENT_IP_XFF_TRUSTED_HOPS": &c.ClientIP.XFFTrustedHops,
+	}
+	for name, p := range ints {
+		if v := getenv(name); v != "" {
+			if n, err := strconv.Atoi(v); err != nil {
+				bad[name] = fmt.Errorf("%s: %s is not a whole number", name, quote(v))
+			} else {
+				*p = n
+			}
 		}
 	}
 	var errs []error

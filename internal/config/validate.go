@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -58,6 +59,9 @@ func (c *Config) Validate() error {
 	c.Fleet.validate(add)
 	c.validateRequests(add)
 	c.validatePricing(add)
+	if h := c.ClientIP.XFFTrustedHops; h < 0 || h > clientip.MaxHops {
+		add("client_ip.xff_trusted_hops", "%d is not from 0 to %d", h, clientip.MaxHops)
+	}
 	if t := c.SettleToken; t != "" && (len(t) < 32 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r >= 0x7f })) {
 		add("settle_token", "must be at least 32 printable ASCII characters without spaces")
 	}
