@@ -51,6 +51,9 @@ type Options struct {
 	Funds   *funds.Funds
 	Settler *settle.Settler
 	ID      string
+	// XFFTrustedHops is config's client_ip.xff_trusted_hops: where the
+	// client's address is read for keys with allow_ips (clientip.Of).
+	XFFTrustedHops int
 }
 
 // Server answers ext_authz checks.
@@ -77,6 +80,7 @@ type Server struct {
 	settler     *settle.Settler
 	id          string
 	holdTTL     time.Duration
+	hops        int // trusted X-Forwarded-For hops
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -99,7 +103,7 @@ func New(o Options, keys *cache.Table[*Key], accounts *cache.Table[*Account]) *S
 		format: o.Format, extract: extractor{sources: o.Credentials},
 		routes: newRoutes(o.Routes, o.DefaultScope), limit: o.DefaultLimit,
 		keys: keys, accounts: accounts, limiter: o.Limiter, usage: o.Usage, now: now, metrics: o.Metrics, log: log,
-		prices: o.Prices, funds: o.Funds, settler: o.Settler, id: o.ID, holdTTL: o.Prices.HoldTTL(),
+		prices: o.Prices, funds: o.Funds, settler: o.Settler, id: o.ID, holdTTL: o.Prices.HoldTTL(), hops: o.XFFTrustedHops,
 	}
 	if s.holdTTL == 0 {
 		s.holdTTL = time.Hour
@@ -165,9 +169,9 @@ func (s *Server) decide(ctx context.Context, r *Request, now time.Time) (*authv3
 }
 
 // decideKey answers a request made with the known key k: the first row
-// of the decision table that applies, metering's refusals after the
-// scope's, and what the request holds released when a later row denies
-// it.
+// of the decision table that applies, the key's IP allowlist after the
+// scope, metering's refusals after that, and what the request holds
+// released when a later row denies it.
 func (s *Server) decideKey(ctx context.Context, k *Key, r *Request, now time.Time) (*authv3.CheckResponse, string) {
 	switch {
 	case k.revoked:
@@ -184,6 +188,11 @@ func (s *Server) decideKey(ctx context.Context, k *Key, r *Request, now time.Tim
 	if missing, ok := need.missing(k.policy.scopes); ok {
 		return denyScope.response(fmt.Sprintf("This API key lacks the %q scope that %s %s requires.", clip(missing), clip(r.Method), clip(trimQuery(r.Path))),
 			header("www-authenticate", `Bearer realm="keygate", error="insufficient_scope", scope="`+quotable(clip(missing))+`"`)), CodeInsufficientScope
+	}
+	if ips := k.policy.ips; ips != nil {
+		if resp := s.denyAddress(ips, r); resp != nil {
+			return resp, CodeIPNotAllowed
+		}
 	}
 	var acct *Account
 	if !k.policy.test() {

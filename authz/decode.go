@@ -9,9 +9,11 @@ import (
 
 // Decoder reads a serialized CheckRequest into a Request, keeping only
 // what a decision uses: the method, the path, the keygate.scope context
-// extension and the credential headers (from the headers map and from
-// header_map, named in any case). Everything else Envoy sends (peers, TLS
-// details, other headers, the body) is skipped without being allocated,
+// extension, the credential headers and the headers metering and the
+// client's address read (from the headers map and from header_map, named
+// in any case), the body, and the source peer's socket address.
+// Everything else Envoy sends (the destination, TLS details, other
+// headers) is skipped without being allocated,
 // and what is kept is copied into the Request's own buffer: a decoded
 // check allocates nothing. Where it keeps a field, the result is what
 // proto.Unmarshal gives (FuzzDecode checks). It checks the wire format
@@ -31,6 +33,12 @@ var errFieldNumber = errors.New("invalid field number")
 // Field numbers, from envoy/service/auth/v3 and envoy/config/core/v3.
 const (
 	fieldAttributes        = 1  // CheckRequest.attributes
+	fieldSource            = 1  // AttributeContext.source
+	fieldPeerAddress       = 1  // AttributeContext.Peer.address
+	fieldSocketAddress     = 1  // Address.socket_address, of the oneof
+	fieldPipe              = 2  // Address.pipe, of the oneof
+	fieldInternalAddress   = 3  // Address.envoy_internal_address, of the oneof
+	fieldAddress           = 2  // SocketAddress.address
 	fieldRequest           = 4  // AttributeContext.request
 	fieldContextExtensions = 10 // AttributeContext.context_extensions
 	fieldHTTP              = 2  // AttributeContext.Request.http
@@ -68,6 +76,8 @@ func (d *Decoder) attributes(b []byte, r *Request) error {
 	for num, v, ok := f.next(); ok; num, v, ok = f.next() {
 		var err error
 		switch num {
+		case fieldSource:
+			err = r.source(v)
 		case fieldRequest:
 			err = d.request(v, r)
 		case fieldContextExtensions:
@@ -78,6 +88,43 @@ func (d *Decoder) attributes(b []byte, r *Request) error {
 		}
 		if err != nil {
 			return err
+		}
+	}
+	return f.err
+}
+
+// source reads the peer's address from an AttributeContext.Peer.
+func (r *Request) source(b []byte) error {
+	f := fields{b: b}
+	for num, v, ok := f.next(); ok; num, v, ok = f.next() {
+		if num == fieldPeerAddress {
+			if err := r.address(v); err != nil {
+				return err
+			}
+		}
+	}
+	return f.err
+}
+
+// address reads an Address: the socket address's address; a pipe or an
+// internal address that follows replaces the socket address, as the
+// oneof does in proto.Unmarshal.
+func (r *Request) address(b []byte) error {
+	f := fields{b: b}
+	for num, v, ok := f.next(); ok; num, v, ok = f.next() {
+		switch num {
+		case fieldSocketAddress:
+			sf := fields{b: v}
+			for num, v, ok := sf.next(); ok; num, v, ok = sf.next() {
+				if num == fieldAddress {
+					r.peer = r.keep(v)
+				}
+			}
+			if sf.err != nil {
+				return sf.err
+			}
+		case fieldPipe, fieldInternalAddress:
+			r.peer = ""
 		}
 	}
 	return f.err

@@ -26,6 +26,7 @@ func staticDenials() map[string]*authv3.CheckResponse {
 	for _, msg := range []string{msgUnavailable, msgBudgetUnavailable} {
 		m[msg] = denyUnavailable.response(msg, header("retry-after", "1"))
 	}
+	m[msgNoAddress] = denyIP.response(msgNoAddress)
 	return m
 }
 

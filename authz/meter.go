@@ -45,7 +45,7 @@ func (s *Server) plan(k *Key, r *Request, acct *Account) (meter.Plan, *authv3.Ch
 		return meter.Plan{}, denyPath.response("The request path has more than one reading; a key with limits or prices needs it in plain form.")
 	}
 	mr := meter.Request{Method: r.Method, Path: path, Route: route, Body: r.Body, HasBody: r.HasBody, Partial: r.partial(),
-		NoBody: r.noBody(), ContentType: r.meta[metaContentType], Encoding: r.meta[metaEncoding], Ambiguous: r.metaConflict}
+		NoBody: r.noBody(), ContentType: r.meta[metaContentType], Encoding: r.meta[metaEncoding], Ambiguous: r.ambiguous()}
 	if acct != nil {
 		mr.Currency = acct.Currency
 	}

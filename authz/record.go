@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,7 @@ type policy struct {
 	models       []glob.Pattern            // the models it may call; nil: any
 	tokens       *ratelimit.Limit          // its token limit, if any
 	spend        *ratelimit.Limit          // its spend budget in nanos, if any
+	ips          []netip.Prefix            // the networks it may be used from; nil: any
 }
 
 // test reports whether keys with this policy skip the balance check.
@@ -96,10 +98,13 @@ type policyKey struct {
 	models string
 	tokens ratelimit.Limit
 	spend  ratelimit.Limit
+	ips    string
+	ipList bool // the key has allow_ips (and so no address passes an empty one)
 }
 
 func internPolicy(k *store.Key) *policy {
-	pk := policyKey{scopes: strings.Join(k.Scopes, "\x00"), test: k.Env == store.EnvTest, none: k.NoRateLimit, models: strings.Join(k.Models, "\x00")}
+	pk := policyKey{scopes: strings.Join(k.Scopes, "\x00"), test: k.Env == store.EnvTest, none: k.NoRateLimit, models: strings.Join(k.Models, "\x00"),
+		ips: strings.Join(k.AllowIPs, ","), ipList: k.AllowIPs != nil}
 	if k.RateLimit != nil {
 		pk.own, pk.limit = true, ratelimit.Limit{Units: k.RateLimit.Requests, Window: time.Duration(k.RateLimit.Window)}
 	}
@@ -133,6 +138,13 @@ func internPolicy(k *store.Key) *policy {
 	if pk.spend.Units > 0 {
 		spend := pk.spend
 		p.spend = &spend
+	}
+	if pk.ipList {
+		p.ips = make([]netip.Prefix, 0, len(k.AllowIPs))
+	}
+	for _, e := range k.AllowIPs {
+		ip, _ := store.AllowIP(e) // validated with the record; an invalid prefix contains nothing
+		p.ips = append(p.ips, ip)
 	}
 	v, _ := internedPolicies.LoadOrStore(pk, p)
 	return v.(*policy)

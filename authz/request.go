@@ -8,7 +8,8 @@ import (
 )
 
 // Request is what a decision reads of a check: the method, the path, the
-// scope a route's context extension names, and the credential headers.
+// scope a route's context extension names, the credential headers, the
+// body and the headers metering reads, and the client's address.
 // Check builds one from a CheckRequest; the gRPC server decodes one
 // straight from the wire into a pooled Request (Decoder.DecodeRequest,
 // GetRequest), so that a check allocates none of the request's messages,
@@ -24,15 +25,20 @@ type Request struct {
 	Body    []byte
 	HasBody bool
 	rawBody bool // Body is raw_body's, which wins over body's
-	// meta are the headers metering reads (metaHeaders), and whether one
-	// came twice with different values.
-	meta         [len(metaHeaders)]string
-	metaConflict bool
-	buf          []byte // what the strings point into, when decoded
+	// meta are the headers metering and the client's address read
+	// (metaHeaders); conflicts has bit i set when meta header i came
+	// twice with different values.
+	meta      [len(metaHeaders)]string
+	conflicts uint8
+	// peer is the address of the connection the proxy accepted:
+	// attributes.source.address.socket_address.address.
+	peer string
+	buf  []byte // what the strings point into, when decoded
 }
 
-// metaHeaders are the headers metering reads, in lower case.
-var metaHeaders = [...]string{"content-type", "content-encoding", "content-length", "transfer-encoding", "x-envoy-auth-partial-body"}
+// metaHeaders are the headers metering reads, then X-Forwarded-For, in
+// lower case.
+var metaHeaders = [...]string{"content-type", "content-encoding", "content-length", "transfer-encoding", "x-envoy-auth-partial-body", "x-forwarded-for"}
 
 // Indexes into Request.meta.
 const (
@@ -41,7 +47,21 @@ const (
 	metaLength
 	metaTransfer
 	metaPartial
+	metaXFF
 )
+
+// ambiguous reports whether a header metering reads came twice with
+// different values.
+func (r *Request) ambiguous() bool { return r.conflicts&^(1<<metaXFF) != 0 }
+
+// xff is X-Forwarded-For, or "" when it came twice with different values
+// (the client's address is then unknown wherever it is read).
+func (r *Request) xff() string {
+	if r.conflicts&(1<<metaXFF) != 0 {
+		return ""
+	}
+	return r.meta[metaXFF]
+}
 
 // metaIndex returns the index of header name among metaHeaders: in any
 // case for header_map (raw), as written (lower case, as Envoy writes
@@ -60,7 +80,7 @@ func metaIndex(name string, raw bool) (int, bool) {
 // second different value is a conflict.
 func (r *Request) setMeta(i int, value string, raw bool) {
 	if raw && r.meta[i] != "" && r.meta[i] != value {
-		r.metaConflict = true
+		r.conflicts |= 1 << i
 	}
 	r.meta[i] = value
 }
@@ -117,6 +137,7 @@ func (r *Request) setNamed(h credHeader) {
 func (x *extractor) requestOf(req *authv3.CheckRequest) *Request {
 	r := &Request{}
 	a := req.GetAttributes()
+	r.peer = a.GetSource().GetAddress().GetSocketAddress().GetAddress()
 	if s, ok := a.GetContextExtensions()[ScopeExtension]; ok {
 		r.Scope, r.HasScope = s, true
 	}

@@ -26,7 +26,7 @@ const (
 
 // Codes lists every result code: the labels of keygate_checks_total.
 var Codes = []string{CodeOK, CodeMissingKey, CodeInvalidKey, CodeExpiredKey, CodeInvalidPath, CodeInsufficientScope,
-	CodeNoBalance, CodeRateLimited, CodeUnavailable}
+	CodeIPNotAllowed, CodeNoBalance, CodeRateLimited, CodeUnavailable}
 
 // denial describes one row of the decision table.
 type denial struct {

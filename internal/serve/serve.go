@@ -388,6 +388,7 @@ func (inst *Instance) newAuthz(cfg config.Config, reg prometheus.Registerer) (*a
 		Format: cfg.Keys.Format(), Credentials: cfg.Credentials, Routes: cfg.Routes, DefaultScope: cfg.UnroutedScope(),
 		LowBalance: cfg.LowBalanceThreshold, Stale: inst.state.Stale, Metrics: authz.NewMetrics(reg), Log: inst.log, Limiter: inst.limiter,
 		Usage: inst.usage, Prices: prices, Funds: inst.funds, Settler: inst.settler, ID: inst.peers.ID(),
+		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,
 	}
 	if rl != nil {
 		o.DefaultLimit = &ratelimit.Limit{Units: rl.Requests, Window: time.Duration(rl.Window)}
