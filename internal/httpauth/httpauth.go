@@ -1,9 +1,10 @@
 // Package httpauth answers keygate's decision over plain HTTP, for proxies
 // that ask an HTTP service instead of calling ext_authz over gRPC: Envoy's
 // http_service, nginx auth_request (or the shipped njs handler) and Traefik
-// forwardAuth. It reads the original request's method and path only from
-// the source the operator named, so a client cannot steer the decision
-// with headers meant for another proxy.
+// forwardAuth. It reads the original request's method and path, and the
+// address of the connection the proxy accepted, only from the source the
+// operator named, so a client cannot steer the decision with headers
+// meant for another proxy.
 package httpauth
 
 import (
@@ -33,14 +34,24 @@ const (
 // Modes lists the valid modes.
 var Modes = []string{ModeEnvoy, ModeNginx, ModeTraefik}
 
+// ClientIPHeader carries, in the envoy and nginx modes, the address of
+// the connection the proxy accepted: set by the proxy alone, replacing
+// any a client sent (nginx's proxy_set_header from $remote_addr, Envoy's
+// authorization_request.headers_to_add from
+// %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%). Traefik mode reads the last
+// entry of the X-Forwarded-For that forwardAuth writes instead.
+const ClientIPHeader = "X-Keygate-Client-IP"
+
 // source names the headers a mode reads, as its proxy's documentation
 // writes them (they are matched in any case); empty for the request line.
-type source struct{ method, uri string }
+// peer is the header that names the proxy's peer, or "" for the last
+// entry of X-Forwarded-For.
+type source struct{ method, uri, peer string }
 
 var sources = map[string]source{
-	ModeEnvoy:   {},
-	ModeNginx:   {"X-Original-Method", "X-Original-URI"},
-	ModeTraefik: {"X-Forwarded-Method", "X-Forwarded-Uri"},
+	ModeEnvoy:   {"", "", ClientIPHeader},
+	ModeNginx:   {"X-Original-Method", "X-Original-URI", ClientIPHeader},
+	ModeTraefik: {"X-Forwarded-Method", "X-Forwarded-Uri", ""},
 }
 
 // Handler answers every request with the decision for the original
@@ -99,10 +110,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkRequest describes r as Envoy's Check would: the original method and
-// path from the mode's source, and every header value as a raw header_map
-// entry, so that repeated credential headers are seen. It reports false
-// when the mode's headers are missing or repeated: the proxy in front is
-// not configured as the mode requires, and nothing is guessed.
+// path from the mode's source, the proxy's peer as the source address,
+// and every header value as a raw header_map entry, so that repeated
+// credential headers are seen. It reports false when the mode's method or
+// path headers are missing or repeated: the proxy in front is not
+// configured as the mode requires, and nothing is guessed. A missing
+// peer leaves the client's address unknown: only keys with allow_ips are
+// refused.
 func (h *Handler) checkRequest(r *http.Request) (*authv3.CheckRequest, bool) {
 	method, path := r.Method, r.RequestURI
 	if h.src.method != "" {
@@ -127,9 +141,24 @@ func (h *Handler) checkRequest(r *http.Request) (*authv3.CheckRequest, bool) {
 	if partial {
 		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: partialHeader, RawValue: []byte("true")})
 	}
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-		Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, HeaderMap: hm, RawBody: body},
-	}}}, true
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: h.peer(r)}}}},
+		Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, HeaderMap: hm, RawBody: body},
+		},
+	}}, true
+}
+
+// peer is the address of the connection the proxy accepted, as the mode
+// names it; "" when the proxy sent none, or more than one.
+func (h *Handler) peer(r *http.Request) string {
+	if h.src.peer != "" {
+		v, _ := single(r.Header, h.src.peer)
+		return v
+	}
+	xff, _ := single(r.Header, "X-Forwarded-For")
+	return xff[strings.LastIndexByte(xff, ',')+1:]
 }
 
 // partialHeader is Envoy's mark of a body it cut short.
