@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/httpauth"
 )
 
 // shipped are the credential headers every recipe removes before the
@@ -188,6 +189,43 @@ func nginxCredentials(t *testing.T) nginxLists {
 	}
 	l.removed = sorted(l.removed)
 	return l
+}
+
+// TestNginxClientAddress: the check sends keygate the client's address
+// in the header nginx mode reads, from $remote_addr alone (replacing any
+// a client sent), and X-Forwarded-For with it appended; no other
+// location sets that header.
+func TestNginxClientAddress(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("nginx", "keygate.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := one(t, find(parseNginx(t, string(b)), "server"), "server")
+	check := one(t, find(server.block, "location", "=", "/_keygate"), "location = /_keygate")
+	want := map[string]string{strings.ToLower(httpauth.ClientIPHeader): "$remote_addr", "x-forwarded-for": "$proxy_add_x_forwarded_for"}
+	got := map[string][]string{}
+	for _, d := range find(check.block, "proxy_set_header") {
+		if name := strings.ToLower(d.args[0]); want[name] != "" {
+			got[name] = append(got[name], strings.Join(d.args[1:], " "))
+		}
+	}
+	for name, v := range want {
+		if len(got[name]) != 1 || got[name][0] != v {
+			t.Errorf("location = /_keygate sets %s to %q, want %s once", name, got[name], v)
+		}
+	}
+	for _, d := range server.block {
+		for _, h := range find(d.block, "proxy_set_header") {
+			if strings.EqualFold(h.args[0], httpauth.ClientIPHeader) && !slices.Equal(d.args, []string{"=", "/_keygate"}) {
+				t.Errorf("location %v sets %s: only the check may", d.args, h.args[0])
+			}
+		}
+	}
+	for _, name := range []string{"set_real_ip_from", "real_ip_header"} {
+		if len(find(server.block, name)) != 0 {
+			t.Errorf("%s is set: whom to trust depends on the deployment (README)", name)
+		}
+	}
 }
 
 // --- Traefik ---

@@ -169,10 +169,11 @@ func startKeygate(t *testing.T, mode string, options ...func(*config.Config)) *k
 
 // keyOpts describe a key to create.
 type keyOpts struct {
-	account string
-	scopes  []string
-	limit   *store.RateLimit
-	expires *time.Time
+	account  string
+	scopes   []string
+	limit    *store.RateLimit
+	expires  *time.Time
+	allowIPs []string
 }
 
 // createKey stores a new live key and returns its plaintext and record.
@@ -185,7 +186,10 @@ func (k *keygate) createKey(t *testing.T, o keyOpts) (string, *store.Key) {
 	}
 	id, _ := apikey.NewID()
 	rec := &store.Key{ID: id, Hash: apikey.Hash(plain), AccountID: o.account, Env: store.EnvLive, Scopes: o.scopes,
-		RateLimit: o.limit, Masked: f.Mask(plain), CreatedAt: time.Now(), ExpiresAt: o.expires}
+		RateLimit: o.limit, Masked: f.Mask(plain), CreatedAt: time.Now(), ExpiresAt: o.expires, AllowIPs: o.allowIPs}
+	if rec.Restricted() {
+		rec.V = store.KeyVersion
+	}
 	if err := k.st.CreateKey(k.ctx, rec); err != nil {
 		t.Fatal(err)
 	}
