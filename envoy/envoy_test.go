@@ -34,6 +34,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"gopkg.in/yaml.v3"
+
+	"github.com/keygate/keygate/internal/config"
 )
 
 // The typed configs envoy.yaml uses. Naming the types links their packages
@@ -749,6 +751,46 @@ func TestEnvoyReservationHeaderStripped(t *testing.T) {
 	}
 	if len(removed) != 1 || removed[0] != "x-keygate-reservation-id" {
 		t.Errorf("early header mutations remove %v, want the reservation header", removed)
+	}
+}
+
+// TestEnvoyClientAddress: Envoy appends its downstream peer to
+// X-Forwarded-For and counts as many trusted hops as keygate does by
+// default, with no other way of finding the client; ext_authz sends every
+// header, X-Forwarded-For included, so the check carries what keygate's
+// rule reads (docs/client-ip.md).
+func TestEnvoyClientAddress(t *testing.T) {
+	b, err := load(t, readConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := split(t, b)
+	h := p.hcm
+	if !h.GetUseRemoteAddress().GetValue() {
+		t.Error("use_remote_address must be true: Envoy is the edge, and appends its peer to X-Forwarded-For")
+	}
+	if h.GetSkipXffAppend() {
+		t.Error("skip_xff_append must be false: keygate's trusted hops end with the peer Envoy appends")
+	}
+	if got, want := int(h.GetXffNumTrustedHops()), config.Default().ClientIP.XFFTrustedHops; got != want {
+		t.Errorf("xff_num_trusted_hops %d, keygate's client_ip.xff_trusted_hops %d by default: they must agree", got, want)
+	}
+	if ext := h.GetOriginalIpDetectionExtensions(); len(ext) != 0 {
+		t.Errorf("original_ip_detection_extensions %v: Envoy would find the client another way than keygate", ext)
+	}
+	sent := func(l *matcherv3.ListStringMatcher) bool {
+		for _, m := range l.GetPatterns() {
+			if stringMatch(t, m, "x-forwarded-for") {
+				return true
+			}
+		}
+		return false
+	}
+	if ah := p.extAuthz.GetAllowedHeaders(); ah != nil && !sent(ah) {
+		t.Error("ext_authz allowed_headers leaves out x-forwarded-for")
+	}
+	if sent(p.extAuthz.GetDisallowedHeaders()) {
+		t.Error("ext_authz disallowed_headers holds x-forwarded-for")
 	}
 }
 
