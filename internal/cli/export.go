@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/settle"
@@ -137,10 +138,17 @@ func csvRow(s *settle.Settlement) []string {
 		costText, cell(s.Currency), cell(s.Status), s.CreatedAt.UTC().Format(time.RFC3339Nano), s.SettledAt.UTC().Format(time.RFC3339Nano)}
 }
 
-// cell keeps a spreadsheet from reading a text field as a formula: a
-// model name is the client's to choose.
+// cell is a text field as CSV prints it. A model name is the client's to
+// choose: one a spreadsheet would read as a formula gets a leading "'",
+// and control characters (a terminal's escapes) become U+FFFD.
 func cell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return unicode.ReplacementChar
+		}
+		return r
+	}, s)
+	if s != "" && strings.ContainsRune("=+-@", rune(s[0])) {
 		return "'" + s
 	}
 	return s

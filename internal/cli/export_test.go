@@ -126,7 +126,7 @@ func TestUsageExport(t *testing.T) {
 	l.settle(a1)
 	l.settle(settle.Settlement{Reservation: "res_b1", Key: "key_b", Account: "beta", Model: `o3 "mini", v2`, TokensIn: 7, TokensOut: 3,
 		Cost: 150_000_000_000, Currency: "USD", Status: settle.StatusNoUsage, CreatedAt: at("2020-03-01T11:00:00Z"), SettledAt: at("2020-03-01T12:00:00Z"), Keygate: "kg-2"})
-	l.settle(settle.Settlement{Reservation: "res_a2", Key: "key_a", Account: "acme", Model: `=HYPERLINK("http://evil")`,
+	l.settle(settle.Settlement{Reservation: "res_a2", Key: "key_a", Account: "acme", Model: "=HYPERLINK(\"http://evil\")\x1b[2J\t",
 		Currency: "MXN", Status: settle.StatusFailed, CreatedAt: at("2020-03-02T10:00:00Z"), SettledAt: at("2020-03-02T10:00:01Z"), Keygate: "kg-1"})
 	l.settle(settle.Settlement{Reservation: "res_a3", Key: "key_a", Account: "acme", Model: "gpt-4o", TokensIn: 1, TokensOut: 1, Cost: 1,
 		Currency: "MXN", Status: settle.StatusSettled, CreatedAt: at("2020-03-05T00:00:00Z"), SettledAt: at("2020-03-05T00:00:00Z"), Keygate: "kg-1"})
