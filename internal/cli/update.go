@@ -71,6 +71,11 @@ func readUpdate(fs *flag.FlagSet, r *restrictions, name, scopes, rate, expires s
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
+	for _, f := range []struct{ name, v string }{{"models", r.models}, {"token-limit", r.tokenLimit}, {"budget", r.budget}, {"rate-limit", rate}} {
+		if u.set[f.name] && f.v == "" {
+			return nil, usagef("--%s: give a value, or none", f.name)
+		}
+	}
 	var err error
 	if u.set["scopes"] {
 		if u.scopes, err = parseScopes(scopes); err != nil {

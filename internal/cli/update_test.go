@@ -146,6 +146,8 @@ func TestKeysRestrictionErrors(t *testing.T) {
 		{[]string{"keys", "update", k.ID, "--token-limit", "5/0s"}, "--token-limit"},
 		{[]string{"keys", "update", k.ID, "--budget", "5/never"}, "--budget"},
 		{[]string{"keys", "update", k.ID, "--budget", "5.001/1d"}, "--budget: AMOUNT"},
+		{[]string{"keys", "update", k.ID, "--models="}, "--models: give a value, or none"},
+		{[]string{"keys", "update", k.ID, "--rate-limit", ""}, "--rate-limit: give a value, or none"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			r := e.run(tc.args...)
