@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, io IO) error {
 		return runKeys(ctx, args[1:], io)
 	case "balance":
 		return runBalance(ctx, args[1:], io)
+	case "usage":
+		return runUsage(ctx, args[1:], io)
 	case "check":
 		return runCheck(ctx, args[1:], io)
 	case "version", "--version", "-version":

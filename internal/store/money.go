@@ -38,7 +38,7 @@ func (s *Store) openMoney(ctx context.Context, o Options) error {
 	}); err != nil {
 		return fmt.Errorf("open stream %s: %w", o.HoldsStream, err)
 	}
-	s.holdsStream = o.HoldsStream
+	s.holdsStream, s.ledgerStream = o.HoldsStream, o.LedgerStream
 	_, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: o.LedgerStream, Description: "keygate settled requests, by account", Replicas: o.Replicas,
 		MaxAge: o.LedgerMaxAge, DenyDelete: true, DenyPurge: true, Storage: jetstream.FileStorage,
