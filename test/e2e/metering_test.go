@@ -117,6 +117,7 @@ type meterRow struct {
 	// status, and for a deny the error code and the Node SDK's class.
 	status    int
 	code      string
+	param     string
 	nodeClass string
 	// paid: the call reaches the backend with a reservation id, which the
 	// backend settles, and the account pays its usage; otherwise the
@@ -167,8 +168,8 @@ func meterRows(m meterKeys) []meterRow {
 		// carry to keygate; others are not.
 		{name: "test key large body", op: "chat", key: m.test, model: "gpt-4o", repeat: bigRepeat, status: 200, who: &test},
 		{name: "large body", op: "chat", key: m.live, model: "gpt-4o", repeat: bigRepeat, status: 413, code: "request_too_large", nodeClass: "APIError", check: final("413")},
-		{name: "model outside the key's list", op: "chat", key: m.live, model: "o3", status: 403, code: "model_not_found", nodeClass: "PermissionDeniedError", check: final("403")},
-		{name: "duplicate model", op: "chat", key: m.live, model: "gpt-4o", dupModel: "o3", status: 400, code: "duplicate_member", nodeClass: "BadRequestError", check: final("400")},
+		{name: "model outside the key's list", op: "chat", key: m.live, model: "o3", status: 403, code: "model_not_found", param: "model", nodeClass: "PermissionDeniedError", check: final("403")},
+		{name: "duplicate model", op: "chat", key: m.live, model: "gpt-4o", dupModel: "o3", status: 400, code: "duplicate_member", param: "model", nodeClass: "BadRequestError", check: final("400")},
 		{name: "balance under the estimate", op: "chat", key: m.poor, model: "gpt-4o", status: 402, code: "insufficient_balance", nodeClass: "APIError", check: final("402")},
 		{name: "token limit", op: "chat", key: m.tight, model: "gpt-4o", status: 429, code: "rate_limit_exceeded", nodeClass: "RateLimitError",
 			check: func(t *testing.T, h map[string]string) {
@@ -230,6 +231,9 @@ func TestNginxMetering(t *testing.T) {
 				o := outcome{status: res[i].Status, headers: res[i].Headers, content: res[i].Content}
 				if e := res[i].Error; e != nil {
 					o.code, o.classes, o.err = e.Code, e.Classes, fmt.Errorf("%s: %s", e.Name, e.Message)
+					if e.Param != nil {
+						o.param = *e.Param
+					}
 				}
 				var u usage
 				if res[i].Usage != nil {
@@ -281,6 +285,9 @@ func TestNginxMetering(t *testing.T) {
 func verifyMeter(t *testing.T, ng *nginx, be *backend, id string, r meterRow, o outcome, u usage) {
 	t.Helper()
 	verify(t, ng, be, id, row{status: r.status, code: r.code, nodeClass: r.nodeClass, statuses: []int{r.status}, who: r.who, check: r.check}, o)
+	if o.param != r.param {
+		t.Errorf("error param %q, want %q", o.param, r.param)
+	}
 	if r.status != 200 {
 		return
 	}
@@ -367,7 +374,7 @@ func goMeterCall(t *testing.T, base, id string, r meterRow, headers map[string]s
 	var apiErr *openai.Error
 	switch {
 	case errors.As(o.err, &apiErr):
-		o.status, o.code = apiErr.StatusCode, apiErr.Code
+		o.status, o.code, o.param = apiErr.StatusCode, apiErr.Code, apiErr.Param
 		resp = apiErr.Response
 	case o.err != nil:
 		t.Fatalf("%s: not an *openai.Error: %v", id, o.err)

@@ -257,6 +257,7 @@ func callID(sdk string, r row) string {
 type outcome struct {
 	status  int
 	code    string
+	param   string            // the error's param, where a test reads it
 	classes []string          // Node: every error class the error is
 	headers map[string]string // lowercase names
 	content string
