@@ -25,7 +25,7 @@ build: ## Build bin/keygate.
 
 .PHONY: run
 run: build ## Run keygate serve with the embedded NATS server (data in ./keygate-data).
-	./bin/keygate serve
+	./bin/keygate serve --config docs/try-it.yaml
 
 .PHONY: test
 test: lint test-short ## Everything CI runs: lint, test-short, fuzz targets, the chart, end-to-end through nginx (about 10 minutes on a fresh machine).

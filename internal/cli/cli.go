@@ -81,6 +81,8 @@ func run(ctx context.Context, args []string, io IO) error {
 		return runUsage(ctx, args[1:], io)
 	case "check":
 		return runCheck(ctx, args[1:], io)
+	case "settle":
+		return runSettle(ctx, args[1:], io)
 	case "version", "--version", "-version":
 		return runVersion(args[1:], io)
 	case "help", "-h", "--help":

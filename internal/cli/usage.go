@@ -43,7 +43,8 @@ var commands = map[string]command{
 	"usage export": {`usage export --since DURATION|RFC3339 [--until DURATION|RFC3339] [--account ACCT]
                      [--format csv|jsonl]`,
 		"Print the settled requests of the ledger, once each, settled from --since until before --until: one JSON object a line as the ledger stores it, or CSV with a header. Reads what the ledger holds when it starts, then ends."},
-	"check":   {"check [--key KEY] [--method GET] [--path /v1/models] [--scope S] [--grpc-addr ADDR]", "Send one ext_authz Check to a running keygate, as Envoy would, and print the answer. The key defaults to $KEYGATE_API_KEY."},
+	"check":   {"check [--key KEY] [--method GET] [--path /v1/models] [--scope S] [--body JSON] [--grpc-addr ADDR]", "Send one ext_authz Check to a running keygate, as Envoy would, and print the answer. The key defaults to $KEYGATE_API_KEY."},
+	"settle":  {"settle RESERVATION_ID [--input N --output N [--cached N]] [--status 200] [--json]", "Settle a metered request with the usage its response reported, as a backend behind nginx or Traefik does (docs/money.md). Without usage it is charged its estimate; a status of 400 or more charges nothing."},
 	"version": {"version", "Print the version."},
 }
 
