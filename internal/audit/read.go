@@ -135,14 +135,17 @@ func (l *Log) next(ctx context.Context, c jetstream.Consumer, msgs jetstream.Mes
 	}
 }
 
-// decode reads a stored record, which must be stored under its target's
-// subject.
+// decode reads a stored record, which must be one that Append would
+// store, under its target's subject.
 func (l *Log) decode(m jetstream.Msg, seq uint64) (Record, error) {
 	var r Record
 	if err := decodeJSON(m.Data(), &r); err != nil {
 		return Record{}, fmt.Errorf("%w: %s sequence %d: not JSON", ErrBadRecord, l.stream, seq)
 	}
-	if r.ID == "" || m.Subject() != l.Subject(r.Target) {
+	if err := r.validate(l.secret); err != nil || r.At.IsZero() {
+		return Record{}, fmt.Errorf("%w: %s sequence %d: not a record Append would store", ErrBadRecord, l.stream, seq)
+	}
+	if m.Subject() != l.Subject(r.Target) {
 		return Record{}, fmt.Errorf("%w: %s sequence %d: not a record of its subject", ErrBadRecord, l.stream, seq)
 	}
 	return r, nil

@@ -121,7 +121,7 @@ func TestReadEndsAtStart(t *testing.T) {
 func TestReadBadRecords(t *testing.T) {
 	l, js := open(t, Options{})
 	ctx := natstest.Context(t)
-	forged := `{"id":"aud_1","actor":{"kind":"cli"},"action":"key.revoke","target":{"kind":"key","id":"key_b"}}`
+	forged := `{"id":"aud_1","at":"2025-01-01T00:00:00Z","actor":{"kind":"cli"},"action":"key.revoke","target":{"kind":"key","id":"key_b"}}`
 	for _, m := range []struct{ subject, data string }{
 		{"keygate_audit.key.key_a", "not json"},
 		{"keygate_audit.key.key_a", forged},

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/keygate/keygate/internal/apikey"
 )
 
 // Record is one change.
@@ -113,6 +115,17 @@ func (r *Record) validate(secret func(string) bool) error {
 		}
 	}
 	return nil
+}
+
+// CheckID reports why id cannot name a target: it must be one subject
+// token (1 to 64 of [A-Za-z0-9_-], starting with a letter or digit) and
+// not look like a key of format f (zero: the default format) or a hash.
+// The error does not quote id.
+func CheckID(id string, f apikey.Format) error {
+	if len(f.Prefixes) == 0 {
+		f = apikey.DefaultFormat()
+	}
+	return checkID(id, secretValue(f))
 }
 
 // checkID accepts what can name a record, a key, an account or a token
