@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"balance add": {"balance add ACCT AMOUNT [--json]          # AMOUNT may be negative: a debit", "Add AMOUNT (a decimal in major units; negative for a debit) to a balance."},
 	"check":       {"check [--key KEY] [--method GET] [--path /v1/models] [--scope S] [--grpc-addr ADDR]", "Send one ext_authz Check to a running keygate, as Envoy would, and print the answer. The key defaults to $KEYGATE_API_KEY."},
 	"version":     {"version", "Print the version."},
+	"audit":       {"audit [--key ID] [--account ID] [--since 24h] [--json]", "Show the audit trail, oldest first: every change made through the admin API or the command line, with who made it and the fields it changed (never a secret). It ends at the last record stored when it began. --key or --account shows the changes of one key or one account."},
 }
 
 // helpError asks Run to print the help of the command fs parses, and to
