@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode"
 
 	"github.com/keygate/keygate/internal/apikey"
@@ -55,24 +56,41 @@ func nameWords(name string) []string {
 	return words
 }
 
-// secretValue returns whether a string is, by its look, a plaintext key
-// of format f or a SHA-256 in hex (a key's hash).
+// secretValue returns whether a string holds, anywhere in it, what
+// format f would take for a key but for its checksum (so a mistyped key
+// too), or 64 hex digits (a key's SHA-256): a key pasted into a key's
+// name is found as well as a key on its own. A masked key is not a key.
 func secretValue(f apikey.Format) func(string) bool {
+	f.Checksum = false
 	return func(s string) bool {
-		return f.Check(s) == nil || isHexHash(s)
+		for _, p := range f.Prefixes {
+			for rest := s; rest != ""; rest = rest[1:] {
+				i := strings.Index(rest, p)
+				if i < 0 {
+					break
+				}
+				if rest = rest[i:]; len(rest) >= f.Length && f.Check(rest[:f.Length]) == nil {
+					return true
+				}
+			}
+		}
+		return hasHexRun(s, 64)
 	}
 }
 
-func isHexHash(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
+// hasHexRun reports whether s has n hex digits in a row.
+func hasHexRun(s string, n int) bool {
+	run := 0
 	for i := range len(s) {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') && (c < 'A' || c > 'F') {
-			return false
+		if c := s[i]; '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' {
+			if run++; run >= n {
+				return true
+			}
+		} else {
+			run = 0
 		}
 	}
-	return true
+	return false
 }
 
 // scrub returns m as JSON values (objects, arrays, strings, numbers,

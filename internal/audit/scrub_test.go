@@ -23,6 +23,32 @@ func TestSecretName(t *testing.T) {
 	}
 }
 
+func TestSecretValue(t *testing.T) {
+	f := apikey.DefaultFormat()
+	plain, err := f.Mint(apikey.TestPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := apikey.Hash(plain)
+	typo := plain[:20] + "x" + plain[21:]
+	secret := secretValue(f)
+	for s, want := range map[string]bool{
+		plain: true, hash: true, strings.ToUpper(hash): true, typo: true,
+		"prod " + plain + " (old)": true, "Bearer " + plain: true, "hash." + hash: true, apikey.LivePrefix + plain: true,
+		f.Mask(plain): false, hash[:63]: false, plain[:len(plain)-1]: false, apikey.LivePrefix: false,
+		"key_8fK2nQ1xZ0aLm3Rt7Vb9": false, "acme": false, "": false,
+		strings.Repeat(apikey.LivePrefix, 4): false,
+	} {
+		if got := secret(s); got != want {
+			t.Errorf("secretValue(%q) = %v, want %v", s, got, want)
+		}
+	}
+	custom := apikey.Format{Prefixes: []string{"sk-"}, Length: 20}
+	if !secretValue(custom)("x sk-abcdefghijklmnopq y") || secretValue(custom)(plain[:20]) {
+		t.Error("custom format")
+	}
+}
+
 func TestScrub(t *testing.T) {
 	f := apikey.DefaultFormat()
 	plain, err := f.Mint(apikey.LivePrefix)
@@ -38,6 +64,8 @@ func TestScrub(t *testing.T) {
 		"list":        []any{map[string]any{"token": "t0k3n", "id": "tok_1"}, plain, "fine", nil},
 		"renamed":     hash,
 		"note":        plain,
+		"name":        "prod " + plain,
+		"entry":       "hash." + hash,
 		hash:          "a hash as a member name",
 		"empty":       map[string]any{"secret": "s"},
 	}
