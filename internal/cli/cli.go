@@ -83,6 +83,8 @@ func run(ctx context.Context, args []string, io IO) error {
 		return runCheck(ctx, args[1:], io)
 	case "settle":
 		return runSettle(ctx, args[1:], io)
+	case "audit":
+		return runAudit(ctx, args[1:], io)
 	case "version", "--version", "-version":
 		return runVersion(args[1:], io)
 	case "help", "-h", "--help":

@@ -46,6 +46,7 @@ var commands = map[string]command{
 	"check":   {"check [--key KEY] [--method GET] [--path /v1/models] [--scope S] [--body JSON] [--grpc-addr ADDR]", "Send one ext_authz Check to a running keygate, as Envoy would, and print the answer. The key defaults to $KEYGATE_API_KEY."},
 	"settle":  {"settle RESERVATION_ID [--input N --output N [--cached N]] [--status 200] [--json]", "Settle a metered request with the usage its response reported, as a backend behind nginx or Traefik does (docs/money.md). Without usage it is charged its estimate; a status of 400 or more charges nothing."},
 	"version": {"version", "Print the version."},
+	"audit":   {"audit [--key ID] [--account ID] [--since 24h] [--json]", "Show the audit trail, oldest first: every change made through the admin API or the command line, with who made it and the fields it changed (never a secret). It ends at the last record stored when it began. --key or --account shows the changes of one key or one account."},
 }
 
 // helpError asks Run to print the help of the command fs parses, and to
