@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/store"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -101,7 +102,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Log, error) 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, streamConfig(o)); err != nil {
+	if err := store.EnsureStream(ctx, js, streamConfig(o)); err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", o.Stream, err)
 	}
 	return newLog(js, o), nil
