@@ -20,10 +20,6 @@ import (
 	"time"
 )
 
-// DefaultKeysURL serves the public keys GitHub signs its secret scanning
-// reports with.
-const DefaultKeysURL = "https://api.github.com/meta/public_keys/secret_scanning"
-
 // When the keys are read again.
 const (
 	// MinRefresh is the least time between two reads: requests naming
