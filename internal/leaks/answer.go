@@ -32,8 +32,11 @@ const (
 	FalsePositive = "false_positive" // not a keygate key, or none keygate has
 )
 
-// maxLoggedURL bounds the url logged with a revocation.
-const maxLoggedURL = 512
+// Bounds of what a report says that is logged.
+const (
+	maxLoggedURL  = 512
+	maxLoggedWord = 128 // type, source
+)
 
 var (
 	errRevoked = errors.New("already revoked")
@@ -90,7 +93,7 @@ func (h *Handler) judge(ctx context.Context, m Match, hash string) (string, erro
 	case err == nil:
 		h.stats.revoked.Add(1)
 		h.o.Log.Warn("revoked a key found in public", "key_id", k.ID, "account_id", k.AccountID,
-			"type", m.Type, "source", m.Source, "url", h.where(m))
+			"type", clip(m.Type, maxLoggedWord), "source", clip(m.Source, maxLoggedWord), "url", h.where(m))
 		return TruePositive, nil
 	case errors.Is(err, errRevoked):
 		return TruePositive, nil
@@ -125,15 +128,20 @@ func (h *Handler) revoke(ctx context.Context, id, hash string) error {
 func (h *Handler) unrevoked(m Match, id string, err error) {
 	h.stats.errors.Add(1)
 	h.o.Log.Error("a key found in public could not be revoked: its record cannot be read or changed; revoke it by hand",
-		"key_id", id, "key", h.o.Format.Mask(m.Token), "type", m.Type, "source", m.Source, "url", h.where(m), "err", err)
+		"key_id", id, "key", h.o.Format.Mask(m.Token), "type", clip(m.Type, maxLoggedWord), "source", clip(m.Source, maxLoggedWord),
+		"url", h.where(m), "err", err)
 }
 
 // where is m's url to log: bounded, with the key masked should it be in
 // it.
 func (h *Handler) where(m Match) string {
-	u := strings.ReplaceAll(m.URL, m.Token, h.o.Format.Mask(m.Token))
-	if len(u) > maxLoggedURL {
-		u = u[:maxLoggedURL] + "..."
+	return clip(strings.ReplaceAll(m.URL, m.Token, h.o.Format.Mask(m.Token)), maxLoggedURL)
+}
+
+// clip is s cut to n bytes, marked if cut.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
 	}
-	return u
+	return s
 }

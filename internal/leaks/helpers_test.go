@@ -112,7 +112,8 @@ type keyServer struct {
 	requests, notModified atomic.Int64
 	mu                    sync.Mutex
 	doc                   []byte
-	auth                  string // the last Authorization header
+	auth                  string        // the last Authorization header
+	gate                  chan struct{} // if set, answers wait until it is closed
 }
 
 func newKeyServer(t testing.TB, doc []byte) *keyServer {
@@ -122,7 +123,11 @@ func newKeyServer(t testing.TB, doc []byte) *keyServer {
 		ks.mu.Lock()
 		doc := ks.doc
 		ks.auth = r.Header.Get("Authorization")
+		gate := ks.gate
 		ks.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
 		sum := sha256.Sum256(doc)
 		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
 		if r.Header.Get("If-None-Match") == etag {

@@ -121,7 +121,9 @@ func (k *Keys) key(ctx context.Context, id string) *ecdsa.PublicKey {
 	if pub != nil && fresh || !k.lastTry.IsZero() && k.now().Sub(k.lastTry) < MinRefresh {
 		return pub
 	}
-	if err := k.fetch(ctx); err != nil {
+	// Not the request's context: a caller hanging up must not spoil the
+	// one read of the minute.
+	if err := k.fetch(context.WithoutCancel(ctx)); err != nil {
 		k.log.Warn("reading GitHub's secret scanning keys; the keys held are kept", "err", err)
 	}
 	pub, _ = k.held(id)

@@ -1,6 +1,7 @@
 package leaks_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/leaks"
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // TestUnknownKeyRefresh: a report signed with a key not among those held
@@ -186,6 +188,32 @@ func TestKeyDocuments(t *testing.T) {
 	}
 	if err := leaks.NewKeys(leaks.Source{File: filepath.Join(t.TempDir(), "missing.json")}, nil, nil).Refresh(t.Context()); err == nil {
 		t.Error("a missing file is read")
+	}
+}
+
+// TestCallerHangsUp: a read of GitHub's keys that a request started
+// finishes even if that request is cancelled, so that a caller hanging
+// up cannot spoil the one read of the minute.
+func TestCallerHangsUp(t *testing.T) {
+	gh := newSigner(t)
+	ks := newKeyServer(t, keyList(t, gh))
+	gate := make(chan struct{})
+	ks.mu.Lock()
+	ks.gate = gate
+	ks.mu.Unlock()
+	k := leaks.NewKeys(leaks.Source{URL: ks.URL, Client: ks.Client()}, nil, nil)
+	body := []byte("[]")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- k.Verify(ctx, gh.id, gh.sign(t, body), body) }()
+	poll.Until(t, 10*time.Second, "the keys requested", func() bool { return ks.requests.Load() == 1 })
+	cancel()
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatalf("Verify after its caller hung up mid-read: %v", err)
+	}
+	if err := k.Verify(t.Context(), gh.id, gh.sign(t, body), body); err != nil || ks.requests.Load() != 1 {
+		t.Fatalf("Verify: %v after %d reads, want nil after 1", err, ks.requests.Load())
 	}
 }
 
