@@ -75,10 +75,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if tooLong := (*http.MaxBytesError)(nil); errors.As(err, &tooLong) {
+	var tooLong *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLong):
 		apiError(w, http.StatusRequestEntityTooLarge, "request_too_large", "A report is at most 1 MiB.")
 		return
-	} else if err != nil {
+	case err != nil:
 		apiError(w, http.StatusBadRequest, "invalid_request", "The body could not be read.")
 		return
 	}
