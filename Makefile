@@ -58,6 +58,7 @@ fuzz: ## Run each fuzz target on FUZZTIME inputs (default 100000x; a count, sinc
 	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./internal/glob
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./internal/openai
 	$(GO) test -run='^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./internal/openai
+	$(GO) test -run='^$$' -fuzz='^FuzzReport$$' -fuzztime=$(FUZZTIME) ./internal/leaks
 
 .PHONY: bench
 bench: build ## Run every benchmark and print the tables (about 10 minutes).

@@ -61,6 +61,32 @@ type Config struct {
 	SettleToken string `yaml:"settle_token"`
 	// Pricing says what calls cost; without prices nothing is metered.
 	Pricing Pricing `yaml:"pricing"`
+	// Leaks revokes keys reported as found in public.
+	Leaks Leaks `yaml:"leaks"`
+}
+
+// Leaks are the reports of keys found in public that keygate answers by
+// revoking the keys.
+type Leaks struct {
+	GitHub GitHubLeaks `yaml:"github"`
+}
+
+// GitHubKeysURL serves the public keys GitHub signs its secret scanning
+// reports with.
+const GitHubKeysURL = "https://api.github.com/meta/public_keys/secret_scanning"
+
+// GitHubLeaks is GitHub's secret scanning partner endpoint on the admin
+// port (POST /v1/github/secret-scanning), off unless Enabled.
+type GitHubLeaks struct {
+	Enabled bool `yaml:"enabled"`
+	// KeysURL serves the public keys GitHub signs its reports with.
+	KeysURL string `yaml:"keys_url"`
+	// KeysFile, if set, holds those keys instead of KeysURL, in the JSON
+	// KeysURL serves.
+	KeysFile string `yaml:"keys_file"`
+	// Token, if set, is sent to KeysURL as a bearer token: GitHub limits
+	// requests without one to 60 an hour per address.
+	Token string `yaml:"token"`
 }
 
 // Fleet tunes the per-key state keygates share through NATS: rate-limit
@@ -196,6 +222,7 @@ func Default() Config {
 			UsageFlushInterval: Duration(10 * time.Second),
 		},
 		Pricing: defaultPricing(),
+		Leaks:   Leaks{GitHub: GitHubLeaks{KeysURL: GitHubKeysURL}},
 	}
 }
 

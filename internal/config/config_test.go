@@ -299,18 +299,21 @@ cache:
 		{
 			name: "variables win over the file and the defaults",
 			env: map[string]string{
-				"KEYGATE_GRPC_ADDR":             "127.0.0.1:8000",
-				"KEYGATE_ADMIN_ADDR":            "0.0.0.0:9999",
-				"KEYGATE_LOG_LEVEL":             "debug",
-				"KEYGATE_NATS_URL":              "tls://from-env:4222",
-				"KEYGATE_NATS_REPLICAS":         "5",
-				"KEYGATE_NATS_PASSWORD":         "pw",
-				"KEYGATE_MAX_STALENESS":         "10m",
-				"KEYGATE_SHUTDOWN_GRACE":        "3s",
-				"KEYGATE_DEFAULT_RATE_LIMIT":    "10/1s",
-				"KEYGATE_LOW_BALANCE_THRESHOLD": "5",
-				"KEYGATE_DATA_DIR":              "/var/lib/keygate",
-				"UNRELATED":                     "x",
+				"KEYGATE_GRPC_ADDR":              "127.0.0.1:8000",
+				"KEYGATE_ADMIN_ADDR":             "0.0.0.0:9999",
+				"KEYGATE_LOG_LEVEL":              "debug",
+				"KEYGATE_NATS_URL":               "tls://from-env:4222",
+				"KEYGATE_NATS_REPLICAS":          "5",
+				"KEYGATE_NATS_PASSWORD":          "pw",
+				"KEYGATE_MAX_STALENESS":          "10m",
+				"KEYGATE_SHUTDOWN_GRACE":         "3s",
+				"KEYGATE_DEFAULT_RATE_LIMIT":     "10/1s",
+				"KEYGATE_LOW_BALANCE_THRESHOLD":  "5",
+				"KEYGATE_DATA_DIR":               "/var/lib/keygate",
+				"KEYGATE_LEAKS_GITHUB_ENABLED":   "true",
+				"KEYGATE_LEAKS_GITHUB_KEYS_FILE": "/etc/keygate/github-keys.json",
+				"KEYGATE_LEAKS_GITHUB_TOKEN":     "ghp_example",
+				"UNRELATED":                      "x",
 			},
 			want: func(c *config.Config) {
 				c.GRPCAddr = "127.0.0.1:8000"
@@ -324,6 +327,9 @@ cache:
 				c.DefaultRateLimit = "10/1s"
 				c.LowBalanceThreshold = "5"
 				c.NATS.DataDir = "/var/lib/keygate"
+				c.Leaks.GitHub.Enabled = true
+				c.Leaks.GitHub.KeysFile = "/etc/keygate/github-keys.json"
+				c.Leaks.GitHub.Token = "ghp_example"
 			},
 		},
 		{
@@ -447,6 +453,12 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"default_rate_limit", func(c *config.Config) { c.DefaultRateLimit = "600" }},
 		{"low_balance_threshold", func(c *config.Config) { c.LowBalanceThreshold = "-1" }},
 		{"low_balance_threshold", func(c *config.Config) { c.LowBalanceThreshold = "ten" }},
+		{"leaks.github.keys_url", func(c *config.Config) {
+			c.Leaks.GitHub.KeysURL = "http://api.github.com/meta/public_keys/secret_scanning"
+		}},
+		{"leaks.github.keys_url", func(c *config.Config) { c.Leaks.GitHub.KeysURL = "" }},
+		{"leaks.github.keys_url", func(c *config.Config) { c.Leaks.GitHub.KeysURL = "https://user:pw@mirror.example/keys" }},
+		{"leaks.github.token", func(c *config.Config) { c.Leaks.GitHub.Token = "ghp_x y" }},
 	}
 	for _, tc := range tests {
 		c := config.Default()
@@ -602,6 +614,12 @@ func TestFullExample(t *testing.T) {
 			InputBytesPerToken: 1,
 			HoldTTL:            config.Duration(time.Hour),
 		},
+		Leaks: config.Leaks{GitHub: config.GitHubLeaks{
+			Enabled:  true,
+			KeysURL:  "https://api.github.com/meta/public_keys/secret_scanning",
+			KeysFile: "",
+			Token:    "",
+		}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s loads as\n%+v\nwant\n%+v", path, got, want)

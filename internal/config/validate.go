@@ -58,10 +58,25 @@ func (c *Config) Validate() error {
 	c.Fleet.validate(add)
 	c.validateRequests(add)
 	c.validatePricing(add)
-	if t := c.SettleToken; t != "" && (len(t) < 32 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r >= 0x7f })) {
+	if t := c.SettleToken; t != "" && (len(t) < 32 || strings.ContainsFunc(t, notPrintable)) {
 		add("settle_token", "must be at least 32 printable ASCII characters without spaces")
 	}
+	c.Leaks.GitHub.validate(add)
 	return errors.Join(errs...)
+}
+
+// notPrintable is true of spaces, control characters and non-ASCII.
+func notPrintable(r rune) bool { return r <= ' ' || r >= 0x7f }
+
+func (g GitHubLeaks) validate(add adder) {
+	if g.KeysFile == "" {
+		if u, err := url.Parse(g.KeysURL); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+			add("leaks.github.keys_url", "%q is not an https:// URL without credentials (or set leaks.github.keys_file)", redact(g.KeysURL))
+		}
+	}
+	if strings.ContainsFunc(g.Token, notPrintable) {
+		add("leaks.github.token", "must be printable ASCII characters without spaces")
+	}
 }
 
 type adder func(field, format string, args ...any)

@@ -37,6 +37,7 @@ import (
 	"github.com/keygate/keygate/internal/fleetclock"
 	"github.com/keygate/keygate/internal/httpauth"
 	"github.com/keygate/keygate/internal/keyfilter"
+	"github.com/keygate/keygate/internal/leaks"
 	"github.com/keygate/keygate/internal/observe"
 	"github.com/keygate/keygate/internal/presence"
 	"github.com/keygate/keygate/internal/ratelimit"
@@ -66,6 +67,7 @@ type Instance struct {
 	funds    *funds.Funds
 	settler  *settle.Settler
 	observe  *observe.Server // settles metered requests from their responses
+	leaks    *leaks.Handler  // GitHub's secret scanning endpoint; nil when off
 	clock    *fleetclock.Clock
 	peers    *presence.Presence
 	usage    *usage.Recorder
@@ -112,6 +114,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	so.HoldTTL = cfg.Pricing.HoldTTL.D()
 	st, err := store.Open(openCtx, inst.conn.JS, so)
 	if err != nil {
+		return nil, err
+	}
+	if err := inst.startLeaks(openCtx, cfg, st, reg); err != nil {
 		return nil, err
 	}
 	inst.filter = keyfilter.NewKeeper(keyfilter.Sources{Keys: st.Keys(), Snapshots: st.Filter(),
