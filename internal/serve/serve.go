@@ -6,6 +6,7 @@ package serve
 import (
 	"github.com/keygate/keygate/internal/funds"
 	"github.com/keygate/keygate/internal/settle"
+	"google.golang.org/grpc/experimental"
 
 	"context"
 	"errors"
@@ -411,7 +412,7 @@ func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *promethe
 	// while no stats handler is installed (one reads each reply after it is
 	// sent): add none without turning the codec's release off.
 	m := inst.metrics
-	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers),
+	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers), experimental.BufferPool(&readBuffers{}),
 		grpc.ForceServerCodecV2(newCodec(srv.Decoder(), func() { m.grpcError(reasonUndecodable) })),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			m.grpcError(reasonUnknownMethod)
