@@ -61,6 +61,27 @@ type Config struct {
 	SettleToken string `yaml:"settle_token"`
 	// Pricing says what calls cost; without prices nothing is metered.
 	Pricing Pricing `yaml:"pricing"`
+	// Alerts report low balances, spend budgets and unused keys on NATS
+	// and to webhooks (docs/alerts.md).
+	Alerts Alerts `yaml:"alerts"`
+}
+
+// Alerts configure the alerts: once per crossing, once per fleet.
+type Alerts struct {
+	// Enabled turns alerts on.
+	Enabled bool `yaml:"enabled"`
+	// UnusedAfter is how long a key goes unused before it is reported,
+	// once until it is used again; 0: never.
+	UnusedAfter Duration `yaml:"unused_after"`
+	// Webhooks receive every alert as a signed POST.
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// Webhook is a URL that receives alerts, and the secret their signature
+// is made with.
+type Webhook struct {
+	URL    string `yaml:"url"`
+	Secret string `yaml:"secret"`
 }
 
 // Fleet tunes the per-key state keygates share through NATS: rate-limit
@@ -110,6 +131,7 @@ type NATS struct {
 	LimitsBucket   string `yaml:"limits_bucket"`
 	UsageBucket    string `yaml:"usage_bucket"`
 	FilterBucket   string `yaml:"filter_bucket"`
+	AlertsBucket   string `yaml:"alerts_bucket"`
 	Replicas       int    `yaml:"replicas"`
 }
 
@@ -168,6 +190,7 @@ func Default() Config {
 			LimitsBucket:   store.DefaultOptions().LimitsBucket,
 			UsageBucket:    store.DefaultOptions().UsageBucket,
 			FilterBucket:   store.DefaultOptions().FilterBucket,
+			AlertsBucket:   "keygate_alerts",
 			Replicas:       1,
 		},
 		Keys: Keys{
@@ -196,6 +219,7 @@ func Default() Config {
 			UsageFlushInterval: Duration(10 * time.Second),
 		},
 		Pricing: defaultPricing(),
+		Alerts:  Alerts{Enabled: true, UnusedAfter: Duration(30 * 24 * time.Hour)},
 	}
 }
 
