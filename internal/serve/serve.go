@@ -4,9 +4,6 @@
 package serve
 
 import (
-	"github.com/keygate/keygate/internal/funds"
-	"github.com/keygate/keygate/internal/settle"
-
 	"context"
 	"errors"
 	"fmt"
@@ -31,15 +28,18 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/events"
+	"github.com/keygate/keygate/internal/alerts"
 	"github.com/keygate/keygate/internal/barrier"
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/fleetclock"
+	"github.com/keygate/keygate/internal/funds"
 	"github.com/keygate/keygate/internal/httpauth"
 	"github.com/keygate/keygate/internal/keyfilter"
 	"github.com/keygate/keygate/internal/observe"
 	"github.com/keygate/keygate/internal/presence"
 	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/tick"
 	"github.com/keygate/keygate/internal/usage"
@@ -66,6 +66,7 @@ type Instance struct {
 	funds    *funds.Funds
 	settler  *settle.Settler
 	observe  *observe.Server // settles metered requests from their responses
+	alerts   *alerts.Alerts  // nil with alerts.enabled false
 	clock    *fleetclock.Clock
 	peers    *presence.Presence
 	usage    *usage.Recorder
@@ -124,6 +125,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err := inst.openCaches(cfg, st, reg); err != nil {
 		return nil, err
 	}
+	if err := inst.openAlerts(openCtx, cfg, st, reg); err != nil {
+		return nil, err
+	}
 	// Watch before serving: every fill after this sees later changes.
 	if inst.watcher, err = inst.watch(openCtx, st, m); err != nil {
 		return nil, err
@@ -139,6 +143,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	registerFleet(reg, limits, st, inst.limiter.Stats(), inst.clock, inst.peers)
 	inst.startMoney(cfg, st)
 	registerMoney(reg, inst.funds.Stats(), inst.settler.Stats())
+	inst.runAlerts()
 	inst.observe = observe.New(observe.Options{Settler: inst.settler, Log: inst.log})
 	inst.observe.Register(reg)
 	srv, err := inst.newAuthz(cfg, reg)
@@ -316,6 +321,9 @@ func (inst *Instance) handlers(m *metrics) events.Handlers {
 			if inst.accounts.Apply(id, authz.AccountEntry(rev, a)) {
 				m.event("account")
 			}
+			if inst.alerts != nil {
+				inst.alerts.Account(id, rev, a)
+			}
 		},
 		Seen: func(written time.Time) {
 			m.seen(written)
@@ -366,8 +374,12 @@ func (inst *Instance) startMoney(cfg config.Config, st *store.Store) {
 	inst.funds = funds.New(st, funds.Options{ID: inst.peers.ID(), LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), OutageAfter: cfg.Fleet.OutageAfter.D(),
 		Abandoned: ttl + store.RecordGrace, Online: inst.conn.NC.IsConnected, Peers: inst.peers.Count, Now: inst.clock.Now, Log: inst.log})
 	go inst.funds.Run(inst.bg)
-	inst.settler = settle.New(settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl,
-		Alive: inst.peers.Alive, Log: inst.log})
+	so := settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl,
+		Alive: inst.peers.Alive, Log: inst.log}
+	if inst.alerts != nil {
+		so.Settled = inst.alerts.Settled
+	}
+	inst.settler = settle.New(so)
 	go func() {
 		if err := inst.settler.Run(inst.bg); err != nil {
 			inst.log.Error("settling reservations", "err", err)
