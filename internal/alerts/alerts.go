@@ -161,14 +161,15 @@ func Open(ctx context.Context, o Options) (*Alerts, error) {
 // Stats returns the counters.
 func (a *Alerts) Stats() *Stats { return &a.stats }
 
-// Run delivers alerts and looks for crossings until ctx ends.
+// Run delivers alerts and looks for crossings until ctx ends; it returns
+// once the alerts it was delivering are handed back, for another keygate
+// to deliver.
 func (a *Alerts) Run(ctx context.Context) error {
 	a.send.start(ctx)
 	stop, err := a.consume(ctx)
 	if err != nil {
 		return err
 	}
-	defer stop()
 	go a.bal.run(ctx)
 	go tick.Every(ctx, a.o.FlushEvery, func() { a.spend.flush(ctx) })
 	go tick.Every(ctx, a.o.AckWait/3, a.jobs.progress)
@@ -180,6 +181,8 @@ func (a *Alerts) Run(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
+	stop()
+	a.send.wait()
 	return nil
 }
 

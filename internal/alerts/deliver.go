@@ -25,13 +25,16 @@ var kindToken = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
 func (a *Alerts) consume(ctx context.Context) (stop func(), err error) {
 	for {
 		stop, err := a.tryConsume(ctx)
-		if err == nil || ctx.Err() != nil {
-			return stop, err
+		if err == nil {
+			return stop, nil
+		}
+		if ctx.Err() != nil {
+			return func() {}, nil
 		}
 		a.failed("reading the claims", err)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return func() {}, nil
 		case <-time.After(time.Second):
 		}
 	}

@@ -28,13 +28,14 @@ const secret = "whsec-0123456789abcdef0123456789abcdef"
 // fleet is n keygates' alerts on one NATS, a subscriber of every alert
 // and a webhook receiver.
 type fleet struct {
-	ctx  context.Context
-	ns   *server.Server
-	st   *store.Store // the test's own
-	js   jetstream.JetStream
-	kgs  []*alerts.Alerts
-	got  *inbox
-	hook *receiver
+	ctx   context.Context
+	ns    *server.Server
+	st    *store.Store // the test's own
+	js    jetstream.JetStream
+	kgs   []*alerts.Alerts
+	stops []func() // each keygate's: stops it and waits until it has
+	got   *inbox
+	hook  *receiver
 }
 
 // newFleet starts n keygates' alerts with o (Store and the webhook
@@ -89,6 +90,7 @@ func (f *fleet) start(t *testing.T, n int, o alerts.Options, watch bool) {
 		}()
 		t.Cleanup(func() { stop(); <-done })
 		f.kgs = append(f.kgs, a)
+		f.stops = append(f.stops, func() { stop(); <-done })
 	}
 }
 

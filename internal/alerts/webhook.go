@@ -34,6 +34,8 @@ type sender struct {
 	mu     sync.Mutex
 	ctx    context.Context
 	live   []*delivery // oldest first
+	closed bool        // wait was called: nothing more is taken
+	wg     sync.WaitGroup
 }
 
 // delivery is one alert for one webhook.
@@ -69,6 +71,11 @@ func (s *sender) enqueue(body []byte, id string, done func(stopped bool)) {
 	for i := range s.o.Webhooks {
 		d := &delivery{hook: i, body: body, id: id, done: done}
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			done(true)
+			continue
+		}
 		d.ctx, d.cancel = context.WithCancel(s.ctx)
 		if len(s.live) >= s.o.Queue {
 			old := s.live[0]
@@ -78,6 +85,7 @@ func (s *sender) enqueue(body []byte, id string, done func(stopped bool)) {
 			s.stats.Dropped.Add(1)
 		}
 		s.live = append(s.live, d)
+		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.run(d)
 	}
@@ -85,6 +93,7 @@ func (s *sender) enqueue(body []byte, id string, done func(stopped bool)) {
 
 // run makes d's attempts.
 func (s *sender) run(d *delivery) {
+	defer s.wg.Done()
 	stopped := s.attempts(d)
 	s.mu.Lock()
 	dropped := d.dropped
@@ -166,6 +175,15 @@ func (s *sender) post(d *delivery) (retry bool, err error) {
 	default:
 		return false, fmt.Errorf("answered %d", c)
 	}
+}
+
+// wait returns once every delivery has ended: after start's ctx ends,
+// as soon as those interrupted are handed back.
+func (s *sender) wait() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 // idle reports whether no delivery is kept.

@@ -463,7 +463,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"nats.alerts_bucket", func(c *config.Config) { c.NATS.AlertsBucket = c.NATS.UsageBucket }},
 		{"alerts.unused_after", func(c *config.Config) { c.Alerts.UnusedAfter = config.Duration(time.Minute) }},
 		{"alerts.unused_after", func(c *config.Config) { c.Alerts.UnusedAfter = config.Duration(400 * 24 * time.Hour) }},
-		{"alerts.webhooks[0].url", func(c *config.Config) { c.Alerts.Webhooks = []config.Webhook{{URL: "ftp://x/y", Secret: webhookSecret}} }},
+		{"alerts.webhooks[0].url", func(c *config.Config) {
+			c.Alerts.Webhooks = []config.Webhook{{URL: "ftp://x/y", Secret: webhookSecret}}
+		}},
 		{"alerts.webhooks[0].url", func(c *config.Config) { c.Alerts.Webhooks = []config.Webhook{{URL: "/hook", Secret: webhookSecret}} }},
 		{"alerts.webhooks[1].secret", func(c *config.Config) {
 			c.Alerts.Webhooks = []config.Webhook{{URL: "https://a/h", Secret: webhookSecret}, {URL: "https://b/h", Secret: "short"}}

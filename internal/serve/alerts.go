@@ -38,11 +38,21 @@ func (inst *Instance) runAlerts() {
 	if inst.alerts == nil {
 		return
 	}
+	ctx, cancel := context.WithCancel(inst.bg)
+	done := make(chan struct{})
 	go func() {
-		if err := inst.alerts.Run(inst.bg); err != nil && inst.bg.Err() == nil {
+		defer close(done)
+		if err := inst.alerts.Run(ctx); err != nil && ctx.Err() == nil {
 			inst.log.Error("alerts stopped", "err", err)
 		}
 	}()
+	inst.stopAlerts = func(wait context.Context) {
+		cancel()
+		select {
+		case <-done:
+		case <-wait.Done():
+		}
+	}
 }
 
 func registerAlerts(reg prometheus.Registerer, s *alerts.Stats) {

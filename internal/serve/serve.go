@@ -83,6 +83,10 @@ type Instance struct {
 	metrics  *metrics
 	bg       context.Context
 	stop     context.CancelFunc
+
+	// stopAlerts stops the alerts, handing back those being delivered,
+	// waiting at most until its context ends.
+	stopAlerts func(context.Context)
 }
 
 // Start brings keygate up and returns once it is ready to answer checks.
@@ -575,6 +579,9 @@ func (inst *Instance) Shutdown() error {
 		}
 	}
 	inst.limiter.Close(fctx) // unused rate-limit leases go back to the fleet
+	if inst.stopAlerts != nil {
+		inst.stopAlerts(fctx) // alerts being delivered go to another keygate
+	}
 	if !inst.conn.NC.IsConnected() {
 		inst.log.Warn("key usage since the last flush is not recorded: NATS is unreachable")
 	} else if err := inst.usage.Flush(fctx); err != nil {
