@@ -17,8 +17,12 @@ import (
 // reads: each claim goes to one of them at a time.
 const consumerName = "keygate_alerts"
 
-// kindToken is what a kind must look like to name a subject.
-var kindToken = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
+// What a claim's kind and id must look like: a kind names a subject, an
+// id goes in headers.
+var (
+	kindToken = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
+	idText    = regexp.MustCompile(`^[A-Za-z0-9_.=-]{1,255}$`)
+)
 
 // consume delivers claims until stop is called, creating the consumer
 // (retrying while ctx lasts: NATS may be away at start).
@@ -46,7 +50,10 @@ func (a *Alerts) tryConsume(ctx context.Context) (func(), error) {
 	cons, err := a.js.CreateOrUpdateConsumer(cctx, a.kv.name, jetstream.ConsumerConfig{
 		Durable: consumerName, Description: "keygate alerts to publish, one keygate each",
 		FilterSubject: a.kv.prefix + claimPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: a.o.AckWait, MaxAckPending: 1024, DeliverPolicy: jetstream.DeliverAllPolicy,
+		// No bound on claims held: each keygate bounds its webhook
+		// deliveries (Queue), and a bound here would hold up the NATS
+		// messages of new alerts behind retries.
+		AckWait: a.o.AckWait, MaxAckPending: -1, DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", consumerName, err)
@@ -69,7 +76,7 @@ func (a *Alerts) deliver(m jetstream.Msg) {
 		ID   string `json:"id"`
 		Kind string `json:"kind"`
 	}
-	if err := json.Unmarshal(m.Data(), &al); err != nil || al.ID == "" || !kindToken.MatchString(al.Kind) {
+	if err := json.Unmarshal(m.Data(), &al); err != nil || !idText.MatchString(al.ID) || !kindToken.MatchString(al.Kind) {
 		a.o.Log.Warn("alerts: an unreadable claim is dropped", "subject", m.Subject())
 		_ = m.Term()
 		return
