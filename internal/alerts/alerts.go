@@ -162,14 +162,11 @@ func Open(ctx context.Context, o Options) (*Alerts, error) {
 func (a *Alerts) Stats() *Stats { return &a.stats }
 
 // Run delivers alerts and looks for crossings until ctx ends; it returns
-// once the alerts it was delivering are handed back, for another keygate
-// to deliver.
-func (a *Alerts) Run(ctx context.Context) error {
+// once the spend settled here is counted (for a second at most) and the
+// alerts it was delivering are handed back, for another keygate to
+// deliver.
+func (a *Alerts) Run(ctx context.Context) {
 	a.send.start(ctx)
-	stop, err := a.consume(ctx)
-	if err != nil {
-		return err
-	}
 	go a.bal.run(ctx)
 	go tick.Every(ctx, a.o.FlushEvery, func() { a.spend.flush(ctx) })
 	go tick.Every(ctx, a.o.AckWait/3, a.jobs.progress)
@@ -180,10 +177,13 @@ func (a *Alerts) Run(ctx context.Context) error {
 			}
 		})
 	}
+	stop := a.consume(ctx)
 	<-ctx.Done()
 	stop()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	a.spend.flush(fctx)
+	cancel()
 	a.send.wait()
-	return nil
 }
 
 // claim creates the claim of al, which lives ttl: the alert exists once

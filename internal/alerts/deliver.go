@@ -26,19 +26,19 @@ var (
 
 // consume delivers claims until stop is called, creating the consumer
 // (retrying while ctx lasts: NATS may be away at start).
-func (a *Alerts) consume(ctx context.Context) (stop func(), err error) {
+func (a *Alerts) consume(ctx context.Context) (stop func()) {
 	for {
 		stop, err := a.tryConsume(ctx)
 		if err == nil {
-			return stop, nil
+			return stop
 		}
 		if ctx.Err() != nil {
-			return func() {}, nil
+			return func() {}
 		}
 		a.failed("reading the claims", err)
 		select {
 		case <-ctx.Done():
-			return func() {}, nil
+			return func() {}
 		case <-time.After(time.Second):
 		}
 	}

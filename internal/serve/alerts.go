@@ -42,9 +42,7 @@ func (inst *Instance) runAlerts() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := inst.alerts.Run(ctx); err != nil && ctx.Err() == nil {
-			inst.log.Error("alerts stopped", "err", err)
-		}
+		inst.alerts.Run(ctx)
 	}()
 	inst.stopAlerts = func(wait context.Context) {
 		cancel()
