@@ -63,6 +63,9 @@ type Config struct {
 	Pricing Pricing `yaml:"pricing"`
 	// Leaks revokes keys reported as found in public.
 	Leaks Leaks `yaml:"leaks"`
+	// Alerts report low balances, spend budgets and unused keys on NATS
+	// and to webhooks (docs/alerts.md).
+	Alerts Alerts `yaml:"alerts"`
 }
 
 // Leaks are the reports of keys found in public that keygate answers by
@@ -87,6 +90,24 @@ type GitHubLeaks struct {
 	// Token, if set, is sent to KeysURL as a bearer token: GitHub limits
 	// requests without one to 60 an hour per address.
 	Token string `yaml:"token"`
+}
+
+// Alerts configure the alerts: once per crossing, once per fleet.
+type Alerts struct {
+	// Enabled turns alerts on.
+	Enabled bool `yaml:"enabled"`
+	// UnusedAfter is how long a key goes unused before it is reported,
+	// once until it is used again; 0: never.
+	UnusedAfter Duration `yaml:"unused_after"`
+	// Webhooks receive every alert as a signed POST.
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// Webhook is a URL that receives alerts, and the secret their signature
+// is made with.
+type Webhook struct {
+	URL    string `yaml:"url"`
+	Secret string `yaml:"secret"`
 }
 
 // Fleet tunes the per-key state keygates share through NATS: rate-limit
@@ -136,6 +157,7 @@ type NATS struct {
 	LimitsBucket   string `yaml:"limits_bucket"`
 	UsageBucket    string `yaml:"usage_bucket"`
 	FilterBucket   string `yaml:"filter_bucket"`
+	AlertsBucket   string `yaml:"alerts_bucket"`
 	Replicas       int    `yaml:"replicas"`
 }
 
@@ -194,6 +216,7 @@ func Default() Config {
 			LimitsBucket:   store.DefaultOptions().LimitsBucket,
 			UsageBucket:    store.DefaultOptions().UsageBucket,
 			FilterBucket:   store.DefaultOptions().FilterBucket,
+			AlertsBucket:   "keygate_alerts",
 			Replicas:       1,
 		},
 		Keys: Keys{
@@ -223,6 +246,7 @@ func Default() Config {
 		},
 		Pricing: defaultPricing(),
 		Leaks:   Leaks{GitHub: GitHubLeaks{KeysURL: GitHubKeysURL}},
+		Alerts:  Alerts{Enabled: true, UnusedAfter: Duration(30 * 24 * time.Hour)},
 	}
 }
 

@@ -342,6 +342,19 @@ cache:
 			env:     map[string]string{"KEYGATE_NATS_REPLICAS": "three"},
 			wantErr: "KEYGATE_NATS_REPLICAS",
 		},
+		{
+			name:    "a webhook secret without a webhook names the variable",
+			env:     map[string]string{"KEYGATE_ALERTS_WEBHOOK_SECRET": "s3cr3t-0123456789abcdef0123456789abcdef"},
+			wantErr: "KEYGATE_ALERTS_WEBHOOK_SECRET: sets the secret of the only webhook, and alerts.webhooks has 0",
+		},
+		{
+			name: "alerts from the environment",
+			env:  map[string]string{"KEYGATE_ALERTS_ENABLED": "false", "KEYGATE_ALERTS_UNUSED_AFTER": "48h"},
+			want: func(c *config.Config) {
+				c.Alerts.Enabled = false
+				c.Alerts.UnusedAfter = config.Duration(48 * time.Hour)
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -459,6 +472,22 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"leaks.github.keys_url", func(c *config.Config) { c.Leaks.GitHub.KeysURL = "" }},
 		{"leaks.github.keys_url", func(c *config.Config) { c.Leaks.GitHub.KeysURL = "https://user:pw@mirror.example/keys" }},
 		{"leaks.github.token", func(c *config.Config) { c.Leaks.GitHub.Token = "ghp_x y" }},
+		{"nats.alerts_bucket", func(c *config.Config) { c.NATS.AlertsBucket = c.NATS.UsageBucket }},
+		{"alerts.unused_after", func(c *config.Config) { c.Alerts.UnusedAfter = config.Duration(time.Minute) }},
+		{"alerts.unused_after", func(c *config.Config) { c.Alerts.UnusedAfter = config.Duration(400 * 24 * time.Hour) }},
+		{"alerts.webhooks[0].url", func(c *config.Config) {
+			c.Alerts.Webhooks = []config.Webhook{{URL: "ftp://x/y", Secret: webhookSecret}}
+		}},
+		{"alerts.webhooks[0].url", func(c *config.Config) { c.Alerts.Webhooks = []config.Webhook{{URL: "/hook", Secret: webhookSecret}} }},
+		{"alerts.webhooks[1].secret", func(c *config.Config) {
+			c.Alerts.Webhooks = []config.Webhook{{URL: "https://a/h", Secret: webhookSecret}, {URL: "https://b/h", Secret: "short"}}
+		}},
+		{"alerts.webhooks", func(c *config.Config) {
+			c.Alerts.Webhooks = make([]config.Webhook, 17)
+			for i := range c.Alerts.Webhooks {
+				c.Alerts.Webhooks[i] = config.Webhook{URL: "https://a/h", Secret: webhookSecret}
+			}
+		}},
 	}
 	for _, tc := range tests {
 		c := config.Default()
@@ -477,6 +506,27 @@ func TestValidateNamesTheField(t *testing.T) {
 		if !named {
 			t.Errorf("%s: error %q does not name the field", tc.field, err)
 		}
+	}
+}
+
+const webhookSecret = "whsec-0123456789abcdef0123456789abcdef"
+
+// The webhook secret comes from the environment for the only webhook;
+// errors about webhooks never show a secret, nor a password in a URL.
+func TestWebhookSecrets(t *testing.T) {
+	file := writeYAML(t, "alerts:\n  webhooks:\n    - url: https://hooks.example.com/keygate\n")
+	got, err := config.Load(file, env(map[string]string{"KEYGATE_ALERTS_WEBHOOK_SECRET": webhookSecret}))
+	if err != nil || got.Validate() != nil || got.Alerts.Webhooks[0].Secret != webhookSecret {
+		t.Fatalf("Load = %+v, %v; want the secret from KEYGATE_ALERTS_WEBHOOK_SECRET", got.Alerts, err)
+	}
+	c := config.Default()
+	c.Alerts.Webhooks = []config.Webhook{{URL: "https://keygate:pa55word@hooks.example.com/h", Secret: "tiny s3cr3t"}}
+	err = c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "alerts.webhooks[0].url: ") || !strings.Contains(err.Error(), "alerts.webhooks[0].secret: ") {
+		t.Fatalf("Validate = %v, want errors naming the url and the secret", err)
+	}
+	if strings.Contains(err.Error(), "pa55word") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("error %q shows a secret", err)
 	}
 }
 
@@ -562,6 +612,7 @@ func TestFullExample(t *testing.T) {
 			LimitsBucket:   "keygate_limits",
 			UsageBucket:    "keygate_usage",
 			FilterBucket:   "keygate_filter",
+			AlertsBucket:   "keygate_alerts",
 			Replicas:       3,
 		},
 		Keys: config.Keys{
@@ -620,6 +671,11 @@ func TestFullExample(t *testing.T) {
 			KeysFile: "",
 			Token:    "",
 		}},
+		Alerts: config.Alerts{
+			Enabled:     true,
+			UnusedAfter: config.Duration(30 * 24 * time.Hour),
+			Webhooks:    []config.Webhook{{URL: "https://hooks.example.com/keygate", Secret: "change-me-to-32-or-more-random-characters"}},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s loads as\n%+v\nwant\n%+v", path, got, want)

@@ -56,6 +56,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_FLEET_LEASE_TIMEOUT":        &c.Fleet.LeaseTimeout,
 		"KEYGATE_FLEET_OUTAGE_AFTER":         &c.Fleet.OutageAfter,
 		"KEYGATE_FLEET_USAGE_FLUSH_INTERVAL": &c.Fleet.UsageFlushInterval,
+		"KEYGATE_ALERTS_UNUSED_AFTER":        &c.Alerts.UnusedAfter,
 	}
 	bad := map[string]error{}
 	for name, p := range durs {
@@ -69,6 +70,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_PPROF":                &c.Pprof,
 		"KEYGATE_GRPC_REFLECTION":      &c.GRPCReflection,
 		"KEYGATE_LEAKS_GITHUB_ENABLED": &c.Leaks.GitHub.Enabled,
+		"KEYGATE_ALERTS_ENABLED":       &c.Alerts.Enabled,
 	}
 	for name, p := range bools {
 		switch v := getenv(name); v {
@@ -86,6 +88,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			bad["KEYGATE_NATS_REPLICAS"] = fmt.Errorf("KEYGATE_NATS_REPLICAS: %s is not a whole number", quote(v))
 		} else {
 			c.NATS.Replicas = n
+		}
+	}
+	if v := getenv("KEYGATE_ALERTS_WEBHOOK_SECRET"); v != "" {
+		if n := len(c.Alerts.Webhooks); n != 1 {
+			bad["KEYGATE_ALERTS_WEBHOOK_SECRET"] = fmt.Errorf("KEYGATE_ALERTS_WEBHOOK_SECRET: sets the secret of the only webhook, and alerts.webhooks has %d", n)
+		} else {
+			c.Alerts.Webhooks[0].Secret = v
 		}
 	}
 	var errs []error

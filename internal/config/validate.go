@@ -58,6 +58,7 @@ func (c *Config) Validate() error {
 	c.Fleet.validate(add)
 	c.validateRequests(add)
 	c.validatePricing(add)
+	c.Alerts.validate(add)
 	if t := c.SettleToken; t != "" && (len(t) < 32 || strings.ContainsFunc(t, notPrintable)) {
 		add("settle_token", "must be at least 32 printable ASCII characters without spaces")
 	}
@@ -118,7 +119,8 @@ func (n NATS) validate(add adder) {
 	}
 	seen := map[string]string{}
 	for _, f := range [][2]string{{"nats.keys_bucket", n.KeysBucket}, {"nats.accounts_bucket", n.AccountsBucket},
-		{"nats.limits_bucket", n.LimitsBucket}, {"nats.usage_bucket", n.UsageBucket}, {"nats.filter_bucket", n.FilterBucket}} {
+		{"nats.limits_bucket", n.LimitsBucket}, {"nats.usage_bucket", n.UsageBucket}, {"nats.filter_bucket", n.FilterBucket},
+		{"nats.alerts_bucket", n.AlertsBucket}} {
 		if !bucketName.MatchString(f[1]) {
 			add(f[0], "%q must be letters, digits, '_' or '-'", f[1])
 		} else if other, dup := seen[f[1]]; dup {

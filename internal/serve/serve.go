@@ -4,8 +4,6 @@
 package serve
 
 import (
-	"github.com/keygate/keygate/internal/funds"
-	"github.com/keygate/keygate/internal/settle"
 	"google.golang.org/grpc/experimental"
 
 	"context"
@@ -32,16 +30,19 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/events"
+	"github.com/keygate/keygate/internal/alerts"
 	"github.com/keygate/keygate/internal/barrier"
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/fleetclock"
+	"github.com/keygate/keygate/internal/funds"
 	"github.com/keygate/keygate/internal/httpauth"
 	"github.com/keygate/keygate/internal/keyfilter"
 	"github.com/keygate/keygate/internal/leaks"
 	"github.com/keygate/keygate/internal/observe"
 	"github.com/keygate/keygate/internal/presence"
 	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/tick"
 	"github.com/keygate/keygate/internal/usage"
@@ -69,6 +70,7 @@ type Instance struct {
 	settler  *settle.Settler
 	observe  *observe.Server // settles metered requests from their responses
 	leaks    *leaks.Handler  // GitHub's secret scanning endpoint; nil when off
+	alerts   *alerts.Alerts  // nil with alerts.enabled false
 	clock    *fleetclock.Clock
 	peers    *presence.Presence
 	usage    *usage.Recorder
@@ -85,6 +87,10 @@ type Instance struct {
 	metrics  *metrics
 	bg       context.Context
 	stop     context.CancelFunc
+
+	// stopAlerts stops the alerts, handing back those being delivered,
+	// waiting at most until its context ends.
+	stopAlerts func(context.Context)
 }
 
 // Start brings keygate up and returns once it is ready to answer checks.
@@ -130,6 +136,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err := inst.openCaches(cfg, st, reg); err != nil {
 		return nil, err
 	}
+	if err := inst.openAlerts(openCtx, cfg, st, reg); err != nil {
+		return nil, err
+	}
 	// Watch before serving: every fill after this sees later changes.
 	if inst.watcher, err = inst.watch(openCtx, st, m); err != nil {
 		return nil, err
@@ -145,6 +154,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	registerFleet(reg, limits, st, inst.limiter.Stats(), inst.clock, inst.peers)
 	inst.startMoney(cfg, st)
 	registerMoney(reg, inst.funds.Stats(), inst.settler.Stats())
+	inst.runAlerts()
 	inst.observe = observe.New(observe.Options{Settler: inst.settler, Log: inst.log})
 	inst.observe.Register(reg)
 	srv, err := inst.newAuthz(cfg, reg)
@@ -322,6 +332,9 @@ func (inst *Instance) handlers(m *metrics) events.Handlers {
 			if inst.accounts.Apply(id, authz.AccountEntry(rev, a)) {
 				m.event("account")
 			}
+			if inst.alerts != nil {
+				inst.alerts.Account(id, rev, a)
+			}
 		},
 		Seen: func(written time.Time) {
 			m.seen(written)
@@ -372,8 +385,12 @@ func (inst *Instance) startMoney(cfg config.Config, st *store.Store) {
 	inst.funds = funds.New(st, funds.Options{ID: inst.peers.ID(), LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), OutageAfter: cfg.Fleet.OutageAfter.D(),
 		Abandoned: ttl + store.RecordGrace, Online: inst.conn.NC.IsConnected, Peers: inst.peers.Count, Now: inst.clock.Now, Log: inst.log})
 	go inst.funds.Run(inst.bg)
-	inst.settler = settle.New(settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl,
-		Alive: inst.peers.Alive, Log: inst.log})
+	so := settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl,
+		Alive: inst.peers.Alive, Log: inst.log}
+	if inst.alerts != nil {
+		so.Settled = inst.alerts.Settled
+	}
+	inst.settler = settle.New(so)
 	go func() {
 		if err := inst.settler.Run(inst.bg); err != nil {
 			inst.log.Error("settling reservations", "err", err)
@@ -569,6 +586,9 @@ func (inst *Instance) Shutdown() error {
 		}
 	}
 	inst.limiter.Close(fctx) // unused rate-limit leases go back to the fleet
+	if inst.stopAlerts != nil {
+		inst.stopAlerts(fctx) // alerts being delivered go to another keygate
+	}
 	if !inst.conn.NC.IsConnected() {
 		inst.log.Warn("key usage since the last flush is not recorded: NATS is unreachable")
 	} else if err := inst.usage.Flush(fctx); err != nil {
