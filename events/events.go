@@ -231,6 +231,9 @@ func (w *Watcher) key(e entry, h func(string, uint64, *store.Key)) {
 }
 
 func (w *Watcher) account(e entry, h func(string, uint64, *store.Account)) {
+	if !store.ValidAccountID(e.key) {
+		return // a settlement entry beside the accounts (s.<account>.<reservation>)
+	}
 	var a *store.Account
 	if !e.deleted {
 		var err error

@@ -33,10 +33,16 @@ type adminFlags struct {
 }
 
 func addAdminFlags(fs *flag.FlagSet) *adminFlags {
+	a := addConnFlags(fs)
+	fs.BoolVar(&a.json, "json", false, "print JSON")
+	return a
+}
+
+// addConnFlags adds the flags that say how to reach the store.
+func addConnFlags(fs *flag.FlagSet) *adminFlags {
 	a := &adminFlags{}
 	fs.StringVar(&a.natsURL, "nats-url", "", "NATS `URL` or comma-separated seed list (default $KEYGATE_NATS_URL, else "+DefaultNATSURL+")")
 	fs.StringVar(&a.config, "config", "", "YAML config `FILE`: key format, bucket names, NATS credentials")
-	fs.BoolVar(&a.json, "json", false, "print JSON")
 	return a
 }
 
@@ -64,7 +70,9 @@ func (f *adminFlags) open(ctx context.Context, io IO) (*admin, error) {
 	}
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	st, err := store.Open(octx, conn.JS, cfg.NATS.StoreOptions())
+	so := cfg.NATS.StoreOptions()
+	so.HoldTTL = cfg.Pricing.HoldTTL.D() // opening sets the holds stream's age from it, as keygate serve does
+	st, err := store.Open(octx, conn.JS, so)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("NATS at %s: %w", shown, err)

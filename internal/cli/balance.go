@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/internal/money"
@@ -31,22 +32,55 @@ func runBalance(ctx context.Context, args []string, io IO) error {
 }
 
 // accountView is an account as the commands print it: amounts in minor
-// units and as decimals.
+// units and as decimals in major units.
 type accountView struct {
-	ID                         string    `json:"id"`
-	Balance                    int64     `json:"balance"`
-	BalanceDecimal             string    `json:"balance_decimal"`
-	Currency                   string    `json:"currency"`
-	LowBalanceThreshold        *int64    `json:"low_balance_threshold,omitempty"`
-	LowBalanceThresholdDecimal string    `json:"low_balance_threshold_decimal,omitempty"`
-	UpdatedAt                  time.Time `json:"updated_at"`
+	ID             string `json:"id"`
+	Balance        int64  `json:"balance"` // whole minor units: the floor of the exact balance
+	BalanceDecimal string `json:"balance_decimal"`
+	// BalanceExact is the balance with its remainder finer than a minor
+	// unit, when it has one ("12.4999995").
+	BalanceExact               string           `json:"balance_exact"`
+	Held                       string           `json:"held"`      // the sum of the holds
+	Available                  string           `json:"available"` // balance minus held
+	Holds                      map[string]int64 `json:"holds"`     // nanos of a minor unit, by keygate id
+	Currency                   string           `json:"currency"`
+	LowBalanceThreshold        *int64           `json:"low_balance_threshold,omitempty"`
+	LowBalanceThresholdDecimal string           `json:"low_balance_threshold_decimal,omitempty"`
+	UpdatedAt                  time.Time        `json:"updated_at"`
 }
 
 func printAccount(io IO, a *store.Account, asJSON bool) error {
+	v, err := viewAccount(a)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(io.Out, v)
+	}
+	fmt.Fprintf(io.Out, "%s: %s %s", v.ID, v.BalanceExact, v.Currency)
+	var notes []string
+	if len(v.Holds) > 0 {
+		notes = append(notes, fmt.Sprintf("held %s, available %s %s", v.Held, v.Available, v.Currency))
+	}
+	if v.LowBalanceThreshold != nil {
+		notes = append(notes, fmt.Sprintf("low-balance threshold %s %s", v.LowBalanceThresholdDecimal, v.Currency))
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(io.Out, " (%s)", strings.Join(notes, "; "))
+	}
+	fmt.Fprintln(io.Out)
+	return nil
+}
+
+// viewAccount is a as printed: what is held is the sum of its holds,
+// what is available its exact balance minus that.
+func viewAccount(a *store.Account) (accountView, error) {
 	v := accountView{
 		ID:                  a.ID,
 		Balance:             a.Balance,
 		BalanceDecimal:      money.Format(a.Balance, a.Currency),
+		BalanceExact:        money.FormatExact(a.Exact(), a.Currency),
+		Holds:               map[string]int64{},
 		Currency:            a.Currency,
 		LowBalanceThreshold: a.LowBalanceThreshold,
 		UpdatedAt:           a.UpdatedAt,
@@ -54,15 +88,19 @@ func printAccount(io IO, a *store.Account, asJSON bool) error {
 	if t := a.LowBalanceThreshold; t != nil {
 		v.LowBalanceThresholdDecimal = money.Format(*t, a.Currency)
 	}
-	if asJSON {
-		return writeJSON(io.Out, v)
+	var held money.Exact
+	avail := a.Exact()
+	for id, h := range a.Holds {
+		v.Holds[id] = h.Nanos
+		var err, err2 error
+		held, err = held.AddNanos(h.Nanos)
+		avail, err2 = avail.AddNanos(-h.Nanos)
+		if err != nil || err2 != nil {
+			return v, fmt.Errorf("account %s: its holds are out of range", a.ID)
+		}
 	}
-	if v.LowBalanceThreshold != nil {
-		fmt.Fprintf(io.Out, "%s: %s %s (low-balance threshold %s %s)\n", v.ID, v.BalanceDecimal, v.Currency, v.LowBalanceThresholdDecimal, v.Currency)
-		return nil
-	}
-	fmt.Fprintf(io.Out, "%s: %s %s\n", v.ID, v.BalanceDecimal, v.Currency)
-	return nil
+	v.Held, v.Available = money.FormatExact(held, a.Currency), money.FormatExact(avail, a.Currency)
+	return v, nil
 }
 
 func balanceGet(ctx context.Context, args []string, io IO) error {
@@ -143,9 +181,14 @@ func checkSetArgs(id, amount, currency, threshold string) error {
 // a change of currency drops a threshold not given anew.
 func setAccount(acct *store.Account, amount, currency, threshold string) error {
 	if currency != "" && currency != acct.Currency {
-		if acct.Balance != 0 {
+		if acct.Exact() != (money.Exact{}) {
 			return fmt.Errorf("account %s holds %s %s; set its balance to 0 before changing its currency to %s",
-				acct.ID, money.Format(acct.Balance, acct.Currency), acct.Currency, currency)
+				acct.ID, money.FormatExact(acct.Exact(), acct.Currency), acct.Currency, currency)
+		}
+		if len(acct.Holds) > 0 {
+			// Holds, and what settles them, are in the old currency.
+			return fmt.Errorf("account %s has holds of requests in flight in %s; change its currency to %s once they have settled",
+				acct.ID, acct.Currency, currency)
 		}
 		acct.Currency = currency
 		acct.LowBalanceThreshold = nil // it was in the old currency's units
@@ -154,7 +197,7 @@ func setAccount(acct *store.Account, amount, currency, threshold string) error {
 	if err != nil {
 		return usagef("AMOUNT: %v", err)
 	}
-	acct.Balance = v
+	acct.SetExact(money.Exact{Minor: v}) // an exact balance: no remainder
 	switch threshold {
 	case "":
 	case "none":
@@ -205,9 +248,13 @@ func addToAccount(acct *store.Account, amount string) error {
 	if err != nil {
 		return usagef("AMOUNT: %v", err)
 	}
+	// Whole minor units are added; the remainder below one is kept.
 	sum, err := money.Add(acct.Balance, v)
+	if err == nil && !(money.Exact{Minor: sum, Nanos: acct.BalanceNanos}).Valid() {
+		err = errors.New("amount out of range")
+	}
 	if err != nil {
-		return fmt.Errorf("account %s: %s %s %s: %w", acct.ID, money.Format(acct.Balance, acct.Currency),
+		return fmt.Errorf("account %s: %s %s %s: %w", acct.ID, money.FormatExact(acct.Exact(), acct.Currency),
 			signed(amount), acct.Currency, err)
 	}
 	acct.Balance = sum

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strconv"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -24,6 +25,7 @@ func runCheck(ctx context.Context, args []string, io IO) error {
 	method := fs.String("method", "GET", "HTTP `method` of the request")
 	path := fs.String("path", "/v1/models", "HTTP `path` of the request")
 	scope := fs.String("scope", "", "`scope` to require, as an Envoy route's context_extensions keygate.scope would")
+	body := fs.String("body", "", "request `body` (JSON), sent as Envoy's with_request_body does")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -37,7 +39,14 @@ func runCheck(ctx context.Context, args []string, io IO) error {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := authv3.NewAuthorizationClient(cc).Check(ctx, checkRequest(*key, *method, *path, *scope))
+	req := checkRequest(*key, *method, *path, *scope)
+	if *body != "" {
+		h := req.Attributes.Request.Http
+		h.RawBody = []byte(*body)
+		h.HeaderMap.Headers = append(h.HeaderMap.Headers, &corev3.HeaderValue{Key: "content-type", RawValue: []byte("application/json")},
+			&corev3.HeaderValue{Key: "content-length", RawValue: []byte(strconv.Itoa(len(*body)))})
+	}
+	resp, err := authv3.NewAuthorizationClient(cc).Check(ctx, req)
 	if err != nil {
 		return fmt.Errorf("check via %s: %w", *addr, err)
 	}

@@ -77,8 +77,14 @@ func run(ctx context.Context, args []string, io IO) error {
 		return runKeys(ctx, args[1:], io)
 	case "balance":
 		return runBalance(ctx, args[1:], io)
+	case "usage":
+		return runUsage(ctx, args[1:], io)
 	case "check":
 		return runCheck(ctx, args[1:], io)
+	case "settle":
+		return runSettle(ctx, args[1:], io)
+	case "audit":
+		return runAudit(ctx, args[1:], io)
 	case "version", "--version", "-version":
 		return runVersion(args[1:], io)
 	case "help", "-h", "--help":

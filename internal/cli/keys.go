@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -38,11 +39,13 @@ func runKeys(ctx context.Context, args []string, io IO) error {
 		return keysRotate(ctx, args[1:], io)
 	case "usage":
 		return keysUsage(ctx, args[1:], io)
+	case "update":
+		return keysUpdate(ctx, args[1:], io)
 	case "help", "-h", "--help":
 		fmt.Fprintln(io.Out, groupUsage("keys "))
 		return nil
 	}
-	return usagef("unknown command \"keys %s\"; want create, list, get, revoke, rotate or usage", args[0])
+	return usagef("unknown command \"keys %s\"; want create, list, get, update, revoke, rotate or usage", args[0])
 }
 
 // keyView is a key record as the commands print it.
@@ -82,11 +85,15 @@ func keysCreate(ctx context.Context, args []string, io IO) error {
 	scopes := fs.String("scopes", "*", "comma-separated `scopes`; * grants every route")
 	rate := fs.String("rate-limit", "", "requests per window, `N/WINDOW` like 600/1m, or none for unlimited (default: the configured default_rate_limit)")
 	expires := fs.String("expires-in", "", "lifetime, a Go `duration` like 720h (default: never expires)")
+	r := addRestrictionFlags(fs, "")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	k, err := keyFromFlags(*account, *name, *env, *scopes, *rate)
 	if err != nil {
+		return err
+	}
+	if err := r.check(false); err != nil {
 		return err
 	}
 	lifetime, err := parseExpiresIn(*expires)
@@ -98,6 +105,15 @@ func keysCreate(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
+	currency := money.DefaultCurrency
+	if r.needsCurrency() {
+		if currency, err = a.currency(ctx, k.AccountID); err != nil {
+			return err
+		}
+	}
+	if err := r.apply(k, currency); err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	k.CreatedAt = now
 	if lifetime > 0 {
@@ -142,6 +158,19 @@ func (a *admin) warnNoAccount(ctx context.Context, io IO, k *store.Key) {
 		fmt.Fprintf(io.Err, "warning: account %s has no balance record: live keys of account %s are denied 402 until `keygate balance set %s AMOUNT`\n",
 			k.AccountID, k.AccountID, k.AccountID)
 	}
+}
+
+// currency is the currency of account id: the default for an account not
+// yet made.
+func (a *admin) currency(ctx context.Context, id string) (string, error) {
+	acct, _, err := a.store.Account(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return money.DefaultCurrency, nil
+	case err != nil:
+		return "", err
+	}
+	return acct.Currency, nil
 }
 
 // keyFromFlags checks the flags of keys create and returns the record
@@ -345,12 +374,21 @@ func keysGet(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	return printKey(io, viewOf(k, u, time.Now()), af.json)
+	return a.printKey(ctx, io, viewOf(k, u, time.Now()), af.json)
 }
 
-func printKey(io IO, v keyView, asJSON bool) error {
+// printKey prints a key's view; for people, with its budget in its
+// account's currency.
+func (a *admin) printKey(ctx context.Context, io IO, v keyView, asJSON bool) error {
 	if asJSON {
 		return writeJSON(io.Out, v)
+	}
+	currency := money.DefaultCurrency
+	if v.Budget != nil {
+		var err error
+		if currency, err = a.currency(ctx, v.AccountID); err != nil {
+			return err
+		}
 	}
 	rate := "default"
 	switch {
@@ -368,6 +406,9 @@ func printKey(io IO, v keyView, asJSON bool) error {
 		{"key", v.Masked},
 		{"scopes", strings.Join(v.Scopes, ",")},
 		{"rate limit", rate},
+		{"models", modelsText(v.Models)},
+		{"tokens", tokenLimitText(v.TokenLimit)}, // "token limit" would widen the column
+		{"budget", budgetText(v.Budget, currency)},
 		{"status", v.Status},
 		{"created", timeText(v.CreatedAt)},
 		{"expires", optTime(v.ExpiresAt, "never")},
@@ -513,6 +554,11 @@ func rotatable(k *store.Key, now time.Time, force bool) error {
 	if st := k.Status(now); st != "active" {
 		return fmt.Errorf("key %s is %s; use keys create for a new key", k.ID, st)
 	}
+	if u := k.Unsupported(); len(u) > 0 {
+		// A successor would be made without what this keygate cannot
+		// read, looser than the key it replaces.
+		return fmt.Errorf("key %s has members this keygate does not know (%s); rotate it with a keygate that does", k.ID, strings.Join(u, ", "))
+	}
 	if k.SuccessorID != "" && !force {
 		return fmt.Errorf("key %s was already rotated: its successor is %s and it expires at %s; --force makes another successor",
 			k.ID, k.SuccessorID, optTime(k.ExpiresAt, "never"))
@@ -520,8 +566,8 @@ func rotatable(k *store.Key, now time.Time, force bool) error {
 	return nil
 }
 
-// successor is a new key record with old's account, env, name, scopes and
-// rate limit, and no expiry.
+// successor is a new key record with old's account, env, name, scopes,
+// rate limit and restrictions, and no expiry.
 func successor(old *store.Key, now time.Time) *store.Key {
 	k := &store.Key{
 		AccountID: old.AccountID,
@@ -538,6 +584,17 @@ func successor(old *store.Key, now time.Time) *store.Key {
 		rl := *old.RateLimit
 		k.RateLimit = &rl
 	}
+	// The two share the token limit and the budget (BudgetID) too.
+	k.Models = slices.Clone(old.Models)
+	if old.TokenLimit != nil {
+		tl := *old.TokenLimit
+		k.TokenLimit = &tl
+	}
+	if old.Budget != nil {
+		b := *old.Budget
+		k.Budget = &b
+	}
+	k.SetVersion()
 	return k
 }
 
@@ -554,6 +611,20 @@ func printRotation(io IO, k *store.Key, secret, oldID string, old *store.Key, no
 		fmt.Fprintf(io.Out, "Old key %s has expired.\n", oldID)
 	}
 	return nil
+}
+
+func modelsText(models []string) string {
+	if len(models) == 0 {
+		return "any"
+	}
+	return strings.Join(models, ",")
+}
+
+func tokenLimitText(t *store.TokenLimit) string {
+	if t == nil {
+		return "none"
+	}
+	return t.String()
 }
 
 func orDash(s string) string {

@@ -1,14 +1,19 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/keygate/keygate/internal/money"
+	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
 )
@@ -47,11 +52,19 @@ func parseDays(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// dayView is one day of a key's use as keys usage prints it.
+// dayView is one day of a key's use as keys usage prints it: its checks
+// by outcome, and what its settled requests used and cost.
 type dayView struct {
-	Date   string           `json:"date"`
-	Counts map[string]int64 `json:"counts"`
-	Total  int64            `json:"total"`
+	Date      string           `json:"date"`
+	Counts    map[string]int64 `json:"counts"`
+	Total     int64            `json:"total"`
+	TokensIn  int64            `json:"tokens_in"`
+	TokensOut int64            `json:"tokens_out"`
+	// Spend is what the day's settlements cost, exactly, in major units
+	// by currency ({"MXN":"12.5000003"}).
+	Spend map[string]string `json:"spend"`
+
+	spend map[string]money.Exact
 }
 
 // usageView is what keys usage prints.
@@ -77,7 +90,8 @@ func keysUsage(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	if _, _, err := a.store.KeyByID(ctx, id); err != nil {
+	k, _, err := a.store.KeyByID(ctx, id)
+	if err != nil {
 		return notFound("key", id, err)
 	}
 	u, err := a.store.KeyUsage(ctx, id)
@@ -85,10 +99,53 @@ func keysUsage(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	v := usageOf(u, *days, time.Now())
+	if err := a.addSpend(ctx, io, k, v); err != nil {
+		return err
+	}
 	if af.json {
 		return writeJSON(io.Out, v)
 	}
 	return printUsage(io, v)
+}
+
+// addSpend adds to v's days what k's settlements of those days (by the
+// time they settled, UTC) used and cost, from its account's ledger.
+func (a *admin) addSpend(ctx context.Context, io IO, k *store.Key, v usageView) error {
+	if len(v.Days) == 0 {
+		return nil
+	}
+	days := map[string]*dayView{}
+	for i := range v.Days {
+		days[v.Days[i].Date] = &v.Days[i]
+	}
+	first, err := time.Parse(store.DayFormat, v.Days[0].Date)
+	if err != nil {
+		return err
+	}
+	own, err := a.currency(ctx, k.AccountID) // for a settlement that names none
+	if err != nil {
+		return err
+	}
+	bad, err := a.settlements(ctx, k.AccountID, first, time.Time{}, func(_ []byte, s *settle.Settlement) error {
+		d := days[s.SettledAt.UTC().Format(store.DayFormat)]
+		if d == nil || s.Key != k.ID {
+			return nil
+		}
+		cur := cmp.Or(s.Currency, own)
+		d.TokensIn += s.TokensIn
+		d.TokensOut += s.TokensOut
+		sum, err := d.spend[cur].AddNanos(s.Cost)
+		if err != nil {
+			return fmt.Errorf("%s: spend in %s out of range", d.Date, cur)
+		}
+		d.spend[cur] = sum
+		d.Spend[cur] = money.FormatExact(sum, cur)
+		return nil
+	})
+	if bad > 0 {
+		fmt.Fprintf(io.Err, "warning: skipped %d ledger messages that are not settlements\n", bad)
+	}
+	return err
 }
 
 // usageOf is u's last n days, oldest first, days without use included.
@@ -96,7 +153,7 @@ func usageOf(u *store.Usage, n int, now time.Time) usageView {
 	v := usageView{KeyID: u.KeyID, LastUsedAt: u.LastUsedAt, Days: []dayView{}}
 	for i := n - 1; i >= 0; i-- {
 		date := now.UTC().AddDate(0, 0, -i).Format(store.DayFormat)
-		d := dayView{Date: date, Counts: map[string]int64{}}
+		d := dayView{Date: date, Counts: map[string]int64{}, Spend: map[string]string{}, spend: map[string]money.Exact{}}
 		for o, c := range u.Days[date] {
 			d.Counts[o] = c
 			d.Total += c
@@ -113,16 +170,28 @@ func printUsage(io IO, v usageView) error {
 	for _, o := range usage.Outcomes {
 		fmt.Fprintf(tw, "%s\t", o)
 	}
-	fmt.Fprintln(tw, "total\t")
+	fmt.Fprintln(tw, "total\ttokens_in\ttokens_out\tspend\t")
 	for _, d := range v.Days {
 		fmt.Fprintf(tw, "%s\t", d.Date)
 		for _, o := range usage.Outcomes {
 			fmt.Fprintf(tw, "%d\t", d.Counts[o])
 		}
-		fmt.Fprintf(tw, "%d\t\n", d.Total)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t\n", d.Total, d.TokensIn, d.TokensOut, spendText(d.Spend))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// spendText is a day's spend for people: "12.50 MXN", "-" for none.
+func spendText(spend map[string]string) string {
+	if len(spend) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, c := range slices.Sorted(maps.Keys(spend)) {
+		parts = append(parts, spend[c]+" "+c)
+	}
+	return strings.Join(parts, " + ")
 }

@@ -61,6 +61,11 @@ type Config struct {
 	SettleToken string `yaml:"settle_token"`
 	// Pricing says what calls cost; without prices nothing is metered.
 	Pricing Pricing `yaml:"pricing"`
+	// Leaks revokes keys reported as found in public.
+	Leaks Leaks `yaml:"leaks"`
+	// Alerts report low balances, spend budgets and unused keys on NATS
+	// and to webhooks (docs/alerts.md).
+	Alerts Alerts `yaml:"alerts"`
 	// ClientIP says where the client's address is read, for keys with
 	// allow_ips.
 	ClientIP ClientIP `yaml:"client_ip"`
@@ -74,6 +79,48 @@ type ClientIP struct {
 	// X-Forwarded-For it received (before it appended that address), as
 	// Envoy's xff_num_trusted_hops with use_remote_address: true.
 	XFFTrustedHops int `yaml:"xff_trusted_hops"`
+}
+
+// Leaks are the reports of keys found in public that keygate answers by
+// revoking the keys.
+type Leaks struct {
+	GitHub GitHubLeaks `yaml:"github"`
+}
+
+// GitHubKeysURL serves the public keys GitHub signs its secret scanning
+// reports with.
+const GitHubKeysURL = "https://api.github.com/meta/public_keys/secret_scanning"
+
+// GitHubLeaks is GitHub's secret scanning partner endpoint on the admin
+// port (POST /v1/github/secret-scanning), off unless Enabled.
+type GitHubLeaks struct {
+	Enabled bool `yaml:"enabled"`
+	// KeysURL serves the public keys GitHub signs its reports with.
+	KeysURL string `yaml:"keys_url"`
+	// KeysFile, if set, holds those keys instead of KeysURL, in the JSON
+	// KeysURL serves.
+	KeysFile string `yaml:"keys_file"`
+	// Token, if set, is sent to KeysURL as a bearer token: GitHub limits
+	// requests without one to 60 an hour per address.
+	Token string `yaml:"token"`
+}
+
+// Alerts configure the alerts: once per crossing, once per fleet.
+type Alerts struct {
+	// Enabled turns alerts on.
+	Enabled bool `yaml:"enabled"`
+	// UnusedAfter is how long a key goes unused before it is reported,
+	// once until it is used again; 0: never.
+	UnusedAfter Duration `yaml:"unused_after"`
+	// Webhooks receive every alert as a signed POST.
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// Webhook is a URL that receives alerts, and the secret their signature
+// is made with.
+type Webhook struct {
+	URL    string `yaml:"url"`
+	Secret string `yaml:"secret"`
 }
 
 // Fleet tunes the per-key state keygates share through NATS: rate-limit
@@ -123,6 +170,7 @@ type NATS struct {
 	LimitsBucket   string `yaml:"limits_bucket"`
 	UsageBucket    string `yaml:"usage_bucket"`
 	FilterBucket   string `yaml:"filter_bucket"`
+	AlertsBucket   string `yaml:"alerts_bucket"`
 	Replicas       int    `yaml:"replicas"`
 }
 
@@ -181,6 +229,7 @@ func Default() Config {
 			LimitsBucket:   store.DefaultOptions().LimitsBucket,
 			UsageBucket:    store.DefaultOptions().UsageBucket,
 			FilterBucket:   store.DefaultOptions().FilterBucket,
+			AlertsBucket:   "keygate_alerts",
 			Replicas:       1,
 		},
 		Keys: Keys{
@@ -209,6 +258,8 @@ func Default() Config {
 			UsageFlushInterval: Duration(10 * time.Second),
 		},
 		Pricing: defaultPricing(),
+		Leaks:   Leaks{GitHub: GitHubLeaks{KeysURL: GitHubKeysURL}},
+		Alerts:  Alerts{Enabled: true, UnusedAfter: Duration(30 * 24 * time.Hour)},
 	}
 }
 

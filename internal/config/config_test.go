@@ -310,6 +310,9 @@ cache:
 				"KEYGATE_DEFAULT_RATE_LIMIT":         "10/1s",
 				"KEYGATE_LOW_BALANCE_THRESHOLD":      "5",
 				"KEYGATE_DATA_DIR":                   "/var/lib/keygate",
+				"KEYGATE_LEAKS_GITHUB_ENABLED":       "true",
+				"KEYGATE_LEAKS_GITHUB_KEYS_FILE":     "/etc/keygate/github-keys.json",
+				"KEYGATE_LEAKS_GITHUB_TOKEN":         "ghp_example",
 				"KEYGATE_CLIENT_IP_XFF_TRUSTED_HOPS": "2",
 				"UNRELATED":                          "x",
 			},
@@ -325,6 +328,9 @@ cache:
 				c.DefaultRateLimit = "10/1s"
 				c.LowBalanceThreshold = "5"
 				c.NATS.DataDir = "/var/lib/keygate"
+				c.Leaks.GitHub.Enabled = true
+				c.Leaks.GitHub.KeysFile = "/etc/keygate/github-keys.json"
+				c.Leaks.GitHub.Token = "ghp_example"
 				c.ClientIP.XFFTrustedHops = 2
 			},
 		},
@@ -337,6 +343,19 @@ cache:
 			name:    "bad number names the variable",
 			env:     map[string]string{"KEYGATE_NATS_REPLICAS": "three"},
 			wantErr: "KEYGATE_NATS_REPLICAS",
+		},
+		{
+			name:    "a webhook secret without a webhook names the variable",
+			env:     map[string]string{"KEYGATE_ALERTS_WEBHOOK_SECRET": "s3cr3t-0123456789abcdef0123456789abcdef"},
+			wantErr: "KEYGATE_ALERTS_WEBHOOK_SECRET: sets the secret of the only webhook, and alerts.webhooks has 0",
+		},
+		{
+			name: "alerts from the environment",
+			env:  map[string]string{"KEYGATE_ALERTS_ENABLED": "false", "KEYGATE_ALERTS_UNUSED_AFTER": "48h"},
+			want: func(c *config.Config) {
+				c.Alerts.Enabled = false
+				c.Alerts.UnusedAfter = config.Duration(48 * time.Hour)
+			},
 		},
 	}
 	for _, tc := range tests {
@@ -452,6 +471,28 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"default_rate_limit", func(c *config.Config) { c.DefaultRateLimit = "600" }},
 		{"low_balance_threshold", func(c *config.Config) { c.LowBalanceThreshold = "-1" }},
 		{"low_balance_threshold", func(c *config.Config) { c.LowBalanceThreshold = "ten" }},
+		{"leaks.github.keys_url", func(c *config.Config) {
+			c.Leaks.GitHub.KeysURL = "http://api.github.com/meta/public_keys/secret_scanning"
+		}},
+		{"leaks.github.keys_url", func(c *config.Config) { c.Leaks.GitHub.KeysURL = "" }},
+		{"leaks.github.keys_url", func(c *config.Config) { c.Leaks.GitHub.KeysURL = "https://user:pw@mirror.example/keys" }},
+		{"leaks.github.token", func(c *config.Config) { c.Leaks.GitHub.Token = "ghp_x y" }},
+		{"nats.alerts_bucket", func(c *config.Config) { c.NATS.AlertsBucket = c.NATS.UsageBucket }},
+		{"alerts.unused_after", func(c *config.Config) { c.Alerts.UnusedAfter = config.Duration(time.Minute) }},
+		{"alerts.unused_after", func(c *config.Config) { c.Alerts.UnusedAfter = config.Duration(400 * 24 * time.Hour) }},
+		{"alerts.webhooks[0].url", func(c *config.Config) {
+			c.Alerts.Webhooks = []config.Webhook{{URL: "ftp://x/y", Secret: webhookSecret}}
+		}},
+		{"alerts.webhooks[0].url", func(c *config.Config) { c.Alerts.Webhooks = []config.Webhook{{URL: "/hook", Secret: webhookSecret}} }},
+		{"alerts.webhooks[1].secret", func(c *config.Config) {
+			c.Alerts.Webhooks = []config.Webhook{{URL: "https://a/h", Secret: webhookSecret}, {URL: "https://b/h", Secret: "short"}}
+		}},
+		{"alerts.webhooks", func(c *config.Config) {
+			c.Alerts.Webhooks = make([]config.Webhook, 17)
+			for i := range c.Alerts.Webhooks {
+				c.Alerts.Webhooks[i] = config.Webhook{URL: "https://a/h", Secret: webhookSecret}
+			}
+		}},
 	}
 	for _, tc := range tests {
 		c := config.Default()
@@ -470,6 +511,27 @@ func TestValidateNamesTheField(t *testing.T) {
 		if !named {
 			t.Errorf("%s: error %q does not name the field", tc.field, err)
 		}
+	}
+}
+
+const webhookSecret = "whsec-0123456789abcdef0123456789abcdef"
+
+// The webhook secret comes from the environment for the only webhook;
+// errors about webhooks never show a secret, nor a password in a URL.
+func TestWebhookSecrets(t *testing.T) {
+	file := writeYAML(t, "alerts:\n  webhooks:\n    - url: https://hooks.example.com/keygate\n")
+	got, err := config.Load(file, env(map[string]string{"KEYGATE_ALERTS_WEBHOOK_SECRET": webhookSecret}))
+	if err != nil || got.Validate() != nil || got.Alerts.Webhooks[0].Secret != webhookSecret {
+		t.Fatalf("Load = %+v, %v; want the secret from KEYGATE_ALERTS_WEBHOOK_SECRET", got.Alerts, err)
+	}
+	c := config.Default()
+	c.Alerts.Webhooks = []config.Webhook{{URL: "https://keygate:pa55word@hooks.example.com/h", Secret: "tiny s3cr3t"}}
+	err = c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "alerts.webhooks[0].url: ") || !strings.Contains(err.Error(), "alerts.webhooks[0].secret: ") {
+		t.Fatalf("Validate = %v, want errors naming the url and the secret", err)
+	}
+	if strings.Contains(err.Error(), "pa55word") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("error %q shows a secret", err)
 	}
 }
 
@@ -555,6 +617,7 @@ func TestFullExample(t *testing.T) {
 			LimitsBucket:   "keygate_limits",
 			UsageBucket:    "keygate_usage",
 			FilterBucket:   "keygate_filter",
+			AlertsBucket:   "keygate_alerts",
 			Replicas:       3,
 		},
 		Keys: config.Keys{
@@ -606,6 +669,17 @@ func TestFullExample(t *testing.T) {
 			UnpricedEndpoints:  "refuse",
 			InputBytesPerToken: 1,
 			HoldTTL:            config.Duration(time.Hour),
+		},
+		Leaks: config.Leaks{GitHub: config.GitHubLeaks{
+			Enabled:  true,
+			KeysURL:  "https://api.github.com/meta/public_keys/secret_scanning",
+			KeysFile: "",
+			Token:    "",
+		}},
+		Alerts: config.Alerts{
+			Enabled:     true,
+			UnusedAfter: config.Duration(30 * 24 * time.Hour),
+			Webhooks:    []config.Webhook{{URL: "https://hooks.example.com/keygate", Secret: "change-me-to-32-or-more-random-characters"}},
 		},
 		ClientIP: config.ClientIP{XFFTrustedHops: 1},
 	}

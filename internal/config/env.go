@@ -15,30 +15,33 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		return nil
 	}
 	strs := map[string]*string{
-		"KEYGATE_GRPC_ADDR":             &c.GRPCAddr,
-		"KEYGATE_ADMIN_ADDR":            &c.AdminAddr,
-		"KEYGATE_HTTP_ADDR":             &c.HTTPAddr,
-		"KEYGATE_HTTP_MODE":             &c.HTTPMode,
-		"KEYGATE_LOG_LEVEL":             &c.LogLevel,
-		"KEYGATE_TLS_CERT_FILE":         &c.TLS.CertFile,
-		"KEYGATE_TLS_KEY_FILE":          &c.TLS.KeyFile,
-		"KEYGATE_TLS_CLIENT_CA_FILE":    &c.TLS.ClientCAFile,
-		"KEYGATE_NATS_URL":              &c.NATS.URL,
-		"KEYGATE_NATS_CREDS_FILE":       &c.NATS.CredsFile,
-		"KEYGATE_NATS_NKEY_FILE":        &c.NATS.NKeyFile,
-		"KEYGATE_NATS_USER":             &c.NATS.User,
-		"KEYGATE_NATS_PASSWORD":         &c.NATS.Password,
-		"KEYGATE_NATS_TOKEN":            &c.NATS.Token,
-		"KEYGATE_NATS_CA_FILE":          &c.NATS.CAFile,
-		"KEYGATE_NATS_CERT_FILE":        &c.NATS.CertFile,
-		"KEYGATE_NATS_KEY_FILE":         &c.NATS.KeyFile,
-		"KEYGATE_NATS_LISTEN":           &c.NATS.Listen,
-		"KEYGATE_DATA_DIR":              &c.NATS.DataDir,
-		"KEYGATE_NATS_TOKEN_DIR":        &c.NATS.TokenDir,
-		"KEYGATE_DEFAULT_SCOPE":         &c.DefaultScope,
-		"KEYGATE_DEFAULT_RATE_LIMIT":    &c.DefaultRateLimit,
-		"KEYGATE_LOW_BALANCE_THRESHOLD": &c.LowBalanceThreshold,
-		"KEYGATE_SETTLE_TOKEN":          &c.SettleToken,
+		"KEYGATE_GRPC_ADDR":              &c.GRPCAddr,
+		"KEYGATE_ADMIN_ADDR":             &c.AdminAddr,
+		"KEYGATE_HTTP_ADDR":              &c.HTTPAddr,
+		"KEYGATE_HTTP_MODE":              &c.HTTPMode,
+		"KEYGATE_LOG_LEVEL":              &c.LogLevel,
+		"KEYGATE_TLS_CERT_FILE":          &c.TLS.CertFile,
+		"KEYGATE_TLS_KEY_FILE":           &c.TLS.KeyFile,
+		"KEYGATE_TLS_CLIENT_CA_FILE":     &c.TLS.ClientCAFile,
+		"KEYGATE_NATS_URL":               &c.NATS.URL,
+		"KEYGATE_NATS_CREDS_FILE":        &c.NATS.CredsFile,
+		"KEYGATE_NATS_NKEY_FILE":         &c.NATS.NKeyFile,
+		"KEYGATE_NATS_USER":              &c.NATS.User,
+		"KEYGATE_NATS_PASSWORD":          &c.NATS.Password,
+		"KEYGATE_NATS_TOKEN":             &c.NATS.Token,
+		"KEYGATE_NATS_CA_FILE":           &c.NATS.CAFile,
+		"KEYGATE_NATS_CERT_FILE":         &c.NATS.CertFile,
+		"KEYGATE_NATS_KEY_FILE":          &c.NATS.KeyFile,
+		"KEYGATE_NATS_LISTEN":            &c.NATS.Listen,
+		"KEYGATE_DATA_DIR":               &c.NATS.DataDir,
+		"KEYGATE_NATS_TOKEN_DIR":         &c.NATS.TokenDir,
+		"KEYGATE_DEFAULT_SCOPE":          &c.DefaultScope,
+		"KEYGATE_DEFAULT_RATE_LIMIT":     &c.DefaultRateLimit,
+		"KEYGATE_LOW_BALANCE_THRESHOLD":  &c.LowBalanceThreshold,
+		"KEYGATE_SETTLE_TOKEN":           &c.SettleToken,
+		"KEYGATE_LEAKS_GITHUB_KEYS_URL":  &c.Leaks.GitHub.KeysURL,
+		"KEYGATE_LEAKS_GITHUB_KEYS_FILE": &c.Leaks.GitHub.KeysFile,
+		"KEYGATE_LEAKS_GITHUB_TOKEN":     &c.Leaks.GitHub.Token,
 	}
 	for name, p := range strs {
 		if v := getenv(name); v != "" {
@@ -53,6 +56,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_FLEET_LEASE_TIMEOUT":        &c.Fleet.LeaseTimeout,
 		"KEYGATE_FLEET_OUTAGE_AFTER":         &c.Fleet.OutageAfter,
 		"KEYGATE_FLEET_USAGE_FLUSH_INTERVAL": &c.Fleet.UsageFlushInterval,
+		"KEYGATE_ALERTS_UNUSED_AFTER":        &c.Alerts.UnusedAfter,
 	}
 	bad := map[string]error{}
 	for name, p := range durs {
@@ -63,8 +67,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	bools := map[string]*bool{
-		"KEYGATE_PPROF":           &c.Pprof,
-		"KEYGATE_GRPC_REFLECTION": &c.GRPCReflection,
+		"KEYGATE_PPROF":                &c.Pprof,
+		"KEYGATE_GRPC_REFLECTION":      &c.GRPCReflection,
+		"KEYGATE_LEAKS_GITHUB_ENABLED": &c.Leaks.GitHub.Enabled,
+		"KEYGATE_ALERTS_ENABLED":       &c.Alerts.Enabled,
 	}
 	for name, p := range bools {
 		switch v := getenv(name); v {
@@ -88,6 +94,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			} else {
 				*p = n
 			}
+		}
+	}
+	if v := getenv("KEYGATE_ALERTS_WEBHOOK_SECRET"); v != "" {
+		if n := len(c.Alerts.Webhooks); n != 1 {
+			bad["KEYGATE_ALERTS_WEBHOOK_SECRET"] = fmt.Errorf("KEYGATE_ALERTS_WEBHOOK_SECRET: sets the secret of the only webhook, and alerts.webhooks has %d", n)
+		} else {
+			c.Alerts.Webhooks[0].Secret = v
 		}
 	}
 	var errs []error

@@ -59,13 +59,29 @@ func (c *Config) Validate() error {
 	c.Fleet.validate(add)
 	c.validateRequests(add)
 	c.validatePricing(add)
+	c.Alerts.validate(add)
 	if h := c.ClientIP.XFFTrustedHops; h < 0 || h > clientip.MaxHops {
 		add("client_ip.xff_trusted_hops", "%d is not from 0 to %d", h, clientip.MaxHops)
 	}
-	if t := c.SettleToken; t != "" && (len(t) < 32 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r >= 0x7f })) {
+	if t := c.SettleToken; t != "" && (len(t) < 32 || strings.ContainsFunc(t, notPrintable)) {
 		add("settle_token", "must be at least 32 printable ASCII characters without spaces")
 	}
+	c.Leaks.GitHub.validate(add)
 	return errors.Join(errs...)
+}
+
+// notPrintable is true of spaces, control characters and non-ASCII.
+func notPrintable(r rune) bool { return r <= ' ' || r >= 0x7f }
+
+func (g GitHubLeaks) validate(add adder) {
+	if g.KeysFile == "" {
+		if u, err := url.Parse(g.KeysURL); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+			add("leaks.github.keys_url", "%q is not an https:// URL without credentials (or set leaks.github.keys_file)", redact(g.KeysURL))
+		}
+	}
+	if strings.ContainsFunc(g.Token, notPrintable) {
+		add("leaks.github.token", "must be printable ASCII characters without spaces")
+	}
 }
 
 type adder func(field, format string, args ...any)
@@ -107,7 +123,8 @@ func (n NATS) validate(add adder) {
 	}
 	seen := map[string]string{}
 	for _, f := range [][2]string{{"nats.keys_bucket", n.KeysBucket}, {"nats.accounts_bucket", n.AccountsBucket},
-		{"nats.limits_bucket", n.LimitsBucket}, {"nats.usage_bucket", n.UsageBucket}, {"nats.filter_bucket", n.FilterBucket}} {
+		{"nats.limits_bucket", n.LimitsBucket}, {"nats.usage_bucket", n.UsageBucket}, {"nats.filter_bucket", n.FilterBucket},
+		{"nats.alerts_bucket", n.AlertsBucket}} {
 		if !bucketName.MatchString(f[1]) {
 			add(f[0], "%q must be letters, digits, '_' or '-'", f[1])
 		} else if other, dup := seen[f[1]]; dup {

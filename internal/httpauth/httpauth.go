@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -27,7 +28,7 @@ type Checker interface {
 // Modes: where the original method and path are read from.
 const (
 	ModeEnvoy   = "envoy"   // the request line: Envoy's http_service sends the original method and path
-	ModeNginx   = "nginx"   // X-Original-Method and X-Original-URI
+	ModeNginx   = "nginx"   // X-Original-Method and X-Original-URI (and X-Original-Content-Length)
 	ModeTraefik = "traefik" // X-Forwarded-Method and X-Forwarded-Uri
 )
 
@@ -44,14 +45,16 @@ const ClientIPHeader = "X-Keygate-Client-IP"
 
 // source names the headers a mode reads, as its proxy's documentation
 // writes them (they are matched in any case); empty for the request line.
-// peer is the header that names the proxy's peer, or "" for the last
-// entry of X-Forwarded-For.
-type source struct{ method, uri, peer string }
+// length, if set, names the header that gives the length of a body the
+// proxy did not send (the shipped nginx config sends none it holds in a
+// file). peer is the header that names the proxy's peer, or "" for the
+// last entry of X-Forwarded-For.
+type source struct{ method, uri, length, peer string }
 
 var sources = map[string]source{
-	ModeEnvoy:   {"", "", ClientIPHeader},
-	ModeNginx:   {"X-Original-Method", "X-Original-URI", ClientIPHeader},
-	ModeTraefik: {"X-Forwarded-Method", "X-Forwarded-Uri", ""},
+	ModeEnvoy:   {"", "", "", ClientIPHeader},
+	ModeNginx:   {"X-Original-Method", "X-Original-URI", "X-Original-Content-Length", ClientIPHeader},
+	ModeTraefik: {"X-Forwarded-Method", "X-Forwarded-Uri", "", ""},
 }
 
 // Handler answers every request with the decision for the original
@@ -128,10 +131,14 @@ func (h *Handler) checkRequest(r *http.Request) (*authv3.CheckRequest, bool) {
 		}
 	}
 	body, partial := readBody(r)
+	length := h.unsent(r, len(body))
 	hm := &corev3.HeaderMap{}
 	for name, values := range r.Header {
 		key := strings.ToLower(name)
 		if key == partialHeader && h.src.method != "" { // only Envoy sets it; from nginx or Traefik it is the client's
+			continue
+		}
+		if key == "content-length" && length != "" { // the check's own, replaced by the client's
 			continue
 		}
 		for _, v := range values {
@@ -140,6 +147,9 @@ func (h *Handler) checkRequest(r *http.Request) (*authv3.CheckRequest, bool) {
 	}
 	if partial {
 		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: partialHeader, RawValue: []byte("true")})
+	}
+	if length != "" {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: "content-length", RawValue: []byte(length)})
 	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
@@ -180,6 +190,26 @@ func readBody(r *http.Request) ([]byte, bool) {
 		return b[:MaxBody], true
 	}
 	return b, false
+}
+
+// unsent returns the length of the client's body that the mode's length
+// header gives, when it is longer than the n bytes the check carries, and
+// "" otherwise. Such a body is read as cut short; the header can only make
+// keygate stricter, so a client's own (where the proxy does not replace
+// it) gains nothing.
+func (h *Handler) unsent(r *http.Request, n int) string {
+	if h.src.length == "" {
+		return ""
+	}
+	v, ok := single(r.Header, h.src.length)
+	if !ok {
+		return ""
+	}
+	length, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || length <= int64(n) {
+		return ""
+	}
+	return strconv.FormatInt(length, 10)
 }
 
 // single returns the one non-empty value of header name.

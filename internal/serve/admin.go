@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keygate/keygate/internal/leaks"
 )
 
 // adminHandler serves /metrics, /healthz (the process can go on by itself:
@@ -27,6 +29,9 @@ func (inst *Instance) adminHandler(reg *prometheus.Registry) http.Handler {
 	}
 	if inst.settler != nil {
 		mux.Handle("POST /v1/settle", inst.settler.Handler(inst.cfg.SettleToken))
+	}
+	if inst.leaks != nil {
+		mux.Handle("POST "+leaks.Path, inst.leaks)
 	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !inst.Ready() {

@@ -141,18 +141,84 @@ func TestBalanceHeldInFlight(t *testing.T) {
 	}
 }
 
+// settleHTTP settles through a keygate's settle API, retrying a 503 as a
+// backend does (a retry answers the first settlement if the failed try
+// was written after all).
 func settleHTTP(t *testing.T, e *env, body string) map[string]any {
 	t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+e.inst.AdminAddr.String()+"/v1/settle", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+settleToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	for {
+		req, _ := http.NewRequest("POST", "http://"+e.inst.AdminAddr.String()+"/v1/settle", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+settleToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		var m map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			continue
+		}
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("settle API: %d %v %v", resp.StatusCode, m, err)
+			return nil
+		}
+		return m
+	}
+}
+
+// Three keygates, 3,000 metered requests at once, each settled through
+// the settle API of a keygate other than the one that checked it: the
+// balance ends at the start minus the sum of the settlements' costs, to
+// the nano.
+func TestDebitsExactAcrossSidecars(t *testing.T) {
+	ns := natstest.Run(t)
+	var fleet []*env
+	for range 3 {
+		fleet = append(fleet, start(t, meteredConfig(t, ns.ClientURL())))
+	}
+	st := openStore(t, fleet[0], ns)
+	key, k := createKey(t, fleet[0].ctx, st, "acme")
+	if _, err := st.UpdateKey(fleet[0].ctx, k.ID, func(k *store.Key) error { k.NoRateLimit = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var m map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("settle API: %d %v %v", resp.StatusCode, m, err)
+	setBalance(t, fleet[0].ctx, st, "acme", 100_000_000) // 1,000,000.00 MXN
+	for _, e := range fleet {
+		waitCode(t, e, key, 200)
 	}
-	return m
+	const n = 3000
+	var mu sync.Mutex
+	var spent int64
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			e := fleet[i%3]
+			resp, err := e.client.Check(e.ctx, chat(key, fmt.Sprintf(`{"model":"gpt-4o-mini","max_tokens":%d}`, 50+i%50)))
+			for err == nil && resp.GetDeniedResponse().GetStatus().GetCode() == 503 { // a lease that took too long: a client retries
+				resp, err = e.client.Check(e.ctx, chat(key, fmt.Sprintf(`{"model":"gpt-4o-mini","max_tokens":%d}`, 50+i%50)))
+			}
+			if err != nil || resp.GetOkResponse() == nil {
+				t.Errorf("check %d: %v %v", i, resp, err)
+				return
+			}
+			res := header(resp.GetOkResponse().GetHeaders(), authz.ReservationHeader)
+			settled := settleHTTP(t, fleet[(i+1)%3], fmt.Sprintf(`{"reservation_id":"%s","usage":{"prompt_tokens":%d,"completion_tokens":%d}}`, res, i%37, i%53))
+			if settled == nil {
+				return
+			}
+			mu.Lock()
+			spent += int64(settled["cost_nanos"].(float64))
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	end, _ := money.Exact{Minor: 100_000_000}.AddNanos(-spent)
+	a, _, err := st.Account(fleet[0].ctx, "acme")
+	if err != nil || a.Exact() != end {
+		t.Fatalf("balance %+v (%v), want %v after %d settlements", a.Exact(), err, end, n)
+	}
 }

@@ -4,8 +4,7 @@
 package serve
 
 import (
-	"github.com/keygate/keygate/internal/funds"
-	"github.com/keygate/keygate/internal/settle"
+	"google.golang.org/grpc/experimental"
 
 	"context"
 	"errors"
@@ -31,15 +30,19 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/events"
+	"github.com/keygate/keygate/internal/alerts"
 	"github.com/keygate/keygate/internal/barrier"
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/fleetclock"
+	"github.com/keygate/keygate/internal/funds"
 	"github.com/keygate/keygate/internal/httpauth"
 	"github.com/keygate/keygate/internal/keyfilter"
+	"github.com/keygate/keygate/internal/leaks"
 	"github.com/keygate/keygate/internal/observe"
 	"github.com/keygate/keygate/internal/presence"
 	"github.com/keygate/keygate/internal/ratelimit"
+	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/tick"
 	"github.com/keygate/keygate/internal/usage"
@@ -66,6 +69,8 @@ type Instance struct {
 	funds    *funds.Funds
 	settler  *settle.Settler
 	observe  *observe.Server // settles metered requests from their responses
+	leaks    *leaks.Handler  // GitHub's secret scanning endpoint; nil when off
+	alerts   *alerts.Alerts  // nil with alerts.enabled false
 	clock    *fleetclock.Clock
 	peers    *presence.Presence
 	usage    *usage.Recorder
@@ -82,6 +87,10 @@ type Instance struct {
 	metrics  *metrics
 	bg       context.Context
 	stop     context.CancelFunc
+
+	// stopAlerts stops the alerts, handing back those being delivered,
+	// waiting at most until its context ends.
+	stopAlerts func(context.Context)
 }
 
 // Start brings keygate up and returns once it is ready to answer checks.
@@ -114,6 +123,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err != nil {
 		return nil, err
 	}
+	if err := inst.startLeaks(openCtx, cfg, st, reg); err != nil {
+		return nil, err
+	}
 	inst.filter = keyfilter.NewKeeper(keyfilter.Sources{Keys: st.Keys(), Snapshots: st.Filter(),
 		Applied: func() uint64 { return inst.watcher.KeysRevision() }, Current: inst.state.Current}, log)
 	inst.settle = barrier.New(barrier.Sources{
@@ -122,6 +134,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 		Online:  func() bool { return inst.conn.NC.IsConnected() && inst.state.Current() },
 	}, barrier.DefaultOptions)
 	if err := inst.openCaches(cfg, st, reg); err != nil {
+		return nil, err
+	}
+	if err := inst.openAlerts(openCtx, cfg, st, reg); err != nil {
 		return nil, err
 	}
 	// Watch before serving: every fill after this sees later changes.
@@ -139,6 +154,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	registerFleet(reg, limits, st, inst.limiter.Stats(), inst.clock, inst.peers)
 	inst.startMoney(cfg, st)
 	registerMoney(reg, inst.funds.Stats(), inst.settler.Stats())
+	inst.runAlerts()
 	inst.observe = observe.New(observe.Options{Settler: inst.settler, Log: inst.log})
 	inst.observe.Register(reg)
 	srv, err := inst.newAuthz(cfg, reg)
@@ -316,6 +332,9 @@ func (inst *Instance) handlers(m *metrics) events.Handlers {
 			if inst.accounts.Apply(id, authz.AccountEntry(rev, a)) {
 				m.event("account")
 			}
+			if inst.alerts != nil {
+				inst.alerts.Account(id, rev, a)
+			}
 		},
 		Seen: func(written time.Time) {
 			m.seen(written)
@@ -366,8 +385,12 @@ func (inst *Instance) startMoney(cfg config.Config, st *store.Store) {
 	inst.funds = funds.New(st, funds.Options{ID: inst.peers.ID(), LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), OutageAfter: cfg.Fleet.OutageAfter.D(),
 		Abandoned: ttl + store.RecordGrace, Online: inst.conn.NC.IsConnected, Peers: inst.peers.Count, Now: inst.clock.Now, Log: inst.log})
 	go inst.funds.Run(inst.bg)
-	inst.settler = settle.New(settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl,
-		Alive: inst.peers.Alive, Log: inst.log})
+	so := settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl,
+		Alive: inst.peers.Alive, Log: inst.log}
+	if inst.alerts != nil {
+		so.Settled = inst.alerts.Settled
+	}
+	inst.settler = settle.New(so)
 	go func() {
 		if err := inst.settler.Run(inst.bg); err != nil {
 			inst.log.Error("settling reservations", "err", err)
@@ -407,7 +430,7 @@ func (inst *Instance) listen(cfg config.Config, srv *authz.Server, reg *promethe
 	// while no stats handler is installed (one reads each reply after it is
 	// sent): add none without turning the codec's release off.
 	m := inst.metrics
-	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers),
+	opts = append(opts, grpc.NumStreamWorkers(StreamWorkers), experimental.BufferPool(&readBuffers{}),
 		grpc.ForceServerCodecV2(newCodec(srv.Decoder(), func() { m.grpcError(reasonUndecodable) })),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			m.grpcError(reasonUnknownMethod)
@@ -564,6 +587,9 @@ func (inst *Instance) Shutdown() error {
 		}
 	}
 	inst.limiter.Close(fctx) // unused rate-limit leases go back to the fleet
+	if inst.stopAlerts != nil {
+		inst.stopAlerts(fctx) // alerts being delivered go to another keygate
+	}
 	if !inst.conn.NC.IsConnected() {
 		inst.log.Warn("key usage since the last flush is not recorded: NATS is unreachable")
 	} else if err := inst.usage.Flush(fctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ type keygate struct {
 	set   *settle.Settler
 	stop  context.CancelFunc
 	st    *store.Store
+	told  *atomic.Int64 // settlements the Settled hook was told of
 }
 
 // price: 1 minor unit per input token, 2 per output token.
@@ -45,15 +47,17 @@ func fleet(t *testing.T, n int, balance int64, ttl time.Duration) (context.Conte
 		}
 		id := fmt.Sprintf("kg%d", i)
 		f := funds.New(st, funds.Options{ID: id, Peers: func() int64 { return int64(n) }})
-		s := settle.New(settle.Options{ID: id, Store: st, Funds: f, HoldTTL: ttl, ExpiryGrace: time.Second})
+		told := &atomic.Int64{}
+		s := settle.New(settle.Options{ID: id, Store: st, Funds: f, HoldTTL: ttl, ExpiryGrace: time.Second,
+			Settled: func(*settle.Reservation, *settle.Settlement) { told.Add(1) }})
 		rctx, stop := context.WithCancel(ctx)
 		go func() {
-			if err := s.Run(rctx); err != nil {
+			if err := s.Run(rctx); err != nil && rctx.Err() == nil { // stopped while starting: not a failure
 				t.Error(err)
 			}
 		}()
 		t.Cleanup(stop)
-		kgs = append(kgs, &keygate{id: id, funds: f, set: s, stop: stop, st: st})
+		kgs = append(kgs, &keygate{id: id, funds: f, set: s, stop: stop, st: st, told: told})
 	}
 	if _, err := kgs[0].st.UpdateAccount(ctx, "acme", true, func(a *store.Account) error { a.Balance = balance; return nil }); err != nil {
 		t.Fatal(err)
@@ -144,6 +148,9 @@ func TestSettleOnce(t *testing.T) {
 	}
 	if got := balance(t, ctx, kgs[0]); got != (money.Exact{Minor: 985}) {
 		t.Fatalf("balance %v, want 985", got)
+	}
+	if told := kgs[0].told.Load() + kgs[1].told.Load(); told != 1 {
+		t.Fatalf("the Settled hook was told of %d settlements, want 1", told)
 	}
 	if _, err := kgs[0].set.Settle(ctx, "res_kg0_999_0_acme", settle.Outcome{}); err != settle.ErrUnknown {
 		t.Fatalf("an unknown reservation: %v", err)

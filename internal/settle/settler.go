@@ -33,8 +33,12 @@ type Options struct {
 	// ExpiryGrace is how long after its TTL a reservation of a keygate
 	// that is gone is settled by another (1 minute if zero).
 	ExpiryGrace time.Duration
-	Now         func() time.Time
-	Log         *slog.Logger
+	// Settled, if set, is told of every settlement this keygate writes,
+	// once, after its debit: alerts count spend from it. It must not
+	// block.
+	Settled func(*Reservation, *Settlement)
+	Now     func() time.Time
+	Log     *slog.Logger
 }
 
 // Settler keeps this keygate's reservations and settles reservations.
@@ -256,6 +260,9 @@ func (s *Settler) execute(ctx context.Context, r *Reservation, o Outcome) (*Sett
 	}
 	s.settleTake(ctx, r.Tokens, st.TokensIn+st.TokensOut)
 	s.settleTake(ctx, r.Spend, st.Cost)
+	if s.o.Settled != nil {
+		s.o.Settled(r, st)
+	}
 	return st, nil
 }
 

@@ -31,25 +31,29 @@ func (s *Store) openMoney(ctx context.Context, o Options) error {
 			return fmt.Errorf("bucket %s: allow atomic batches: %w", s.accounts.Bucket(), err)
 		}
 	}
-	if _, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.holdsStream, s.ledgerStream = o.HoldsStream, o.LedgerStream
+	for _, cfg := range moneyStreams(s.accounts.Bucket(), o) {
+		if err := EnsureStream(ctx, s.js, cfg); err != nil {
+			return fmt.Errorf("open stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// moneyStreams are the holds stream and the ledger, which sources the
+// settlements of the accounts bucket.
+func moneyStreams(accounts string, o Options) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{{
 		Name: o.HoldsStream, Description: "keygate holds of metered requests, each firing its expiry at its TTL", Replicas: o.Replicas,
 		Subjects: []string{o.HoldsStream + ".>"}, MaxAge: o.HoldTTL + RecordGrace, Storage: jetstream.FileStorage,
 		AllowMsgSchedules: true, AllowDirect: true,
-	}); err != nil {
-		return fmt.Errorf("open stream %s: %w", o.HoldsStream, err)
-	}
-	s.holdsStream = o.HoldsStream
-	_, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	}, {
 		Name: o.LedgerStream, Description: "keygate settled requests, by account", Replicas: o.Replicas,
 		MaxAge: o.LedgerMaxAge, DenyDelete: true, DenyPurge: true, Storage: jetstream.FileStorage,
-		Sources: []*jetstream.StreamSource{{Name: name, SubjectTransforms: []jetstream.SubjectTransformConfig{{
-			Source: "$KV." + s.accounts.Bucket() + "." + settlementPrefix + "*.*", Destination: LedgerSubject(o.LedgerStream, "{{wildcard(1)}}"),
+		Sources: []*jetstream.StreamSource{{Name: "KV_" + accounts, SubjectTransforms: []jetstream.SubjectTransformConfig{{
+			Source: "$KV." + accounts + "." + settlementPrefix + "*.*", Destination: LedgerSubject(o.LedgerStream, "{{wildcard(1)}}"),
 		}}}},
-	})
-	if err != nil {
-		return fmt.Errorf("open stream %s: %w", o.LedgerStream, err)
-	}
-	return nil
+	}}
 }
 
 // LedgerSubject is the ledger's subject for an account's settlements.

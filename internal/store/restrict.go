@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/internal/money"
 )
 
 // TokenLimit allows Tokens (input plus output) per Window.
@@ -100,6 +102,28 @@ func (t *TokenLimit) String() string {
 // maxBudget bounds a budget, in minor units.
 const maxBudget = 1e9
 
+// ParseBudget reads "AMOUNT/PERIOD": AMOUNT a decimal in major units of
+// currency ("50.00"), PERIOD 1d, 1w or 1mo (calendar periods in UTC) or a
+// Go duration from 1s ("12h").
+func ParseBudget(s, currency string) (*Budget, error) {
+	as, ps, ok := strings.Cut(s, "/")
+	if !ok {
+		return nil, fmt.Errorf("%q is not AMOUNT/PERIOD, like 50.00/1mo", s)
+	}
+	amount, err := money.Parse(as, currency)
+	if err != nil {
+		return nil, fmt.Errorf("AMOUNT: %w", err)
+	}
+	if amount < 1 || amount > maxBudget {
+		return nil, fmt.Errorf("AMOUNT %q must be from %s to %s %s", as, money.Format(1, currency), money.Format(maxBudget, currency), currency)
+	}
+	b := &Budget{Amount: amount, Period: Period(ps)}
+	if _, err := b.Period.Duration(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 func (b *Budget) validate() error {
 	if b.Amount < 1 || b.Amount > maxBudget {
 		return fmt.Errorf("amount must be from 1 to %d minor units", int64(maxBudget))
@@ -137,4 +161,21 @@ func (k *Key) validateRestrictions() error {
 // "v":2.
 func (k *Key) Restricted() bool {
 	return len(k.Models) > 0 || k.TokenLimit != nil || k.Budget != nil || len(k.AllowIPs) > 0
+}
+
+// restrictedVersion is the format of a record with restrictions.
+const restrictedVersion = 2
+
+// SetVersion sets V to the format the record needs: 2 when it carries a
+// restriction, else absent (format 1). A format newer than this keygate
+// knows is kept: lowering it could make an older keygate enforce members
+// it reads differently.
+func (k *Key) SetVersion() {
+	switch {
+	case k.V > KeyVersion:
+	case k.Restricted():
+		k.V = restrictedVersion
+	default:
+		k.V = 0
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/internal/store"
 )
@@ -158,6 +159,58 @@ func TestPeriods(t *testing.T) {
 		_, err := tc.p.Duration()
 		if (err == nil) != tc.ok || tc.p.Calendar() != tc.cal {
 			t.Errorf("%q: err %v, calendar %v", tc.p, err, tc.p.Calendar())
+		}
+	}
+}
+
+func TestParseBudget(t *testing.T) {
+	for _, tc := range []struct {
+		s, currency string
+		amount      int64
+		period      store.Period
+		err         string
+	}{
+		{s: "50.00/1mo", currency: "MXN", amount: 5000, period: "1mo"},
+		{s: "50/1w", currency: "USD", amount: 5000, period: "1w"},
+		{s: "500/12h", currency: "JPY", amount: 500, period: "12h"},
+		{s: "0.01/1d", currency: "MXN", amount: 1, period: "1d"},
+		{s: "10000000.00/1d", currency: "MXN", amount: 1e9, period: "1d"},
+		{s: "10000000.01/1d", currency: "MXN", err: "must be from 0.01 to 10000000.00 MXN"},
+		{s: "0/1d", currency: "MXN", err: "must be from"},
+		{s: "-5/1d", currency: "MXN", err: "must be from"},
+		{s: "1.5/1d", currency: "JPY", err: "decimal places for JPY"},
+		{s: "50", currency: "MXN", err: "is not AMOUNT/PERIOD"},
+		{s: "50/1y", currency: "MXN", err: `period "1y"`},
+		{s: "5x/1d", currency: "MXN", err: "AMOUNT"},
+	} {
+		b, err := store.ParseBudget(tc.s, tc.currency)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s %s: err %v, want %q", tc.s, tc.currency, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || b.Amount != tc.amount || b.Period != tc.period {
+			t.Errorf("%s %s: %+v, %v", tc.s, tc.currency, b, err)
+		}
+	}
+}
+
+func TestSetVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		k    store.Key
+		want int
+	}{
+		{"none", store.Key{V: 2}, 0},
+		{"models", store.Key{Models: []string{"a"}}, 2},
+		{"token limit", store.Key{V: 1, TokenLimit: &store.TokenLimit{Tokens: 1, Window: store.Duration(time.Minute)}}, 2},
+		{"budget", store.Key{Budget: &store.Budget{Amount: 1, Period: store.Day}}, 2},
+		{"newer format kept", store.Key{V: 3}, 3},
+	} {
+		tc.k.SetVersion()
+		if tc.k.V != tc.want {
+			t.Errorf("%s: v %d, want %d", tc.name, tc.k.V, tc.want)
 		}
 	}
 }

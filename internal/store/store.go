@@ -86,6 +86,8 @@ type Store struct {
 	usage       jetstream.KeyValue
 	filter      jetstream.ObjectStore
 	holdsStream string
+	// ledgerStream is the stream of settled requests.
+	ledgerStream string
 
 	usageWrites, usageReads atomic.Uint64
 }

@@ -14,11 +14,12 @@
  *
  * SECURITY: this handler fails closed. keygate's allow is a 200 carrying
  * x-keygate-key-id, x-keygate-account-id, x-keygate-scopes and
- * x-keygate-env; its deny is a 401, 402, 403, 429 or 503 with a JSON error
- * body. Anything else (keygate unreachable, a timeout, a 500, a 200 without
- * the identity headers, a deny that is not JSON, an allow that asks to
- * remove a credential header keygate.conf does not remove) is answered 503
- * auth_unavailable, and the request never reaches the backend.
+ * x-keygate-env; its deny is a 400, 401, 402, 403, 413, 415, 429 or 503
+ * with a JSON error body. Anything else (keygate unreachable, a timeout, a
+ * 500, a 200 without the identity headers, a deny that is not JSON, an
+ * allow that asks to remove a credential header keygate.conf does not
+ * remove) is answered 503 auth_unavailable, and the request never reaches
+ * the backend.
  */
 
 // The internal location that proxies to keygate, and the named location
@@ -27,10 +28,15 @@ var CHECK = '/_keygate';
 var BACKEND = '@keygate_backend';
 
 // keygate's denials: passed to the client with these headers and the body.
-var DENY_STATUSES = [401, 402, 403, 429, 503];
+// 400, 413 and 415 refuse a body keygate cannot read or will not pass
+// (metering); 402 is retryable (x-should-retry: true) while requests in
+// flight hold the balance.
+var DENY_STATUSES = [400, 401, 402, 403, 413, 415, 429, 503];
 var DENY_HEADERS = [
     'Content-Type', 'WWW-Authenticate', 'X-Should-Retry', 'Retry-After',
-    'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'
+    'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset',
+    'X-RateLimit-Limit-Requests', 'X-RateLimit-Remaining-Requests', 'X-RateLimit-Reset-Requests',
+    'X-RateLimit-Limit-Tokens', 'X-RateLimit-Remaining-Tokens', 'X-RateLimit-Reset-Tokens'
 ];
 
 // keygate's allow: identity headers for the backend, each into the js_var
@@ -43,11 +49,20 @@ var IDENTITY = [
     ['X-Keygate-Env', 'keygate_env', true]
 ];
 
+// keygate's allow of a metered request names its reservation, which the
+// backend settles (keygate's settle API); an allow that is not metered
+// names none, and the variable stays empty.
+var RESERVATION = ['X-Keygate-Reservation-Id', 'keygate_reservation_id'];
+
 // keygate's allow names the credential headers to remove before the backend
 // (for Envoy's http_service, which removes them itself); keygate.conf removes
 // those listed in $keygate_credential_headers.
 var REMOVE = 'X-Envoy-Auth-Headers-To-Remove';
 var STRIPPED = 'keygate_credential_headers';
+
+// The length of a body the check does not carry, which keygate.conf sends
+// keygate as X-Original-Content-Length.
+var UNSENT = 'keygate_unsent_length';
 
 // keygate's allow: headers for the client, each into the js_var that
 // keygate.conf adds to the response with add_header.
@@ -55,6 +70,12 @@ var CLIENT = [
     ['X-RateLimit-Limit', 'keygate_ratelimit_limit'],
     ['X-RateLimit-Remaining', 'keygate_ratelimit_remaining'],
     ['X-RateLimit-Reset', 'keygate_ratelimit_reset'],
+    ['X-RateLimit-Limit-Requests', 'keygate_ratelimit_limit_requests'],
+    ['X-RateLimit-Remaining-Requests', 'keygate_ratelimit_remaining_requests'],
+    ['X-RateLimit-Reset-Requests', 'keygate_ratelimit_reset_requests'],
+    ['X-RateLimit-Limit-Tokens', 'keygate_ratelimit_limit_tokens'],
+    ['X-RateLimit-Remaining-Tokens', 'keygate_ratelimit_remaining_tokens'],
+    ['X-RateLimit-Reset-Tokens', 'keygate_ratelimit_reset_tokens'],
     ['X-Balance-Low', 'keygate_balance_low'],
     ['X-Balance-Remaining', 'keygate_balance_remaining']
 ];
@@ -140,6 +161,10 @@ function allow(r, reply) {
     for (i = 0; i < IDENTITY.length; i++) {
         r.variables[IDENTITY[i][1]] = header(reply, IDENTITY[i][0]);
     }
+    v = header(reply, RESERVATION[0]);
+    if (v !== undefined) {
+        r.variables[RESERVATION[1]] = v;
+    }
     for (i = 0; i < CLIENT.length; i++) {
         v = header(reply, CLIENT[i][0]);
         if (v !== undefined) {
@@ -199,20 +224,49 @@ var BAD_HOST = JSON.stringify({
     }
 });
 
+// The body the check carries, so that keygate can read what its limits
+// need (the model, the output cap, the prompt's size): the client's, when
+// nginx holds it in memory, which it does up to client_body_buffer_size
+// (1 MiB, as much as keygate reads). A body nginx wrote to a temporary
+// file is not sent: keygate.conf gives keygate its length in
+// X-Original-Content-Length instead, and keygate answers as for a body it
+// cannot see. It returns undefined when nginx does not know that length.
+function checkBody(r) {
+    var body, length;
+    try {
+        body = r.requestBuffer;
+    } catch (e) {
+        // njs throws for a body in a file.
+        length = String(r.variables.content_length || '');
+        if (!/^[1-9][0-9]*$/.test(length)) {
+            return undefined;
+        }
+        r.variables[UNSENT] = length;
+        return '';
+    }
+    return body === undefined ? '' : body;
+}
+
 async function check(r) {
-    var reply;
+    var reply, body;
     if (!HOST.test(r.variables.host)) {
         r.headersOut['Content-Type'] = 'application/json';
         r.headersOut['X-Should-Retry'] = 'false';
         r.return(400, BAD_HOST);
         return;
     }
+    body = checkBody(r);
+    if (body === undefined) {
+        unavailable(r, 'the request body is in a file of a length nginx does not know');
+        return;
+    }
     try {
         // SECURITY: one check per request. The subrequest carries the
-        // client's headers (the credential among them) but not its body;
-        // keygate.conf sets X-Original-Method and X-Original-URI on it, and
-        // its method and URI.
-        reply = await r.subrequest(CHECK, { method: 'GET' });
+        // client's headers (the credential, Content-Type and
+        // Content-Encoding among them) and the body checkBody gives;
+        // keygate.conf sets X-Original-Method and X-Original-URI on it,
+        // and its method and URI.
+        reply = await r.subrequest(CHECK, { method: 'GET', body: body });
     } catch (e) {
         unavailable(r, 'the check could not be made: ' + e);
         return;

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,8 @@ type stubCheck struct {
 	requestURI      string
 	contentLength   int64
 	body            int
+	contentType     []string
+	originalLength  []string // X-Original-Content-Length values
 	authorizations  []string
 }
 
@@ -34,6 +37,18 @@ type stub struct {
 
 const denyBody = `{"error":{"message":"Your balance is 0.00 MXN; top up to continue.","type":"insufficient_quota","param":null,"code":"insufficient_balance"}}`
 
+// What the stub's allow says to the client.
+var stubAllowHeaders = map[string]string{"X-Ratelimit-Limit": "7", "X-Ratelimit-Remaining": "6", "X-Ratelimit-Reset": "9",
+	"X-Ratelimit-Limit-Requests": "7", "X-Ratelimit-Remaining-Requests": "6", "X-Ratelimit-Reset-Requests": "9s",
+	"X-Ratelimit-Limit-Tokens": "7000", "X-Ratelimit-Remaining-Tokens": "6000", "X-Ratelimit-Reset-Tokens": "8s",
+	"X-Balance-Low": "true", "X-Balance-Remaining": "1.00 MXN"}
+
+// What the stub's denials say besides their status and body.
+var stubDenyHeaders = map[string]string{"X-Should-Retry": "false", "Retry-After": "7", "Www-Authenticate": `Bearer realm="keygate"`,
+	"X-Ratelimit-Limit": "1", "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": "7",
+	"X-Ratelimit-Limit-Requests": "1", "X-Ratelimit-Remaining-Requests": "0", "X-Ratelimit-Reset-Requests": "7s",
+	"X-Ratelimit-Limit-Tokens": "50", "X-Ratelimit-Remaining-Tokens": "50", "X-Ratelimit-Reset-Tokens": "3600s"}
+
 func startStub(t *testing.T) *stub {
 	s := &stub{}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +56,7 @@ func startStub(t *testing.T) *stub {
 		s.mu.Lock()
 		s.checks = append(s.checks, stubCheck{call: r.Header.Get("X-E2E-Call"), method: r.Header.Values("X-Original-Method"),
 			uri: r.Header.Values("X-Original-Uri"), forwardedMethod: r.Header.Values("X-Forwarded-Method"), requestMethod: r.Method, requestURI: r.RequestURI, contentLength: r.ContentLength, body: len(body),
+			contentType: r.Header.Values("Content-Type"), originalLength: r.Header.Values("X-Original-Content-Length"),
 			authorizations: r.Header.Values("Authorization")})
 		s.mu.Unlock()
 		identity := func() {
@@ -49,28 +65,32 @@ func startStub(t *testing.T) *stub {
 			w.Header().Set("X-Keygate-Scopes", "chat:send")
 			w.Header().Set("X-Keygate-Env", "live")
 		}
-		switch r.Header.Get("X-Stub") {
-		case "allow":
+		mode := r.Header.Get("X-Stub")
+		switch mode {
+		case "allow", "allow-reserved":
 			identity()
 			// keygate names its credential headers, in its own spelling.
 			w.Header().Set("X-Envoy-Auth-Headers-To-Remove", "authorization,x-api-key,api-key")
-			w.Header().Set("X-Ratelimit-Limit", "7")
-			w.Header().Set("X-Ratelimit-Remaining", "6")
-			w.Header().Set("X-Ratelimit-Reset", "9")
-			w.Header().Set("X-Balance-Low", "true")
-			w.Header().Set("X-Balance-Remaining", "1.00 MXN")
+			for name, v := range stubAllowHeaders {
+				w.Header().Set(name, v)
+			}
 			w.Header().Set("Set-Cookie", "stub=1")
-		case "deny":
+			if mode == "allow-reserved" {
+				w.Header().Set("X-Keygate-Reservation-Id", "res_stub")
+			}
+		case "deny", "deny-400", "deny-413", "deny-415":
 			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("X-Should-Retry", "false")
-			w.Header().Set("Retry-After", "7")
-			w.Header().Set("WWW-Authenticate", `Bearer realm="keygate"`)
-			w.Header().Set("X-Ratelimit-Limit", "1")
-			w.Header().Set("X-Ratelimit-Remaining", "0")
-			w.Header().Set("X-Ratelimit-Reset", "7")
+			for name, v := range stubDenyHeaders {
+				w.Header().Set(name, v)
+			}
 			w.Header().Set("X-Stub-Internal", "not for clients")
 			w.Header().Set("Set-Cookie", "stub=1")
-			w.WriteHeader(http.StatusPaymentRequired)
+			w.Header().Set("X-Keygate-Reservation-Id", "res_stub")
+			status := http.StatusPaymentRequired
+			if code, ok := strings.CutPrefix(mode, "deny-"); ok {
+				status, _ = strconv.Atoi(code)
+			}
+			w.WriteHeader(status)
 			_, _ = io.WriteString(w, denyBody)
 		case "deny-accel-redirect":
 			w.Header().Set("Content-Type", "application/json")
@@ -142,7 +162,7 @@ func TestNginxFailsClosed(t *testing.T) {
 	down := startNginx(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), be.addr()) // nothing listens there
 
 	body := `{"model":"e2e-model","messages":[{"role":"user","content":"hello"}]}`
-	send := func(t *testing.T, base, call, mode string) (*http.Response, string) {
+	sendBody := func(t *testing.T, base, call, mode, body string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions?stream=false", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -153,6 +173,8 @@ func TestNginxFailsClosed(t *testing.T) {
 		req.Header.Set("X-Original-Method", "GET")
 		req.Header["x-original-uri"] = []string{"/v1/models", "/v1/other"}
 		req.Header.Set("X-Keygate-Account-Id", "victim")
+		req.Header.Set("X-Keygate-Reservation-Id", forgedReservation)
+		req.Header.Set("X-Original-Content-Length", "1")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -160,6 +182,10 @@ func TestNginxFailsClosed(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
+	}
+	send := func(t *testing.T, base, call, mode string) (*http.Response, string) {
+		t.Helper()
+		return sendBody(t, base, call, mode, body)
 	}
 	unavailable := func(t *testing.T, resp *http.Response, body string) {
 		t.Helper()
@@ -174,8 +200,7 @@ func TestNginxFailsClosed(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		for name, want := range map[string]string{"X-Ratelimit-Limit": "7", "X-Ratelimit-Remaining": "6", "X-Ratelimit-Reset": "9",
-			"X-Balance-Low": "true", "X-Balance-Remaining": "1.00 MXN"} {
+		for name, want := range stubAllowHeaders {
 			if got := resp.Header.Values(name); len(got) != 1 || got[0] != want {
 				t.Errorf("%s: %q, want %q", name, got, want)
 			}
@@ -187,7 +212,7 @@ func TestNginxFailsClosed(t *testing.T) {
 		if len(reqs) != 1 {
 			t.Fatalf("the backend got %d requests", len(reqs))
 		}
-		checkUpstream(t, reqs[0], &identity{"key_stub", "stub-account", "chat:send", "live"})
+		checkUpstream(t, reqs[0], &identity{keyID: "key_stub", account: "stub-account", scopes: "chat:send", env: "live"})
 		if reqs[0].Body != len(body) {
 			t.Errorf("the backend got %d bytes of body, want %d", reqs[0].Body, len(body))
 		}
@@ -203,11 +228,47 @@ func TestNginxFailsClosed(t *testing.T) {
 		if c.requestMethod != http.MethodPost || c.requestURI != "/v1/chat/completions?stream=false" {
 			t.Errorf("the check's request line was %s %s", c.requestMethod, c.requestURI)
 		}
-		if c.body != 0 || c.contentLength > 0 {
-			t.Errorf("the check had %d bytes of body (content-length %d)", c.body, c.contentLength)
+		// The body, whole, with its type, and no length of a body not sent.
+		if c.body != len(body) || c.contentLength != int64(len(body)) || fmt.Sprint(c.contentType) != "[application/json]" || len(c.originalLength) != 0 {
+			t.Errorf("the check had %d bytes of body (content-length %d, content-type %q, X-Original-Content-Length %q)",
+				c.body, c.contentLength, c.contentType, c.originalLength)
 		}
 		if len(c.authorizations) != 1 {
 			t.Errorf("the check got Authorization %q", c.authorizations)
+		}
+	})
+
+	// The reservation id of keygate's allow reaches the backend, and the
+	// client's never does (the allow above names none).
+	t.Run("reservation id", func(t *testing.T) {
+		resp, _ := send(t, ng.base, "stub-reserved", "allow-reserved")
+		reqs := be.requests("stub-reserved")
+		if resp.StatusCode != 200 || len(reqs) != 1 {
+			t.Fatalf("status %d, %d requests at the backend", resp.StatusCode, len(reqs))
+		}
+		checkUpstream(t, reqs[0], &identity{keyID: "key_stub", account: "stub-account", scopes: "chat:send", env: "live", reserved: true})
+		if got := reqs[0].Header.Values(reservationHeader); fmt.Sprint(got) != "[res_stub]" {
+			t.Errorf("the backend got reservation ids %q, want keygate's", got)
+		}
+	})
+
+	// A body over client_body_buffer_size waits in a file: the check
+	// carries none of it, and its length in X-Original-Content-Length.
+	// The backend gets it whole.
+	t.Run("body in a file", func(t *testing.T) {
+		large := `{"model":"e2e-model","messages":[{"role":"user","content":"` + strings.Repeat("x", 2<<20) + `"}]}`
+		resp, _ := sendBody(t, ng.base, "stub-file", "allow", large)
+		checks := st.checksFor("stub-file")
+		if resp.StatusCode != 200 || len(checks) != 1 {
+			t.Fatalf("status %d, %d checks", resp.StatusCode, len(checks))
+		}
+		c := checks[0]
+		if c.body != 0 || c.contentLength != 0 || fmt.Sprint(c.originalLength) != fmt.Sprintf("[%d]", len(large)) || fmt.Sprint(c.contentType) != "[application/json]" {
+			t.Errorf("the check had %d bytes of body (content-length %d, content-type %q, X-Original-Content-Length %q)",
+				c.body, c.contentLength, c.contentType, c.originalLength)
+		}
+		if reqs := be.requests("stub-file"); len(reqs) != 1 || reqs[0].Body != len(large) {
+			t.Errorf("the backend got %+v", reqs)
 		}
 	})
 
@@ -256,26 +317,39 @@ func TestNginxFailsClosed(t *testing.T) {
 		}
 	})
 
-	t.Run("deny passed on", func(t *testing.T) {
-		resp, got := send(t, ng.base, "stub-deny", "deny")
-		if resp.StatusCode != 402 || got != denyBody {
-			t.Fatalf("answer %d %s", resp.StatusCode, got)
-		}
-		for name, want := range map[string]string{"Content-Type": "application/json", "X-Should-Retry": "false", "Retry-After": "7",
-			"Www-Authenticate": `Bearer realm="keygate"`, "X-Ratelimit-Limit": "1", "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": "7"} {
-			if v := resp.Header.Values(name); len(v) != 1 || v[0] != want {
-				t.Errorf("%s: %q, want %q", name, v, want)
+	// Every status keygate denies with, metering's 400, 413 and 415
+	// among them, passes with its body and the headers a client reads.
+	for _, c := range []struct {
+		mode   string
+		status int
+	}{{"deny", 402}, {"deny-400", 400}, {"deny-413", 413}, {"deny-415", 415}} {
+		t.Run(c.mode+" passed on", func(t *testing.T) {
+			resp, got := send(t, ng.base, "stub-"+c.mode, c.mode)
+			if resp.StatusCode != c.status || got != denyBody {
+				t.Fatalf("answer %d %s", resp.StatusCode, got)
 			}
-		}
-		for _, name := range []string{"X-Stub-Internal", "Set-Cookie", "X-Keygate-Key-Id"} {
-			if v := resp.Header.Get(name); v != "" {
-				t.Errorf("%s reached the client: %q", name, v)
+			want := map[string]string{"Content-Type": "application/json"}
+			for name, v := range stubDenyHeaders {
+				want[name] = v
 			}
-		}
-		if n := len(st.checksFor("stub-deny")); n != 1 {
-			t.Errorf("%d checks for one request", n)
-		}
-	})
+			for name, want := range want {
+				if v := resp.Header.Values(name); len(v) != 1 || v[0] != want {
+					t.Errorf("%s: %q, want %q", name, v, want)
+				}
+			}
+			for _, name := range []string{"X-Stub-Internal", "Set-Cookie", "X-Keygate-Key-Id", "X-Keygate-Reservation-Id"} {
+				if v := resp.Header.Get(name); v != "" {
+					t.Errorf("%s reached the client: %q", name, v)
+				}
+			}
+			if n := len(st.checksFor("stub-" + c.mode)); n != 1 {
+				t.Errorf("%d checks for one request", n)
+			}
+			if n := len(be.requests("stub-" + c.mode)); n != 0 {
+				t.Errorf("the backend got %d requests", n)
+			}
+		})
+	}
 
 	t.Run("X-Accel-Redirect ignored", func(t *testing.T) {
 		resp, got := send(t, ng.base, "stub-accel", "deny-accel-redirect")

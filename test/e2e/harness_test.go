@@ -173,23 +173,30 @@ type keyOpts struct {
 	scopes   []string
 	limit    *store.RateLimit
 	expires  *time.Time
-	allowIPs []string
+	test     bool     // a test key (store.EnvTest), which never consumes balance
+	models   []string // the only models the key may call
+	tokens   *store.TokenLimit
+	allowIPs []string // the only networks the key may be used from
 }
 
-// createKey stores a new live key and returns its plaintext and record.
+// createKey stores a new key (live unless o.test) and returns its
+// plaintext and record.
 func (k *keygate) createKey(t *testing.T, o keyOpts) (string, *store.Key) {
 	t.Helper()
 	f := apikey.DefaultFormat()
-	plain, err := f.Mint(apikey.LivePrefix)
+	prefix, env := apikey.LivePrefix, store.EnvLive
+	if o.test {
+		prefix, env = apikey.TestPrefix, store.EnvTest
+	}
+	plain, err := f.Mint(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id, _ := apikey.NewID()
-	rec := &store.Key{ID: id, Hash: apikey.Hash(plain), AccountID: o.account, Env: store.EnvLive, Scopes: o.scopes,
-		RateLimit: o.limit, Masked: f.Mask(plain), CreatedAt: time.Now(), ExpiresAt: o.expires, AllowIPs: o.allowIPs}
-	if rec.Restricted() {
-		rec.V = store.KeyVersion
-	}
+	rec := &store.Key{ID: id, Hash: apikey.Hash(plain), AccountID: o.account, Env: env, Scopes: o.scopes,
+		RateLimit: o.limit, Masked: f.Mask(plain), CreatedAt: time.Now(), ExpiresAt: o.expires,
+		Models: o.models, TokenLimit: o.tokens, AllowIPs: o.allowIPs}
+	rec.SetVersion() // 2 for a record that carries restrictions
 	if err := k.st.CreateKey(k.ctx, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -280,24 +287,111 @@ type seen struct {
 }
 
 // backend answers like an OpenAI-compatible server and records every
-// request's headers.
+// request's headers. Once told where keygate's settle API is (settleTo),
+// it settles each metered request after answering it, as a backend behind
+// nginx or Traefik does.
 type backend struct {
 	srv     *httptest.Server
 	mu      sync.Mutex
 	seen    []seen
 	release chan struct{} // closed to let held streams finish
 	held    chan struct{} // receives once a held stream sent its first chunk
+
+	settleURL, settleToken string
+	settling               sync.WaitGroup
+	settled                map[string][]settlement // by call
+	settleErrs             []error
+}
+
+// settlement is keygate's answer to one settle request.
+type settlement struct {
+	Reservation string `json:"reservation_id"`
+	Account     string `json:"account_id"`
+	TokensIn    int64  `json:"tokens_in"`
+	TokensOut   int64  `json:"tokens_out"`
+	Cost        int64  `json:"cost_nanos"`
+	Status      string `json:"status"`
 }
 
 func startBackend(t *testing.T) *backend {
 	t.Helper()
-	b := &backend{release: make(chan struct{}), held: make(chan struct{}, 1)}
+	b := &backend{release: make(chan struct{}), held: make(chan struct{}, 1), settled: map[string][]settlement{}}
 	b.srv = httptest.NewServer(http.HandlerFunc(b.serve))
 	t.Cleanup(func() {
 		b.unhold()
 		b.srv.Close()
+		b.settling.Wait()
+		for _, err := range b.settleErrors() {
+			t.Errorf("backend: %v", err)
+		}
 	})
 	return b
+}
+
+// settleTo makes the backend settle what it answers through the settle
+// API of the keygate whose admin listener is at adminAddr.
+func (b *backend) settleTo(adminAddr, token string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.settleURL, b.settleToken = "http://"+adminAddr+"/v1/settle", token
+}
+
+// settlements returns keygate's answers to the settle requests of call.
+func (b *backend) settlements(call string) []settlement {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]settlement(nil), b.settled[call]...)
+}
+
+func (b *backend) settleErrors() []error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]error(nil), b.settleErrs...)
+}
+
+// settle settles the reservation r names (if any) with the usage the
+// response reported, once the response is out: the settle API's request
+// is the reservation id, the response's status and its usage as written.
+func (b *backend) settle(r *http.Request, status int, usage map[string]any) {
+	id := r.Header.Get("X-Keygate-Reservation-Id")
+	b.mu.Lock()
+	url, token := b.settleURL, b.settleToken
+	b.mu.Unlock()
+	if id == "" || url == "" {
+		return
+	}
+	call := r.Header.Get("X-E2E-Call")
+	body, _ := json.Marshal(map[string]any{"reservation_id": id, "status": status, "usage": usage})
+	b.settling.Add(1)
+	go func() {
+		defer b.settling.Done()
+		var st settlement
+		err := postSettle(url, token, body, &st)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if err != nil {
+			b.settleErrs = append(b.settleErrs, fmt.Errorf("%s: settling %s: %w", call, id, err))
+			return
+		}
+		b.settled[call] = append(b.settled[call], st)
+	}()
+}
+
+// postSettle sends one settle API request and decodes its answer.
+func postSettle(url, token string, body []byte, into any) error {
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, answer)
+	}
+	return json.Unmarshal(answer, into)
 }
 
 func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
@@ -349,8 +443,11 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.seen = append(b.seen, seen{Call: r.Header.Get("X-E2E-Call"), Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: len(body)})
 	b.mu.Unlock()
-	// A backend's own rate-limit header: the client must see keygate's.
-	w.Header().Set("X-RateLimit-Limit", "999999")
+	// A backend's own rate-limit headers: the client must see keygate's,
+	// or none.
+	for _, name := range []string{"X-RateLimit-Limit", "X-RateLimit-Limit-Requests", "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens"} {
+		w.Header().Set(name, "999999")
+	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/chat/completions":
 		b.chat(w, r, body)
@@ -384,14 +481,16 @@ func (b *backend) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	var content string
 	_ = json.Unmarshal(req.Messages[0].Content, &content)
 	answer := contentSummary(content)
+	usage := usageOf(content)
 	if !req.Stream {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"id": "chatcmpl-e2e", "object": "chat.completion", "created": 1700000000, "model": req.Model,
 			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop",
 				"message": map[string]any{"role": "assistant", "content": answer}}},
-			"usage": map[string]any{"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+			"usage": usage,
 		})
+		b.settle(r, http.StatusOK, usage)
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -421,8 +520,19 @@ func (b *backend) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	chunk(map[string]any{"content": answer}, nil)
 	chunk(map[string]any{}, "stop")
+	// The usage chunk, as OpenAI sends it last: no choices.
+	last, _ := json.Marshal(map[string]any{"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1700000000,
+		"model": req.Model, "choices": []any{}, "usage": usage})
+	fmt.Fprintf(w, "data: %s\n\n", last)
 	_, _ = io.WriteString(w, "data: [DONE]\n\n")
 	flusher.Flush()
+	b.settle(r, http.StatusOK, usage)
+}
+
+// usageOf is the usage the backend reports for a chat message: a token a
+// byte of it in, and 4 out.
+func usageOf(content string) map[string]any {
+	return map[string]any{"prompt_tokens": len(content), "completion_tokens": 4, "total_tokens": len(content) + 4}
 }
 
 // nginx is a running nginx with the shipped config.

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,12 +33,25 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// identity is what the backend must see in the x-keygate-* headers.
-type identity struct{ keyID, account, scopes, env string }
+// identity is what the backend must see in the x-keygate-* headers:
+// keygate's identity of the key and, for a metered request (reserved),
+// one reservation id of keygate's.
+type identity struct {
+	keyID, account, scopes, env string
+	reserved                    bool
+}
 
 func identityOf(k *store.Key) identity {
-	return identity{k.ID, k.AccountID, strings.Join(k.Scopes, ","), k.Env}
+	return identity{keyID: k.ID, account: k.AccountID, scopes: strings.Join(k.Scopes, ","), env: k.Env}
 }
+
+// reservationHeader is where the backend finds a metered request's
+// reservation id.
+const reservationHeader = "X-Keygate-Reservation-Id"
+
+// forgedReservation is the reservation id clients send to pose as a
+// metered request that was already paid for.
+const forgedReservation = "res_forged"
 
 // row is one row of the decision table, as one SDK call sees it.
 type row struct {
@@ -147,8 +157,9 @@ func decisionRows(k keys) []row {
 	rateHeaders := func(limit string) func(t *testing.T, h map[string]string) {
 		return func(t *testing.T, h map[string]string) {
 			t.Helper()
-			if h["x-ratelimit-limit"] != limit || !isInt(h["x-ratelimit-remaining"]) || !isInt(h["x-ratelimit-reset"]) {
-				t.Errorf("rate-limit headers: %v, want x-ratelimit-limit %s from keygate", h, limit)
+			if h["x-ratelimit-limit"] != limit || !isInt(h["x-ratelimit-remaining"]) || !isInt(h["x-ratelimit-reset"]) ||
+				h["x-ratelimit-limit-requests"] != limit || !isInt(h["x-ratelimit-remaining-requests"]) || !strings.HasSuffix(h["x-ratelimit-reset-requests"], "s") {
+				t.Errorf("rate-limit headers: %v, want x-ratelimit-limit and -limit-requests %s from keygate", h, limit)
 			}
 		}
 	}
@@ -201,7 +212,8 @@ func decisionRows(k keys) []row {
 			check: func(t *testing.T, h map[string]string) {
 				t.Helper()
 				wait, err := strconv.Atoi(h["retry-after"])
-				if err != nil || wait <= 60 || h["x-should-retry"] != "false" || h["x-ratelimit-limit"] != "1" || h["x-ratelimit-remaining"] != "0" {
+				if err != nil || wait <= 60 || h["x-should-retry"] != "false" || h["x-ratelimit-limit"] != "1" || h["x-ratelimit-remaining"] != "0" ||
+					h["x-ratelimit-limit-requests"] != "1" || h["x-ratelimit-remaining-requests"] != "0" {
 					t.Errorf("429 headers: %v", h)
 				}
 			}},
@@ -245,6 +257,7 @@ func callID(sdk string, r row) string {
 type outcome struct {
 	status  int
 	code    string
+	param   string            // the error's param, where a test reads it
 	classes []string          // Node: every error class the error is
 	headers map[string]string // lowercase names
 	content string
@@ -406,6 +419,12 @@ func checkUpstream(t *testing.T, s seen, who *identity) {
 	if who == nil {
 		return
 	}
+	if res := ids[reservationHeader]; who.reserved {
+		if len(res) != 1 || !strings.HasPrefix(res[0], "res_") || res[0] == forgedReservation {
+			t.Errorf("%s: the backend got reservation ids %q, want one of keygate's", s.Call, res)
+		}
+		delete(ids, reservationHeader)
+	}
 	want := map[string][]string{
 		"X-Keygate-Key-Id": {who.keyID}, "X-Keygate-Account-Id": {who.account},
 		"X-Keygate-Scopes": {who.scopes}, "X-Keygate-Env": {who.env},
@@ -503,6 +522,9 @@ type nodeCall struct {
 	Size       int               `json:"size,omitempty"`
 	Headers    map[string]string `json:"headers,omitempty"`
 	MaxRetries *int              `json:"maxRetries,omitempty"`
+	Model      string            `json:"model,omitempty"`
+	MaxTokens  int64             `json:"maxTokens,omitempty"`
+	DupModel   string            `json:"dupModel,omitempty"`
 }
 
 // nodeResult is what calls.mjs says about one call.
@@ -514,12 +536,14 @@ type nodeResult struct {
 	Content string            `json:"content"`
 	Models  []string          `json:"models"`
 	Chunks  int               `json:"chunks"`
+	Usage   *usage            `json:"usage"`
 	Error   *struct {
 		Name    string   `json:"name"`
 		Classes []string `json:"classes"`
 		Status  int      `json:"status"`
 		Code    string   `json:"code"`
 		Type    string   `json:"type"`
+		Param   *string  `json:"param"`
 		Message string   `json:"message"`
 	} `json:"error"`
 	MS int `json:"ms"`
@@ -689,21 +713,7 @@ func testSpellings(t *testing.T, kg *keygate, ng *nginx, be *backend, k keys) {
 // rawRequest sends request as written and returns the response status.
 func rawRequest(t *testing.T, ng *nginx, request string) int {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(ng.base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, request); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
+	resp, _ := rawAnswer(t, ng, request)
 	return resp.StatusCode
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,20 +32,27 @@ import (
 //     (pkg/server/server_entrypoint_tcp.go);
 //   - forwardAuth (pkg/middlewares/auth/forward.go) sends keygate a GET
 //     with the client's authRequestHeaders and X-Forwarded-* of its own;
-//     answers an unreachable keygate with an empty 500 and a non-2xx answer
-//     with keygate's status, headers and body; on a 2xx copies
-//     authResponseHeaders onto the request, replacing the client's, and
-//     removes then copies every header authResponseHeadersRegex matches;
+//     with forwardBody, the client's body too, framed as the client framed
+//     it, unless it is over maxBodySize: then it answers an empty 401
+//     without asking; answers an unreachable keygate with an empty 500 and
+//     a non-2xx answer with keygate's status, headers and body; on a 2xx
+//     copies authResponseHeaders onto the request, replacing the client's,
+//     and removes then copies every header authResponseHeadersRegex
+//     matches;
 //   - the headers middleware removes each customRequestHeaders entry whose
-//     value is empty.
+//     value is empty, and each customResponseHeaders one from the
+//     backend's response.
 type traefikRecipe struct {
 	keygate, backend string // addresses
 
 	aliasHeadersStrategy string
 	authRequestHeaders   []string
+	forwardBody          bool
+	maxBodySize          int64
 	authResponseHeaders  []string
 	authResponseRegex    *regexp.Regexp
 	removeRequest        []string
+	removeResponse       []string
 }
 
 // loadTraefikRecipe reads the shipped files.
@@ -68,13 +76,16 @@ func loadTraefikRecipe(t *testing.T, keygateAddr, backendAddr string) *traefikRe
 					ForwardAuth struct {
 						TrustForwardHeader       bool     `yaml:"trustForwardHeader"`
 						AuthRequestHeaders       []string `yaml:"authRequestHeaders"`
+						ForwardBody              bool     `yaml:"forwardBody"`
+						MaxBodySize              *int64   `yaml:"maxBodySize"`
 						AuthResponseHeaders      []string `yaml:"authResponseHeaders"`
 						AuthResponseHeadersRegex string   `yaml:"authResponseHeadersRegex"`
 					} `yaml:"forwardAuth"`
 				} `yaml:"keygate-auth"`
 				Upstream struct {
 					Headers struct {
-						CustomRequestHeaders map[string]string `yaml:"customRequestHeaders"`
+						CustomRequestHeaders  map[string]string `yaml:"customRequestHeaders"`
+						CustomResponseHeaders map[string]string `yaml:"customResponseHeaders"`
 					} `yaml:"headers"`
 				} `yaml:"keygate-upstream-headers"`
 			} `yaml:"middlewares"`
@@ -99,11 +110,19 @@ func loadTraefikRecipe(t *testing.T, keygateAddr, backendAddr string) *traefikRe
 	}
 	tr := &traefikRecipe{keygate: keygateAddr, backend: backendAddr,
 		aliasHeadersStrategy: static.EntryPoints[router.EntryPoints[0]].HTTP.AliasHeadersStrategy,
-		authRequestHeaders:   fa.AuthRequestHeaders, authResponseHeaders: fa.AuthResponseHeaders,
-		authResponseRegex: regexp.MustCompile(fa.AuthResponseHeadersRegex)}
+		authRequestHeaders:   fa.AuthRequestHeaders, forwardBody: fa.ForwardBody, maxBodySize: -1, // Traefik's default: no limit
+		authResponseHeaders: fa.AuthResponseHeaders, authResponseRegex: regexp.MustCompile(fa.AuthResponseHeadersRegex)}
+	if fa.MaxBodySize != nil {
+		tr.maxBodySize = *fa.MaxBodySize
+	}
 	for name, v := range dyn.HTTP.Middlewares.Upstream.Headers.CustomRequestHeaders {
 		if v == "" {
 			tr.removeRequest = append(tr.removeRequest, name)
+		}
+	}
+	for name, v := range dyn.HTTP.Middlewares.Upstream.Headers.CustomResponseHeaders {
+		if v == "" {
+			tr.removeResponse = append(tr.removeResponse, name)
 		}
 	}
 	return tr
@@ -120,6 +139,17 @@ func (tr *traefikRecipe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	check, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+tr.keygate+"/", nil)
+	if tr.forwardBody {
+		check.ContentLength, check.TransferEncoding = r.ContentLength, r.TransferEncoding
+		body, err := tr.readBody(r)
+		if err != nil {
+			w.WriteHeader(http.StatusUnauthorized) // over maxBodySize: Traefik's answer
+			return
+		}
+		if body != nil {
+			r.Body, check.Body = io.NopCloser(bytes.NewReader(body)), io.NopCloser(bytes.NewReader(body))
+		}
+	}
 	for _, name := range tr.authRequestHeaders {
 		if vs := r.Header.Values(name); len(vs) > 0 {
 			check.Header[http.CanonicalHeaderKey(name)] = vs
@@ -168,7 +198,35 @@ func (tr *traefikRecipe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del(name)
 	}
 	target, _ := url.Parse("http://" + tr.backend)
-	httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		for _, name := range tr.removeResponse {
+			resp.Header.Del(name)
+		}
+		return nil
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// readBody reads the body as forwardAuth does: nil for none, an error
+// past maxBodySize.
+func (tr *traefikRecipe) readBody(r *http.Request) ([]byte, error) {
+	if tr.maxBodySize < 0 {
+		return io.ReadAll(r.Body)
+	}
+	body := make([]byte, tr.maxBodySize+1)
+	n, err := io.ReadFull(r.Body, body)
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, nil
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return body[:n], nil
+	case err != nil:
+		return nil, err
+	}
+	return nil, errBodyTooLarge
 }
 
 // TestTraefikRecipe: proxy/traefik as Traefik runs it (traefikRecipe),
@@ -264,6 +322,86 @@ func TestTraefikRecipe(t *testing.T) {
 		e := res[0].Error
 		if e == nil || e.Status != 500 || e.Code != "" || len(e.Classes) == 0 || e.Classes[0] != "InternalServerError" || requests.Load() != 3 {
 			t.Errorf("Node SDK: %d requests, then %+v", requests.Load(), res[0])
+		}
+	})
+}
+
+// TestTraefikMetering: proxy/traefik in front of a metered keygate, as
+// Traefik runs it (traefikRecipe): forwardAuth sends keygate the body, so
+// a live key pays what the backend settles and a model outside its list
+// is refused; the backend gets keygate's reservation id, never a client's;
+// a body over maxBodySize is Traefik's own empty 401, for every key.
+func TestTraefikMetering(t *testing.T) {
+	nodeBin := nodeBinary(t)
+	kg := startKeygate(t, "traefik", withMetering)
+	be := startBackend(t)
+	be.settleTo(kg.inst.AdminAddr.String(), settleToken)
+	m := setUpMetering(t, kg)
+	front := httptest.NewServer(loadTraefikRecipe(t, kg.inst.HTTPAddr.String(), be.addr()))
+	t.Cleanup(front.Close)
+	live, test := identityOf(m.liveRec), identityOf(m.testRec)
+	live.reserved = true
+	// Traefik passes no header of keygate's allow to the client, and
+	// removes the backend's own.
+	noRateHeaders := func(t *testing.T, h map[string]string) {
+		t.Helper()
+		for name := range h {
+			if strings.HasPrefix(name, "x-ratelimit-") {
+				t.Errorf("the client got %s: %s", name, h[name])
+			}
+		}
+	}
+	for _, r := range []meterRow{
+		{name: "chat", op: "chat", key: m.live, model: "gpt-4o", maxTokens: 10, status: 200, paid: true, who: &live, check: noRateHeaders},
+		{name: "stream", op: "chat_stream", key: m.live, model: "gpt-4o", status: 200, paid: true, who: &live, check: noRateHeaders},
+		{name: "test key", op: "chat", key: m.test, model: "gpt-4o", status: 200, who: &test, check: noRateHeaders},
+		{name: "model outside the key's list", op: "chat", key: m.live, model: "o3", status: 403, code: "model_not_found"},
+		{name: "duplicate model", op: "chat", key: m.live, model: "gpt-4o", dupModel: "o3", status: 400, code: "duplicate_member"},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			before := kg.balance(t, metered)
+			id := "traefik-meter-" + strings.ReplaceAll(r.name, " ", "-")
+			o, u := goMeterCall(t, front.URL, id, r, forged, nil)
+			if o.status != r.status || o.code != r.code {
+				t.Fatalf("status %d, code %q (%v), want %d %q", o.status, o.code, o.err, r.status, r.code)
+			}
+			if r.check != nil {
+				r.check(t, o.headers)
+			}
+			reqs := be.requests(id)
+			if r.status != 200 {
+				if len(reqs) != 0 {
+					t.Errorf("a denied request reached the backend")
+				}
+				return
+			}
+			if len(reqs) != 1 {
+				t.Fatalf("the backend got %d requests", len(reqs))
+			}
+			checkUpstream(t, reqs[0], r.who)
+			want := before
+			if r.paid {
+				want = less(t, before, u.cost())
+			}
+			kg.waitBalance(t, metered, want)
+		})
+	}
+
+	// Over maxBodySize (1 MiB), Traefik answers 401 without a body and
+	// never asks keygate, whatever the key: the SDKs raise it without
+	// retrying.
+	t.Run("body over maxBodySize", func(t *testing.T) {
+		big := meterRow{op: "chat", key: m.test, model: "gpt-4o", repeat: bigRepeat}
+		o, _ := goMeterCall(t, front.URL, "traefik-large", big, nil, nil)
+		if o.status != 401 || o.code != "" {
+			t.Errorf("Go SDK: status %d, code %q (%v), want Traefik's empty 401", o.status, o.code, o.err)
+		}
+		res := runNode(t, nodeBin, front.URL+"/v1", []nodeCall{{ID: "traefik-large-node", Op: "chat", Key: m.live, Model: "gpt-4o", Content: "hello", Repeat: bigRepeat}})
+		if e := res[0].Error; e == nil || e.Status != 401 || e.Code != "" || len(e.Classes) == 0 || e.Classes[0] != "AuthenticationError" {
+			t.Errorf("Node SDK: %+v", res[0])
+		}
+		if n := len(be.requests("traefik-large")) + len(be.requests("traefik-large-node")); n != 0 {
+			t.Errorf("the backend got %d requests", n)
 		}
 	})
 }

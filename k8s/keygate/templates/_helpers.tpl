@@ -55,7 +55,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "shutdown_grace" .Values.keygate.shutdownGrace
     "default_rate_limit" .Values.keygate.defaultRateLimit
     "routes" .Values.keygate.routes
-    "default_scope" .Values.keygate.defaultScope }}
+    "default_scope" .Values.keygate.defaultScope
+    "nats" (dict "replicas" (int .Values.nats.replicas)) }}
 {{- toYaml (mustMergeOverwrite $c (deepCopy .Values.keygate.extraConfig)) }}
 {{- end }}
 

@@ -5,24 +5,29 @@
 //   {"baseURL": "http://127.0.0.1:PORT/v1",
 //    "calls": [{"id": "node-allowed", "op": "chat" | "chat_stream" | "models" | "transcribe",
 //               "key": "ghub_sk_live_...", "noKey": false, "content": "hello", "repeat": 1,
-//               "size": 1024, "headers": {"X-Name": "value"}, "maxRetries": 2}]}
-// ("size" is the length of the audio file a transcribe call uploads.)
+//               "size": 1024, "headers": {"X-Name": "value"}, "maxRetries": 2,
+//               "model": "e2e-model", "maxTokens": 10, "dupModel": "o3"}]}
+// ("size" is the length of the audio file a transcribe call uploads;
+// "dupModel" adds a second "model" member to the JSON body the SDK sends.)
 // Writes to standard output one result per call, in order:
 //   {"id", "ok", "status", "headers": {lowercase name: value}, "content",
-//    "models", "error": {"name", "classes", "status", "code", "type", "message"}, "ms"}
+//    "usage": {"prompt_tokens", "completion_tokens", ...}, "models",
+//    "error": {"name", "classes", "status", "code", "type", "param", "message"}, "ms"}
 import OpenAI, { toFile } from 'openai';
 
 // Response headers the tests look at.
 const HEADERS = [
   'content-type', 'www-authenticate', 'x-should-retry', 'retry-after',
   'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset',
+  'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests',
+  'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens',
   'x-balance-low', 'x-balance-remaining',
 ];
 
 // The SDK's error classes, most specific first.
 const CLASSES = [
   'AuthenticationError', 'PermissionDeniedError', 'RateLimitError', 'InternalServerError',
-  'BadRequestError', 'NotFoundError', 'APIConnectionError', 'APIError', 'OpenAIError',
+  'BadRequestError', 'NotFoundError', 'UnprocessableEntityError', 'APIConnectionError', 'APIError', 'OpenAIError',
 ];
 
 function pick(headers) {
@@ -44,7 +49,9 @@ async function run(baseURL, call) {
     defaultHeaders: headers,
     timeout: 20_000,
     ...(call.maxRetries === undefined ? {} : { maxRetries: call.maxRetries }),
+    ...(call.dupModel === undefined ? {} : { fetch: duplicateModel(call.dupModel) }),
   });
+  const params = { model: call.model || 'e2e-model', ...(call.maxTokens === undefined ? {} : { max_tokens: call.maxTokens }) };
   const started = performance.now();
   const result = { id: call.id, ok: false };
   try {
@@ -53,21 +60,23 @@ async function run(baseURL, call) {
       const { data, response } = await client.models.list().withResponse();
       Object.assign(result, { status: response.status, headers: pick(response.headers), models: data.data.map((m) => m.id) });
     } else if (call.op === 'chat') {
-      const { data, response } = await client.chat.completions.create({ model: 'e2e-model', messages }).withResponse();
-      Object.assign(result, { status: response.status, headers: pick(response.headers), content: data.choices[0].message.content });
+      const { data, response } = await client.chat.completions.create({ ...params, messages }).withResponse();
+      Object.assign(result, { status: response.status, headers: pick(response.headers), content: data.choices[0].message.content, usage: data.usage });
     } else if (call.op === 'transcribe') {
       const file = await toFile(Buffer.alloc(call.size), 'audio.mp3', { type: 'audio/mpeg' });
       const { data, response } = await client.audio.transcriptions.create({ model: 'gpt-transcribe', file }).withResponse();
       Object.assign(result, { status: response.status, headers: pick(response.headers), content: data.text });
     } else if (call.op === 'chat_stream') {
-      const { data: stream, response } = await client.chat.completions.create({ model: 'e2e-model', messages, stream: true }).withResponse();
+      const { data: stream, response } = await client.chat.completions.create({ ...params, messages, stream: true }).withResponse();
       let content = '';
       let chunks = 0;
+      let usage;
       for await (const chunk of stream) {
         chunks++;
         if (chunk.choices.length > 0 && chunk.choices[0].delta.content) content += chunk.choices[0].delta.content;
+        if (chunk.usage) usage = chunk.usage;
       }
-      Object.assign(result, { status: response.status, headers: pick(response.headers), content, chunks });
+      Object.assign(result, { status: response.status, headers: pick(response.headers), content, chunks, usage });
     } else {
       throw new Error(`unknown op ${call.op}`);
     }
@@ -79,6 +88,7 @@ async function run(baseURL, call) {
       status: err.status,
       code: err.code,
       type: err.type,
+      param: err.param,
       message: err.message,
     };
     result.status = err.status;
@@ -86,6 +96,12 @@ async function run(baseURL, call) {
   }
   result.ms = Math.round(performance.now() - started);
   return result;
+}
+
+// duplicateModel returns a fetch that sends the SDK's JSON body with a
+// second "model" member, model, before the SDK's own.
+function duplicateModel(model) {
+  return (url, init) => fetch(url, { ...init, body: String(init.body).replace('{', `{"model":${JSON.stringify(model)},`) });
 }
 
 let input = '';

@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/keygate/keygate/internal/settle"
+)
+
+// clockSkew is how far a keygate's clock may run ahead of the NATS
+// server's: the ledger, which the server stamps, is read from this much
+// before the first settlement asked for.
+const clockSkew = time.Minute
+
+// settlements calls fn with each settlement of account ("" for every
+// account) settled from since until before until (zero: no end), in the
+// ledger's order, once per reservation: the ledger copies a settlement at
+// least once, and the first copy wins. raw is the settlement as stored.
+// It returns how many ledger messages were not settlements it could read.
+func (a *admin) settlements(ctx context.Context, account string, since, until time.Time, fn func(raw []byte, s *settle.Settlement) error) (int, error) {
+	seen := map[string]bool{}
+	bad := 0
+	err := a.store.ReadLedger(ctx, account, since.Add(-clockSkew), func(b []byte) error {
+		var s settle.Settlement
+		if json.Unmarshal(b, &s) != nil || s.Reservation == "" {
+			bad++
+			return nil
+		}
+		if seen[s.Reservation] {
+			return nil
+		}
+		seen[s.Reservation] = true
+		if s.SettledAt.Before(since) || !until.IsZero() && !s.SettledAt.Before(until) {
+			return nil
+		}
+		return fn(b, &s)
+	})
+	return bad, err
+}
