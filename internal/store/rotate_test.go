@@ -92,6 +92,34 @@ func TestRotateKey(t *testing.T) {
 	}
 }
 
+// A successor must have the key's allow_ips: one without would work from
+// anywhere the key does not. Nothing is stored when it has not.
+func TestRotateKeyKeepsAllowIPs(t *testing.T) {
+	ctx, sts := openStores(t, 1)
+	st := sts[0]
+	old := newKey(t)
+	old.V, old.AllowIPs = 2, []string{"10.0.0.0/8"}
+	if err := st.CreateKey(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour)
+	for _, ips := range [][]string{nil, {"10.0.0.0/8", "192.0.2.0/24"}} {
+		next := newKey(t)
+		next.AllowIPs = ips
+		if _, err := st.RotateKey(ctx, old.ID, next, until, once); err == nil || !strings.Contains(err.Error(), "has allow_ips 10.0.0.0/8: its successor must have the same") {
+			t.Fatalf("successor with allow_ips %v: %v", ips, err)
+		}
+		if _, _, err := st.KeyByID(ctx, next.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("refused successor stored: %v", err)
+		}
+	}
+	next := newKey(t)
+	next.V, next.AllowIPs = 2, []string{"10.0.0.0/8"}
+	if _, err := st.RotateKey(ctx, old.ID, next, until, once); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRotateKeyRace: a rotation whose compare-and-set loses to another
 // checks the record again, sees the other's successor and is refused:
 // only one successor is ever stored.

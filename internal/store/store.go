@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -283,7 +284,9 @@ func (s *Store) UpdateKey(ctx context.Context, id string, change func(*Key) erro
 // successor makes rotations of one key exclusive: of any number of
 // concurrent ones, only one stores a successor. If next cannot be stored,
 // id gets back its successor and expiry, unless another rotation has
-// changed them since. It returns id's record as rotated.
+// changed them since. A successor without id's allow_ips, which would
+// work from where id does not, is refused. It returns id's record as
+// rotated.
 func (s *Store) RotateKey(ctx context.Context, id string, next *Key, until time.Time, check func(*Key) error) (*Key, error) {
 	if err := next.Validate(); err != nil {
 		return nil, err
@@ -293,6 +296,9 @@ func (s *Store) RotateKey(ctx context.Context, id string, next *Key, until time.
 	old, err := s.UpdateKey(ctx, id, func(k *Key) error {
 		if err := check(k); err != nil {
 			return err
+		}
+		if !slices.Equal(k.AllowIPs, next.AllowIPs) {
+			return fmt.Errorf("key %s has allow_ips %s: its successor must have the same", k.ID, orNone(k.AllowIPs))
 		}
 		succ, exp = k.SuccessorID, k.ExpiresAt
 		k.SuccessorID = next.ID
@@ -318,6 +324,14 @@ func (s *Store) RotateKey(ctx context.Context, id string, next *Key, until time.
 		return nil, err
 	}
 	return old, nil
+}
+
+// orNone writes a list comma-separated, or "none".
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ",")
 }
 
 // errChanged: another writer changed the record since.
