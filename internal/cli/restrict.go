@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -64,40 +65,43 @@ func (r *restrictions) check(none bool) error {
 	return nil
 }
 
-// needsCurrency reports whether apply needs the account's currency.
-func (r *restrictions) needsCurrency() bool { return r.budget != "" && r.budget != "none" }
+// budget is --budget as the admin package takes it; nil unless given.
+func (r *restrictions) budgetInput() *admin.Budget {
+	amount, period, _ := strings.Cut(r.budget, "/")
+	return &admin.Budget{Amount: admin.Amount{Decimal: amount}, Period: store.Period(period)}
+}
 
-// apply sets or removes the restrictions given on k, --budget in
-// currency, and sets k's format to match.
-func (r *restrictions) apply(k *store.Key, currency string) error {
+// create sets the restrictions given on a new key.
+func (r *restrictions) create(in *admin.CreateKeyInput) {
+	in.Models, in.TokenLimit = r.modelList, r.tokens
+	if r.budget != "" {
+		in.Budget = r.budgetInput()
+	}
+}
+
+// patch sets or removes the restrictions given on p.
+func (r *restrictions) patch(p *admin.KeyPatch) {
 	switch r.models {
 	case "":
 	case "none":
-		k.Models = nil
+		p.Models = admin.Some[[]string](nil)
 	default:
-		k.Models = r.modelList
+		p.Models = admin.Some(r.modelList)
 	}
 	switch r.tokenLimit {
 	case "":
 	case "none":
-		k.TokenLimit = nil
+		p.TokenLimit = admin.Some[*store.TokenLimit](nil)
 	default:
-		tl := *r.tokens
-		k.TokenLimit = &tl
+		p.TokenLimit = admin.Some(r.tokens)
 	}
 	switch r.budget {
 	case "":
 	case "none":
-		k.Budget = nil
+		p.Budget = admin.Some[*admin.Budget](nil)
 	default:
-		b, err := store.ParseBudget(r.budget, currency)
-		if err != nil {
-			return usagef("--budget: %v", err)
-		}
-		k.Budget = b
+		p.Budget = admin.Some(r.budgetInput())
 	}
-	k.SetVersion()
-	return nil
 }
 
 // budgetText is a key's budget for people: "50.00 MXN/1mo".
