@@ -20,8 +20,8 @@ type command struct {
 // commands, by name as their flag sets are named.
 var commands = map[string]command{
 	"serve": {`serve [--config FILE] [--grpc-addr 127.0.0.1:9191] [--admin-addr 127.0.0.1:9090]
-              [--http-addr ADDR] [--nats-url URL] [--data-dir DIR] [--nats-listen 127.0.0.1:4222]
-              [--check-config]`,
+              [--http-addr ADDR] [--api-addr ADDR] [--nats-url URL] [--data-dir DIR]
+              [--nats-listen 127.0.0.1:4222] [--check-config]`,
 		"Run the ext_authz server. Without a NATS URL it runs NATS in-process. Settings come from --config, then KEYGATE_* variables, then flags."},
 	"keys create": {`keys create --account ACCT [--name NAME] [--env live|test] [--scopes a,b]
                     [--rate-limit 600/1m|none] [--expires-in 720h] [--models LIST]
@@ -43,8 +43,12 @@ var commands = map[string]command{
 	"usage export": {`usage export --since DURATION|RFC3339 [--until DURATION|RFC3339] [--account ACCT]
                      [--format csv|jsonl]`,
 		"Print the settled requests of the ledger, once each, settled from --since until before --until: one JSON object a line as the ledger stores it, or CSV with a header. Reads what the ledger holds when it starts, then ends."},
-	"check":   {"check [--key KEY] [--method GET] [--path /v1/models] [--scope S] [--grpc-addr ADDR]", "Send one ext_authz Check to a running keygate, as Envoy would, and print the answer. The key defaults to $KEYGATE_API_KEY."},
-	"version": {"version", "Print the version."},
+	"tokens create": {"tokens create --scope read|keys|balances [--name NAME] [--json]",
+		"Create an admin API token and print it once (only its SHA-256 is stored). read allows every read of the API; keys also allows key changes, balances balance changes; give several as a comma-separated list."},
+	"tokens list":   {"tokens list [--json]", "List the admin API tokens with their scopes and last use (written at most once a minute)."},
+	"tokens revoke": {"tokens revoke TOKEN_ID [--json]", "Revoke an admin API token: the API refuses it from the next request on."},
+	"check":         {"check [--key KEY] [--method GET] [--path /v1/models] [--scope S] [--grpc-addr ADDR]", "Send one ext_authz Check to a running keygate, as Envoy would, and print the answer. The key defaults to $KEYGATE_API_KEY."},
+	"version":       {"version", "Print the version."},
 }
 
 // helpError asks Run to print the help of the command fs parses, and to

@@ -39,6 +39,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_DEFAULT_RATE_LIMIT":    &c.DefaultRateLimit,
 		"KEYGATE_LOW_BALANCE_THRESHOLD": &c.LowBalanceThreshold,
 		"KEYGATE_SETTLE_TOKEN":          &c.SettleToken,
+		"KEYGATE_API_ADDR":              &c.APIAddr,
+		"KEYGATE_API_TLS_CERT_FILE":     &c.APITLS.CertFile,
+		"KEYGATE_API_TLS_KEY_FILE":      &c.APITLS.KeyFile,
 	}
 	for name, p := range strs {
 		if v := getenv(name); v != "" {
