@@ -63,26 +63,41 @@ func snapshotIndex(ctx context.Context, kv jetstream.KeyValue) (*keyIndex, error
 	return nil, fmt.Errorf("list keys: %w", ctx.Err())
 }
 
-// follow keeps x current with the keys bucket until ctx ends.
+// follow keeps x current with the keys bucket until ctx ends. A watch
+// that ends early (its connection closed) is started again, reading the
+// bucket anew, after a pause.
 func (x *keyIndex) follow(ctx context.Context, kv jetstream.KeyValue) error {
 	w, err := kv.Watch(ctx, store.HashFilter, jetstream.IgnoreDeletes())
 	if err != nil {
 		return fmt.Errorf("follow keys: %w", err)
 	}
 	go func() {
-		defer w.Stop() //nolint:errcheck // nothing to do about a failed unsubscribe
 		synced := false
-		for e := range w.Updates() {
-			if e == nil {
-				synced = true
-				close(x.ready)
-				continue
+		for {
+			for e := range w.Updates() {
+				switch {
+				case e != nil:
+					x.add(e.Value())
+				case !synced:
+					synced = true
+					close(x.ready)
+				}
 			}
-			x.add(e.Value())
-		}
-		if !synced {
-			x.err = fmt.Errorf("follow keys: %w", context.Cause(ctx))
-			close(x.ready)
+			_ = w.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					if !synced {
+						x.err = fmt.Errorf("follow keys: %w", ctx.Err())
+						close(x.ready)
+					}
+					return
+				case <-time.After(time.Second):
+				}
+				if w, err = kv.Watch(ctx, store.HashFilter, jetstream.IgnoreDeletes()); err == nil {
+					break
+				}
+			}
 		}
 	}()
 	return nil

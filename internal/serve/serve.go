@@ -54,6 +54,7 @@ type Instance struct {
 	GRPCAddr  net.Addr
 	AdminAddr net.Addr
 	HTTPAddr  net.Addr // nil unless the HTTP authorization mode is on
+	APIAddr   net.Addr // nil unless the admin API is on
 	NATSAddr  net.Addr // the embedded NATS server's client address; nil with an external NATS
 
 	cfg      config.Config
@@ -76,6 +77,7 @@ type Instance struct {
 	health   *health.Server
 	admin    *http.Server
 	httpAuth *http.Server
+	api      *http.Server
 	ready    atomic.Bool
 	state    *storeState
 	wake     chan struct{} // the cache may be behind: catch up
@@ -152,6 +154,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err := inst.listenHTTP(cfg, srv); err != nil {
 		return nil, err
 	}
+	if err := inst.listenAPI(openCtx, cfg, st); err != nil {
+		return nil, err
+	}
 	go sweep(inst.bg, srv)
 	go inst.syncLoop() // only now: it needs the watcher
 	inst.setReady(true)
@@ -164,6 +169,9 @@ func (inst *Instance) addrs(cfg config.Config, startup time.Duration) []any {
 	a := []any{"grpc_addr", inst.GRPCAddr.String(), "admin_addr", inst.AdminAddr.String()}
 	if inst.HTTPAddr != nil {
 		a = append(a, "http_addr", inst.HTTPAddr.String(), "http_mode", cfg.HTTPMode)
+	}
+	if inst.APIAddr != nil {
+		a = append(a, "api_addr", inst.APIAddr.String())
 	}
 	if inst.NATSAddr != nil {
 		a = append(a, "embedded_nats_addr", inst.NATSAddr.String())
@@ -551,6 +559,11 @@ func (inst *Instance) Shutdown() error {
 		hctx, hcancel := context.WithTimeout(context.Background(), inst.cfg.ShutdownGrace.D())
 		_ = inst.httpAuth.Shutdown(hctx) // drains requests in flight
 		hcancel()
+	}
+	if inst.api != nil {
+		actx, acancel := context.WithTimeout(context.Background(), inst.cfg.ShutdownGrace.D())
+		_ = inst.api.Shutdown(actx) // finishes the changes in flight
+		acancel()
 	}
 	_ = inst.admin.Shutdown(ctx)
 	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
