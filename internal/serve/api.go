@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -34,7 +35,8 @@ func (inst *Instance) listenAPI(ctx context.Context, cfg config.Config, st *stor
 	}
 	h := adminapi.New(adminapi.Options{Admin: svc, Idempotency: idem, Log: inst.log})
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(inst.log.Handler(), slog.LevelDebug)} // failed handshakes of scanners
 	if cfg.APITLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.APITLS.CertFile, cfg.APITLS.KeyFile)
 		if err != nil {
