@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -23,7 +24,8 @@ type keyIndex struct {
 	sorted  []string              // ids in order; may name ids no longer in entries
 	added   []string              // ids not yet in sorted
 	records map[string]*store.Key // a snapshot's records, by id; nil when live
-	ready   chan struct{}         // closed once the bucket has been read through
+	used    map[string]int64      // keys' last uses, Unix nanoseconds, by key id
+	ready   chan struct{}         // closed once the buckets have been read through
 	err     error                 // why the watch ended early, once ready
 	accts   map[string]string     // account ids, each kept once
 }
@@ -38,72 +40,110 @@ type indexEntry struct {
 }
 
 func newKeyIndex(snapshot bool) *keyIndex {
-	x := &keyIndex{entries: map[string]indexEntry{}, ready: make(chan struct{}), accts: map[string]string{}}
+	x := &keyIndex{entries: map[string]indexEntry{}, used: map[string]int64{}, ready: make(chan struct{}), accts: map[string]string{}}
 	if snapshot {
 		x.records = map[string]*store.Key{}
 	}
 	return x
 }
 
-// snapshotIndex reads every key record once.
-func snapshotIndex(ctx context.Context, kv jetstream.KeyValue) (*keyIndex, error) {
+// snapshotIndex reads every key record and every key's last use once.
+func snapshotIndex(ctx context.Context, st *store.Store) (*keyIndex, error) {
 	x := newKeyIndex(true)
-	w, err := kv.Watch(ctx, store.HashFilter, jetstream.IgnoreDeletes())
+	for _, src := range x.sources(st) {
+		if err := readOnce(ctx, src); err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
+	}
+	close(x.ready)
+	return x, nil
+}
+
+// source is a bucket the index reads, and what it does with an entry.
+type source struct {
+	kv     jetstream.KeyValue
+	filter string
+	apply  func(jetstream.KeyValueEntry)
+}
+
+// sources are the key records and the keys' uses.
+func (x *keyIndex) sources(st *store.Store) []source {
+	return []source{
+		{st.Keys(), store.HashFilter, func(e jetstream.KeyValueEntry) { x.add(e.Value()) }},
+		{st.Usage(), ">", func(e jetstream.KeyValueEntry) { x.use(e.Key(), e.Value()) }},
+	}
+}
+
+// readOnce reads src's entries as they are now.
+func readOnce(ctx context.Context, src source) error {
+	w, err := src.kv.Watch(ctx, src.filter, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
+		return err
 	}
 	defer w.Stop() //nolint:errcheck // nothing to do about a failed unsubscribe
 	for e := range w.Updates() {
 		if e == nil {
-			close(x.ready)
-			return x, nil
+			return nil
 		}
-		x.add(e.Value())
+		src.apply(e)
 	}
-	return nil, fmt.Errorf("list keys: %w", ctx.Err())
+	return ctx.Err()
 }
 
-// follow keeps x current with the keys bucket until ctx ends. A watch
-// that ends early (its connection closed) is started again, reading the
-// bucket anew, after a pause.
-func (x *keyIndex) follow(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.Watch(ctx, store.HashFilter, jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("follow keys: %w", err)
+// follow keeps x current with the keys and usage buckets until ctx
+// ends; x is ready once both have been read through.
+func (x *keyIndex) follow(ctx context.Context, st *store.Store) error {
+	srcs := x.sources(st)
+	var pending sync.WaitGroup
+	pending.Add(len(srcs))
+	for _, src := range srcs {
+		w, err := src.kv.Watch(ctx, src.filter, jetstream.IgnoreDeletes())
+		if err != nil {
+			return fmt.Errorf("follow keys: %w", err)
+		}
+		go followBucket(ctx, src, w, pending.Done)
 	}
 	go func() {
-		synced := false
-		for {
-			for e := range w.Updates() {
-				switch {
-				case e != nil:
-					x.add(e.Value())
-				case !synced:
-					synced = true
-					close(x.ready)
-				}
-			}
-			_ = w.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					if !synced {
-						x.err = fmt.Errorf("follow keys: %w", ctx.Err())
-						close(x.ready)
-					}
-					return
-				case <-time.After(time.Second):
-				}
-				if w, err = kv.Watch(ctx, store.HashFilter, jetstream.IgnoreDeletes()); err == nil {
-					break
-				}
-			}
+		pending.Wait()
+		if ctx.Err() != nil {
+			x.err = fmt.Errorf("follow keys: %w", ctx.Err())
 		}
+		close(x.ready)
 	}()
 	return nil
 }
 
-// wait waits until the index has read the bucket through.
+// followBucket applies w's entries until ctx ends, calling synced once it
+// has read the bucket through (or ctx has ended). A watch that ends
+// early (its connection closed) is started again, reading the bucket
+// anew, after a pause.
+func followBucket(ctx context.Context, src source, w jetstream.KeyWatcher, synced func()) {
+	var once sync.Once
+	defer once.Do(synced)
+	for {
+		for e := range w.Updates() {
+			if e == nil {
+				once.Do(synced)
+				continue
+			}
+			src.apply(e)
+		}
+		_ = w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			var err error
+			if w, err = src.kv.Watch(ctx, src.filter, jetstream.IgnoreDeletes()); err == nil {
+				break
+			}
+		}
+	}
+}
+
+// wait waits until the index has read the buckets through.
 func (x *keyIndex) wait(ctx context.Context) error {
 	select {
 	case <-x.ready:
@@ -149,6 +189,21 @@ func (x *keyIndex) put(k *store.Key) {
 	}
 }
 
+// use notes key id's last use from its usage record as stored.
+func (x *keyIndex) use(id string, b []byte) {
+	var u struct {
+		LastUsedAt *time.Time `json:"last_used_at"`
+	}
+	if json.Unmarshal(b, &u) != nil || u.LastUsedAt == nil {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if t := u.LastUsedAt.UnixNano(); t > x.used[id] {
+		x.used[id] = t
+	}
+}
+
 // drop forgets key id, whose record is gone.
 func (x *keyIndex) drop(id string) {
 	x.mu.Lock()
@@ -161,6 +216,7 @@ type candidate struct {
 	id   string
 	hash string
 	rec  *store.Key // a snapshot's record; nil when live
+	used int64      // its last use, Unix nanoseconds; 0: never
 }
 
 // next returns up to n keys after the id after, in order, whose entries
@@ -183,7 +239,7 @@ func (x *keyIndex) next(after string, f *Filter, now time.Time, n int) ([]candid
 		if len(out) == n {
 			return out, true
 		}
-		c := candidate{id: id, hash: hex.EncodeToString(e.hash[:])}
+		c := candidate{id: id, hash: hex.EncodeToString(e.hash[:]), used: x.used[id]}
 		if x.records != nil {
 			c.rec = x.records[id]
 		}

@@ -151,23 +151,24 @@ func (s *Service) index(ctx context.Context) (*keyIndex, error) {
 	if s.live != nil {
 		return s.live, s.live.wait(ctx)
 	}
-	return snapshotIndex(ctx, s.st.Keys())
+	return snapshotIndex(ctx, s.st)
 }
 
-// Follow starts keeping an index of the keys current, for listings that
-// do not read the whole bucket each time; it ends with ctx. The index
-// takes about 150 bytes a key.
+// Follow starts keeping an index of the keys and their last uses
+// current, for listings that do not read the whole buckets each time; it
+// ends with ctx.
 func (s *Service) Follow(ctx context.Context) error {
 	x := newKeyIndex(false)
-	if err := x.follow(ctx, s.st.Keys()); err != nil {
+	if err := x.follow(ctx, s.st); err != nil {
 		return err
 	}
 	s.live = x
 	return nil
 }
 
-// fetch reads the candidates' records and uses, fetchers at a time. A
-// key whose record is gone has a nil view, and leaves the index.
+// fetch reads the candidates' records, fetchers at a time, and makes
+// their views with their last uses as the index has them. A key whose
+// record is gone has a nil view, and leaves the index.
 func (s *Service) fetch(ctx context.Context, x *keyIndex, cs []candidate) ([]*KeyView, error) {
 	views := make([]*KeyView, len(cs))
 	now := s.now()
@@ -187,9 +188,10 @@ func (s *Service) fetch(ctx context.Context, x *keyIndex, cs []candidate) ([]*Ke
 					return err
 				}
 			}
-			u, err := s.st.KeyUsage(gctx, c.id)
-			if err != nil {
-				return err
+			u := &store.Usage{KeyID: c.id}
+			if c.used != 0 {
+				t := time.Unix(0, c.used).UTC()
+				u.LastUsedAt = &t
 			}
 			v := ViewKey(k, u, now)
 			views[i] = &v

@@ -67,7 +67,13 @@ func (v KeyView) MarshalJSON() ([]byte, error) { return mergeJSON(v.Key, v.facts
 
 // Public is the view as JSON without the key's hash: what the admin API
 // answers and a Recorder gets.
-func (v KeyView) Public() (json.RawMessage, error) { return mergeJSON(v.Key, v.facts(), "hash") }
+func (v KeyView) Public() (json.RawMessage, error) {
+	return publicJSON(v.Key, struct {
+		*plainKey
+		noHash
+		keyFacts
+	}{(*plainKey)(v.Key), noHash{}, v.facts()})
+}
 
 // MarshalJSON writes the key's view with the key itself as "key".
 func (n NewKey) MarshalJSON() ([]byte, error) { return mergeJSON(n.Key, n.newFacts(&n.Secret)) }
@@ -79,7 +85,48 @@ func (n NewKey) Public(shown bool) (json.RawMessage, error) {
 	if shown {
 		secret = &n.Secret
 	}
-	return mergeJSON(n.Key, n.newFacts(secret), "hash")
+	return publicJSON(n.Key, struct {
+		*plainKey
+		noHash
+		newKeyFacts
+	}{(*plainKey)(n.Key), noHash{}, n.newFacts(secret)})
+}
+
+// plainKey is a key record without its own MarshalJSON.
+type plainKey store.Key
+
+// noHash, embedded beside a plainKey, keeps its hash out of the JSON:
+// encoding/json drops both of two tagged fields of one name at one depth.
+type noHash struct {
+	Hash *struct{} `json:"hash,omitempty"`
+}
+
+// viewMembers are the members a view writes beside the record's.
+var viewMembers = map[string]bool{"hash": true, "status": true, "last_used_at": true, "unused": true, "key": true,
+	"old_id": true, "old_expires_at": true}
+
+// publicJSON writes view, then the members of k's record this keygate
+// does not know that the view does not write itself: one pass, where
+// mergeJSON reads and writes the JSON twice.
+func publicJSON(k *store.Key, view any) (json.RawMessage, error) {
+	b, err := json.Marshal(view)
+	if err != nil || len(k.Unknown()) == 0 {
+		return b, err
+	}
+	extra := map[string]json.RawMessage{}
+	for name, v := range k.Unknown() {
+		if !viewMembers[name] {
+			extra[name] = v
+		}
+	}
+	if len(extra) == 0 {
+		return b, nil
+	}
+	eb, err := json.Marshal(extra)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(b[:len(b)-1], ','), eb[1:]...), nil
 }
 
 func (n NewKey) newFacts(secret *string) newKeyFacts {

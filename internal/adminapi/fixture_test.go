@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
@@ -23,7 +24,7 @@ import (
 // fixture is the admin API on a real HTTP server over a real NATS
 // server, with a token of each scope.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	nc     *nats.Conn
 	st     *store.Store
@@ -34,12 +35,22 @@ type fixture struct {
 
 func newFixture(t *testing.T, o adminapi.Options) *fixture {
 	t.Helper()
+	return newFixtureWith(t, o, nil)
+}
+
+// newFixtureWith is newFixture with the store filled by fill before the
+// API starts.
+func newFixtureWith(t testing.TB, o adminapi.Options, fill func(jetstream.JetStream)) *fixture {
+	t.Helper()
 	ns := natstest.Run(t)
 	ctx := natstest.Context(t)
 	nc, js := natstest.Connect(t, ns)
 	st, err := store.Open(ctx, js, store.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fill != nil {
+		fill(js)
 	}
 	svc := admin.New(admin.Options{Store: st, Keys: config.Default().Keys, Now: o.Now})
 	if err := svc.Follow(ctx); err != nil {
