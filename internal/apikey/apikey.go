@@ -100,12 +100,16 @@ func (f Format) Mint(prefix string) (string, error) {
 }
 
 // NewID returns a new key id, "key_" and 20 random base62 characters.
-func NewID() (string, error) {
+func NewID() (string, error) { return NewPrefixedID("key_") }
+
+// NewPrefixedID returns prefix and 20 random base62 characters, an id
+// such as an admin token's ("tok_...").
+func NewPrefixedID(prefix string) (string, error) {
 	r, err := randomString(20)
 	if err != nil {
 		return "", err
 	}
-	return "key_" + r, nil
+	return prefix + r, nil
 }
 
 // Hash returns the hex SHA-256 of key, the only form keygate stores.

@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/user"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/admin"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/store"
@@ -46,19 +50,22 @@ func addConnFlags(fs *flag.FlagSet) *adminFlags {
 	return a
 }
 
-// admin is an open connection to the key store.
-type admin struct {
+// session is an open connection to the key store and the operations on
+// it.
+type session struct {
 	cfg   config.Config
 	conn  *broker.Conn
 	store *store.Store
+	svc   *admin.Service
+	by    admin.Actor // who runs the command
 }
 
-func (a *admin) close() { a.conn.Close() }
+func (a *session) close() { a.conn.Close() }
 
 // open loads the configuration, connects to NATS and binds to the buckets.
 // Configuration problems exit 2; an unreachable server exits 1 with an
 // error naming the URL (never its credentials).
-func (f *adminFlags) open(ctx context.Context, io IO) (*admin, error) {
+func (f *adminFlags) open(ctx context.Context, io IO) (*session, error) {
 	cfg, err := f.load(io)
 	if err != nil {
 		return nil, err
@@ -77,7 +84,23 @@ func (f *adminFlags) open(ctx context.Context, io IO) (*admin, error) {
 		conn.Close()
 		return nil, fmt.Errorf("NATS at %s: %w", shown, err)
 	}
-	return &admin{cfg: cfg, conn: conn, store: st}, nil
+	trail, err := audit.Open(octx, conn.JS, audit.Options{Replicas: cfg.NATS.Replicas, KeyFormat: cfg.Keys.Format()})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("NATS at %s: %w", shown, err)
+	}
+	svc := admin.New(admin.Options{Store: st, Keys: cfg.Keys, Record: admin.AuditTo(trail)})
+	return &session{cfg: cfg, conn: conn, store: st, svc: svc, by: cliActor(io)}, nil
+}
+
+// cliActor is who runs the command: the user and the host.
+func cliActor(io IO) admin.Actor {
+	a := admin.Actor{Kind: admin.ActorCLI, User: io.getenv()("USER")}
+	if u, err := user.Current(); err == nil {
+		a.User = u.Username
+	}
+	a.Host, _ = os.Hostname()
+	return a
 }
 
 // load reads the config file and KEYGATE_* environment and settles the
@@ -150,11 +173,49 @@ func cause(err error) error {
 	return err
 }
 
-// notFound turns store.ErrNotFound into a plain "<what> <id> not found"
-// (exit 1) and leaves other errors alone.
-func notFound(what, id string, err error) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("%s %s not found", what, id)
+// flagNames are the command line's names of the fields the admin
+// package names as the admin API does.
+var flagNames = map[string]string{
+	"account_id": "--account", "account": "--account", "name": "--name", "env": "--env", "scopes": "--scopes",
+	"rate_limit": "--rate-limit", "models": "--models", "token_limit": "--token-limit", "budget": "--budget",
+	"expires_at": "--expires-in", "grace": "--grace", "days": "--days", "unused": "--unused",
+	"balance": "AMOUNT", "amount": "AMOUNT", "currency": "--currency", "low_balance_threshold": "--low-threshold",
+}
+
+// hints end the refusals of the admin package for people at a terminal.
+var hints = map[string]string{
+	admin.CodeKeyNotActive:      "; use keys create for a new key",
+	admin.CodeKeyAlreadyRotated: "; --force makes another successor",
+}
+
+// fail is err as the command line reports it: a refused value exits 2
+// naming its flag (as names renames it, if it does), another refusal
+// exits 1 with its message; other errors are left alone.
+func fail(err error, names map[string]string) error {
+	e, ok := admin.AsError(err)
+	if !ok {
+		return err
+	}
+	if e.Kind != admin.Invalid {
+		return errors.New(e.Msg + hints[e.Code])
+	}
+	name := names[e.Field]
+	if name == "" {
+		name = flagNames[e.Field]
+	}
+	return usagef("%s: %s", name, e.Msg)
+}
+
+// refused reports whether err stops a command before it prints: every
+// error does but ErrAudit, whose change was made (the command prints it,
+// then fails with err).
+func refused(err error) bool { return err != nil && !errors.Is(err, admin.ErrAudit) }
+
+// printed is the error of a command that printed its change: the
+// printing's, else the change's own (an unrecorded change).
+func printed(printErr, err error) error {
+	if printErr != nil {
+		return printErr
 	}
 	return err
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/broker"
@@ -76,7 +77,7 @@ func auditFilter(key, account, since string, format apikey.Format, now time.Time
 		f.Since = t
 		return f, nil
 	}
-	d, err := parseDays(since)
+	d, err := admin.ParseAge(since)
 	if err != nil || d == 0 {
 		return f, usagef("--since: %q is not a duration like 24h or 7d, nor an RFC 3339 time", since)
 	}

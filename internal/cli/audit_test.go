@@ -33,42 +33,50 @@ func TestAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := e.trail()
-	_, after := audit.Diff(nil, rec)
-	before, changed := audit.Diff(map[string]any{"balance": 0, "currency": "MXN"}, map[string]any{"balance": 10000, "currency": "MXN"})
+	e.ok("balance", "set", "acme", "100", "--currency", "MXN")
+	e.ok("keys", "update", k.ID, "--rate-limit", "60/1m")
 	admin := audit.Actor{Kind: audit.ActorAdminToken, ID: "tok_1"}
-	for _, r := range []audit.Record{
-		{Actor: audit.CLIActor(), Action: audit.KeyCreate, Target: audit.Target{Kind: audit.TargetKey, ID: k.ID}, After: after},
-		{Actor: admin, Action: audit.BalanceSet, Target: audit.Target{Kind: audit.TargetAccount, ID: "acme"}, Before: before, After: changed},
-		{Actor: admin, Action: audit.KeyUpdate, Target: audit.Target{Kind: audit.TargetKey, ID: k.ID},
-			Before: map[string]any{"rate_limit": map[string]any{"requests": 600}}, After: map[string]any{"rate_limit": map[string]any{"requests": 60}}},
-	} {
-		if err := l.Append(e.ctx, r); err != nil {
-			t.Fatal(err)
-		}
+	if err := e.trail().Append(e.ctx, audit.Record{Actor: admin, Action: audit.KeyRevoke, Target: audit.Target{Kind: audit.TargetKey, ID: k.ID},
+		Before: map[string]any{"status": "active"}, After: map[string]any{"status": "revoked"}}); err != nil {
+		t.Fatal(err)
 	}
 
-	// JSON lines, secrets dropped.
+	// JSON lines: the command line's own changes, then another writer's;
+	// no secret.
 	out := e.ok("audit", "--json")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || strings.Contains(out, rec.Hash) || strings.Contains(out, `"hash"`) || !strings.Contains(out, `"masked":"`+rec.Masked+`"`) {
+	if len(lines) != 4 || strings.Contains(out, rec.Hash) || strings.Contains(out, `"hash"`) || strings.Contains(out, k.Key) ||
+		!strings.Contains(out, `"masked":"`+rec.Masked+`"`) {
 		t.Fatalf("audit --json:\n%s", out)
 	}
-	var second audit.Record
-	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil || second.Action != audit.BalanceSet || second.Actor != admin {
-		t.Errorf("second record %+v (%v)", second, err)
+	var got []audit.Record
+	for _, l := range lines {
+		var r audit.Record
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	for i, want := range []string{audit.KeyCreate, audit.BalanceSet, audit.KeyUpdate, audit.KeyRevoke} {
+		if got[i].Action != want {
+			t.Errorf("record %d: action %s, want %s", i, got[i].Action, want)
+		}
+	}
+	if got[0].Actor.Kind != audit.ActorCLI || got[0].Actor.User == "" || got[3].Actor != admin {
+		t.Errorf("actors %+v, %+v", got[0].Actor, got[3].Actor)
 	}
 
 	// One key's records, as a table.
 	out = e.ok("audit", "--key", k.ID)
 	rows := strings.Split(strings.TrimSpace(out), "\n")
-	if len(rows) != 3 || !regexp.MustCompile(`^TIME +ACTOR +ACTION +TARGET +CHANGED$`).MatchString(rows[0]) ||
+	if len(rows) != 4 || !regexp.MustCompile(`^TIME +ACTOR +ACTION +TARGET +CHANGED$`).MatchString(rows[0]) ||
 		!regexp.MustCompile(`^\S+Z +cli:\S+ +key\.create +key:`+k.ID+` +\S*account_id,\S*masked`).MatchString(rows[1]) ||
-		!regexp.MustCompile(`^\S+Z +admin_token:tok_1 +key\.update +key:`+k.ID+` +rate_limit\.requests$`).MatchString(rows[2]) {
+		!regexp.MustCompile(`^\S+Z +cli:\S+ +key\.update +key:`+k.ID+` +\S*rate_limit`).MatchString(rows[2]) ||
+		!regexp.MustCompile(`^\S+Z +admin_token:tok_1 +key\.revoke +key:`+k.ID+` +status$`).MatchString(rows[3]) {
 		t.Errorf("audit --key:\n%s", out)
 	}
 	out = e.ok("audit", "--account", "acme")
-	if rows := strings.Split(strings.TrimSpace(out), "\n"); len(rows) != 2 || !strings.HasSuffix(rows[1], "account:acme  balance") {
+	if rows := strings.Split(strings.TrimSpace(out), "\n"); len(rows) != 2 || !strings.Contains(rows[1], "balance.set  account:acme") {
 		t.Errorf("audit --account:\n%s", out)
 	}
 	if out := e.ok("audit", "--account", "other", "--json"); out != "" {
@@ -76,7 +84,7 @@ func TestAudit(t *testing.T) {
 	}
 
 	// --since: a duration, days, or a time.
-	for since, want := range map[string]int{"1h": 3, "7d": 3, time.Now().Add(-time.Hour).UTC().Format(time.RFC3339): 3, time.Now().Add(time.Hour).Format(time.RFC3339): 0} {
+	for since, want := range map[string]int{"1h": 4, "7d": 4, time.Now().Add(-time.Hour).UTC().Format(time.RFC3339): 4, time.Now().Add(time.Hour).Format(time.RFC3339): 0} {
 		out := strings.TrimSpace(e.ok("audit", "--since", since, "--json"))
 		if n := len(strings.Fields(out)); n != want && !(want == 0 && out == "") {
 			t.Errorf("audit --since %s: %d records, want %d:\n%s", since, n, want, out)

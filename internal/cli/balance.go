@@ -2,15 +2,11 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"regexp"
 	"strings"
-	"time"
 
-	"github.com/keygate/keygate/internal/money"
-	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/admin"
 )
 
 func runBalance(ctx context.Context, args []string, io IO) error {
@@ -31,29 +27,7 @@ func runBalance(ctx context.Context, args []string, io IO) error {
 	return usagef("unknown command \"balance %s\"; want get, set or add", args[0])
 }
 
-// accountView is an account as the commands print it: amounts in minor
-// units and as decimals in major units.
-type accountView struct {
-	ID             string `json:"id"`
-	Balance        int64  `json:"balance"` // whole minor units: the floor of the exact balance
-	BalanceDecimal string `json:"balance_decimal"`
-	// BalanceExact is the balance with its remainder finer than a minor
-	// unit, when it has one ("12.4999995").
-	BalanceExact               string           `json:"balance_exact"`
-	Held                       string           `json:"held"`      // the sum of the holds
-	Available                  string           `json:"available"` // balance minus held
-	Holds                      map[string]int64 `json:"holds"`     // nanos of a minor unit, by keygate id
-	Currency                   string           `json:"currency"`
-	LowBalanceThreshold        *int64           `json:"low_balance_threshold,omitempty"`
-	LowBalanceThresholdDecimal string           `json:"low_balance_threshold_decimal,omitempty"`
-	UpdatedAt                  time.Time        `json:"updated_at"`
-}
-
-func printAccount(io IO, a *store.Account, asJSON bool) error {
-	v, err := viewAccount(a)
-	if err != nil {
-		return err
-	}
+func printAccount(io IO, v admin.AccountView, asJSON bool) error {
 	if asJSON {
 		return writeJSON(io.Out, v)
 	}
@@ -72,36 +46,9 @@ func printAccount(io IO, a *store.Account, asJSON bool) error {
 	return nil
 }
 
-// viewAccount is a as printed: what is held is the sum of its holds,
-// what is available its exact balance minus that.
-func viewAccount(a *store.Account) (accountView, error) {
-	v := accountView{
-		ID:                  a.ID,
-		Balance:             a.Balance,
-		BalanceDecimal:      money.Format(a.Balance, a.Currency),
-		BalanceExact:        money.FormatExact(a.Exact(), a.Currency),
-		Holds:               map[string]int64{},
-		Currency:            a.Currency,
-		LowBalanceThreshold: a.LowBalanceThreshold,
-		UpdatedAt:           a.UpdatedAt,
-	}
-	if t := a.LowBalanceThreshold; t != nil {
-		v.LowBalanceThresholdDecimal = money.Format(*t, a.Currency)
-	}
-	var held money.Exact
-	avail := a.Exact()
-	for id, h := range a.Holds {
-		v.Holds[id] = h.Nanos
-		var err, err2 error
-		held, err = held.AddNanos(h.Nanos)
-		avail, err2 = avail.AddNanos(-h.Nanos)
-		if err != nil || err2 != nil {
-			return v, fmt.Errorf("account %s: its holds are out of range", a.ID)
-		}
-	}
-	v.Held, v.Available = money.FormatExact(held, a.Currency), money.FormatExact(avail, a.Currency)
-	return v, nil
-}
+// acctNames are the balance commands' names of the admin package's
+// fields.
+var acctNames = map[string]string{"account_id": "ACCT"}
 
 func balanceGet(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("balance get", flag.ContinueOnError)
@@ -111,19 +58,19 @@ func balanceGet(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	id := pos[0]
-	if err := checkAccountID(id); err != nil {
-		return err
+	if err := admin.CheckAccountID("account_id", id); err != nil {
+		return fail(err, acctNames)
 	}
 	a, err := af.open(ctx, io)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	acct, _, err := a.store.Account(ctx, id)
+	v, err := a.svc.GetBalance(ctx, id)
 	if err != nil {
-		return notFound("account", id, err)
+		return fail(err, acctNames)
 	}
-	return printAccount(io, acct, af.json)
+	return printAccount(io, v, af.json)
 }
 
 func balanceSet(ctx context.Context, args []string, io IO) error {
@@ -135,8 +82,16 @@ func balanceSet(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	id, amount := pos[0], pos[1]
-	if err := checkSetArgs(id, amount, *currency, *threshold); err != nil {
+	id := pos[0]
+	in := admin.SetBalanceInput{Balance: admin.Amount{Decimal: pos[1]}, Currency: *currency}
+	switch *threshold {
+	case "":
+	case "none":
+		in.LowThreshold = admin.Some[*admin.Amount](nil)
+	default:
+		in.LowThreshold = admin.Some(&admin.Amount{Decimal: *threshold})
+	}
+	if err := checkSetArgs(id, in); err != nil {
 		return err
 	}
 	a, err := af.open(ctx, io)
@@ -144,70 +99,23 @@ func balanceSet(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	acct, err := a.store.UpdateAccount(ctx, id, true, func(acct *store.Account) error {
-		return setAccount(acct, amount, *currency, *threshold)
-	})
-	if err != nil {
-		return err
+	v, err := a.svc.SetBalance(ctx, a.by, id, in)
+	if refused(err) {
+		return fail(err, acctNames)
 	}
-	return printAccount(io, acct, af.json)
+	return printed(printAccount(io, v, af.json), err)
 }
 
 // checkSetArgs checks what can be checked before the account is read.
-func checkSetArgs(id, amount, currency, threshold string) error {
-	if err := checkAccountID(id); err != nil {
+func checkSetArgs(id string, in admin.SetBalanceInput) error {
+	if err := admin.CheckAccountID("account_id", id); err != nil {
+		return fail(err, acctNames)
+	}
+	if err := checkAmount("AMOUNT", in.Balance.Decimal); err != nil {
 		return err
 	}
-	if err := checkAmount("AMOUNT", amount); err != nil {
-		return err
-	}
-	if currency != "" && !money.ValidCurrency(currency) {
-		return usagef("--currency: %q is not a 3-letter upper-case code like MXN", currency)
-	}
-	if threshold == "" || threshold == "none" {
-		return nil
-	}
-	if err := checkAmount("--low-threshold", threshold); err != nil {
-		return err
-	}
-	if threshold[0] == '-' {
-		return usagef("--low-threshold: %q must not be negative", threshold)
-	}
-	return nil
-}
-
-// setAccount sets acct's balance to amount, and its currency and threshold
-// if given. It refuses to change the currency of a non-zero balance, and
-// a change of currency drops a threshold not given anew.
-func setAccount(acct *store.Account, amount, currency, threshold string) error {
-	if currency != "" && currency != acct.Currency {
-		if acct.Exact() != (money.Exact{}) {
-			return fmt.Errorf("account %s holds %s %s; set its balance to 0 before changing its currency to %s",
-				acct.ID, money.FormatExact(acct.Exact(), acct.Currency), acct.Currency, currency)
-		}
-		if len(acct.Holds) > 0 {
-			// Holds, and what settles them, are in the old currency.
-			return fmt.Errorf("account %s has holds of requests in flight in %s; change its currency to %s once they have settled",
-				acct.ID, acct.Currency, currency)
-		}
-		acct.Currency = currency
-		acct.LowBalanceThreshold = nil // it was in the old currency's units
-	}
-	v, err := money.Parse(amount, acct.Currency)
-	if err != nil {
-		return usagef("AMOUNT: %v", err)
-	}
-	acct.SetExact(money.Exact{Minor: v}) // an exact balance: no remainder
-	switch threshold {
-	case "":
-	case "none":
-		acct.LowBalanceThreshold = nil
-	default:
-		t, err := money.Parse(threshold, acct.Currency)
-		if err != nil {
-			return usagef("--low-threshold: %v", err)
-		}
-		acct.LowBalanceThreshold = &t
+	if err := in.Check(); err != nil {
+		return fail(err, acctNames)
 	}
 	return nil
 }
@@ -219,11 +127,11 @@ func balanceAdd(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	id, amount := pos[0], pos[1]
-	if err := checkAccountID(id); err != nil {
-		return err
+	id, amount := pos[0], admin.Amount{Decimal: pos[1]}
+	if err := admin.CheckAccountID("account_id", id); err != nil {
+		return fail(err, acctNames)
 	}
-	if err := checkAmount("AMOUNT", amount); err != nil {
+	if err := checkAmount("AMOUNT", amount.Decimal); err != nil {
 		return err
 	}
 	a, err := af.open(ctx, io)
@@ -231,57 +139,21 @@ func balanceAdd(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	acct, err := a.store.UpdateAccount(ctx, id, false, func(acct *store.Account) error {
-		return addToAccount(acct, amount)
-	})
-	if errors.Is(err, store.ErrNotFound) {
+	v, err := a.svc.AddBalance(ctx, a.by, id, amount)
+	if e, ok := admin.AsError(err); ok && e.Code == admin.CodeAccountNotFound {
 		return fmt.Errorf("account %s not found; create it with keygate balance set %s AMOUNT", id, id)
 	}
-	if err != nil {
-		return err
+	if refused(err) {
+		return fail(err, acctNames)
 	}
-	return printAccount(io, acct, af.json)
+	return printed(printAccount(io, v, af.json), err)
 }
-
-func addToAccount(acct *store.Account, amount string) error {
-	v, err := money.Parse(amount, acct.Currency)
-	if err != nil {
-		return usagef("AMOUNT: %v", err)
-	}
-	// Whole minor units are added; the remainder below one is kept.
-	sum, err := money.Add(acct.Balance, v)
-	if err == nil && !(money.Exact{Minor: sum, Nanos: acct.BalanceNanos}).Valid() {
-		err = errors.New("amount out of range")
-	}
-	if err != nil {
-		return fmt.Errorf("account %s: %s %s %s: %w", acct.ID, money.FormatExact(acct.Exact(), acct.Currency),
-			signed(amount), acct.Currency, err)
-	}
-	acct.Balance = sum
-	return nil
-}
-
-func signed(amount string) string {
-	if amount[0] == '-' {
-		return "- " + amount[1:]
-	}
-	return "+ " + amount
-}
-
-func checkAccountID(id string) error {
-	if !store.ValidAccountID(id) {
-		return usagef("ACCT: %q is not an account id (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)", id)
-	}
-	return nil
-}
-
-var decimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 
 // checkAmount checks the form of a decimal amount; how many decimal places
-// it may have depends on the currency and is checked by money.Parse.
+// it may have depends on the currency and is checked once that is known.
 func checkAmount(name, s string) error {
-	if !decimal.MatchString(s) {
-		return usagef("%s: %q is not a decimal amount like 12.50 or -3.25", name, s)
+	if e, ok := admin.AsError(admin.CheckDecimal("", s)); ok {
+		return usagef("%s: %s", name, e.Msg)
 	}
 	return nil
 }

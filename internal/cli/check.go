@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -26,6 +27,7 @@ func runCheck(ctx context.Context, args []string, io IO) error {
 	path := fs.String("path", "/v1/models", "HTTP `path` of the request")
 	scope := fs.String("scope", "", "`scope` to require, as an Envoy route's context_extensions keygate.scope would")
 	body := fs.String("body", "", "request `body` (JSON), sent as Envoy's with_request_body does")
+	clientIP := fs.String("client-ip", "", "the client's `address`, sent as Envoy's source address (default: none)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -40,6 +42,13 @@ func runCheck(ctx context.Context, args []string, io IO) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req := checkRequest(*key, *method, *path, *scope)
+	if *clientIP != "" {
+		if _, err := netip.ParseAddr(*clientIP); err != nil {
+			return usagef("--client-ip: %q is not an IP address", *clientIP)
+		}
+		req.Attributes.Source = &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: *clientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 50000}}}}}
+	}
 	if *body != "" {
 		h := req.Attributes.Request.Http
 		h.RawBody = []byte(*body)

@@ -1,5 +1,5 @@
-// Package cli implements the keygate command line: serve, keys, balance
-// and version. It parses arguments and prints results; the work is done by
+// Package cli implements the keygate command line: serve, keys, balance,
+// usage, tokens, check and version. It parses arguments and prints results; the work is done by
 // the packages it calls.
 package cli
 
@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, io IO) error {
 		return runBalance(ctx, args[1:], io)
 	case "usage":
 		return runUsage(ctx, args[1:], io)
+	case "tokens":
+		return runTokens(ctx, args[1:], io)
 	case "check":
 		return runCheck(ctx, args[1:], io)
 	case "settle":

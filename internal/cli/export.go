@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/store"
@@ -83,7 +84,7 @@ func parseWhen(flagName, s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	d, err := parseDays(s)
+	d, err := admin.ParseAge(s)
 	if err != nil {
 		return time.Time{}, usagef("%s: %q is not a duration ago like 7d or 36h, nor an RFC 3339 time like 2026-11-01T00:00:00Z", flagName, s)
 	}
@@ -92,14 +93,14 @@ func parseWhen(flagName, s string, now time.Time) (time.Time, error) {
 
 // export writes the settlements of account ("" for all) settled from
 // since until before until, one a line.
-func (a *admin) export(ctx context.Context, io IO, account string, since, until time.Time, asCSV bool) error {
+func (a *session) export(ctx context.Context, io IO, account string, since, until time.Time, asCSV bool) error {
 	out := bufio.NewWriter(io.Out)
 	w := csv.NewWriter(out)
 	if asCSV {
 		_ = w.Write(csvHeader)
 	}
 	n := 0
-	bad, err := a.settlements(ctx, account, since, until, func(raw []byte, s *settle.Settlement) error {
+	bad, err := a.svc.Settlements(ctx, account, since, until, func(raw []byte, s *settle.Settlement) error {
 		n++
 		if asCSV {
 			return w.Write(csvRow(s))

@@ -9,17 +9,10 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
-	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/store"
-)
-
-// Limits on what people type into key records.
-const (
-	maxNameLen = 200
-	maxYear    = 9999 // the last year a record's RFC 3339 dates can hold
 )
 
 func runKeys(ctx context.Context, args []string, io IO) error {
@@ -48,34 +41,6 @@ func runKeys(ctx context.Context, args []string, io IO) error {
 	return usagef("unknown command \"keys %s\"; want create, list, get, update, revoke, rotate or usage", args[0])
 }
 
-// keyView is a key record as the commands print it.
-type keyView struct {
-	*store.Key
-	Status     string     `json:"status"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty"` // to the minute; absent if never used
-	Unused     bool       `json:"unused"`                 // not used for unusedAfter, or never
-}
-
-// newKeyView is a freshly minted key: the only output that carries the
-// plaintext key.
-type newKeyView struct {
-	keyView
-	Secret       string     `json:"key"`
-	OldID        string     `json:"old_id,omitempty"`
-	OldExpiresAt *time.Time `json:"old_expires_at,omitempty"`
-}
-
-// viewOf is k as the commands print it, with its use u (nil: never
-// used). Every command's view of a key is made here, so they agree.
-func viewOf(k *store.Key, u *store.Usage, now time.Time) keyView {
-	v := keyView{Key: k, Status: k.Status(now)}
-	if u != nil {
-		v.LastUsedAt = u.LastUsedAt
-	}
-	v.Unused = v.LastUsedAt == nil || now.Sub(*v.LastUsedAt) >= unusedAfter
-	return v
-}
-
 func keysCreate(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
 	af := addAdminFlags(fs)
@@ -89,54 +54,46 @@ func keysCreate(ctx context.Context, args []string, io IO) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	k, err := keyFromFlags(*account, *name, *env, *scopes, *rate)
+	in, err := createInput(*account, *name, *env, *scopes, *rate)
 	if err != nil {
 		return err
 	}
 	if err := r.check(false); err != nil {
 		return err
 	}
+	r.create(&in)
 	lifetime, err := parseExpiresIn(*expires)
 	if err != nil {
 		return err
+	}
+	in.Expiry.In = lifetime
+	if err := in.Check(time.Now()); err != nil {
+		return createRefused(err, *expires)
 	}
 	a, err := af.open(ctx, io)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	currency := money.DefaultCurrency
-	if r.needsCurrency() {
-		if currency, err = a.currency(ctx, k.AccountID); err != nil {
-			return err
-		}
+	n, err := a.svc.CreateKey(ctx, a.by, in)
+	if refused(err) {
+		return createRefused(err, *expires)
 	}
-	if err := r.apply(k, currency); err != nil {
-		return err
-	}
-	now := time.Now().UTC()
-	k.CreatedAt = now
-	if lifetime > 0 {
-		t := now.Add(lifetime)
-		if t.Year() > maxYear {
-			return usagef("--expires-in: %q ends after the year %d", *expires, maxYear)
-		}
-		k.ExpiresAt = &t
-	}
-	secret, err := a.mint(k)
-	if err != nil {
-		return err
-	}
-	if err := a.store.CreateKey(ctx, k); err != nil {
-		return err
-	}
-	a.warnNoAccount(ctx, io, k)
+	a.warnNoAccount(ctx, io, n.Key)
 	if af.json {
-		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, nil, now), Secret: secret})
+		return printed(writeJSON(io.Out, n), err)
 	}
-	fmt.Fprintf(io.Out, "Created key %s for account %s (%s), scopes %s.\n", k.ID, k.AccountID, k.Env, scopesText(k.Scopes))
-	printSecret(io, secret)
-	return nil
+	fmt.Fprintf(io.Out, "Created key %s for account %s (%s), scopes %s.\n", n.ID, n.AccountID, n.Env, scopesText(n.Scopes))
+	printSecret(io, n.Secret)
+	return err
+}
+
+// createRefused is a refusal of keys create, its expiry named as typed.
+func createRefused(err error, expires string) error {
+	if e, ok := admin.AsError(err); ok && e.Field == "expires_at" {
+		return usagef("--expires-in: %q ends after the year %d", expires, admin.MaxYear)
+	}
+	return fail(err, nil)
 }
 
 // scopesText names a key's scopes for people.
@@ -150,7 +107,7 @@ func scopesText(scopes []string) string {
 
 // warnNoAccount tells on stderr that a new live key cannot be used yet
 // because its account has no balance record.
-func (a *admin) warnNoAccount(ctx context.Context, io IO, k *store.Key) {
+func (a *session) warnNoAccount(ctx context.Context, io IO, k *store.Key) {
 	if k.Env == store.EnvTest {
 		return
 	}
@@ -160,73 +117,42 @@ func (a *admin) warnNoAccount(ctx context.Context, io IO, k *store.Key) {
 	}
 }
 
-// currency is the currency of account id: the default for an account not
-// yet made.
-func (a *admin) currency(ctx context.Context, id string) (string, error) {
-	acct, _, err := a.store.Account(ctx, id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return money.DefaultCurrency, nil
-	case err != nil:
-		return "", err
-	}
-	return acct.Currency, nil
-}
-
-// keyFromFlags checks the flags of keys create and returns the record
-// they describe, without id, hash or times.
-func keyFromFlags(account, name, env, scopes, rate string) (*store.Key, error) {
+// createInput checks the flags of keys create and returns the key they
+// describe, without its restrictions and expiry.
+func createInput(account, name, env, scopes, rate string) (admin.CreateKeyInput, error) {
+	in := admin.CreateKeyInput{AccountID: account, Name: name, Env: env}
 	if account == "" {
-		return nil, usagef("--account is required")
+		return in, usagef("--account is required")
 	}
-	if !store.ValidAccountID(account) {
-		return nil, usagef("--account: %q is not an account id (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)", account)
+	if err := admin.CheckAccountID("account_id", account); err != nil {
+		return in, fail(err, nil)
 	}
-	if err := checkName(name); err != nil {
-		return nil, err
+	var err error
+	if in.Scopes, err = parseScopes(scopes); err != nil {
+		return in, err
 	}
-	if env != store.EnvLive && env != store.EnvTest {
-		return nil, usagef("--env: %q is not live or test", env)
+	// The name, env and scopes, as the record takes them.
+	if err := in.Check(time.Now()); err != nil {
+		return in, fail(err, nil)
 	}
-	sc, err := parseScopes(scopes)
-	if err != nil {
-		return nil, err
-	}
-	k := &store.Key{AccountID: account, Name: name, Env: env, Scopes: sc}
 	switch rate {
 	case "":
 	case "none":
-		k.NoRateLimit = true
+		in.RateLimit.None = true
 	default:
-		if k.RateLimit, err = store.ParseRateLimit(rate); err != nil {
-			return nil, usagef("--rate-limit: %v (or none)", err)
+		if in.RateLimit.Limit, err = store.ParseRateLimit(rate); err != nil {
+			return in, usagef("--rate-limit: %v (or none)", err)
 		}
 	}
-	return k, nil
+	return in, nil
 }
 
-func checkName(name string) error {
-	if len(name) > maxNameLen {
-		return usagef("--name: longer than %d bytes", maxNameLen)
-	}
-	if strings.ContainsFunc(name, unicode.IsControl) {
-		return usagef("--name: %q has control characters", name)
-	}
-	return nil
-}
-
-// parseScopes reads "a,b", dropping blanks and repeats.
+// parseScopes reads "a,b", dropping blanks; the admin package checks
+// each.
 func parseScopes(s string) ([]string, error) {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
-		p = strings.TrimSpace(p)
-		switch {
-		case p == "":
-			continue
-		case !store.ValidScope(p):
-			return nil, usagef("--scopes: %q must be 1-128 printable ASCII characters without spaces", p)
-		}
-		if !slices.Contains(out, p) {
+		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
 		}
 	}
@@ -250,22 +176,6 @@ func parseExpiresIn(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// mint makes a new key for k's env, fills in k's id, hash and masked form
-// and returns the plaintext key; it does not store k.
-func (a *admin) mint(k *store.Key) (string, error) {
-	format := a.cfg.Keys.Format()
-	secret, err := format.Mint(a.cfg.Keys.Prefix(k.Env))
-	if err != nil {
-		return "", fmt.Errorf("mint key: %w", err)
-	}
-	if k.ID, err = apikey.NewID(); err != nil {
-		return "", fmt.Errorf("mint key id: %w", err)
-	}
-	k.Hash = apikey.Hash(secret)
-	k.Masked = format.Mask(secret)
-	return secret, nil
-}
-
 func printSecret(io IO, secret string) {
 	fmt.Fprintf(io.Out, "API key: %s\n", secret)
 	fmt.Fprintln(io.Out, "Store it now: it will not be shown again.")
@@ -283,7 +193,7 @@ func keysList(ctx context.Context, args []string, io IO) error {
 	if *account != "" && !store.ValidAccountID(*account) {
 		return usagef("--account: %q is not an account id", *account)
 	}
-	unused, err := parseDays(*unusedText)
+	unused, err := admin.ParseAge(*unusedText)
 	if err != nil {
 		return usagef("--unused: %v", err)
 	}
@@ -294,18 +204,13 @@ func keysList(ctx context.Context, args []string, io IO) error {
 	defer a.close()
 	lctx, cancel := context.WithTimeout(ctx, openTimeout) // a connection lost mid-list must not hang
 	defer cancel()
-	keys, err := a.store.ListKeys(lctx)
-	if err != nil {
-		return err
+	f := admin.Filter{Account: *account, Unused: unused}
+	if !*all {
+		f.Statuses = []string{admin.StatusActive}
 	}
-	uses, err := a.store.ListUsage(lctx)
+	views, err := a.listAll(lctx, f)
 	if err != nil {
-		return err
-	}
-	views := selectKeys(keys, uses, *account, *all, time.Now())
-	if unused > 0 {
-		now := time.Now()
-		views = slices.DeleteFunc(views, func(v keyView) bool { return v.LastUsedAt != nil && now.Sub(*v.LastUsedAt) < unused })
+		return fail(err, nil)
 	}
 	if af.json {
 		return writeJSON(io.Out, views)
@@ -313,26 +218,30 @@ func keysList(ctx context.Context, args []string, io IO) error {
 	return printKeyTable(io, views, *all)
 }
 
-// selectKeys filters keys by account and, unless all, to active ones, and
-// orders them oldest first, each with its use from uses.
-func selectKeys(keys []*store.Key, uses map[string]*store.Usage, account string, all bool, now time.Time) []keyView {
-	views := make([]keyView, 0, len(keys))
-	for _, k := range keys {
-		v := viewOf(k, uses[k.ID], now)
-		if (account == "" || k.AccountID == account) && (all || v.Status == "active") {
-			views = append(views, v)
+// listAll is every key that matches f, oldest first.
+func (a *session) listAll(ctx context.Context, f admin.Filter) ([]admin.KeyView, error) {
+	views := []admin.KeyView{}
+	cursor := ""
+	for {
+		p, err := a.svc.ListKeys(ctx, f, cursor, admin.MaxPageSize)
+		if err != nil {
+			return nil, err
+		}
+		views = append(views, p.Keys...)
+		if cursor = p.Next; cursor == "" {
+			break
 		}
 	}
-	slices.SortFunc(views, func(x, y keyView) int {
+	slices.SortFunc(views, func(x, y admin.KeyView) int {
 		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
 			return c
 		}
 		return strings.Compare(x.ID, y.ID)
 	})
-	return views
+	return views, nil
 }
 
-func printKeyTable(io IO, views []keyView, all bool) error {
+func printKeyTable(io IO, views []admin.KeyView, all bool) error {
 	if len(views) == 0 {
 		if all {
 			fmt.Fprintln(io.Out, "no keys")
@@ -366,27 +275,23 @@ func keysGet(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	k, _, err := a.store.KeyByID(ctx, id)
+	v, err := a.svc.GetKey(ctx, id)
 	if err != nil {
-		return notFound("key", id, err)
+		return fail(err, nil)
 	}
-	u, err := a.store.KeyUsage(ctx, id)
-	if err != nil {
-		return err
-	}
-	return a.printKey(ctx, io, viewOf(k, u, time.Now()), af.json)
+	return a.printKey(ctx, io, v, af.json)
 }
 
 // printKey prints a key's view; for people, with its budget in its
 // account's currency.
-func (a *admin) printKey(ctx context.Context, io IO, v keyView, asJSON bool) error {
+func (a *session) printKey(ctx context.Context, io IO, v admin.KeyView, asJSON bool) error {
 	if asJSON {
 		return writeJSON(io.Out, v)
 	}
 	currency := money.DefaultCurrency
 	if v.Budget != nil {
 		var err error
-		if currency, err = a.currency(ctx, v.AccountID); err != nil {
+		if currency, err = a.svc.Currency(ctx, v.AccountID); err != nil {
 			return err
 		}
 	}
@@ -409,6 +314,7 @@ func (a *admin) printKey(ctx context.Context, io IO, v keyView, asJSON bool) err
 		{"models", modelsText(v.Models)},
 		{"tokens", tokenLimitText(v.TokenLimit)}, // "token limit" would widen the column
 		{"budget", budgetText(v.Budget, currency)},
+		{"from", allowIPsText(v.AllowIPs)}, // "allowed ips" would widen the column
 		{"status", v.Status},
 		{"created", timeText(v.CreatedAt)},
 		{"expires", optTime(v.ExpiresAt, "never")},
@@ -429,8 +335,6 @@ func (a *admin) printKey(ctx context.Context, io IO, v keyView, asJSON bool) err
 	return nil
 }
 
-var errAlreadyRevoked = errors.New("already revoked")
-
 func keysRevoke(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("keys revoke", flag.ContinueOnError)
 	af := addAdminFlags(fs)
@@ -443,34 +347,19 @@ func keysRevoke(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	var already *store.Key
-	k, err := a.store.UpdateKey(ctx, id, func(k *store.Key) error {
-		if k.Revoked() {
-			already = k
-			return errAlreadyRevoked
-		}
-		t := time.Now().UTC()
-		k.RevokedAt = &t
-		return nil
-	})
-	if already != nil {
-		k = already
-	} else if err != nil {
-		return notFound("key", id, err)
+	v, already, err := a.svc.RevokeKey(ctx, a.by, id)
+	if refused(err) {
+		return fail(err, nil)
 	}
 	if af.json {
-		u, err := a.store.KeyUsage(ctx, id)
-		if err != nil {
-			return err
-		}
-		return writeJSON(io.Out, viewOf(k, u, time.Now()))
+		return printed(writeJSON(io.Out, v), err)
 	}
-	if already != nil {
-		fmt.Fprintf(io.Out, "Key %s (%s) was already revoked at %s.\n", k.ID, k.Masked, timeText(*k.RevokedAt))
+	if already {
+		fmt.Fprintf(io.Out, "Key %s (%s) was already revoked at %s.\n", v.ID, v.Masked, timeText(*v.RevokedAt))
 		return nil
 	}
-	fmt.Fprintf(io.Out, "Revoked key %s (%s) of account %s.\n", k.ID, k.Masked, k.AccountID)
-	return nil
+	fmt.Fprintf(io.Out, "Revoked key %s (%s) of account %s.\n", v.ID, v.Masked, v.AccountID)
+	return err
 }
 
 func keysRotate(ctx context.Context, args []string, io IO) error {
@@ -491,126 +380,49 @@ func keysRotate(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	return a.rotate(ctx, io, id, grace, *force, af.json)
+	n, err := a.svc.RotateKey(ctx, a.by, id, admin.RotateInput{Grace: grace, Force: *force})
+	if refused(err) {
+		return fail(err, nil)
+	}
+	return printed(printRotation(io, n, time.Now(), af.json), err)
 }
 
-// openKey opens the store and resolves a KEY_ID argument with keyID.
-func (f *adminFlags) openKey(ctx context.Context, io IO, arg string) (*admin, string, error) {
+// openKey opens the store and resolves a KEY_ID argument, which may be
+// the key itself.
+func (f *adminFlags) openKey(ctx context.Context, io IO, arg string) (*session, string, error) {
 	a, err := f.open(ctx, io)
 	if err != nil {
 		return nil, "", err
 	}
-	id, err := a.keyID(ctx, arg)
+	id, err := a.svc.ResolveKey(ctx, arg)
 	if err != nil {
 		a.close()
-		return nil, "", err
+		return nil, "", fail(err, nil)
 	}
 	return a, id, nil
 }
 
-// keyID accepts a key id, or the key itself (people paste leaked keys to
-// revoke them): a key is looked up by its hash and never printed whole.
-func (a *admin) keyID(ctx context.Context, arg string) (string, error) {
-	f := a.cfg.Keys.Format()
-	if !f.HasPrefix(arg) {
-		return arg, nil
-	}
-	k, _, err := a.store.KeyByHash(ctx, apikey.Hash(arg))
-	if err != nil {
-		return "", notFound("key", f.Mask(arg), err)
-	}
-	return k.ID, nil
-}
-
-// rotate mints a successor of key id and shortens the old key's life to
-// the grace period. A key that already has a successor is refused unless
-// force; the store's compare-and-set makes concurrent rotations of one
-// key refuse all but one.
-func (a *admin) rotate(ctx context.Context, io IO, id string, grace time.Duration, force, asJSON bool) error {
-	old, _, err := a.store.KeyByID(ctx, id)
-	if err != nil {
-		return notFound("key", id, err)
-	}
-	now := time.Now().UTC()
-	check := func(k *store.Key) error { return rotatable(k, now, force) }
-	if err := check(old); err != nil {
-		return err
-	}
-	k := successor(old, now)
-	secret, err := a.mint(k)
-	if err != nil {
-		return err
-	}
-	updated, err := a.store.RotateKey(ctx, id, k, now.Add(grace), check)
-	if err != nil {
-		return notFound("key", id, err)
-	}
-	return printRotation(io, k, secret, id, updated, now, asJSON)
-}
-
-// rotatable refuses to rotate a key that is not active, or that already
-// has a successor unless force.
-func rotatable(k *store.Key, now time.Time, force bool) error {
-	if st := k.Status(now); st != "active" {
-		return fmt.Errorf("key %s is %s; use keys create for a new key", k.ID, st)
-	}
-	if u := k.Unsupported(); len(u) > 0 {
-		// A successor would be made without what this keygate cannot
-		// read, looser than the key it replaces.
-		return fmt.Errorf("key %s has members this keygate does not know (%s); rotate it with a keygate that does", k.ID, strings.Join(u, ", "))
-	}
-	if k.SuccessorID != "" && !force {
-		return fmt.Errorf("key %s was already rotated: its successor is %s and it expires at %s; --force makes another successor",
-			k.ID, k.SuccessorID, optTime(k.ExpiresAt, "never"))
-	}
-	return nil
-}
-
-// successor is a new key record with old's account, env, name, scopes,
-// rate limit and restrictions, and no expiry.
-func successor(old *store.Key, now time.Time) *store.Key {
-	k := &store.Key{
-		AccountID: old.AccountID,
-		Name:      old.Name,
-		Env:       old.Env,
-		Scopes:    slices.Clone(old.Scopes),
-		CreatedAt: now,
-		// no_rate_limit is kept: a successor is never stricter, nor looser.
-		NoRateLimit: old.NoRateLimit,
-		// The two share one rate-limit budget while both work.
-		BudgetID: old.LimitID(),
-	}
-	if old.RateLimit != nil {
-		rl := *old.RateLimit
-		k.RateLimit = &rl
-	}
-	// The two share the token limit and the budget (BudgetID) too.
-	k.Models = slices.Clone(old.Models)
-	if old.TokenLimit != nil {
-		tl := *old.TokenLimit
-		k.TokenLimit = &tl
-	}
-	if old.Budget != nil {
-		b := *old.Budget
-		k.Budget = &b
-	}
-	k.SetVersion()
-	return k
-}
-
 // printRotation prints the new key once, and when the old one expires.
-func printRotation(io IO, k *store.Key, secret, oldID string, old *store.Key, now time.Time, asJSON bool) error {
+func printRotation(io IO, n admin.NewKey, now time.Time, asJSON bool) error {
 	if asJSON {
-		return writeJSON(io.Out, newKeyView{keyView: viewOf(k, nil, now), Secret: secret, OldID: oldID, OldExpiresAt: old.ExpiresAt})
+		return writeJSON(io.Out, n)
 	}
-	fmt.Fprintf(io.Out, "Rotated key %s to %s for account %s (%s).\n", oldID, k.ID, k.AccountID, k.Env)
-	printSecret(io, secret)
-	if old.ExpiresAt.After(now) {
-		fmt.Fprintf(io.Out, "Old key %s expires at %s.\n", oldID, timeText(*old.ExpiresAt))
+	fmt.Fprintf(io.Out, "Rotated key %s to %s for account %s (%s).\n", n.OldID, n.ID, n.AccountID, n.Env)
+	printSecret(io, n.Secret)
+	if n.OldExpiresAt.After(now) {
+		fmt.Fprintf(io.Out, "Old key %s expires at %s.\n", n.OldID, timeText(*n.OldExpiresAt))
 	} else {
-		fmt.Fprintf(io.Out, "Old key %s has expired.\n", oldID)
+		fmt.Fprintf(io.Out, "Old key %s has expired.\n", n.OldID)
 	}
 	return nil
+}
+
+// allowIPsText is a key's client address list for people.
+func allowIPsText(ips []string) string {
+	if len(ips) == 0 {
+		return "any address"
+	}
+	return strings.Join(ips, ",")
 }
 
 func modelsText(models []string) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -12,26 +13,29 @@ import (
 // restrictions are a key's restriction flags as typed: "" not given,
 // "none" to remove one (keys update only).
 type restrictions struct {
-	models, tokenLimit, budget string
+	models, tokenLimit, budget, allowIPs string
 
 	modelList []string
 	tokens    *store.TokenLimit
+	ipList    []string
 }
 
-// addRestrictionFlags adds --models, --token-limit and --budget to fs;
+// addRestrictionFlags adds --models, --token-limit, --budget and
+// --allow-ips to fs;
 // none ends their help.
 func addRestrictionFlags(fs *flag.FlagSet, none string) *restrictions {
 	r := &restrictions{}
 	fs.StringVar(&r.models, "models", "", "comma-separated model `LIST` the key may call, * matching any run of characters, like 'gpt-4o*,text-embedding-3-small' (default: any model)"+none)
 	fs.StringVar(&r.tokenLimit, "token-limit", "", "input plus output tokens per window, `N/WINDOW` like 100000/1m, shared by every keygate (default: no limit)"+none)
 	fs.StringVar(&r.budget, "budget", "", "spend per period, `AMOUNT/PERIOD` like 50.00/1mo: AMOUNT in major units of the account's currency (MXN for an account not yet made), PERIOD 1d, 1w (from Monday) or 1mo, calendar periods in UTC, or a Go duration like 12h (default: no budget)"+none)
+	fs.StringVar(&r.allowIPs, "allow-ips", "", "comma-separated client `ADDRESSES` the key may be used from, IP addresses or prefixes like 10.0.0.0/8,2001:db8::/32 (default: any address)"+none)
 	return r
 }
 
 // check parses the flags that can be parsed before the account is read,
 // and the form of --budget. none says whether "none" is accepted.
 func (r *restrictions) check(none bool) error {
-	for _, f := range []struct{ name, v string }{{"--models", r.models}, {"--token-limit", r.tokenLimit}, {"--budget", r.budget}} {
+	for _, f := range []struct{ name, v string }{{"--models", r.models}, {"--token-limit", r.tokenLimit}, {"--budget", r.budget}, {"--allow-ips", r.allowIPs}} {
 		if f.v == "none" && !none {
 			return usagef("%s: none removes a restriction with keys update; a new key has none unless given one", f.name)
 		}
@@ -45,6 +49,11 @@ func (r *restrictions) check(none bool) error {
 	if r.tokenLimit != "" && r.tokenLimit != "none" {
 		if r.tokens, err = store.ParseTokenLimit(r.tokenLimit); err != nil {
 			return usagef("--token-limit: %v", err)
+		}
+	}
+	if r.allowIPs != "" && r.allowIPs != "none" {
+		if r.ipList, err = store.ParseAllowIPs(r.allowIPs); err != nil {
+			return usagef("--allow-ips: %v", err)
 		}
 	}
 	if r.budget != "" && r.budget != "none" {
@@ -64,40 +73,50 @@ func (r *restrictions) check(none bool) error {
 	return nil
 }
 
-// needsCurrency reports whether apply needs the account's currency.
-func (r *restrictions) needsCurrency() bool { return r.budget != "" && r.budget != "none" }
+// budget is --budget as the admin package takes it; nil unless given.
+func (r *restrictions) budgetInput() *admin.Budget {
+	amount, period, _ := strings.Cut(r.budget, "/")
+	return &admin.Budget{Amount: admin.Amount{Decimal: amount}, Period: store.Period(period)}
+}
 
-// apply sets or removes the restrictions given on k, --budget in
-// currency, and sets k's format to match.
-func (r *restrictions) apply(k *store.Key, currency string) error {
+// create sets the restrictions given on a new key.
+func (r *restrictions) create(in *admin.CreateKeyInput) {
+	in.Models, in.TokenLimit, in.AllowIPs = r.modelList, r.tokens, r.ipList
+	if r.budget != "" {
+		in.Budget = r.budgetInput()
+	}
+}
+
+// patch sets or removes the restrictions given on p.
+func (r *restrictions) patch(p *admin.KeyPatch) {
 	switch r.models {
 	case "":
 	case "none":
-		k.Models = nil
+		p.Models = admin.Some[[]string](nil)
 	default:
-		k.Models = r.modelList
+		p.Models = admin.Some(r.modelList)
 	}
 	switch r.tokenLimit {
 	case "":
 	case "none":
-		k.TokenLimit = nil
+		p.TokenLimit = admin.Some[*store.TokenLimit](nil)
 	default:
-		tl := *r.tokens
-		k.TokenLimit = &tl
+		p.TokenLimit = admin.Some(r.tokens)
 	}
 	switch r.budget {
 	case "":
 	case "none":
-		k.Budget = nil
+		p.Budget = admin.Some[*admin.Budget](nil)
 	default:
-		b, err := store.ParseBudget(r.budget, currency)
-		if err != nil {
-			return usagef("--budget: %v", err)
-		}
-		k.Budget = b
+		p.Budget = admin.Some(r.budgetInput())
 	}
-	k.SetVersion()
-	return nil
+	switch r.allowIPs {
+	case "":
+	case "none":
+		p.AllowIPs = admin.Some[[]string](nil)
+	default:
+		p.AllowIPs = admin.Some(r.ipList)
+	}
 }
 
 // budgetText is a key's budget for people: "50.00 MXN/1mo".

@@ -25,6 +25,7 @@ func runServe(ctx context.Context, args []string, io IO) error {
 		"grpc-addr":   fs.String("grpc-addr", d.GRPCAddr, "ext_authz gRPC listen `address`"),
 		"admin-addr":  fs.String("admin-addr", d.AdminAddr, "admin HTTP listen `address` (/metrics, /healthz, /readyz)"),
 		"http-addr":   fs.String("http-addr", "", "HTTP authorization listen `address` (default off)"),
+		"api-addr":    fs.String("api-addr", "", "admin API listen `address` (default off; off loopback it needs api_tls)"),
 		"nats-url":    fs.String("nats-url", "", "NATS `URL` or comma-separated seed list (default: run NATS in-process)"),
 		"data-dir":    fs.String("data-dir", d.NATS.DataDir, "embedded NATS data `directory`"),
 		"nats-listen": fs.String("nats-listen", d.NATS.Listen, "embedded NATS client `address`"),
@@ -37,7 +38,7 @@ func runServe(ctx context.Context, args []string, io IO) error {
 		return usagef("%v", err)
 	}
 	set := map[string]*string{
-		"grpc-addr": &cfg.GRPCAddr, "admin-addr": &cfg.AdminAddr, "http-addr": &cfg.HTTPAddr,
+		"grpc-addr": &cfg.GRPCAddr, "admin-addr": &cfg.AdminAddr, "http-addr": &cfg.HTTPAddr, "api-addr": &cfg.APIAddr,
 		"nats-url": &cfg.NATS.URL, "data-dir": &cfg.NATS.DataDir, "nats-listen": &cfg.NATS.Listen,
 	}
 	fs.Visit(func(f *flag.Flag) {

@@ -104,3 +104,41 @@ func TestRateLimitNoneEndToEnd(t *testing.T) {
 		t.Errorf("key with the default 1/1m, second request: HTTP %s, want 429", s)
 	}
 }
+
+// TestAllowIPsEndToEnd: a key made with --allow-ips is allowed from its
+// network and denied 403 from elsewhere, and from anywhere once keys
+// update --allow-ips none has reached keygate.
+func TestAllowIPsEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	cfg := config.Default()
+	cfg.NATS.URL = e.url
+	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ShutdownDelay = 0
+	inst, err := serve.Start(e.ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Shutdown() })
+	addr := inst.GRPCAddr.String()
+	e.ok("balance", "set", "acme", "100")
+	k := e.create("--account", "acme", "--allow-ips", "10.0.0.0/8,2001:db8::/32")
+	check := func(ip string) string {
+		r := e.run("check", "--grpc-addr", addr, "--key", k.Key, "--client-ip", ip)
+		if r.code == 0 {
+			return "200"
+		}
+		s, _ := strings.CutPrefix(r.msg, "denied: HTTP ")
+		return s
+	}
+	poll.Until(t, 10*time.Second, "allowed from 10.1.2.3", func() bool { return check("10.1.2.3") == "200" })
+	for ip, want := range map[string]string{"2001:db8::7": "200", "::ffff:10.9.9.9": "200", "192.168.1.1": "403", "2001:db9::1": "403"} {
+		if got := check(ip); got != want {
+			t.Errorf("from %s: HTTP %s, want %s", ip, got, want)
+		}
+	}
+	if r := e.run("check", "--grpc-addr", addr, "--key", k.Key, "--client-ip", "nowhere"); r.code != cli.ExitUsage || !strings.HasPrefix(r.msg, "--client-ip:") {
+		t.Errorf("--client-ip nowhere: exit %d %q", r.code, r.msg)
+	}
+	e.ok("keys", "update", k.ID, "--allow-ips", "none")
+	poll.Until(t, 10*time.Second, "allowed from 192.168.1.1", func() bool { return check("192.168.1.1") == "200" })
+}

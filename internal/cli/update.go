@@ -2,25 +2,13 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"time"
 
-	"github.com/keygate/keygate/internal/money"
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/store"
 )
-
-// keyUpdate is what keys update changes: only the flags given.
-type keyUpdate struct {
-	set      map[string]bool // flags given, by name
-	name     string
-	scopes   []string
-	rate     *store.RateLimit // with noRate: the flag's reading
-	noRate   bool
-	limits   *restrictions
-	lifetime time.Duration // 0 with --expires-in never
-}
 
 func keysUpdate(ctx context.Context, args []string, io IO) error {
 	fs := flag.NewFlagSet("keys update", flag.ContinueOnError)
@@ -34,7 +22,7 @@ func keysUpdate(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
-	u, err := readUpdate(fs, r, *name, *scopes, *rate, *expires)
+	p, err := readUpdate(fs, r, *name, *scopes, *rate, *expires)
 	if err != nil {
 		return err
 	}
@@ -43,120 +31,83 @@ func keysUpdate(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer a.close()
-	k, err := a.updateKey(ctx, id, u)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	use, err := a.store.KeyUsage(ctx, id)
-	if err != nil {
-		return err
+	v, err := a.svc.UpdateKey(ctx, a.by, id, p)
+	if refused(err) {
+		return fail(err, nil)
 	}
 	if !af.json {
-		fmt.Fprintf(io.Out, "Updated key %s (%s) of account %s.\n", k.ID, k.Masked, k.AccountID)
+		fmt.Fprintf(io.Out, "Updated key %s (%s) of account %s.\n", v.ID, v.Masked, v.AccountID)
 	}
-	return a.printKey(ctx, io, viewOf(k, use, now), af.json)
+	return printed(a.printKey(ctx, io, v, af.json), err)
 }
 
-// readUpdate checks the flags given to keys update.
-func readUpdate(fs *flag.FlagSet, r *restrictions, name, scopes, rate, expires string) (*keyUpdate, error) {
-	u := &keyUpdate{set: map[string]bool{}, name: name, limits: r}
-	fs.Visit(func(f *flag.Flag) { u.set[f.Name] = true })
-	delete(u.set, "nats-url")
-	delete(u.set, "config")
-	delete(u.set, "json")
-	if len(u.set) == 0 {
-		return nil, usagef("keys update: give what to change: --name, --scopes, --rate-limit, --models, --token-limit, --budget or --expires-in")
+// readUpdate checks the flags given to keys update and returns the patch
+// they make: only the flags given change.
+func readUpdate(fs *flag.FlagSet, r *restrictions, name, scopes, rate, expires string) (admin.KeyPatch, error) {
+	var p admin.KeyPatch
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	delete(set, "nats-url")
+	delete(set, "config")
+	delete(set, "json")
+	if len(set) == 0 {
+		return p, usagef("keys update: give what to change: --name, --scopes, --rate-limit, --models, --token-limit, --budget, --allow-ips or --expires-in")
 	}
-	if err := checkName(name); err != nil {
-		return nil, err
+	if set["name"] {
+		p.Name = admin.Some(name)
 	}
-	for _, f := range []struct{ name, v string }{{"models", r.models}, {"token-limit", r.tokenLimit}, {"budget", r.budget}, {"rate-limit", rate}} {
-		if u.set[f.name] && f.v == "" {
-			return nil, usagef("--%s: give a value, or none", f.name)
+	if err := p.Check(time.Now()); err != nil {
+		return p, fail(err, nil)
+	}
+	for _, f := range []struct{ name, v string }{{"models", r.models}, {"token-limit", r.tokenLimit}, {"budget", r.budget}, {"allow-ips", r.allowIPs}, {"rate-limit", rate}} {
+		if set[f.name] && f.v == "" {
+			return p, usagef("--%s: give a value, or none", f.name)
 		}
 	}
-	var err error
-	if u.set["scopes"] {
-		if u.scopes, err = parseScopes(scopes); err != nil {
-			return nil, err
+	if set["scopes"] {
+		sc, err := parseScopes(scopes)
+		if err != nil {
+			return p, err
+		}
+		p.Scopes = admin.Some(sc)
+		if err := p.Check(time.Now()); err != nil {
+			return p, fail(err, nil)
 		}
 	}
-	switch {
-	case !u.set["rate-limit"], rate == "default":
-	case rate == "none":
-		u.noRate = true
-	default:
-		if u.rate, err = store.ParseRateLimit(rate); err != nil {
-			return nil, usagef("--rate-limit: %v (or none, or default)", err)
+	if set["rate-limit"] {
+		var rl admin.RateLimit
+		switch rate {
+		case "default":
+		case "none":
+			rl.None = true
+		default:
+			var err error
+			if rl.Limit, err = store.ParseRateLimit(rate); err != nil {
+				return p, usagef("--rate-limit: %v (or none, or default)", err)
+			}
 		}
+		p.RateLimit = admin.Some(rl)
 	}
-	if u.set["expires-in"] && expires != "never" {
-		if u.lifetime, err = parseExpiresIn(expires); err != nil {
-			return nil, usagef("%v (or never)", err)
+	if set["expires-in"] {
+		var e admin.Expiry
+		if expires != "never" {
+			lifetime, err := parseExpiresIn(expires)
+			if err != nil {
+				return p, usagef("%v (or never)", err)
+			}
+			if lifetime == 0 {
+				return p, usagef("--expires-in: give a Go duration like 720h, or never")
+			}
+			e.In = lifetime
 		}
-		if u.lifetime == 0 {
-			return nil, usagef("--expires-in: give a Go duration like 720h, or never")
-		}
+		p.Expiry = admin.Some(e)
 	}
-	return u, r.check(true)
-}
-
-var errRevoked = errors.New("revoked")
-
-// updateKey applies u to key id by compare-and-set, keeping what it does
-// not change (members this keygate does not know included). It refuses
-// a revoked key.
-func (a *admin) updateKey(ctx context.Context, id string, u *keyUpdate) (*store.Key, error) {
-	old, _, err := a.store.KeyByID(ctx, id)
-	if err != nil {
-		return nil, notFound("key", id, err)
+	if err := r.check(true); err != nil {
+		return p, err
 	}
-	currency := money.DefaultCurrency
-	if u.limits.needsCurrency() {
-		if currency, err = a.currency(ctx, old.AccountID); err != nil {
-			return nil, err
-		}
+	r.patch(&p)
+	if err := p.Check(time.Now()); err != nil {
+		return p, fail(err, nil)
 	}
-	now := time.Now().UTC()
-	var expiresAt *time.Time
-	if u.lifetime > 0 {
-		t := now.Add(u.lifetime)
-		if t.Year() > maxYear {
-			return nil, usagef("--expires-in: %s ends after the year %d", u.lifetime, maxYear)
-		}
-		expiresAt = &t
-	}
-	var revokedAt time.Time
-	k, err := a.store.UpdateKey(ctx, id, func(k *store.Key) error {
-		if k.Revoked() {
-			revokedAt = *k.RevokedAt
-			return errRevoked
-		}
-		u.apply(k, expiresAt)
-		return u.limits.apply(k, currency)
-	})
-	if errors.Is(err, errRevoked) {
-		return nil, fmt.Errorf("key %s was revoked at %s; a revoked key is not changed", id, timeText(revokedAt))
-	}
-	if err != nil {
-		return nil, notFound("key", id, err)
-	}
-	return k, nil
-}
-
-// apply sets on k what u gives but its restrictions.
-func (u *keyUpdate) apply(k *store.Key, expiresAt *time.Time) {
-	if u.set["name"] {
-		k.Name = u.name
-	}
-	if u.set["scopes"] {
-		k.Scopes = u.scopes
-	}
-	if u.set["rate-limit"] {
-		k.RateLimit, k.NoRateLimit = u.rate, u.noRate
-	}
-	if u.set["expires-in"] {
-		k.ExpiresAt = expiresAt
-	}
+	return p, nil
 }

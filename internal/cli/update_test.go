@@ -301,3 +301,44 @@ func TestKeysRotateRestrictions(t *testing.T) {
 		t.Errorf("keys get --json members: %v", keys)
 	}
 }
+
+// TestKeysAllowIPs: --allow-ips sets a key's client addresses in
+// canonical form, keys get shows them, keys update replaces and removes
+// them, and a malformed list is a usage error naming the flag.
+func TestKeysAllowIPs(t *testing.T) {
+	e := newEnv(t)
+	var k struct {
+		ID       string   `json:"id"`
+		V        int      `json:"v"`
+		AllowIPs []string `json:"allow_ips"`
+	}
+	e.okJSON(&k, "keys", "create", "--account", "acme", "--allow-ips", "10.0.0.0/8, 2001:db8::/32,203.0.113.7")
+	if got := strings.Join(k.AllowIPs, ","); got != "10.0.0.0/8,2001:db8::/32,203.0.113.7/32" || k.V != 2 {
+		t.Errorf("create: v %d allow_ips %s", k.V, got)
+	}
+	if out := squeeze(e.ok("keys", "get", k.ID)); !strings.Contains(out, "from: 10.0.0.0/8,2001:db8::/32,203.0.113.7/32\n") {
+		t.Errorf("keys get:\n%s", out)
+	}
+	e.okJSON(&k, "keys", "update", k.ID, "--allow-ips", "192.168.0.0/16")
+	if got := strings.Join(k.AllowIPs, ","); got != "192.168.0.0/16" {
+		t.Errorf("update: allow_ips %s", got)
+	}
+	removed := k
+	removed.AllowIPs, removed.V = nil, 0
+	e.okJSON(&removed, "keys", "update", k.ID, "--allow-ips", "none")
+	if removed.AllowIPs != nil || removed.V != 0 {
+		t.Errorf("update none: v %d allow_ips %v", removed.V, removed.AllowIPs)
+	}
+	if out := squeeze(e.ok("keys", "get", k.ID)); !strings.Contains(out, "from: any address\n") {
+		t.Errorf("keys get:\n%s", out)
+	}
+	for _, bad := range []string{"10.1.2.3/8", "::ffff:10.0.0.1", "fe80::1%eth0", "nowhere", ","} {
+		r := e.run("keys", "create", "--account", "acme", "--allow-ips", bad)
+		if r.code != cli.ExitUsage || !strings.HasPrefix(r.msg, "--allow-ips: ") {
+			t.Errorf("--allow-ips %q: exit %d %q", bad, r.code, r.msg)
+		}
+	}
+	if r := e.run("keys", "create", "--account", "acme", "--allow-ips", "none"); r.code != cli.ExitUsage || !strings.Contains(r.msg, "none removes") {
+		t.Errorf("create --allow-ips none: exit %d %q", r.code, r.msg)
+	}
+}

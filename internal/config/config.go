@@ -59,6 +59,11 @@ type Config struct {
 	// SettleToken, if set, enables the settle API on the admin port for
 	// callers that send it as a bearer token (at least 32 characters).
 	SettleToken string `yaml:"settle_token"`
+	// APIAddr, if set, serves the admin API (keys, balances, usage) for
+	// admin tokens. Off loopback it needs APITLS.
+	APIAddr string `yaml:"api_addr"`
+	// APITLS is the admin API's TLS.
+	APITLS APITLS `yaml:"api_tls"`
 	// Pricing says what calls cost; without prices nothing is metered.
 	Pricing Pricing `yaml:"pricing"`
 	// Leaks revokes keys reported as found in public.
@@ -149,6 +154,12 @@ type TLS struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
+// APITLS turns on TLS on the admin API's listener.
+type APITLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
 // NATS says where the key store is. Without URL keygate embeds a server.
 type NATS struct {
 	URL       string `yaml:"url"`
@@ -171,7 +182,11 @@ type NATS struct {
 	UsageBucket    string `yaml:"usage_bucket"`
 	FilterBucket   string `yaml:"filter_bucket"`
 	AlertsBucket   string `yaml:"alerts_bucket"`
-	Replicas       int    `yaml:"replicas"`
+	// TokensBucket holds the admin API's tokens, IdempotencyBucket its
+	// Idempotency-Key results (24 hours).
+	TokensBucket      string `yaml:"tokens_bucket"`
+	IdempotencyBucket string `yaml:"idempotency_bucket"`
+	Replicas          int    `yaml:"replicas"`
 }
 
 // Keys is the accepted key format.
@@ -222,15 +237,17 @@ func Default() Config {
 		ShutdownDelay:  Duration(5 * time.Second),
 		ShutdownGrace:  Duration(10 * time.Second),
 		NATS: NATS{
-			Listen:         "127.0.0.1:4222",
-			DataDir:        "./keygate-data",
-			KeysBucket:     store.DefaultOptions().KeysBucket,
-			AccountsBucket: store.DefaultOptions().AccountsBucket,
-			LimitsBucket:   store.DefaultOptions().LimitsBucket,
-			UsageBucket:    store.DefaultOptions().UsageBucket,
-			FilterBucket:   store.DefaultOptions().FilterBucket,
-			AlertsBucket:   "keygate_alerts",
-			Replicas:       1,
+			Listen:            "127.0.0.1:4222",
+			DataDir:           "./keygate-data",
+			KeysBucket:        store.DefaultOptions().KeysBucket,
+			AccountsBucket:    store.DefaultOptions().AccountsBucket,
+			LimitsBucket:      store.DefaultOptions().LimitsBucket,
+			UsageBucket:       store.DefaultOptions().UsageBucket,
+			FilterBucket:      store.DefaultOptions().FilterBucket,
+			TokensBucket:      store.DefaultOptions().TokensBucket,
+			IdempotencyBucket: store.DefaultOptions().IdempotencyBucket,
+			AlertsBucket:      "keygate_alerts",
+			Replicas:          1,
 		},
 		Keys: Keys{
 			LivePrefix: apikey.LivePrefix,
@@ -303,7 +320,8 @@ func (k Keys) Prefix(env string) string {
 // StoreOptions are the bucket settings.
 func (n NATS) StoreOptions() store.Options {
 	return store.Options{KeysBucket: n.KeysBucket, AccountsBucket: n.AccountsBucket,
-		LimitsBucket: n.LimitsBucket, UsageBucket: n.UsageBucket, FilterBucket: n.FilterBucket, Replicas: n.Replicas}
+		LimitsBucket: n.LimitsBucket, UsageBucket: n.UsageBucket, FilterBucket: n.FilterBucket,
+		TokensBucket: n.TokensBucket, IdempotencyBucket: n.IdempotencyBucket, Replicas: n.Replicas}
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").

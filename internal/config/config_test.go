@@ -493,6 +493,12 @@ func TestValidateNamesTheField(t *testing.T) {
 				c.Alerts.Webhooks[i] = config.Webhook{URL: "https://a/h", Secret: webhookSecret}
 			}
 		}},
+		{"api_addr", func(c *config.Config) { c.APIAddr = "9300" }},
+		{"api_tls.cert_file", func(c *config.Config) { c.APIAddr = "0.0.0.0:9300" }},
+		{"api_tls.cert_file", func(c *config.Config) { c.APIAddr = ":9300" }},
+		{"api_tls.cert_file", func(c *config.Config) { c.APIAddr = "api.internal:9300" }},
+		{"api_tls", func(c *config.Config) { c.APIAddr, c.APITLS.CertFile = "127.0.0.1:9300", "/etc/api.crt" }},
+		{"nats.idempotency_bucket", func(c *config.Config) { c.NATS.IdempotencyBucket = c.NATS.TokensBucket }},
 	}
 	for _, tc := range tests {
 		c := config.Default()
@@ -604,21 +610,23 @@ func TestFullExample(t *testing.T) {
 			ClientCAFile: "/etc/keygate/tls/ca.crt",
 		},
 		NATS: config.NATS{
-			URL:            "nats://nats-0.nats:4222,nats://nats-1.nats:4222,nats://nats-2.nats:4222",
-			CredsFile:      "/etc/keygate/nats/keygate.creds",
-			CAFile:         "/etc/keygate/nats-tls/ca.crt",
-			CertFile:       "/etc/keygate/nats-tls/tls.crt",
-			KeyFile:        "/etc/keygate/nats-tls/tls.key",
-			Listen:         "127.0.0.1:4222",
-			DataDir:        "./keygate-data",
-			TokenDir:       "/var/lib/keygate",
-			KeysBucket:     "keygate_keys",
-			AccountsBucket: "keygate_accounts",
-			LimitsBucket:   "keygate_limits",
-			UsageBucket:    "keygate_usage",
-			FilterBucket:   "keygate_filter",
-			AlertsBucket:   "keygate_alerts",
-			Replicas:       3,
+			URL:               "nats://nats-0.nats:4222,nats://nats-1.nats:4222,nats://nats-2.nats:4222",
+			CredsFile:         "/etc/keygate/nats/keygate.creds",
+			CAFile:            "/etc/keygate/nats-tls/ca.crt",
+			CertFile:          "/etc/keygate/nats-tls/tls.crt",
+			KeyFile:           "/etc/keygate/nats-tls/tls.key",
+			Listen:            "127.0.0.1:4222",
+			DataDir:           "./keygate-data",
+			TokenDir:          "/var/lib/keygate",
+			KeysBucket:        "keygate_keys",
+			AccountsBucket:    "keygate_accounts",
+			LimitsBucket:      "keygate_limits",
+			UsageBucket:       "keygate_usage",
+			FilterBucket:      "keygate_filter",
+			TokensBucket:      "keygate_admin_tokens",
+			IdempotencyBucket: "keygate_idempotency",
+			AlertsBucket:      "keygate_alerts",
+			Replicas:          3,
 		},
 		Keys: config.Keys{
 			LivePrefix:    "ghub_sk_live_",
@@ -657,6 +665,7 @@ func TestFullExample(t *testing.T) {
 			OutageAfter:        config.Duration(3 * time.Second),
 			UsageFlushInterval: config.Duration(10 * time.Second),
 		},
+		APITLS: config.APITLS{CertFile: "/etc/keygate/api-tls/tls.crt", KeyFile: "/etc/keygate/api-tls/tls.key"},
 		Pricing: config.Pricing{
 			Models: []config.ModelPrice{
 				{Match: "gpt-4o-mini*", TokenPrice: config.TokenPrice{Currency: "USD", Input: "0.15", CachedInput: "0.075", Output: "0.60", MaxOutput: 16384}},

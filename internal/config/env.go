@@ -42,6 +42,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_LEAKS_GITHUB_KEYS_URL":  &c.Leaks.GitHub.KeysURL,
 		"KEYGATE_LEAKS_GITHUB_KEYS_FILE": &c.Leaks.GitHub.KeysFile,
 		"KEYGATE_LEAKS_GITHUB_TOKEN":     &c.Leaks.GitHub.Token,
+		"KEYGATE_API_ADDR":               &c.APIAddr,
+		"KEYGATE_API_TLS_CERT_FILE":      &c.APITLS.CertFile,
+		"KEYGATE_API_TLS_KEY_FILE":       &c.APITLS.KeyFile,
 	}
 	for name, p := range strs {
 		if v := getenv(name); v != "" {

@@ -36,6 +36,8 @@ func (c *Config) Validate() error {
 	checkAddr(add, "grpc_addr", c.GRPCAddr, true)
 	checkAddr(add, "admin_addr", c.AdminAddr, true)
 	checkAddr(add, "http_addr", c.HTTPAddr, false)
+	checkAddr(add, "api_addr", c.APIAddr, false)
+	c.validateAPITLS(add)
 	switch c.HTTPMode {
 	case "envoy", "nginx", "traefik":
 	default:
@@ -107,6 +109,32 @@ func (t TLS) validate(add adder) {
 	}
 }
 
+// validateAPITLS requires TLS for an admin API off loopback: its bearer
+// tokens change keys and balances.
+func (c *Config) validateAPITLS(add adder) {
+	t := c.APITLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		add("api_tls", "cert_file and key_file go together")
+	}
+	if c.APIAddr != "" && t.CertFile == "" && !Loopback(c.APIAddr) {
+		add("api_tls.cert_file", "must be set (with api_tls.key_file): api_addr %q is not a loopback address, and the admin API takes bearer tokens only over TLS off loopback", c.APIAddr)
+	}
+}
+
+// Loopback reports whether addr's host is a loopback address or
+// localhost; an empty host (every interface) is not.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func (n NATS) validate(add adder) {
 	if n.URL != "" {
 		if err := CheckNATSURL(n.URL); err != nil {
@@ -124,7 +152,8 @@ func (n NATS) validate(add adder) {
 	seen := map[string]string{}
 	for _, f := range [][2]string{{"nats.keys_bucket", n.KeysBucket}, {"nats.accounts_bucket", n.AccountsBucket},
 		{"nats.limits_bucket", n.LimitsBucket}, {"nats.usage_bucket", n.UsageBucket}, {"nats.filter_bucket", n.FilterBucket},
-		{"nats.alerts_bucket", n.AlertsBucket}} {
+		{"nats.alerts_bucket", n.AlertsBucket},
+		{"nats.tokens_bucket", n.TokensBucket}, {"nats.idempotency_bucket", n.IdempotencyBucket}} {
 		if !bucketName.MatchString(f[1]) {
 			add(f[0], "%q must be letters, digits, '_' or '-'", f[1])
 		} else if other, dup := seen[f[1]]; dup {

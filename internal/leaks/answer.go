@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -109,6 +111,7 @@ func (h *Handler) judge(ctx context.Context, m Match, hash string) (string, erro
 // revoke revokes key id, as keys revoke does, if its record still has
 // hash.
 func (h *Handler) revoke(ctx context.Context, id, hash string) error {
+	t := h.o.Now().UTC()
 	_, err := h.o.Store.UpdateKey(ctx, id, func(k *store.Key) error {
 		switch {
 		case k.Hash != hash:
@@ -116,11 +119,29 @@ func (h *Handler) revoke(ctx context.Context, id, hash string) error {
 		case k.Revoked():
 			return errRevoked
 		}
-		t := h.o.Now().UTC()
 		k.RevokedAt = &t
 		return nil
 	})
+	if err == nil && h.o.Trail != nil {
+		h.record(ctx, id, t)
+	}
 	return err
+}
+
+// record appends key id's revocation to the audit trail. A failure is
+// logged: the key stays revoked.
+func (h *Handler) record(ctx context.Context, id string, at time.Time) {
+	err := h.o.Trail.Append(ctx, audit.Record{
+		Actor:  audit.Actor{Kind: audit.ActorGitHub, User: "secret scanning"},
+		Action: audit.KeyRevokeLeaked,
+		Target: audit.Target{Kind: audit.TargetKey, ID: id},
+		At:     at,
+		Before: map[string]any{"revoked_at": nil},
+		After:  map[string]any{"revoked_at": at.Format(time.RFC3339Nano)},
+	})
+	if err != nil {
+		h.o.Log.Error("the audit trail did not take a leaked key's revocation", "key_id", id, "err", err)
+	}
 }
 
 // unrevoked reports a keygate key found in public whose record cannot be

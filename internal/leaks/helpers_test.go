@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/leaks"
 	"github.com/keygate/keygate/internal/natstest"
 	"github.com/keygate/keygate/internal/store"
@@ -177,6 +178,7 @@ type fixture struct {
 	srv   *httptest.Server
 	reg   *prometheus.Registry
 	logs  *syncBuffer
+	trail *audit.Log
 }
 
 var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -192,10 +194,14 @@ func newFixture(t testing.TB, src leaks.Source) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{ctx: ctx, st: st, clock: &clock{t: start}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	trail, err := audit.Open(ctx, js, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{ctx: ctx, st: st, clock: &clock{t: start}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}, trail: trail}
 	log := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.keys = leaks.NewKeys(src, f.clock.Now, log)
-	f.h = leaks.New(leaks.Options{Store: st, Format: apikey.DefaultFormat(), Keys: f.keys, Log: log, Now: f.clock.Now})
+	f.h = leaks.New(leaks.Options{Store: st, Format: apikey.DefaultFormat(), Keys: f.keys, Log: log, Now: f.clock.Now, Trail: trail})
 	f.h.Register(f.reg)
 	f.srv = httptest.NewServer(f.h)
 	t.Cleanup(f.srv.Close)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -42,6 +43,8 @@ type Options struct {
 	Keys   *Keys         // GitHub's keys
 	Log    *slog.Logger
 	Now    func() time.Time // nil: time.Now
+	// Trail, if set, gets a key.revoke_leaked record for each key revoked.
+	Trail *audit.Log
 }
 
 // Handler serves the endpoint.

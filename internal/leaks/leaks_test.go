@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/leaks"
 )
 
@@ -85,6 +87,24 @@ func TestReport(t *testing.T) {
 	}
 	if n := ks.requests.Load(); n != 1 {
 		t.Errorf("GitHub's keys read %d times, want once", n)
+	}
+
+	// Each revocation is in the audit trail once, by GitHub.
+	var revokedIDs []string
+	for r, err := range f.trail.Read(f.ctx, audit.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Action != audit.KeyRevokeLeaked || r.Actor.Kind != audit.ActorGitHub || r.After["revoked_at"] != start.Format(time.RFC3339Nano) {
+			t.Errorf("audit record %+v", r)
+		}
+		revokedIDs = append(revokedIDs, r.Target.ID)
+	}
+	slices.Sort(revokedIDs)
+	want := []string{liveRec.ID, testRec.ID}
+	slices.Sort(want)
+	if !slices.Equal(revokedIDs, want) {
+		t.Errorf("audit trail revokes %v, want %v", revokedIDs, want)
 	}
 
 	f.counters(t, map[string]float64{

@@ -25,7 +25,7 @@ func (inst *Instance) startLeaks(ctx context.Context, cfg config.Config, st *sto
 			return fmt.Errorf("leaks.github.keys_file: %w", err)
 		}
 	}
-	inst.leaks = leaks.New(leaks.Options{Store: st, Format: cfg.Keys.Format(), Keys: keys, Log: inst.log})
+	inst.leaks = leaks.New(leaks.Options{Store: st, Format: cfg.Keys.Format(), Keys: keys, Log: inst.log, Trail: inst.trail})
 	inst.leaks.Register(reg)
 	inst.log.Info("GitHub secret scanning endpoint on the admin port", "path", leaks.Path,
 		"pattern", leaks.Pattern(cfg.Keys.Format()))

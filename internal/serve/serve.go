@@ -31,6 +31,7 @@ import (
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/events"
 	"github.com/keygate/keygate/internal/alerts"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/barrier"
 	"github.com/keygate/keygate/internal/broker"
 	"github.com/keygate/keygate/internal/config"
@@ -57,6 +58,7 @@ type Instance struct {
 	GRPCAddr  net.Addr
 	AdminAddr net.Addr
 	HTTPAddr  net.Addr // nil unless the HTTP authorization mode is on
+	APIAddr   net.Addr // nil unless the admin API is on
 	NATSAddr  net.Addr // the embedded NATS server's client address; nil with an external NATS
 
 	cfg      config.Config
@@ -70,6 +72,7 @@ type Instance struct {
 	settler  *settle.Settler
 	observe  *observe.Server // settles metered requests from their responses
 	leaks    *leaks.Handler  // GitHub's secret scanning endpoint; nil when off
+	trail    *audit.Log      // the audit trail; nil without the admin API and leaks
 	alerts   *alerts.Alerts  // nil with alerts.enabled false
 	clock    *fleetclock.Clock
 	peers    *presence.Presence
@@ -81,6 +84,7 @@ type Instance struct {
 	health   *health.Server
 	admin    *http.Server
 	httpAuth *http.Server
+	api      *http.Server
 	ready    atomic.Bool
 	state    *storeState
 	wake     chan struct{} // the cache may be behind: catch up
@@ -121,6 +125,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	so.HoldTTL = cfg.Pricing.HoldTTL.D()
 	st, err := store.Open(openCtx, inst.conn.JS, so)
 	if err != nil {
+		return nil, err
+	}
+	if err := inst.openTrail(openCtx, cfg); err != nil {
 		return nil, err
 	}
 	if err := inst.startLeaks(openCtx, cfg, st, reg); err != nil {
@@ -168,6 +175,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Instanc
 	if err := inst.listenHTTP(cfg, srv); err != nil {
 		return nil, err
 	}
+	if err := inst.listenAPI(openCtx, cfg, st); err != nil {
+		return nil, err
+	}
 	go sweep(inst.bg, srv)
 	go inst.syncLoop() // only now: it needs the watcher
 	inst.setReady(true)
@@ -180,6 +190,9 @@ func (inst *Instance) addrs(cfg config.Config, startup time.Duration) []any {
 	a := []any{"grpc_addr", inst.GRPCAddr.String(), "admin_addr", inst.AdminAddr.String()}
 	if inst.HTTPAddr != nil {
 		a = append(a, "http_addr", inst.HTTPAddr.String(), "http_mode", cfg.HTTPMode)
+	}
+	if inst.APIAddr != nil {
+		a = append(a, "api_addr", inst.APIAddr.String())
 	}
 	if inst.NATSAddr != nil {
 		a = append(a, "embedded_nats_addr", inst.NATSAddr.String())
@@ -575,6 +588,11 @@ func (inst *Instance) Shutdown() error {
 		hctx, hcancel := context.WithTimeout(context.Background(), inst.cfg.ShutdownGrace.D())
 		_ = inst.httpAuth.Shutdown(hctx) // drains requests in flight
 		hcancel()
+	}
+	if inst.api != nil {
+		actx, acancel := context.WithTimeout(context.Background(), inst.cfg.ShutdownGrace.D())
+		_ = inst.api.Shutdown(actx) // finishes the changes in flight
+		acancel()
 	}
 	_ = inst.admin.Shutdown(ctx)
 	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -157,8 +157,8 @@ func (k *Key) Validate() error {
 		return fmt.Errorf("key %s: account_id %q is not valid", k.ID, k.AccountID)
 	case k.Env != EnvLive && k.Env != EnvTest:
 		return fmt.Errorf("key %s: env %q is not live or test", k.ID, k.Env)
-	case k.RateLimit != nil && k.RateLimit.validate() != nil:
-		return fmt.Errorf("key %s: rate_limit: %w", k.ID, k.RateLimit.validate())
+	case k.RateLimit != nil && k.RateLimit.Validate() != nil:
+		return fmt.Errorf("key %s: rate_limit: %w", k.ID, k.RateLimit.Validate())
 	case k.RateLimit != nil && k.NoRateLimit:
 		return fmt.Errorf("key %s: rate_limit and no_rate_limit: true exclude each other", k.ID)
 	case k.SuccessorID != "" && !idPattern.MatchString(k.SuccessorID):
@@ -278,7 +278,7 @@ func ParseRateLimit(s string) (*RateLimit, error) {
 		return nil, fmt.Errorf("%q: WINDOW must be a positive Go duration like 1s, 1m or 1h", s)
 	}
 	r := &RateLimit{Requests: n, Window: Duration(w)}
-	if err := r.validate(); err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("%q: %w", s, err)
 	}
 	return r, nil
@@ -290,7 +290,8 @@ const (
 	maxWindow   = 366 * 24 * time.Hour
 )
 
-func (r *RateLimit) validate() error {
+// Validate checks the limit's bounds.
+func (r *RateLimit) Validate() error {
 	switch {
 	case r.Requests < 1 || r.Requests > maxRequests:
 		return fmt.Errorf("requests must be from 1 to %d", int64(maxRequests))

@@ -90,8 +90,9 @@ func ParseTokenLimit(s string) (*TokenLimit, error) {
 	return &TokenLimit{Tokens: r.Requests, Window: r.Window}, nil
 }
 
-func (t *TokenLimit) validate() error {
-	return (&RateLimit{Requests: t.Tokens, Window: t.Window}).validate()
+// Validate checks the limit's bounds.
+func (t *TokenLimit) Validate() error {
+	return (&RateLimit{Requests: t.Tokens, Window: t.Window}).Validate()
 }
 
 // String writes the limit as N/WINDOW.
@@ -124,7 +125,8 @@ func ParseBudget(s, currency string) (*Budget, error) {
 	return b, nil
 }
 
-func (b *Budget) validate() error {
+// Validate checks the budget's amount and period.
+func (b *Budget) Validate() error {
 	if b.Amount < 1 || b.Amount > maxBudget {
 		return fmt.Errorf("amount must be from 1 to %d minor units", int64(maxBudget))
 	}
@@ -144,12 +146,12 @@ func (k *Key) validateRestrictions() error {
 		}
 	}
 	if k.TokenLimit != nil {
-		if err := k.TokenLimit.validate(); err != nil {
+		if err := k.TokenLimit.Validate(); err != nil {
 			return fmt.Errorf("key %s: token_limit: %w", k.ID, err)
 		}
 	}
 	if k.Budget != nil {
-		if err := k.Budget.validate(); err != nil {
+		if err := k.Budget.Validate(); err != nil {
 			return fmt.Errorf("key %s: budget: %w", k.ID, err)
 		}
 	}

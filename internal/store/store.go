@@ -36,7 +36,11 @@ type Options struct {
 	FilterBucket   string // object store: the key filter's snapshot
 	HoldsStream    string // holds of metered requests, by reservation
 	LedgerStream   string // settled requests, by account
-	Replicas       int
+	TokensBucket   string // admin API tokens, by hash with an id index
+	// IdempotencyBucket keeps the admin API's Idempotency-Key claims and
+	// results for IdempotencyTTL.
+	IdempotencyBucket string
+	Replicas          int
 	// HoldTTL is how long a hold lives unsettled; its records live an
 	// hour longer.
 	HoldTTL time.Duration
@@ -48,7 +52,8 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{KeysBucket: "keygate_keys", AccountsBucket: "keygate_accounts",
 		LimitsBucket: "keygate_limits", UsageBucket: "keygate_usage", FilterBucket: "keygate_filter",
-		HoldsStream: "keygate_holds", LedgerStream: "keygate_ledger", Replicas: 1,
+		HoldsStream: "keygate_holds", LedgerStream: "keygate_ledger", TokensBucket: "keygate_admin_tokens",
+		IdempotencyBucket: "keygate_idempotency", Replicas: 1,
 		HoldTTL: time.Hour, LedgerMaxAge: 400 * 24 * time.Hour}
 }
 
@@ -57,7 +62,8 @@ func (o Options) withDefaults() Options {
 	d := DefaultOptions()
 	for _, f := range []struct{ v, def *string }{{&o.KeysBucket, &d.KeysBucket}, {&o.AccountsBucket, &d.AccountsBucket},
 		{&o.LimitsBucket, &d.LimitsBucket}, {&o.UsageBucket, &d.UsageBucket}, {&o.FilterBucket, &d.FilterBucket},
-		{&o.HoldsStream, &d.HoldsStream}, {&o.LedgerStream, &d.LedgerStream}} {
+		{&o.HoldsStream, &d.HoldsStream}, {&o.LedgerStream, &d.LedgerStream}, {&o.TokensBucket, &d.TokensBucket},
+		{&o.IdempotencyBucket, &d.IdempotencyBucket}} {
 		if *f.v == "" {
 			*f.v = *f.def
 		}
@@ -89,6 +95,8 @@ type Store struct {
 	holdsStream string
 	// ledgerStream is the stream of settled requests.
 	ledgerStream string
+	opts         Options // as opened, defaults filled in
+	admin        tokenBuckets
 
 	usageWrites, usageReads atomic.Uint64
 }
@@ -104,7 +112,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{js: js, keys: keys, accounts: accounts}
+	s := &Store{js: js, keys: keys, accounts: accounts, opts: o}
 	if s.limits, err = bucket(ctx, js, o.LimitsBucket, o.Replicas, "keygate rate-limit budgets"); err != nil {
 		return nil, err
 	}
@@ -136,11 +144,14 @@ func objectBucket(ctx context.Context, js jetstream.JetStream, name string, repl
 }
 
 func bucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, desc string) (jetstream.KeyValue, error) {
+	return bucketWith(ctx, js, jetstream.KeyValueConfig{Bucket: name, Description: desc, Replicas: replicas})
+}
+
+func bucketWith(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	name := cfg.Bucket
 	kv, err := openOrCreate(ctx,
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, name) },
-		func(ctx context.Context) (jetstream.KeyValue, error) {
-			return js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: desc, Replicas: replicas})
-		})
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", name, err)
 	}

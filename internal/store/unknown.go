@@ -80,6 +80,10 @@ func (k *Key) Unsupported() []string {
 	return out
 }
 
+// Unknown is the record's members this keygate does not know, as read;
+// the caller must not change it.
+func (k *Key) Unknown() map[string]json.RawMessage { return k.unknown }
+
 // MarshalJSON writes the record with the members it did not know, as
 // read.
 func (k *Key) MarshalJSON() ([]byte, error) {

@@ -1,4 +1,4 @@
-package cli
+package admin
 
 import (
 	"context"
@@ -13,28 +13,28 @@ import (
 // before the first settlement asked for.
 const clockSkew = time.Minute
 
-// settlements calls fn with each settlement of account ("" for every
+// Settlements calls fn with each settlement of account ("" for every
 // account) settled from since until before until (zero: no end), in the
 // ledger's order, once per reservation: the ledger copies a settlement at
 // least once, and the first copy wins. raw is the settlement as stored.
 // It returns how many ledger messages were not settlements it could read.
-func (a *admin) settlements(ctx context.Context, account string, since, until time.Time, fn func(raw []byte, s *settle.Settlement) error) (int, error) {
+func (s *Service) Settlements(ctx context.Context, account string, since, until time.Time, fn func(raw []byte, st *settle.Settlement) error) (int, error) {
 	seen := map[string]bool{}
 	bad := 0
-	err := a.store.ReadLedger(ctx, account, since.Add(-clockSkew), func(b []byte) error {
-		var s settle.Settlement
-		if json.Unmarshal(b, &s) != nil || s.Reservation == "" {
+	err := s.st.ReadLedger(ctx, account, since.Add(-clockSkew), func(b []byte) error {
+		var st settle.Settlement
+		if json.Unmarshal(b, &st) != nil || st.Reservation == "" {
 			bad++
 			return nil
 		}
-		if seen[s.Reservation] {
+		if seen[st.Reservation] {
 			return nil
 		}
-		seen[s.Reservation] = true
-		if s.SettledAt.Before(since) || !until.IsZero() && !s.SettledAt.Before(until) {
+		seen[st.Reservation] = true
+		if st.SettledAt.Before(since) || !until.IsZero() && !st.SettledAt.Before(until) {
 			return nil
 		}
-		return fn(b, &s)
+		return fn(b, &st)
 	})
 	return bad, err
 }
