@@ -86,6 +86,8 @@ bench: build ## Run every benchmark and print the tables (about 10 minutes).
 	@echo "== metering: 4 KB chat bodies over gRPC against the same checks without bodies (target: >= 0.8 for keys with a model list), and in-process: a response chunk, a settlement"
 	$(GO) run ./bench/loadgen -keygate bin/keygate -bodies
 	$(GO) test -tags $(TAGS) -run='^$$' -bench='Chunk|Settlement' -benchmem -count=1 ./internal/observe
+	@echo "== admin API: list 100,000 keys page by page (target: under 10 s a listing)"
+	$(GO) test -tags $(TAGS) -run='^$$' -bench=ListKeys100k -benchtime=1x -count=1 ./internal/adminapi
 	@echo "== the check path against the floor (an ext_authz server that never decodes and answers a pre-encoded OK): embedded keygate, 1,000 keys, c=64, 4 connections (targets: throughput >= 0.92x, p99 <= 1.2x)"
 	$(GO) run ./bench/loadgen -keygate bin/keygate -floor bin/floor-authz
 
