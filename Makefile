@@ -44,7 +44,8 @@ test-short: tools ## Unit and integration tests under -race (no lint, fuzz, char
 	$(GO) test -race -count=1 -run 'Decision|Allow|Changes' ./authz ./internal/serve # without the tag too
 
 .PHONY: tools
-tools: $(STATICCHECK) $(GRPCURL) ## Install the pinned test tools into .tools.
+tools: $(STATICCHECK) $(GRPCURL) ## Install the pinned test tools into .tools, and curl (apt-get) if missing.
+	@command -v curl >/dev/null 2>&1 || { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; $$s apt-get update && $$s env DEBIAN_FRONTEND=noninteractive apt-get install -y curl; }
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target on FUZZTIME inputs (default 100000x; a count, since a duration can end in a spurious "context deadline exceeded" with Go 1.26).
