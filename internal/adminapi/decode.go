@@ -113,13 +113,6 @@ func (o object) done() *apiError {
 	return badRequest("unknown_field", names[0], "%s is not a member of this request", names[0])
 }
 
-// limitJSON is a rate or token limit as the API writes it.
-type limitJSON struct {
-	Requests *int64 `json:"requests,omitempty"`
-	Tokens   *int64 `json:"tokens,omitempty"`
-	Window   string `json:"window"`
-}
-
 // window reads a limit's window: a Go duration ("1m").
 func window(param, s string) (store.Duration, *apiError) {
 	d, err := time.ParseDuration(s)
