@@ -678,7 +678,7 @@ func TestFullExample(t *testing.T) {
 			OutageAfter:        config.Duration(3 * time.Second),
 			UsageFlushInterval: config.Duration(10 * time.Second),
 		},
-		APITLS: config.APITLS{CertFile: "/etc/keygate/api-tls/tls.crt", KeyFile: "/etc/keygate/api-tls/tls.key"},
+		APITLS:         config.APITLS{CertFile: "/etc/keygate/api-tls/tls.crt", KeyFile: "/etc/keygate/api-tls/tls.key"},
 		APITokenScopes: []string{"read"},
 		Pricing: config.Pricing{
 			Models: []config.ModelPrice{
