@@ -7,7 +7,7 @@ import (
 
 // Actor is who makes a change.
 type Actor struct {
-	// Kind is "cli" or "admin_token".
+	// Kind is "cli", "admin_token" or "keygate".
 	Kind string `json:"kind"`
 	// ID is the admin token's id; empty for the command line.
 	ID string `json:"id,omitempty"`
@@ -20,8 +20,9 @@ type Actor struct {
 
 // Actor kinds.
 const (
-	ActorCLI   = "cli"
-	ActorToken = "admin_token"
+	ActorCLI     = "cli"
+	ActorToken   = "admin_token"
+	ActorKeygate = "keygate" // keygate serve itself
 )
 
 // Actions of a Change.

@@ -16,9 +16,9 @@ import (
 // Admin token scopes: read allows every read; keys allows key changes,
 // balances balance changes, and each every read too.
 const (
-	ScopeRead     = "read"
-	ScopeKeys     = "keys"
-	ScopeBalances = "balances"
+	ScopeRead     = store.TokenScopeRead
+	ScopeKeys     = store.TokenScopeKeys
+	ScopeBalances = store.TokenScopeBalances
 )
 
 // TokenPrefix starts every admin token.
@@ -57,9 +57,7 @@ func ViewToken(t *store.Token) TokenView {
 func CheckScopes(scopes []string) ([]string, error) {
 	var out []string
 	for _, sc := range scopes {
-		switch sc {
-		case ScopeRead, ScopeKeys, ScopeBalances:
-		default:
+		if !store.ValidTokenScope(sc) {
 			return nil, invalid("scopes", "%q is not read, keys or balances", sc)
 		}
 		if !slices.Contains(out, sc) {
@@ -92,9 +90,9 @@ func (s *Service) CreateToken(ctx context.Context, by Actor, name string, scopes
 	if err != nil {
 		return TokenView{}, "", err
 	}
-	secret, err := tokenFormat.Mint(TokenPrefix)
+	secret, err := NewToken()
 	if err != nil {
-		return TokenView{}, "", fmt.Errorf("mint token: %w", err)
+		return TokenView{}, "", err
 	}
 	t := &store.Token{Hash: apikey.Hash(secret), Name: name, Scopes: scopes, CreatedAt: s.now().UTC()}
 	if t.ID, err = apikey.NewPrefixedID("tok_"); err != nil {
@@ -105,6 +103,15 @@ func (s *Service) CreateToken(ctx context.Context, by Actor, name string, scopes
 	}
 	v := ViewToken(t)
 	return v, secret, s.record(ctx, Change{Actor: by, Action: ActionTokenCreate, TargetKind: "token", TargetID: t.ID, After: v})
+}
+
+// NewToken mints an admin token and stores nothing.
+func NewToken() (string, error) {
+	secret, err := tokenFormat.Mint(TokenPrefix)
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	return secret, nil
 }
 
 // ListTokens returns every admin token, oldest first.

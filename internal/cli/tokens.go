@@ -21,11 +21,13 @@ func runTokens(ctx context.Context, args []string, io IO) error {
 		return tokensList(ctx, args[1:], io)
 	case "revoke":
 		return tokensRevoke(ctx, args[1:], io)
+	case "new":
+		return tokensNew(args[1:], io)
 	case "help", "-h", "--help":
 		fmt.Fprintln(io.Out, groupUsage("tokens "))
 		return nil
 	}
-	return usagef("unknown command \"tokens %s\"; want create, list or revoke", args[0])
+	return usagef("unknown command \"tokens %s\"; want create, list, revoke or new", args[0])
 }
 
 // tokenNames are the tokens commands' names of the admin package's
@@ -69,6 +71,21 @@ func tokensCreate(ctx context.Context, args []string, io IO) error {
 	fmt.Fprintf(io.Out, "Admin token: %s\n", secret)
 	fmt.Fprintln(io.Out, "Store it now: it will not be shown again.")
 	return err
+}
+
+// tokensNew prints a new admin token and stores nothing: the token is
+// for a file that keygate serve reads (api_token_file), which stores it.
+func tokensNew(args []string, io IO) error {
+	fs := flag.NewFlagSet("tokens new", flag.ContinueOnError)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	secret, err := admin.NewToken()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(io.Out, secret)
+	return nil
 }
 
 func tokensList(ctx context.Context, args []string, io IO) error {

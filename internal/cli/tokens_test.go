@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/cli"
+	"github.com/keygate/keygate/internal/config"
 )
 
 // tokenOut is the JSON of an admin token as the commands print it.
@@ -87,5 +89,30 @@ func TestTokensErrors(t *testing.T) {
 		if r.code != tt.code || !strings.Contains(r.msg, tt.want) {
 			t.Errorf("%v: exit %d %q, want exit %d with %q", tt.args, r.code, r.msg, tt.code, tt.want)
 		}
+	}
+}
+
+// TestTokensNew: tokens new prints a well-formed admin token, a new one
+// each time, and stores nothing; keygate serve's api_token_file takes it.
+func TestTokensNew(t *testing.T) {
+	e := newEnv(t)
+	first, second := e.ok("tokens", "new"), e.ok("tokens", "new")
+	token := strings.TrimSuffix(first, "\n")
+	if strings.Count(first, "\n") != 1 || !strings.HasPrefix(token, "kga_") || len(token) != 46 || first == second {
+		t.Fatalf("tokens new printed %q, then %q", first, second)
+	}
+	if out := e.ok("tokens", "list"); !strings.Contains(out, "no admin tokens") {
+		t.Errorf("tokens new stored something:\n%s", out)
+	}
+	svc := admin.New(admin.Options{Store: e.store(), Keys: config.Default().Keys})
+	v, created, err := svc.EnsureToken(e.ctx, admin.Actor{Kind: admin.ActorKeygate}, "api_token_file", token, []string{admin.ScopeRead})
+	if err != nil || !created {
+		t.Fatalf("EnsureToken of the printed token = %+v, %v, %v", v, created, err)
+	}
+	if _, err := svc.Authenticate(e.ctx, token); err != nil {
+		t.Errorf("Authenticate: %v", err)
+	}
+	if r := e.run("tokens", "new", "--scope", "read"); r.code != cli.ExitUsage {
+		t.Errorf("tokens new --scope read: exit %d %q, want a usage error", r.code, r.msg)
 	}
 }

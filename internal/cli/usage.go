@@ -46,6 +46,8 @@ var commands = map[string]command{
 		"Print the settled requests of the ledger, once each, settled from --since until before --until: one JSON object a line as the ledger stores it, or CSV with a header. Reads what the ledger holds when it starts, then ends."},
 	"tokens create": {"tokens create --scope read|keys|balances [--name NAME] [--json]",
 		"Create an admin API token and print it once (only its SHA-256 is stored). read allows every read of the API; keys also allows key changes, balances balance changes; give several as a comma-separated list."},
+	"tokens new": {"tokens new",
+		"Print a new admin API token and store nothing, for a file that keygate serve reads (api_token_file, e.g. a Kubernetes Secret): serve stores its record, with api_token_scopes, when it starts."},
 	"tokens list":   {"tokens list [--json]", "List the admin API tokens with their scopes and last use (written at most once a minute)."},
 	"tokens revoke": {"tokens revoke TOKEN_ID [--json]", "Revoke an admin API token: the API refuses it from the next request on."},
 	"check":         {"check [--key KEY] [--method GET] [--path /v1/models] [--scope S] [--body JSON] [--client-ip IP] [--grpc-addr ADDR]", "Send one ext_authz Check to a running keygate, as Envoy would, and print the answer. The key defaults to $KEYGATE_API_KEY."},

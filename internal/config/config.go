@@ -64,6 +64,13 @@ type Config struct {
 	APIAddr string `yaml:"api_addr"`
 	// APITLS is the admin API's TLS.
 	APITLS APITLS `yaml:"api_tls"`
+	// APITokenFile, if set, holds an admin token (made by keygate tokens
+	// new) whose record keygate serve stores, with APITokenScopes, when
+	// it starts, unless one exists; it needs APIAddr.
+	APITokenFile string `yaml:"api_token_file"`
+	// APITokenScopes are the scopes of APITokenFile's token when keygate
+	// stores its record; a stored record keeps its own.
+	APITokenScopes []string `yaml:"api_token_scopes"`
 	// Pricing says what calls cost; without prices nothing is metered.
 	Pricing Pricing `yaml:"pricing"`
 	// Leaks revokes keys reported as found in public.
@@ -268,6 +275,7 @@ func Default() Config {
 		},
 		DefaultRateLimit:    "600/1m",
 		LowBalanceThreshold: "0",
+		APITokenScopes:      []string{store.TokenScopeRead},
 		Fleet: Fleet{
 			SyncInterval:       Duration(500 * time.Millisecond),
 			LeaseTimeout:       Duration(100 * time.Millisecond),

@@ -350,6 +350,14 @@ cache:
 			wantErr: "KEYGATE_ALERTS_WEBHOOK_SECRET: sets the secret of the only webhook, and alerts.webhooks has 0",
 		},
 		{
+			name: "the admin API's token file from the environment",
+			env:  map[string]string{"KEYGATE_API_ADDR": "127.0.0.1:9300", "KEYGATE_API_TOKEN_FILE": "/etc/keygate/api-token/token"},
+			want: func(c *config.Config) {
+				c.APIAddr = "127.0.0.1:9300"
+				c.APITokenFile = "/etc/keygate/api-token/token"
+			},
+		},
+		{
 			name: "alerts from the environment",
 			env:  map[string]string{"KEYGATE_ALERTS_ENABLED": "false", "KEYGATE_ALERTS_UNUSED_AFTER": "48h"},
 			want: func(c *config.Config) {
@@ -499,6 +507,11 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"api_tls.cert_file", func(c *config.Config) { c.APIAddr = "api.internal:9300" }},
 		{"api_tls", func(c *config.Config) { c.APIAddr, c.APITLS.CertFile = "127.0.0.1:9300", "/etc/api.crt" }},
 		{"nats.idempotency_bucket", func(c *config.Config) { c.NATS.IdempotencyBucket = c.NATS.TokensBucket }},
+		{"api_token_file", func(c *config.Config) { c.APITokenFile = "/etc/keygate/api-token/token" }},
+		{"api_token_scopes", func(c *config.Config) {
+			c.APIAddr, c.APITokenFile, c.APITokenScopes = "127.0.0.1:9300", "/etc/keygate/api-token/token", nil
+		}},
+		{"api_token_scopes[1]", func(c *config.Config) { c.APITokenScopes = []string{"read", "admin"} }},
 	}
 	for _, tc := range tests {
 		c := config.Default()
@@ -665,7 +678,8 @@ func TestFullExample(t *testing.T) {
 			OutageAfter:        config.Duration(3 * time.Second),
 			UsageFlushInterval: config.Duration(10 * time.Second),
 		},
-		APITLS: config.APITLS{CertFile: "/etc/keygate/api-tls/tls.crt", KeyFile: "/etc/keygate/api-tls/tls.key"},
+		APITLS:         config.APITLS{CertFile: "/etc/keygate/api-tls/tls.crt", KeyFile: "/etc/keygate/api-tls/tls.key"},
+		APITokenScopes: []string{"read"},
 		Pricing: config.Pricing{
 			Models: []config.ModelPrice{
 				{Match: "gpt-4o-mini*", TokenPrice: config.TokenPrice{Currency: "USD", Input: "0.15", CachedInput: "0.075", Output: "0.60", MaxOutput: 16384}},

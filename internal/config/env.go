@@ -45,6 +45,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"KEYGATE_API_ADDR":               &c.APIAddr,
 		"KEYGATE_API_TLS_CERT_FILE":      &c.APITLS.CertFile,
 		"KEYGATE_API_TLS_KEY_FILE":       &c.APITLS.KeyFile,
+		"KEYGATE_API_TOKEN_FILE":         &c.APITokenFile,
 	}
 	for name, p := range strs {
 		if v := getenv(name); v != "" {

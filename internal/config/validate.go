@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 	checkAddr(add, "http_addr", c.HTTPAddr, false)
 	checkAddr(add, "api_addr", c.APIAddr, false)
 	c.validateAPITLS(add)
+	c.validateAPIToken(add)
 	switch c.HTTPMode {
 	case "envoy", "nginx", "traefik":
 	default:
@@ -118,6 +119,22 @@ func (c *Config) validateAPITLS(add adder) {
 	}
 	if c.APIAddr != "" && t.CertFile == "" && !Loopback(c.APIAddr) {
 		add("api_tls.cert_file", "must be set (with api_tls.key_file): api_addr %q is not a loopback address, and the admin API takes bearer tokens only over TLS off loopback", c.APIAddr)
+	}
+}
+
+// validateAPIToken checks the admin token given in a file and its scopes
+// (read, keys, balances, as keygate tokens create takes them).
+func (c *Config) validateAPIToken(add adder) {
+	if c.APITokenFile != "" && c.APIAddr == "" {
+		add("api_token_file", "needs api_addr: the token is for the admin API")
+	}
+	if c.APITokenFile != "" && len(c.APITokenScopes) == 0 {
+		add("api_token_scopes", "must list read, keys or balances")
+	}
+	for i, sc := range c.APITokenScopes {
+		if !store.ValidTokenScope(sc) {
+			add(fmt.Sprintf("api_token_scopes[%d]", i), "%q is not read, keys or balances", sc)
+		}
 	}
 }
 

@@ -17,7 +17,8 @@ import (
 )
 
 // listenAPI starts the admin API if api_addr is set: TLS with api_tls,
-// and a key index kept current for its listings.
+// the token of api_token_file stored, and a key index kept current for
+// its listings.
 func (inst *Instance) listenAPI(ctx context.Context, cfg config.Config, st *store.Store) error {
 	if cfg.APIAddr == "" {
 		return nil
@@ -30,6 +31,11 @@ func (inst *Instance) listenAPI(ctx context.Context, cfg config.Config, st *stor
 		return fmt.Errorf("api_addr: %w", err)
 	}
 	svc := admin.New(admin.Options{Store: st, Keys: cfg.Keys, Record: admin.AuditTo(inst.trail)})
+	if cfg.APITokenFile != "" {
+		if err := inst.ensureAPIToken(ctx, cfg, svc); err != nil {
+			return err
+		}
+	}
 	if err := svc.Follow(inst.bg); err != nil {
 		return fmt.Errorf("api_addr: %w", err)
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sync"
@@ -23,6 +24,19 @@ type Token struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Admin token scopes: read allows every read; keys allows key changes,
+// balances balance changes, and each every read too.
+const (
+	TokenScopeRead     = "read"
+	TokenScopeKeys     = "keys"
+	TokenScopeBalances = "balances"
+)
+
+// ValidTokenScope reports whether s is an admin token scope.
+func ValidTokenScope(s string) bool {
+	return s == TokenScopeRead || s == TokenScopeKeys || s == TokenScopeBalances
 }
 
 // tokenIDPattern matches admin token ids: "tok_" and base62.
@@ -100,6 +114,51 @@ func (t *Tokens) Create(ctx context.Context, tok *Token) error {
 	b, _ := json.Marshal(tok)
 	if _, err := t.kv.Create(ctx, HashEntry(tok.Hash), b); err != nil {
 		return fmt.Errorf("create token %s: %w", tok.ID, err)
+	}
+	return nil
+}
+
+// Ensure stores tok unless a record with its hash exists, and returns
+// the record stored and whether this call stored it. Of several calls at
+// once with the same token (the same id and hash), one stores it and the
+// others get it back. An id index entry left by a call that stopped
+// before its record was written is completed.
+func (t *Tokens) Ensure(ctx context.Context, tok *Token) (*Token, bool, error) {
+	if err := tok.Validate(); err != nil {
+		return nil, false, err
+	}
+	if got, _, err := t.ByHash(ctx, tok.Hash); !errors.Is(err, ErrNotFound) {
+		return got, false, err
+	}
+	idx, _ := json.Marshal(map[string]string{"hash": tok.Hash})
+	if _, err := t.kv.Create(ctx, idPrefix+tok.ID, idx); isConflict(err) {
+		if err := t.indexNames(ctx, tok); err != nil {
+			return nil, false, err
+		}
+	} else if err != nil {
+		return nil, false, fmt.Errorf("create token %s index: %w", tok.ID, err)
+	}
+	b, _ := json.Marshal(tok)
+	if _, err := t.kv.Create(ctx, HashEntry(tok.Hash), b); isConflict(err) {
+		got, _, err := t.ByHash(ctx, tok.Hash)
+		return got, false, err
+	} else if err != nil {
+		return nil, false, fmt.Errorf("create token %s: %w", tok.ID, err)
+	}
+	return tok, true, nil
+}
+
+// indexNames checks that the id index entry of tok names tok's hash.
+func (t *Tokens) indexNames(ctx context.Context, tok *Token) error {
+	e, err := get(ctx, t.kv, idPrefix+tok.ID)
+	if err != nil {
+		return fmt.Errorf("token %s index: %w", tok.ID, err)
+	}
+	var idx struct {
+		Hash string `json:"hash"`
+	}
+	if json.Unmarshal(e.Value(), &idx) != nil || idx.Hash != tok.Hash {
+		return fmt.Errorf("token id %s is taken by another token", tok.ID)
 	}
 	return nil
 }

@@ -57,6 +57,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "routes" .Values.keygate.routes
     "default_scope" .Values.keygate.defaultScope
     "nats" (dict "replicas" (int .Values.nats.replicas)) }}
+{{- with .Values.keygate.api }}
+{{- if .enabled }}
+{{- $_ := set $c "api_addr" (printf "0.0.0.0:%d" (int .port)) }}
+{{- $_ := set $c "api_tls" (dict "cert_file" "/etc/keygate/api-tls/tls.crt" "key_file" "/etc/keygate/api-tls/tls.key") }}
+{{- if .adminToken.existingSecret }}
+{{- $_ := set $c "api_token_file" "/etc/keygate/api-token/token" }}
+{{- $_ := set $c "api_token_scopes" .adminToken.scopes }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- toYaml (mustMergeOverwrite $c (deepCopy .Values.keygate.extraConfig)) }}
 {{- end }}
 
@@ -138,6 +148,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     - name: admin
       containerPort: {{ .Values.keygate.adminPort }}
       protocol: TCP
+    {{- if .Values.keygate.api.enabled }}
+    - name: api
+      containerPort: {{ .Values.keygate.api.port }}
+      protocol: TCP
+    {{- end }}
   readinessProbe:
     httpGet:
       path: /readyz
@@ -164,6 +179,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       mountPath: /etc/keygate/nats
       readOnly: true
     {{- end }}
+    {{- if .Values.keygate.api.enabled }}
+    - name: keygate-api-tls
+      mountPath: /etc/keygate/api-tls
+      readOnly: true
+    {{- if .Values.keygate.api.adminToken.existingSecret }}
+    - name: keygate-api-token
+      mountPath: /etc/keygate/api-token
+      readOnly: true
+    {{- end }}
+    {{- end }}
     - name: keygate-tmp
       mountPath: /tmp
 {{- end }}
@@ -183,6 +208,37 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     secretName: {{ . }}
     defaultMode: 0440
 {{- end }}
+{{- with .Values.keygate.api }}
+{{- if .enabled }}
+- name: keygate-api-tls
+  secret:
+    secretName: {{ .tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - { key: tls.crt, path: tls.crt }
+      - { key: tls.key, path: tls.key }
+{{- with .adminToken.existingSecret }}
+- name: keygate-api-token
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - { key: {{ $.Values.keygate.api.adminToken.key | quote }}, path: token }
+{{- end }}
+{{- end }}
+{{- end }}
 - name: keygate-tmp
   emptyDir: {}
+{{- end }}
+
+{{- /* NOTES' lines on the admin API's token. */ -}}
+{{- define "keygate.apiTokenNotes" -}}
+{{- with .Values.keygate.api.adminToken }}
+{{- if .existingSecret }}
+Admin token: key {{ .key | quote }} of Secret {{ .existingSecret }}, stored at start with scopes
+{{ join "," .scopes }} (a revoked one stays revoked: put a new one in the Secret and restart).
+{{- else }}
+Admin tokens: keygate tokens create --scope read --nats-url {{ $.Values.nats.url }}
+{{- end }}
+{{- end }}
 {{- end }}
