@@ -85,7 +85,7 @@ bench: build ## Run every benchmark and print the tables (about 10 minutes).
 	@echo "== Check over gRPC on loopback: keygate (embedded NATS) and a sidecar keygate (on its NATS) beside a do-nothing ext_authz server"
 	$(GO) run ./bench/loadgen -keygate bin/keygate -noop bin/noop-authz -opa bin/opa-authz
 	@echo "== metering: 4 KB chat bodies over gRPC against the same checks without bodies (target: >= 0.8 for keys with a model list), and in-process: a response chunk, a settlement"
-	$(GO) run ./bench/loadgen -keygate bin/keygate -bodies
+	$(GO) run ./bench/loadgen -keygate bin/keygate -bodies -floor bin/floor-authz
 	$(GO) test -tags $(TAGS) -run='^$$' -bench='Chunk|Settlement' -benchmem -count=1 ./internal/observe
 	@echo "== admin API: list 100,000 keys page by page (target: under 10 s a listing)"
 	$(GO) test -tags $(TAGS) -run='^$$' -bench=ListKeys100k -benchtime=1x -count=1 ./internal/adminapi

@@ -200,7 +200,14 @@ func TestIPAllowlistAllocatesNothing(t *testing.T) {
 			decide()
 		}
 		f.keys.Wait()
-		return testing.AllocsPerRun(200, decide)
+		// AllocsPerRun counts the whole process's allocations, background
+		// work (usage, leases) included, which can only add: the least of
+		// a few runs is the check's own.
+		least := testing.AllocsPerRun(200, decide)
+		for range 4 {
+			least = min(least, testing.AllocsPerRun(200, decide))
+		}
+		return least
 	}
 	with, without := allocs(listed), allocs(open)
 	t.Logf("allocations per decoded check: %v with allow_ips, %v without", with, without)

@@ -80,6 +80,28 @@ func bodiesComparison(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	// The floor (an ext_authz server that never decodes) with the same
+	// frames, with and without bodies: what the bodies cost the transport
+	// alone.
+	if o.floor != "" {
+		floor, err := startServer(ctx, "floor", o.floor, nil)
+		if err != nil {
+			return err
+		}
+		defer floor.stop()
+		runs = append(runs, struct {
+			name   string
+			p      *process
+			body   bool
+			models []string
+		}{"floor, no body", floor, false, nil}, struct {
+			name   string
+			p      *process
+			body   bool
+			models []string
+		}{"floor, 4 KB", floor, true, nil})
+		frames = append(frames, frames[0], frames[1])
+	}
 	rps := make([][]float64, len(runs))
 	for r := range floorRounds {
 		for i, run := range runs {
@@ -115,6 +137,9 @@ func bodiesComparison(ctx context.Context, o options) error {
 	median := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
 	fmt.Printf("throughput / no body, medians of %d rounds: 4 KB with a model list %.2f (target >= 0.8), 4 KB metered %.2f\n",
 		floorRounds, median(rps[1])/median(rps[0]), median(rps[2])/median(rps[0]))
+	if o.floor != "" {
+		fmt.Printf("the floor's own: 4 KB / no body %.2f (what moving the bodies costs any ext_authz server)\n", median(rps[4])/median(rps[3]))
+	}
 	return nil
 }
 

@@ -64,7 +64,7 @@ func run(ctx context.Context) error {
 	flag.BoolVar(&o.compare, "compare", true, "compare keygate with the do-nothing server (and OPA)")
 	flag.BoolVar(&o.memory, "memory", true, "measure a sidecar keygate's memory with an external NATS")
 	flag.StringVar(&o.floor, "floor", "", "the floor ext_authz server binary (bench/floor): compare an embedded keygate with it and exit")
-	flag.BoolVar(&o.bodies, "bodies", false, "compare metered checks with 4 KB chat bodies against the same checks without bodies and exit")
+	flag.BoolVar(&o.bodies, "bodies", false, "compare metered checks with 4 KB chat bodies against the same checks without bodies (and, with -floor, the floor with and without them) and exit")
 	flag.Parse()
 	for _, c := range strings.Split(*conc, ",") {
 		var n int
@@ -74,11 +74,11 @@ func run(ctx context.Context) error {
 		o.concurrency = append(o.concurrency, n)
 	}
 
-	if o.floor != "" {
-		return floorComparison(ctx, o)
-	}
 	if o.bodies {
 		return bodiesComparison(ctx, o)
+	}
+	if o.floor != "" {
+		return floorComparison(ctx, o)
 	}
 	kg, startup, err := startKeygate(ctx, o.keygate)
 	if err != nil {
