@@ -35,7 +35,9 @@ func TestCount(t *testing.T) {
 	ns.WaitForShutdown()
 	// The count is of those heard near the last announcement heard, not
 	// near now: with nothing heard, it stays as it was however long.
+	ps[0].mu.Lock() // a message delivered before the shutdown may still be handled
 	ps[0].now = func() time.Time { return time.Now().Add(time.Hour) }
+	ps[0].mu.Unlock()
 	if n := ps[0].Count(); n != 2 {
 		t.Fatalf("a keygate cut off counts %d, want the 2 it last heard", n)
 	}

@@ -405,7 +405,9 @@ func (inst *Instance) startMoney(cfg config.Config, st *store.Store) {
 	}
 	inst.settler = settle.New(so)
 	go func() {
-		if err := inst.settler.Run(inst.bg); err != nil {
+		// An error once keygate stops (a start that failed included) is
+		// the stop's, not news.
+		if err := inst.settler.Run(inst.bg); err != nil && inst.bg.Err() == nil {
 			inst.log.Error("settling reservations", "err", err)
 		}
 	}()
