@@ -114,11 +114,17 @@ func warm(ctx context.Context, p *process, reqs []*authv3.CheckRequest, conns in
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	var allowed atomic.Int64
+	var mu sync.Mutex
+	denied := map[int32]int{} // HTTP status of the answers that were not allows
 	for i, r := range reqs {
 		g.Go(func() error {
 			resp, err := t.clients[i%len(t.clients)].Check(ctx, r)
 			if resp.GetOkResponse() != nil {
 				allowed.Add(1)
+			} else if err == nil {
+				mu.Lock()
+				denied[int32(resp.GetDeniedResponse().GetStatus().GetCode())]++
+				mu.Unlock()
 			}
 			return err
 		})
@@ -131,7 +137,7 @@ func warm(ctx context.Context, p *process, reqs []*authv3.CheckRequest, conns in
 		want = int64(len(reqs))
 	}
 	if n := allowed.Load(); n != want {
-		return fmt.Errorf("%s allowed %d of %d requests, want %d", p.name, n, len(reqs), want)
+		return fmt.Errorf("%s allowed %d of %d requests, want %d (denials by HTTP status: %v)", p.name, n, len(reqs), want, denied)
 	}
 	return nil
 }
