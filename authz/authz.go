@@ -126,7 +126,10 @@ func (s *Server) Limiter() *ratelimit.Limiter { return s.limiter }
 // Check implements Envoy's ext_authz Check. It never returns an error:
 // every failure is a deny the client can read.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	return s.Decide(ctx, s.extract.requestOf(req)), nil
+	r := GetRequest()
+	defer PutRequest(r) // as the gRPC service does: no answer refers to it
+	s.extract.fill(r, req)
+	return s.Decide(ctx, r), nil
 }
 
 // Decide answers r, as Check does.
@@ -213,7 +216,8 @@ func (s *Server) decideKey(ctx context.Context, k *Key, r *Request, now time.Tim
 	if resp, code := s.holdFunds(ctx, k, acct, &plan, &h); resp != nil {
 		return resp, code
 	}
-	rl, resp, code := s.takeRequest(ctx, k)
+	var taken ratelimit.Result
+	rl, resp, code := s.takeRequest(ctx, k, &taken)
 	if resp == nil {
 		resp, code = s.takeBudgets(ctx, k, &plan, &h)
 	}
@@ -227,20 +231,22 @@ func (s *Server) decideKey(ctx context.Context, k *Key, r *Request, now time.Tim
 	return s.allow(k, acct, rl, &h, s.reserve(k, acct, &plan, &h, now)), CodeOK
 }
 
-// takeRequest takes one request of the key's rate limit, if it has one.
-func (s *Server) takeRequest(ctx context.Context, k *Key) (*ratelimit.Result, *authv3.CheckResponse, string) {
+// takeRequest takes one request of the key's rate limit, if it has one,
+// into r (the caller's, so that it stays on the stack), and returns r
+// when it was taken.
+func (s *Server) takeRequest(ctx context.Context, k *Key, r *ratelimit.Result) (*ratelimit.Result, *authv3.CheckResponse, string) {
 	limit := s.limitOf(k)
 	if limit == nil {
 		return nil, nil, ""
 	}
-	r := s.limiter.Take(ctx, &k.rate, k.budget, *limit, 1)
+	*r = s.limiter.Take(ctx, &k.rate, k.budget, *limit, 1)
 	switch {
 	case r.Unavailable:
 		return nil, s.static[msgBudgetUnavailable], CodeUnavailable
 	case !r.Allowed:
-		return nil, s.denyRate(k, &r), CodeRateLimited
+		return nil, s.denyRate(k, r), CodeRateLimited
 	}
-	return &r, nil, ""
+	return r, nil, ""
 }
 
 // maxRetryWait is the longest wait a 429 asks clients to sleep through:

@@ -35,9 +35,11 @@ func benchCheck(b *testing.B, f *fixture, req *authv3.CheckRequest) {
 
 func BenchmarkCheckAllowCacheHit(b *testing.B) {
 	f := newFixture(b)
-	// 10,000 per millisecond: the loop never reaches it, and the numbers in
-	// the headers stay in the range a real limit has.
-	key, _ := f.createKey(b, keySpec{limit: &store.RateLimit{Requests: 10_000, Window: store.Duration(time.Millisecond)}})
+	// 10,000,000 a minute: the loop never reaches it, and the numbers in
+	// the headers stay in the range a real limit has. (A window as short as
+	// a millisecond would make every check pay a share of a lease a
+	// millisecond.)
+	key, _ := f.createKey(b, keySpec{limit: &store.RateLimit{Requests: 10_000_000, Window: store.Duration(time.Minute)}})
 	f.setBalance(b, "acme", 1e12, nil)
 	req := request("POST", "/v1/chat/completions", map[string]string{
 		"authorization": "Bearer " + key, "content-type": "application/json", "user-agent": "OpenAI/Python 1.0",
@@ -72,12 +74,12 @@ func BenchmarkCheckAllow10kKeys(b *testing.B) { benchAllowKeys(b, 10_000) }
 
 func benchAllowKeys(b *testing.B, n int) {
 	// A limit no key reaches here, whose numbers stay in the range real
-	// limits have: 10,000 per millisecond for one key used a million times
-	// a second; 10,000 per 10s for each of many keys, so that a key's
+	// limits have: 10,000,000 a minute for one key used a million times a
+	// second; 10,000 per 10s for each of many keys, so that a key's
 	// window does not end between two of its requests.
-	limit := &store.RateLimit{Requests: 10_000, Window: store.Duration(time.Millisecond)}
+	limit := &store.RateLimit{Requests: 10_000_000, Window: store.Duration(time.Minute)}
 	if n > 1 {
-		limit.Window = store.Duration(10 * time.Second)
+		limit.Requests, limit.Window = 10_000, store.Duration(10*time.Second)
 	}
 	format := apikey.DefaultFormat()
 	records := make(map[string]*store.Key, n)

@@ -226,3 +226,10 @@ func BenchmarkDecodeRequestProto(b *testing.B) {
 		}
 	}
 }
+
+// requestOf is the Request of a CheckRequest, newly allocated.
+func (x *extractor) requestOf(req *authv3.CheckRequest) *Request {
+	r := &Request{}
+	x.fill(r, req)
+	return r
+}

@@ -133,9 +133,8 @@ func (r *Request) setNamed(h credHeader) {
 	r.named = append(r.named, h)
 }
 
-// requestOf is the Request of a CheckRequest.
-func (x *extractor) requestOf(req *authv3.CheckRequest) *Request {
-	r := &Request{}
+// fill sets r, empty, from a CheckRequest.
+func (x *extractor) fill(r *Request, req *authv3.CheckRequest) {
 	a := req.GetAttributes()
 	r.peer = a.GetSource().GetAddress().GetSocketAddress().GetAddress()
 	if s, ok := a.GetContextExtensions()[ScopeExtension]; ok {
@@ -160,7 +159,6 @@ func (x *extractor) requestOf(req *authv3.CheckRequest) *Request {
 			r.setMeta(i, valueOf(hv), true)
 		}
 	}
-	return r
 }
 
 // valueOf is a header_map entry's value: raw_value if set.
