@@ -109,16 +109,17 @@ func TestFilterFallsBack(t *testing.T) {
 func floodCost(t *testing.T, e *env, n int, checksum bool) uint64 {
 	t.Helper()
 	before := e.lookups() + e.inst.SettleQueries()
-	if err := flood(e, n, checksum, nil); err != nil {
+	if err := flood(e, n, checksum, 250, nil); err != nil {
 		t.Fatal(err)
 	}
 	return e.lookups() + e.inst.SettleQueries() - before
 }
 
-// flood checks n unknown keys on e in-process from 250 goroutines, or
-// until stop closes; an answer other than 401 is an error.
-func flood(e *env, n int, checksum bool, stop <-chan struct{}) error {
-	const workers = 250
+// flood checks n unknown keys on e in-process from workers goroutines,
+// or until stop closes. Each must be denied: 401, or 503 when keygate
+// cannot confirm in time that the key was not just created (a machine too
+// starved for the barrier's round trip); anything else is an error.
+func flood(e *env, n int, checksum bool, workers int, stop <-chan struct{}) error {
 	check := e.inst.Authorization()
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -133,7 +134,7 @@ func flood(e *env, n int, checksum bool, stop <-chan struct{}) error {
 				default:
 				}
 				resp, _ := check.Check(e.ctx, checkRequest(floodKey(checksum)))
-				if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 401 {
+				if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 401 && got != 503 {
 					errs <- fmt.Errorf("an unknown key answered %d", got)
 					return
 				}
@@ -180,9 +181,9 @@ func TestNewKeysOnFirstRequest(t *testing.T) {
 	}
 
 	stop := make(chan struct{})
-	for _, e := range fleet { // a flood beside the new keys
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = flood(e, 1<<30, true, stop) }()
+	for _, e := range fleet { // a flood beside the new keys, from fewer clients than above
+		wg.Add(1) // (250 each starve the three in-process keygates' own work on a loaded machine)
+		go func() { defer wg.Done(); _ = flood(e, 1<<30, true, 25, stop) }()
 	}
 	const keys, workers = 1000, 20
 	var denied atomic.Int64
