@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keygate/keygate/internal/store"
 )
 
 // Entry names in the alerts bucket.
@@ -33,10 +35,10 @@ type bucket struct {
 }
 
 func openBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int) (*bucket, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Replicas: replicas, LimitMarkerTTL: markerTTL,
+	kv, err := store.OpenBucket(ctx, js, jetstream.KeyValueConfig{Bucket: name, Replicas: replicas, LimitMarkerTTL: markerTTL,
 		Description: "keygate alerts: claims, low-balance states, spend counters, the unused-key scan"})
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", name, err)
+		return nil, err
 	}
 	stream := "KV_" + kv.Bucket()
 	st, err := js.Stream(ctx, stream)

@@ -147,6 +147,14 @@ func bucket(ctx context.Context, js jetstream.JetStream, name string, replicas i
 	return bucketWith(ctx, js, jetstream.KeyValueConfig{Bucket: name, Description: desc, Replicas: replicas})
 }
 
+// OpenBucket opens the bucket cfg names, creating it with cfg if it is
+// missing. An existing bucket is used as it is: keygates that start
+// together send no update of it (an update racing another keygate's new
+// watch on the bucket's stream is a data race inside nats-server).
+func OpenBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return bucketWith(ctx, js, cfg)
+}
+
 func bucketWith(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	name := cfg.Bucket
 	kv, err := openOrCreate(ctx,
