@@ -12,7 +12,7 @@ func AuditTo(trail *audit.Log) Recorder {
 	return func(ctx context.Context, c Change) error {
 		before, after := audit.Diff(c.Before, c.After)
 		return trail.Append(ctx, audit.Record{
-			Actor:  audit.Actor(c.Actor),
+			Actor:  c.Actor,
 			Action: c.Action,
 			Target: audit.Target{Kind: c.TargetKind, ID: c.TargetID},
 			Before: before,

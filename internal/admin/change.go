@@ -3,38 +3,30 @@ package admin
 import (
 	"context"
 	"fmt"
+
+	"github.com/keygate/keygate/internal/audit"
 )
 
-// Actor is who makes a change.
-type Actor struct {
-	// Kind is "cli", "admin_token" or "keygate".
-	Kind string `json:"kind"`
-	// ID is the admin token's id; empty for the command line.
-	ID string `json:"id,omitempty"`
-	// User is the operating-system user who ran the command, or the
-	// admin token's name.
-	User string `json:"user,omitempty"`
-	// Host is the command line's host name, or the API client's address.
-	Host string `json:"host,omitempty"`
-}
+// Actor is who makes a change, as the audit trail records it.
+type Actor = audit.Actor
 
 // Actor kinds.
 const (
-	ActorCLI     = "cli"
-	ActorToken   = "admin_token"
-	ActorKeygate = "keygate" // keygate serve itself
+	ActorCLI     = audit.ActorCLI
+	ActorToken   = audit.ActorAdminToken
+	ActorKeygate = audit.ActorKeygate
 )
 
-// Actions of a Change.
+// Actions of a Change: the audit trail's.
 const (
-	ActionKeyCreate   = "key.create"
-	ActionKeyUpdate   = "key.update"
-	ActionKeyRevoke   = "key.revoke"
-	ActionKeyRotate   = "key.rotate"
-	ActionBalanceSet  = "balance.set"
-	ActionBalanceAdd  = "balance.add"
-	ActionTokenCreate = "token.create"
-	ActionTokenRevoke = "token.revoke"
+	ActionKeyCreate   = audit.KeyCreate
+	ActionKeyUpdate   = audit.KeyUpdate
+	ActionKeyRevoke   = audit.KeyRevoke
+	ActionKeyRotate   = audit.KeyRotate
+	ActionBalanceSet  = audit.BalanceSet
+	ActionBalanceAdd  = audit.BalanceAdd
+	ActionTokenCreate = audit.TokenCreate
+	ActionTokenRevoke = audit.TokenRevoke
 )
 
 // Change is one change made through this package, as a Recorder gets it.

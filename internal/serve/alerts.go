@@ -3,7 +3,6 @@ package serve
 import (
 	"context"
 	"slices"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -54,9 +53,6 @@ func (inst *Instance) runAlerts() {
 }
 
 func registerAlerts(reg prometheus.Registerer, s *alerts.Stats) {
-	total := func(name, help string, v *atomic.Uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
-	}
 	for _, kind := range append(slices.Clone(alerts.Kinds), "other") {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_alerts_published_total",
 			Help: "Alerts this keygate published on NATS, by kind (other: of a kind it does not know).", ConstLabels: prometheus.Labels{"kind": kind}},

@@ -127,9 +127,6 @@ func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, st *sto
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"bucket": bucket}},
 			func() float64 { return float64(v()) })
 	}
-	total := func(name, help string, v *atomic.Uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
-	}
 	reg.MustRegister(
 		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "limits", func() uint64 { w, _ := limits.Stats(); return w }),
 		counter("keygate_fleet_writes_total", "Writes of per-key state to NATS KV, by bucket.", "usage", func() uint64 { w, _ := st.UsageStats(); return w }),
@@ -151,11 +148,13 @@ func registerFleet(reg prometheus.Registerer, limits *ratelimit.KVStore, st *sto
 	)
 }
 
+// total is a counter that reads v.
+func total(name, help string, v *atomic.Uint64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+}
+
 // registerMoney registers the counters of holds and settlements.
 func registerMoney(reg prometheus.Registerer, f *funds.Stats, s *settle.Stats) {
-	total := func(name, help string, v *atomic.Uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
-	}
 	reg.MustRegister(
 		total("keygate_funds_leases_total", "Writes of this keygate's hold of an account's funds.", &f.Leases),
 		total("keygate_funds_debits_total", "Settlements debited from balances.", &f.Debits),
