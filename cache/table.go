@@ -50,7 +50,9 @@ type Options struct {
 	// called has been applied, so that a record created just before the
 	// call is found. The record is then looked for once more. An error
 	// (the store unreachable, or too slow to tell in time) is Get's
-	// error: "missing" is never answered without knowing.
+	// error: "missing" is never answered without knowing. Its ctx ends
+	// early when a change to the record is applied meanwhile: the record
+	// is then looked for at once.
 	Settle func(ctx context.Context) error
 }
 
@@ -64,6 +66,7 @@ type Table[V any] struct {
 	loadTO time.Duration
 	exists func(string) bool
 	settle func(context.Context) error
+	waits  waits
 	stats  Stats
 
 	mu     sync.RWMutex // orders Apply against fills; guards recent
@@ -121,15 +124,17 @@ func (t *Table[V]) Close() {
 // Get returns the entry for id from memory, or loads it. A load error is
 // returned as is; a missing record is a negative entry, not an error.
 // With Settle set, a missing record is looked for again once the changes
-// written before Get was called are applied: the answer "missing" is never
-// older than the call.
+// written before Get was called are applied, or a change to id is: the
+// answer "missing" is never older than the call.
 func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 	e, err := t.get(ctx, id)
 	if err != nil || e.Found || t.settle == nil {
 		return e, err
 	}
 	t.stats.Settles.Add(1)
-	if err := t.settle(ctx); err != nil {
+	wctx, done := t.waits.join(ctx, id)
+	err = t.settle(wctx)
+	if applied := done(); err != nil && !applied {
 		return e, err
 	}
 	return t.get(ctx, id)
@@ -220,6 +225,7 @@ func (t *Table[V]) store(id string, e *Entry[V]) {
 func (t *Table[V]) Apply(id string, e *Entry[V]) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.waits.applied(id) // once what a Get finds is e or newer
 	if r, ok := t.recent.get(id); ok && r.Rev >= e.Rev {
 		return false
 	}

@@ -455,3 +455,41 @@ func TestGetConcurrentWithApply(t *testing.T) {
 		})
 	}
 }
+
+// A Get waiting for Settle to answer "missing" ends as soon as a change
+// to its own record is applied, found; a change to another record, or
+// none, leaves it to Settle, whose error it returns.
+func TestSettleEndsAtTheRecordsChange(t *testing.T) {
+	settling := make(chan struct{}, 4)
+	tbl, err := cache.New(cache.Options{MaxEntries: 100, MaxNegative: 100, NegativeTTL: time.Hour,
+		MayExist: func(string) bool { return false }, // the key filter has not seen it
+		Settle: func(ctx context.Context) error { // a round that does not end in time
+			settling <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}}, func(context.Context, string) (rec, uint64, error) { return rec{}, 0, errors.New("no load expected") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tbl.Close)
+
+	type answer struct {
+		e   *cache.Entry[rec]
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() { e, err := tbl.Get(context.Background(), "new"); got <- answer{e, err} }()
+	<-settling
+	tbl.Apply("other", entry("active", 5))
+	tbl.Apply("new", entry("active", 7))
+	a := <-got
+	if a.err != nil || !a.e.Found || a.e.Rev != 7 {
+		t.Fatalf("Get after its record's creation was applied: %+v, %v; want found at rev 7", a.e, a.err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if e, err := tbl.Get(ctx, "never"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get of a record never created: %+v, %v; want Settle's error", e, err)
+	}
+}

@@ -67,14 +67,23 @@ func floorComparison(ctx context.Context, o options) error {
 				return err
 			}
 			driveN(ctx, t.conns, frames, floorConcurrency, floorChecks/10) // warm the connections
+			cpu0, err := p.cpu()
+			if err != nil {
+				return err
+			}
 			begin := time.Now()
 			lat := driveN(ctx, t.conns, frames, floorConcurrency, floorChecks)
 			elapsed := time.Since(begin)
+			cpu1, err := p.cpu()
+			if err != nil {
+				return err
+			}
 			closeConns()
 			slices.Sort(lat)
 			rps[i] = append(rps[i], float64(len(lat))/elapsed.Seconds())
 			p99[i] = append(p99[i], float64(lat[len(lat)*99/100]))
-			fmt.Printf("round %d %-8s %8.0f checks/s  p99 %6.3f ms\n", r+1, p.name, rps[i][r], p99[i][r]/1e6)
+			fmt.Printf("round %d %-8s %8.0f checks/s  p99 %6.3f ms  server CPU %5.1f µs/check\n", r+1, p.name, rps[i][r], p99[i][r]/1e6,
+				float64((cpu1-cpu0)/time.Nanosecond)/1e3/float64(len(lat)))
 		}
 	}
 	if o.cpuprofile != "" { // one round more, each server profiled through it

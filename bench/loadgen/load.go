@@ -104,7 +104,8 @@ func (t *target) result(c int) (result, error) {
 // warm sends every request once to p, so that keygate's cache holds the
 // hot keys before anything is measured, and checks that p allows the
 // requests that carry a valid key (all but one in twenty) and denies the
-// others; the do-nothing server allows everything.
+// others (a 503 is sent again, as clients do); the do-nothing server
+// allows everything.
 func warm(ctx context.Context, p *process, reqs []*authv3.CheckRequest, conns int) error {
 	t, closeConns, err := newTarget(p, conns)
 	if err != nil {
@@ -118,7 +119,7 @@ func warm(ctx context.Context, p *process, reqs []*authv3.CheckRequest, conns in
 	denied := map[int32]int{} // HTTP status of the answers that were not allows
 	for i, r := range reqs {
 		g.Go(func() error {
-			resp, err := t.clients[i%len(t.clients)].Check(ctx, r)
+			resp, err := check(ctx, t.clients[i%len(t.clients)], r)
 			if resp.GetOkResponse() != nil {
 				allowed.Add(1)
 			} else if err == nil {
@@ -140,6 +141,23 @@ func warm(ctx context.Context, p *process, reqs []*authv3.CheckRequest, conns in
 		return fmt.Errorf("%s allowed %d of %d requests, want %d (denials by HTTP status: %v)", p.name, n, len(reqs), want, denied)
 	}
 	return nil
+}
+
+// check sends r, again after a pause while the answer is a 503 (keygate
+// could not lease the key's first units in time on a loaded machine), a
+// few times at most, as the OpenAI SDKs do.
+func check(ctx context.Context, c authv3.AuthorizationClient, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := c.Check(ctx, r)
+		if err != nil || attempt == 4 || resp.GetDeniedResponse().GetStatus().GetCode() != 503 {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // allValid reports whether every request carries a key that seed made:
