@@ -68,6 +68,7 @@ func (d *Decoder) DecodeRequest(b []byte, r *Request) error {
 			}
 		}
 	}
+	r.settleMeta()
 	return f.err
 }
 
@@ -159,7 +160,7 @@ func (d *Decoder) http(b []byte, r *Request) error {
 					r.setNamed(credHeader{source: i, name: name, exact: name == d.x.sources[i].Header, value: r.keep(value)})
 				}
 				if i, ok := metaIndex(unsafeString(key), false); ok {
-					r.setMeta(i, r.keep(value), false)
+					r.setMeta(i, r.keep(value))
 				}
 			}
 		case fieldBody:
@@ -208,7 +209,7 @@ func (d *Decoder) headerMap(b []byte, r *Request) error {
 			r.raw = append(r.raw, credHeader{source: i, value: r.keep(value)})
 		}
 		if i, ok := metaIndex(unsafeString(key), true); ok {
-			r.setMeta(i, r.keep(value), true)
+			r.addRawMeta(i, r.keep(value))
 		}
 	}
 	return f.err

@@ -27,9 +27,13 @@ type Request struct {
 	rawBody bool // Body is raw_body's, which wins over body's
 	// meta are the headers metering and the client's address read
 	// (metaHeaders); conflicts has bit i set when meta header i came
-	// twice with different values.
-	meta      [len(metaHeaders)]string
-	conflicts uint8
+	// twice with different values. While the request is read, meta holds
+	// the headers map's values and rawFirst, rawLast and rawSeen what
+	// header_map held; settleMeta sets both from them.
+	meta              [len(metaHeaders)]string
+	conflicts         uint8
+	rawFirst, rawLast [len(metaHeaders)]string
+	rawSeen           uint8
 	// peer is the address of the connection the proxy accepted:
 	// attributes.source.address.socket_address.address.
 	peer string
@@ -76,13 +80,38 @@ func metaIndex(name string, raw bool) (int, bool) {
 	return 0, false
 }
 
-// setMeta records value for meta header i; from header_map (raw), a
-// second different value is a conflict.
-func (r *Request) setMeta(i int, value string, raw bool) {
-	if raw && r.meta[i] != "" && r.meta[i] != value {
-		r.conflicts |= 1 << i
+// setMeta records the headers map's value for meta header i: the last
+// wins, as in a decoded map.
+func (r *Request) setMeta(i int, value string) { r.meta[i] = value }
+
+// addRawMeta records a header_map value for meta header i, in order: a
+// value other than the one before it (if that was not empty) is a
+// conflict.
+func (r *Request) addRawMeta(i int, value string) {
+	bit := uint8(1) << i
+	switch {
+	case r.rawSeen&bit == 0:
+		r.rawFirst[i], r.rawSeen = value, r.rawSeen|bit
+	case r.rawLast[i] != "" && r.rawLast[i] != value:
+		r.conflicts |= bit
 	}
-	r.meta[i] = value
+	r.rawLast[i] = value
+}
+
+// settleMeta ends the reading of the meta headers, whatever the order
+// their fields came in: header_map's last value wins over the headers
+// map's, and its first one differing from the map's (if not empty) is a
+// conflict.
+func (r *Request) settleMeta() {
+	for i := range r.meta {
+		if r.rawSeen&(1<<i) == 0 {
+			continue
+		}
+		if r.meta[i] != "" && r.meta[i] != r.rawFirst[i] {
+			r.conflicts |= 1 << i
+		}
+		r.meta[i] = r.rawLast[i]
+	}
 }
 
 // credHeader is one credential header: which source it matches, whether
@@ -147,7 +176,7 @@ func (x *extractor) fill(r *Request, req *authv3.CheckRequest) {
 			r.setNamed(credHeader{source: i, name: name, exact: name == x.sources[i].Header, value: v})
 		}
 		if i, ok := metaIndex(name, false); ok {
-			r.setMeta(i, v, false)
+			r.setMeta(i, v)
 		}
 	}
 	r.bodyOf(h.GetBody(), h.GetRawBody())
@@ -156,9 +185,10 @@ func (x *extractor) fill(r *Request, req *authv3.CheckRequest) {
 			r.raw = append(r.raw, credHeader{source: i, value: valueOf(hv)})
 		}
 		if i, ok := metaIndex(hv.GetKey(), true); ok {
-			r.setMeta(i, valueOf(hv), true)
+			r.addRawMeta(i, valueOf(hv))
 		}
 	}
+	r.settleMeta()
 }
 
 // valueOf is a header_map entry's value: raw_value if set.

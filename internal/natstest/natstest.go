@@ -103,7 +103,7 @@ func Context(t testing.TB) context.Context {
 }
 
 // RunCluster starts n JetStream servers routed into one cluster and waits
-// for its JetStream meta leader. Each server has a random client port and
+// until its JetStream meta leader sees all of them online. Each server has a random client port and
 // its own temporary store directory.
 func RunCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
@@ -128,19 +128,22 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !hasMetaLeader(servers) {
+	for !allPeersOnline(servers) {
 		if time.Now().After(deadline) {
-			t.Fatal("nats cluster elected no JetStream meta leader")
+			t.Fatal("nats cluster: no JetStream meta leader that sees every server online")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return servers
 }
 
-func hasMetaLeader(servers []*server.Server) bool {
+// allPeersOnline reports whether the JetStream meta leader has heard from
+// every server: until then it refuses to place a replicated stream ("no
+// suitable peers for placement").
+func allPeersOnline(servers []*server.Server) bool {
 	for _, s := range servers {
 		if s.JetStreamIsLeader() {
-			return true
+			return len(s.JetStreamClusterPeers()) == len(servers)
 		}
 	}
 	return false
