@@ -54,8 +54,8 @@ const (
 	fieldRawValue          = 3  // HeaderValue.raw_value
 )
 
-// DecodeRequest reads b into r, which is empty or holds an earlier part of
-// the same message (fields merge as in proto.Unmarshal).
+// DecodeRequest reads b, a whole CheckRequest, into r, which is empty:
+// fields that repeat merge as in proto.Unmarshal.
 func (d *Decoder) DecodeRequest(b []byte, r *Request) error {
 	if cap(r.buf)-len(r.buf) < len(b) { // every string kept fits: no copy moves
 		r.buf = append(make([]byte, 0, len(r.buf)+len(b)), r.buf...)

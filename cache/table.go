@@ -52,7 +52,8 @@ type Options struct {
 	// (the store unreachable, or too slow to tell in time) is Get's
 	// error: "missing" is never answered without knowing. Its ctx ends
 	// early when a change to the record is applied meanwhile: the record
-	// is then looked for at once.
+	// is then looked for at once, and Settle called again if it is still
+	// missing.
 	Settle func(ctx context.Context) error
 }
 
@@ -124,8 +125,9 @@ func (t *Table[V]) Close() {
 // Get returns the entry for id from memory, or loads it. A load error is
 // returned as is; a missing record is a negative entry, not an error.
 // With Settle set, a missing record is looked for again once the changes
-// written before Get was called are applied, or a change to id is: the
-// answer "missing" is never older than the call.
+// written before Get was called are applied: the answer "missing" is
+// never older than the call. A change to id applied meanwhile ends the
+// wait early if it makes the record found.
 func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 	e, err := t.get(ctx, id)
 	if err != nil || e.Found || t.settle == nil {
@@ -134,7 +136,18 @@ func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 	t.stats.Settles.Add(1)
 	wctx, done := t.waits.join(ctx, id)
 	err = t.settle(wctx)
-	if applied := done(); err != nil && !applied {
+	switch woken := done(); {
+	case err == nil:
+		return t.get(ctx, id)
+	case !woken:
+		return e, err
+	}
+	// Woken by a change to id before Settle was done: a found record is
+	// as current as the change stream, a missing one is not known yet.
+	if e, err = t.get(ctx, id); err != nil || e.Found {
+		return e, err
+	}
+	if err := t.settle(ctx); err != nil {
 		return e, err
 	}
 	return t.get(ctx, id)
@@ -223,9 +236,9 @@ func (t *Table[V]) store(id string, e *Entry[V]) {
 // negative entry for a deletion). Changes older than one already applied
 // are ignored. It reports whether e was applied.
 func (t *Table[V]) Apply(id string, e *Entry[V]) bool {
+	defer t.waits.applied(id) // after the unlock: what a Get finds is e or newer
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	defer t.waits.applied(id) // once what a Get finds is e or newer
 	if r, ok := t.recent.get(id); ok && r.Rev >= e.Rev {
 		return false
 	}

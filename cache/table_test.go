@@ -493,3 +493,35 @@ func TestSettleEndsAtTheRecordsChange(t *testing.T) {
 		t.Fatalf("Get of a record never created: %+v, %v; want Settle's error", e, err)
 	}
 }
+
+// A change that leaves the record missing (a deletion) does not answer
+// "missing" early: the Get waits for Settle again.
+func TestSettleAgainAfterAChangeLeavingItMissing(t *testing.T) {
+	var calls atomic.Int32
+	settling := make(chan struct{}, 4)
+	tbl, err := cache.New(cache.Options{MaxEntries: 100, MaxNegative: 100, NegativeTTL: time.Hour,
+		MayExist: func(string) bool { return false },
+		Settle: func(ctx context.Context) error {
+			if calls.Add(1) > 1 {
+				return nil // the second round: every change before it applied
+			}
+			settling <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}}, func(context.Context, string) (rec, uint64, error) { return rec{}, 0, errors.New("no load expected") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tbl.Close)
+	type answer struct {
+		e   *cache.Entry[rec]
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() { e, err := tbl.Get(context.Background(), "k"); got <- answer{e, err} }()
+	<-settling
+	tbl.Apply("k", gone(9))
+	if a := <-got; a.err != nil || a.e.Found || calls.Load() != 2 {
+		t.Fatalf("Get woken by a deletion: %+v, %v after %d Settle calls; want missing after 2", a.e, a.err, calls.Load())
+	}
+}

@@ -8,8 +8,9 @@ import (
 )
 
 // errApplied ends a Get's wait for Settle: a change to its id was
-// applied meanwhile, so the record is as current as the change stream,
-// as any record found in memory is.
+// applied meanwhile. A record it makes found is as current as the change
+// stream, as any record found in memory is; one still missing waits for
+// Settle again.
 var errApplied = errors.New("cache: a change to the record was applied")
 
 // waits are the Gets waiting for Settle, by id. A key created the moment
