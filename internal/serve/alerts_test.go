@@ -102,9 +102,14 @@ func TestAlertsEndToEnd(t *testing.T) {
 		defer mu.Unlock()
 		return len(posts) == 3
 	})
+	// keygate counts a delivery once the POST's answer is back: a moment
+	// after the receiver has it.
+	poll.Until(t, 20*time.Second, "three deliveries counted", func() bool {
+		return strings.Contains(e.metrics(t), "keygate_alert_webhook_deliveries_total 3\n")
+	})
 	metrics := e.metrics(t)
 	for _, want := range []string{`keygate_alerts_published_total{kind="budget"} 2`, `keygate_alerts_published_total{kind="low_balance"} 1`,
-		"keygate_alert_webhook_deliveries_total 3", "keygate_alert_webhook_drops_total 0"} {
+		"keygate_alert_webhook_deliveries_total 3\n", "keygate_alert_webhook_drops_total 0"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
