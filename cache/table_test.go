@@ -456,29 +456,49 @@ func TestGetConcurrentWithApply(t *testing.T) {
 	}
 }
 
+// settlingTable is a table whose key filter has seen nothing and whose
+// Settle is settle, told each call's number (from 1).
+func settlingTable(t *testing.T, settle func(ctx context.Context, call int32) error) *cache.Table[rec] {
+	t.Helper()
+	var calls atomic.Int32
+	tbl, err := cache.New(cache.Options{MaxEntries: 100, MaxNegative: 100, NegativeTTL: time.Hour,
+		MayExist: func(string) bool { return false },
+		Settle:   func(ctx context.Context) error { return settle(ctx, calls.Add(1)) },
+	}, func(context.Context, string) (rec, uint64, error) { return rec{}, 0, errors.New("no load expected") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tbl.Close)
+	return tbl
+}
+
+// blocked is a Settle round that does not end in time: it says it began
+// on began and returns when ctx ends.
+func blocked(ctx context.Context, began chan<- struct{}) error {
+	began <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+type answer struct {
+	e   *cache.Entry[rec]
+	err error
+}
+
+// getAsync calls Get(id) in a goroutine of its own.
+func getAsync(tbl *cache.Table[rec], id string) <-chan answer {
+	got := make(chan answer, 1)
+	go func() { e, err := tbl.Get(context.Background(), id); got <- answer{e, err} }()
+	return got
+}
+
 // A Get waiting for Settle to answer "missing" ends as soon as a change
 // to its own record is applied, found; a change to another record, or
 // none, leaves it to Settle, whose error it returns.
 func TestSettleEndsAtTheRecordsChange(t *testing.T) {
 	settling := make(chan struct{}, 4)
-	tbl, err := cache.New(cache.Options{MaxEntries: 100, MaxNegative: 100, NegativeTTL: time.Hour,
-		MayExist: func(string) bool { return false }, // the key filter has not seen it
-		Settle: func(ctx context.Context) error { // a round that does not end in time
-			settling <- struct{}{}
-			<-ctx.Done()
-			return ctx.Err()
-		}}, func(context.Context, string) (rec, uint64, error) { return rec{}, 0, errors.New("no load expected") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tbl.Close)
-
-	type answer struct {
-		e   *cache.Entry[rec]
-		err error
-	}
-	got := make(chan answer, 1)
-	go func() { e, err := tbl.Get(context.Background(), "new"); got <- answer{e, err} }()
+	tbl := settlingTable(t, func(ctx context.Context, _ int32) error { return blocked(ctx, settling) })
+	got := getAsync(tbl, "new")
 	<-settling
 	tbl.Apply("other", entry("active", 5))
 	tbl.Apply("new", entry("active", 7))
@@ -499,26 +519,14 @@ func TestSettleEndsAtTheRecordsChange(t *testing.T) {
 func TestSettleAgainAfterAChangeLeavingItMissing(t *testing.T) {
 	var calls atomic.Int32
 	settling := make(chan struct{}, 4)
-	tbl, err := cache.New(cache.Options{MaxEntries: 100, MaxNegative: 100, NegativeTTL: time.Hour,
-		MayExist: func(string) bool { return false },
-		Settle: func(ctx context.Context) error {
-			if calls.Add(1) > 1 {
-				return nil // the second round: every change before it applied
-			}
-			settling <- struct{}{}
-			<-ctx.Done()
-			return ctx.Err()
-		}}, func(context.Context, string) (rec, uint64, error) { return rec{}, 0, errors.New("no load expected") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tbl.Close)
-	type answer struct {
-		e   *cache.Entry[rec]
-		err error
-	}
-	got := make(chan answer, 1)
-	go func() { e, err := tbl.Get(context.Background(), "k"); got <- answer{e, err} }()
+	tbl := settlingTable(t, func(ctx context.Context, call int32) error {
+		calls.Store(call)
+		if call > 1 {
+			return nil // the second round: every change before it applied
+		}
+		return blocked(ctx, settling)
+	})
+	got := getAsync(tbl, "k")
 	<-settling
 	tbl.Apply("k", gone(9))
 	if a := <-got; a.err != nil || a.e.Found || calls.Load() != 2 {
