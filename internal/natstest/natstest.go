@@ -65,6 +65,12 @@ func FreeAddr(t testing.TB) string {
 	return fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 }
 
+// FreePort returns a loopback port free at the time.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	return freePorts(t, 1)[0]
+}
+
 // freePorts finds n free loopback ports.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
@@ -103,23 +109,12 @@ func Context(t testing.TB) context.Context {
 }
 
 // RunCluster starts n JetStream servers routed into one cluster and waits
-// until its JetStream meta leader sees all of them online. Each server has a random client port and
-// its own temporary store directory.
+// until its JetStream meta leader sees all of them online. Each server has
+// a random client port and its own temporary store directory.
 func RunCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
-	// JetStream clustering needs every server's routes up front.
-	ports := freePorts(t, n)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
 	var servers []*server.Server
-	for i := range n {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1),
-			Cluster:    server.ClusterOpts{Name: "keygate-test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
-		}
+	for _, opts := range ClusterOptions(t, n) {
 		servers = append(servers, start(t, opts, false))
 	}
 	for _, s := range servers {
@@ -135,6 +130,27 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return servers
+}
+
+// ClusterOptions returns the options of n JetStream servers routed into
+// one cluster, to start with RunWith: JetStream clustering needs every
+// server's routes up front, so a test can start some of them later.
+func ClusterOptions(t testing.TB, n int) []*server.Options {
+	t.Helper()
+	ports := freePorts(t, n)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	var opts []*server.Options
+	for i := range n {
+		opts = append(opts, &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Cluster:    server.ClusterOpts{Name: "keygate-test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+		})
+	}
+	return opts
 }
 
 // allPeersOnline reports whether the JetStream meta leader has heard from

@@ -167,24 +167,26 @@ func bucketWith(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyVa
 }
 
 // openOrCreate opens a bucket, creating it if missing (and opening it if
-// another keygate created it first), with attemptTimeout per try: a
-// JetStream API request lost in a cluster (a leader moving) is sent
-// again rather than waited for until ctx's deadline.
+// another keygate created it first), with attemptTimeout per try, tried
+// again as retrying says: a JetStream API request lost in a cluster (a
+// leader moving) is sent again rather than waited for until ctx's
+// deadline, and a bucket the cluster cannot place yet is tried again for
+// placementWait.
 func openOrCreate[T any](ctx context.Context, open, create func(context.Context) (T, error)) (T, error) {
-	for {
+	var v T
+	err := retrying(ctx, func() (err error) {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		v, err := open(actx)
+		defer cancel()
+		v, err = open(actx)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			v, err = create(actx)
 			if errors.Is(err, jetstream.ErrBucketExists) {
 				v, err = open(actx)
 			}
 		}
-		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			return v, err
-		}
-	}
+		return err
+	})
+	return v, err
 }
 
 // JetStream is the JetStream the buckets are bound through, for watchers.

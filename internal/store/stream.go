@@ -11,13 +11,18 @@ import (
 // EnsureStream creates the stream cfg describes, or updates it when its
 // settings differ from cfg's: keygates that start together send no
 // update of an unchanged stream (each one races the server's other work
-// on the stream for nothing).
+// on the stream for nothing). A try is repeated as retrying says (a lost
+// API request, a stream the cluster cannot place yet).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	return retrying(ctx, func() error { return ensureStream(ctx, js, cfg) })
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	st, err := js.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = js.CreateStream(ctx, cfg)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return EnsureStream(ctx, js, cfg)
+			return ensureStream(ctx, js, cfg)
 		}
 		return err
 	}
