@@ -267,6 +267,14 @@ type fields struct {
 // the message or at an error (in err).
 func (r *fields) next() (protowire.Number, []byte, bool) {
 	for len(r.b) > 0 {
+		// Most fields Envoy sends are short strings with a one-byte tag
+		// and length: read those without protowire's general varints.
+		if b := r.b; len(b) >= 2 && b[0] < 0x80 && b[0]&7 == byte(protowire.BytesType) && b[0] >= 1<<3 && b[1] < 0x80 {
+			if n := int(b[1]); n <= len(b)-2 {
+				r.b = b[2+n:]
+				return protowire.Number(b[0] >> 3), b[2 : 2+n : 2+n], true
+			}
+		}
 		num, typ, n := protowire.ConsumeTag(r.b)
 		if n < 0 {
 			r.err = protowire.ParseError(n)

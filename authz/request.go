@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/internal/apikey"
 )
 
 // Request is what a decision reads of a check: the method, the path, the
@@ -38,6 +40,9 @@ type Request struct {
 	// attributes.source.address.socket_address.address.
 	peer string
 	buf  []byte // what the strings point into, when decoded
+	// hash is the key's hash while the request is decided, for lookups
+	// that keep no reference to it.
+	hash apikey.HashBuf
 }
 
 // metaHeaders are the headers metering reads, then X-Forwarded-For, in

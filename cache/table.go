@@ -153,6 +153,19 @@ func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 	return t.get(ctx, id)
 }
 
+// Cached returns id's entry if the cache holds it found, as Get would,
+// without loading or waiting. It keeps no reference to id, which may
+// live in a caller's buffer.
+func (t *Table[V]) Cached(id string) (*Entry[V], bool) {
+	if e, ok := t.pos.Get(id); ok {
+		if e = t.current(id, e); e.Found {
+			t.stats.Hits.Add(1)
+			return e, true
+		}
+	}
+	return nil, false
+}
+
 func (t *Table[V]) get(ctx context.Context, id string) (*Entry[V], error) {
 	if e, ok := t.pos.Get(id); ok {
 		t.stats.Hits.Add(1)

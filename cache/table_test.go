@@ -533,3 +533,35 @@ func TestSettleAgainAfterAChangeLeavingItMissing(t *testing.T) {
 		t.Fatalf("Get woken by a deletion: %+v, %v after %d Settle calls; want missing after 2", a.e, a.err, calls.Load())
 	}
 }
+
+// TestCached: Cached answers from what the cache holds, found records
+// only, as Get would, and never loads.
+func TestCached(t *testing.T) {
+	var loads atomic.Int32
+	tbl := newTable(t, func(_ context.Context, id string) (rec, uint64, error) {
+		loads.Add(1)
+		if id == "unknown" {
+			return rec{}, 0, cache.ErrNotFound
+		}
+		return rec{"active"}, 3, nil
+	})
+	if _, ok := tbl.Cached("k"); ok || loads.Load() != 0 {
+		t.Fatalf("an uncached record was found (%d loads)", loads.Load())
+	}
+	get(t, tbl, "k")
+	get(t, tbl, "unknown")
+	tbl.Wait()
+	if e, ok := tbl.Cached("k"); !ok || !e.Found || e.Rev != 3 {
+		t.Fatalf("Cached(k) = %+v, %v; want the loaded record", e, ok)
+	}
+	if _, ok := tbl.Cached("unknown"); ok {
+		t.Fatal("a record known missing was found")
+	}
+	tbl.Apply("k", gone(4))
+	if e, ok := tbl.Cached("k"); ok {
+		t.Fatalf("Cached(k) after its deletion = %+v; want none, as Get then waits for the store", e)
+	}
+	if n := loads.Load(); n != 2 {
+		t.Fatalf("%d loads, want the 2 of Get", n)
+	}
+}

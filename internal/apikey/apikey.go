@@ -114,10 +114,20 @@ func NewPrefixedID(prefix string) (string, error) {
 
 // Hash returns the hex SHA-256 of key, the only form keygate stores.
 func Hash(key string) string {
+	var buf HashBuf
+	return string(buf.Hash(key))
+}
+
+// HashBuf holds a key's hash without allocating it, for a lookup that
+// does not keep it (a check's cache hit).
+type HashBuf [2 * sha256.Size]byte
+
+// Hash writes Hash(key) into b and returns it as a string that is valid
+// while b is neither changed nor gone.
+func (b *HashBuf) Hash(key string) string {
 	sum := sha256.Sum256(bytesOf(key))
-	var buf [2 * sha256.Size]byte
-	hex.Encode(buf[:], sum[:])
-	return string(buf[:])
+	hex.Encode(b[:], sum[:])
+	return unsafe.String(&b[0], len(b))
 }
 
 // bytesOf views s as bytes without copying; the bytes must not be changed.
