@@ -115,7 +115,7 @@ func NewPrefixedID(prefix string) (string, error) {
 // Hash returns the hex SHA-256 of key, the only form keygate stores.
 func Hash(key string) string {
 	var buf HashBuf
-	return string(buf.Hash(key))
+	return strings.Clone(buf.Hash(key))
 }
 
 // HashBuf holds a key's hash without allocating it, for a lookup that
