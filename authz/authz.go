@@ -159,7 +159,9 @@ func (s *Server) decide(ctx context.Context, r *Request, now time.Time) (*authv3
 	if s.stale(now) {
 		return s.static[msgUnavailable], CodeUnavailable, nil
 	}
-	e, err := s.key(ctx, &r.hash, raw)
+	// The hash is written into the pooled request: a cache hit allocates
+	// nothing.
+	e, err := s.keys.GetCopy(ctx, r.hash.Hash(raw))
 	if err != nil {
 		s.log.Debug("key store unavailable", "err", err)
 		return s.static[msgUnavailable], CodeUnavailable, nil
@@ -169,17 +171,6 @@ func (s *Server) decide(ctx context.Context, r *Request, now time.Time) (*authv3
 	}
 	resp, code := s.decideKey(ctx, e.Value, r, now)
 	return resp, code, e.Value
-}
-
-// key looks raw up in the key cache by its hash, written into buf (the
-// pooled request's): a cache hit allocates nothing; a miss loads a copy
-// of the hash.
-func (s *Server) key(ctx context.Context, buf *apikey.HashBuf, raw string) (*cache.Entry[*Key], error) {
-	hash := buf.Hash(raw)
-	if e, ok := s.keys.Cached(hash); ok {
-		return e, nil
-	}
-	return s.keys.Get(ctx, strings.Clone(hash))
 }
 
 // decideKey answers a request made with the known key k: the first row

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +131,30 @@ func (t *Table[V]) Close() {
 // wait early if it makes the record found.
 func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 	e, err := t.get(ctx, id)
+	return t.settled(ctx, id, e, err)
+}
+
+// GetCopy is Get for an id in a buffer the caller reuses once it returns:
+// a hit keeps no reference to id, and everything else works on a copy.
+func (t *Table[V]) GetCopy(ctx context.Context, id string) (*Entry[V], error) {
+	e, hit := t.pos.Get(id)
+	if hit {
+		t.stats.Hits.Add(1)
+		if e = t.current(id, e); e.Found {
+			return e, nil
+		}
+	}
+	id = strings.Clone(id)
+	if hit {
+		return t.settled(ctx, id, e, nil)
+	}
+	e, err := t.fetch(ctx, id)
+	return t.settled(ctx, id, e, err)
+}
+
+// settled is Get's answer once get gave e and err: with Settle set, a
+// missing record is looked for again (see Get).
+func (t *Table[V]) settled(ctx context.Context, id string, e *Entry[V], err error) (*Entry[V], error) {
 	if err != nil || e.Found || t.settle == nil {
 		return e, err
 	}
@@ -153,24 +178,17 @@ func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
 	return t.get(ctx, id)
 }
 
-// Cached returns id's entry if the cache holds it found, as Get would,
-// without loading or waiting. It keeps no reference to id, which may
-// live in a caller's buffer.
-func (t *Table[V]) Cached(id string) (*Entry[V], bool) {
-	if e, ok := t.pos.Get(id); ok {
-		if e = t.current(id, e); e.Found {
-			t.stats.Hits.Add(1)
-			return e, true
-		}
-	}
-	return nil, false
-}
-
 func (t *Table[V]) get(ctx context.Context, id string) (*Entry[V], error) {
 	if e, ok := t.pos.Get(id); ok {
 		t.stats.Hits.Add(1)
 		return t.current(id, e), nil
 	}
+	return t.fetch(ctx, id)
+}
+
+// fetch is get for an id the positive cache does not hold: the negative
+// cache's entry, or a load.
+func (t *Table[V]) fetch(ctx context.Context, id string) (*Entry[V], error) {
 	if e, ok := t.neg.Get(id); ok {
 		t.stats.NegativeHits.Add(1)
 		return t.current(id, e), nil

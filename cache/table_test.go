@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/keygate/keygate/cache"
 )
@@ -534,34 +535,52 @@ func TestSettleAgainAfterAChangeLeavingItMissing(t *testing.T) {
 	}
 }
 
-// TestCached: Cached answers from what the cache holds, found records
-// only, as Get would, and never loads.
-func TestCached(t *testing.T) {
+// TestGetCopy: GetCopy answers as Get does, with the same counts, from
+// an id in a buffer that is overwritten once it returns.
+func TestGetCopy(t *testing.T) {
 	var loads atomic.Int32
-	tbl := newTable(t, func(_ context.Context, id string) (rec, uint64, error) {
+	load := func(_ context.Context, id string) (rec, uint64, error) {
 		loads.Add(1)
 		if id == "unknown" {
 			return rec{}, 0, cache.ErrNotFound
 		}
 		return rec{"active"}, 3, nil
-	})
-	if _, ok := tbl.Cached("k"); ok || loads.Load() != 0 {
-		t.Fatalf("an uncached record was found (%d loads)", loads.Load())
 	}
-	get(t, tbl, "k")
-	get(t, tbl, "unknown")
-	tbl.Wait()
-	if e, ok := tbl.Cached("k"); !ok || !e.Found || e.Rev != 3 {
-		t.Fatalf("Cached(k) = %+v, %v; want the loaded record", e, ok)
+	viaGet, viaCopy := newTable(t, load), newTable(t, load)
+	buf := make([]byte, 0, 16)
+	getCopy := func(id string) *cache.Entry[rec] {
+		buf = append(buf[:0], id...)
+		e, err := viaCopy.GetCopy(context.Background(), unsafe.String(&buf[0], len(buf)))
+		if err != nil {
+			t.Fatalf("GetCopy(%s): %v", id, err)
+		}
+		copy(buf, "xxxxxxxxxxxxxxxx"[:len(buf)]) // the caller's next use
+		return e
 	}
-	if _, ok := tbl.Cached("unknown"); ok {
+	for _, step := range []string{"k", "unknown", "wait", "k", "unknown", "delete k", "k"} {
+		switch step {
+		case "wait":
+			viaGet.Wait()
+			viaCopy.Wait()
+		case "delete k":
+			viaGet.Apply("k", gone(4))
+			viaCopy.Apply("k", gone(4))
+		default:
+			want, got := get(t, viaGet, step), getCopy(step)
+			if got.Found != want.Found || got.Rev != want.Rev || got.Value != want.Value {
+				t.Fatalf("%s: GetCopy = %+v, Get = %+v", step, got, want)
+			}
+		}
+	}
+	viaGet.Wait()
+	viaCopy.Wait()
+	if got, want := statsOf(viaCopy), statsOf(viaGet); got != want {
+		t.Fatalf("GetCopy counted %+v, Get %+v", got, want)
+	}
+	if _, err := viaCopy.GetCopy(context.Background(), "unknown"); err != nil {
+		t.Fatal(err)
+	}
+	if e := get(t, viaCopy, "unknown"); e.Found {
 		t.Fatal("a record known missing was found")
-	}
-	tbl.Apply("k", gone(4))
-	if e, ok := tbl.Cached("k"); ok {
-		t.Fatalf("Cached(k) after its deletion = %+v; want none, as Get then waits for the store", e)
-	}
-	if n := loads.Load(); n != 2 {
-		t.Fatalf("%d loads, want the 2 of Get", n)
 	}
 }
