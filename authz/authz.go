@@ -161,7 +161,7 @@ func (s *Server) decide(ctx context.Context, r *Request, now time.Time) (*authv3
 	}
 	// The hash is written into the pooled request: a cache hit allocates
 	// nothing.
-	e, err := s.keys.GetCopy(ctx, r.hash.Hash(raw))
+	e, err := s.keys.Get(ctx, r.hash.Hash(raw))
 	if err != nil {
 		s.log.Debug("key store unavailable", "err", err)
 		return s.static[msgUnavailable], CodeUnavailable, nil

@@ -129,14 +129,10 @@ func (t *Table[V]) Close() {
 // written before Get was called are applied: the answer "missing" is
 // never older than the call. A change to id applied meanwhile ends the
 // wait early if it makes the record found.
+//
+// A hit keeps no reference to id, and everything else works on a copy:
+// id may live in a buffer the caller reuses once Get returns.
 func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
-	e, err := t.get(ctx, id)
-	return t.settled(ctx, id, e, err)
-}
-
-// GetCopy is Get for an id in a buffer the caller reuses once it returns:
-// a hit keeps no reference to id, and everything else works on a copy.
-func (t *Table[V]) GetCopy(ctx context.Context, id string) (*Entry[V], error) {
 	e, hit := t.pos.Get(id)
 	if hit {
 		t.stats.Hits.Add(1)
@@ -145,15 +141,15 @@ func (t *Table[V]) GetCopy(ctx context.Context, id string) (*Entry[V], error) {
 		}
 	}
 	id = strings.Clone(id)
-	if hit {
-		return t.settled(ctx, id, e, nil)
+	var err error
+	if !hit {
+		e, err = t.fetch(ctx, id)
 	}
-	e, err := t.fetch(ctx, id)
 	return t.settled(ctx, id, e, err)
 }
 
-// settled is Get's answer once get gave e and err: with Settle set, a
-// missing record is looked for again (see Get).
+// settled is Get's answer once a lookup gave e and err: with Settle set,
+// a missing record is looked for again (see Get).
 func (t *Table[V]) settled(ctx context.Context, id string, e *Entry[V], err error) (*Entry[V], error) {
 	if err != nil || e.Found || t.settle == nil {
 		return e, err

@@ -535,9 +535,10 @@ func TestSettleAgainAfterAChangeLeavingItMissing(t *testing.T) {
 	}
 }
 
-// TestGetCopy: GetCopy answers as Get does, with the same counts, from
-// an id in a buffer that is overwritten once it returns.
-func TestGetCopy(t *testing.T) {
+// TestGetFromABuffer: Get answers from an id in a buffer that is
+// overwritten once it returns as from an id of its own, with the same
+// counts.
+func TestGetFromABuffer(t *testing.T) {
 	var loads atomic.Int32
 	load := func(_ context.Context, id string) (rec, uint64, error) {
 		loads.Add(1)
@@ -546,13 +547,13 @@ func TestGetCopy(t *testing.T) {
 		}
 		return rec{"active"}, 3, nil
 	}
-	viaGet, viaCopy := newTable(t, load), newTable(t, load)
+	viaGet, viaBuf := newTable(t, load), newTable(t, load)
 	buf := make([]byte, 0, 16)
-	getCopy := func(id string) *cache.Entry[rec] {
+	fromBuf := func(id string) *cache.Entry[rec] {
 		buf = append(buf[:0], id...)
-		e, err := viaCopy.GetCopy(context.Background(), unsafe.String(&buf[0], len(buf)))
+		e, err := viaBuf.Get(context.Background(), unsafe.String(&buf[0], len(buf)))
 		if err != nil {
-			t.Fatalf("GetCopy(%s): %v", id, err)
+			t.Fatalf("Get(%s) from a buffer: %v", id, err)
 		}
 		copy(buf, "xxxxxxxxxxxxxxxx"[:len(buf)]) // the caller's next use
 		return e
@@ -561,26 +562,26 @@ func TestGetCopy(t *testing.T) {
 		switch step {
 		case "wait":
 			viaGet.Wait()
-			viaCopy.Wait()
+			viaBuf.Wait()
 		case "delete k":
 			viaGet.Apply("k", gone(4))
-			viaCopy.Apply("k", gone(4))
+			viaBuf.Apply("k", gone(4))
 		default:
-			want, got := get(t, viaGet, step), getCopy(step)
+			want, got := get(t, viaGet, step), fromBuf(step)
 			if got.Found != want.Found || got.Rev != want.Rev || got.Value != want.Value {
-				t.Fatalf("%s: GetCopy = %+v, Get = %+v", step, got, want)
+				t.Fatalf("%s: from a buffer %+v, from a string of its own %+v", step, got, want)
 			}
 		}
 	}
 	viaGet.Wait()
-	viaCopy.Wait()
-	if got, want := statsOf(viaCopy), statsOf(viaGet); got != want {
-		t.Fatalf("GetCopy counted %+v, Get %+v", got, want)
+	viaBuf.Wait()
+	if got, want := statsOf(viaBuf), statsOf(viaGet); got != want {
+		t.Fatalf("from a buffer counted %+v, from strings of their own %+v", got, want)
 	}
-	if _, err := viaCopy.GetCopy(context.Background(), "unknown"); err != nil {
+	if _, err := viaBuf.Get(context.Background(), "unknown"); err != nil {
 		t.Fatal(err)
 	}
-	if e := get(t, viaCopy, "unknown"); e.Found {
+	if e := get(t, viaBuf, "unknown"); e.Found {
 		t.Fatal("a record known missing was found")
 	}
 }
