@@ -71,6 +71,7 @@ func floorComparison(ctx context.Context, o options) error {
 			if err != nil {
 				return err
 			}
+			leases0, _ := p.counter("keygate_ratelimit_leases_total") // 0 for the floor
 			begin := time.Now()
 			lat := driveN(ctx, t.conns, frames, floorConcurrency, floorChecks)
 			elapsed := time.Since(begin)
@@ -78,12 +79,13 @@ func floorComparison(ctx context.Context, o options) error {
 			if err != nil {
 				return err
 			}
+			leases1, _ := p.counter("keygate_ratelimit_leases_total")
 			closeConns()
 			slices.Sort(lat)
 			rps[i] = append(rps[i], float64(len(lat))/elapsed.Seconds())
 			p99[i] = append(p99[i], float64(lat[len(lat)*99/100]))
-			fmt.Printf("round %d %-8s %8.0f checks/s  p99 %6.3f ms  server CPU %5.1f µs/check\n", r+1, p.name, rps[i][r], p99[i][r]/1e6,
-				float64((cpu1-cpu0)/time.Nanosecond)/1e3/float64(len(lat)))
+			fmt.Printf("round %d %-8s %8.0f checks/s  p99 %6.3f ms  server CPU %5.1f µs/check  leases %5.0f\n", r+1, p.name, rps[i][r], p99[i][r]/1e6,
+				float64((cpu1-cpu0)/time.Nanosecond)/1e3/float64(len(lat)), leases1-leases0)
 		}
 	}
 	if o.cpuprofile != "" { // one round more, each server profiled through it

@@ -191,25 +191,29 @@ func (l *Limiter) failed(ctx context.Context) error {
 // install adds got units of win, just leased, to the window this keygate
 // holds (begun if new), updates the rate and the low water, and returns
 // it; the caller holds ks.mu.
+//
+// The rate is measured since the window's last lease here, so that a key
+// busy again after a pause leases for its use now, not for an average
+// that counts the pause.
 func (ks *keyState) install(win Window, got, now int64) *window {
 	w := ks.holding(win.Start)
 	if w == nil {
-		w = &window{Window: win, since: now}
+		w = &window{Window: win}
 		if win.Start <= now {
 			ks.cur.Store(w)
 		} else {
 			ks.next.Store(w)
 		}
-	}
-	if used, span := w.leased.Load()-w.tokens.Load(), time.Duration(now-w.since); span >= cover(time.Duration(w.Len)) || used > 0 {
+	} else if used, span := w.after-w.tokens.Load(), time.Duration(now-w.lastAt); span >= cover(time.Duration(w.Len)) || used > 0 {
 		r := rateOver(used, span, time.Duration(w.Len))
 		if span < cover(time.Duration(w.Len)) {
-			r = max(r, ks.rate) // early in a window, the rate before still counts
+			r = max(r, ks.rate) // a short span: the rate before still counts
 		}
 		ks.rate = r
 	}
 	w.tokens.Add(got)
 	w.leased.Add(got)
+	w.lastAt, w.after = now, w.tokens.Load()
 	raise(&w.granted, win.Granted)
 	w.spent.Store(win.Granted >= win.Limit)
 	w.low.Store(lowWater(ks.rate, time.Duration(w.Len), w.tokens.Load()))

@@ -147,7 +147,8 @@ type seenEntry struct {
 // window is a window of a budget and what this keygate holds of it.
 type window struct {
 	Window               // as last seen
-	since   int64        // when this keygate first leased of it
+	lastAt  int64        // when this keygate last leased of it
+	after   int64        // tokens held right after that lease
 	tokens  atomic.Int64 // leased here and not spent
 	leased  atomic.Int64 // leased here in all
 	granted atomic.Int64 // by the fleet, as last seen
