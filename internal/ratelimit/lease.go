@@ -194,7 +194,8 @@ func (l *Limiter) failed(ctx context.Context) error {
 //
 // The rate is measured since the window's last lease here, so that a key
 // busy again after a pause leases for its use now, not for an average
-// that counts the pause.
+// that counts the pause. Settlements that gave back more than was taken
+// since leave the rate as it was.
 func (ks *keyState) install(win Window, got, now int64) *window {
 	w := ks.holding(win.Start)
 	if w == nil {
@@ -204,7 +205,7 @@ func (ks *keyState) install(win Window, got, now int64) *window {
 		} else {
 			ks.next.Store(w)
 		}
-	} else if used, span := w.after-w.tokens.Load(), time.Duration(now-w.lastAt); span >= cover(time.Duration(w.Len)) || used > 0 {
+	} else if used, span := w.after-w.tokens.Load(), time.Duration(now-w.lastAt); used > 0 || used == 0 && span >= cover(time.Duration(w.Len)) {
 		r := rateOver(used, span, time.Duration(w.Len))
 		if span < cover(time.Duration(w.Len)) {
 			r = max(r, ks.rate) // a short span: the rate before still counts
@@ -212,7 +213,6 @@ func (ks *keyState) install(win Window, got, now int64) *window {
 		ks.rate = r
 	}
 	w.tokens.Add(got)
-	w.leased.Add(got)
 	w.lastAt, w.after = now, w.tokens.Load()
 	raise(&w.granted, win.Granted)
 	w.spent.Store(win.Granted >= win.Limit)

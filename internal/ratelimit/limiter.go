@@ -150,7 +150,6 @@ type window struct {
 	lastAt  int64        // when this keygate last leased of it
 	after   int64        // tokens held right after that lease
 	tokens  atomic.Int64 // leased here and not spent
-	leased  atomic.Int64 // leased here in all
 	granted atomic.Int64 // by the fleet, as last seen
 	owed    atomic.Int64 // allowed here beyond what was leased, to charge
 	low     atomic.Int64 // lease more once tokens are down to this
@@ -172,7 +171,9 @@ func (l *Limiter) Take(ctx context.Context, slot *Slot, id string, lim Limit, n 
 	ks.lastUse.Store(t)
 	if w := ks.cur.Load(); w != nil && w.holds(t) {
 		if left := w.tokens.Add(-n); left >= 0 {
-			if left <= w.low.Load() || t >= w.End()-int64(cover(time.Duration(w.Len)))/2 && ks.next.Load() == nil {
+			// In the window's last half cover only the next window is
+			// leased ahead (see size).
+			if tail := t >= w.End()-int64(cover(time.Duration(w.Len)))/2; tail && ks.next.Load() == nil || !tail && left <= w.low.Load() {
 				l.ahead(ks)
 			}
 			return w.result(true, t)

@@ -158,3 +158,69 @@ func TestSweepHandsBack(t *testing.T) {
 		t.Fatalf("a take after the sweep: %+v", r)
 	}
 }
+
+// TestLeasesThroughWindows: a key in steady use, with a pause each few
+// seconds, takes a few leases a window: none ahead of need in a window's
+// last half cover but the next window's, and its rate is its use since
+// its last lease, whatever the pauses and refunds.
+func TestLeasesThroughWindows(t *testing.T) {
+	c := newFakeClock(time.Unix(1_800_000_000, 0))
+	lim := Limit{Units: 10_000_000, Window: time.Minute}
+	windowStart(c, "k", lim)
+	l := newTestLimiter(t, Options{Now: c.now})
+	ctx := context.Background()
+	var slot Slot
+	const windows = 3
+	var tail uint64
+	for i := 0; i < windows*60*30; i++ { // 30 takes a second, 3 s busy then 3 s idle
+		if (i/90)%2 == 1 {
+			c.advance(time.Second / 30)
+			continue
+		}
+		before := l.Stats().Leases.Load()
+		r := l.Take(ctx, &slot, "k", lim, 2)
+		if !r.Allowed {
+			t.Fatalf("take %d denied: %+v", i, r)
+		}
+		l.Settle(ctx, &slot, "k", lim, r.Window, -1) // half of each take comes back
+		poll.Until(t, 5*time.Second, "no lease in flight", func() bool { return slot.st.Load().flight.Load() == nil })
+		if r.Reset < cover(lim.Window)/2 {
+			tail += l.Stats().Leases.Load() - before
+		}
+		c.advance(time.Second / 30)
+	}
+	if n := l.Stats().Leases.Load(); n > 4*windows {
+		t.Errorf("%d leases in %d windows, want at most 4 a window", n, windows)
+	}
+	if tail > windows {
+		t.Errorf("%d leases in the windows' last half covers, want at most one a window (the next window's)", tail)
+	}
+	ks := slot.st.Load()
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.rate < 15 || ks.rate > 60 {
+		t.Errorf("rate %.1f units a second, want about 30: one unit a take after refunds, 30 takes a second", ks.rate)
+	}
+}
+
+// TestRateThroughRefunds: settlements that give back more than was taken
+// since the last lease leave the rate as it was, rather than read as a
+// key that stopped.
+func TestRateThroughRefunds(t *testing.T) {
+	ks := &keyState{id: "k", rate: 30}
+	win := Window{Start: 0, Len: int64(time.Minute), Limit: 1000}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	w := ks.install(win, 100, 0)
+	w.tokens.Add(-50) // taken
+	w.tokens.Add(60)  // given back, of takes before the lease
+	ks.install(win, 10, int64(2*time.Second))
+	if ks.rate != 30 {
+		t.Fatalf("rate %v after refunds, want 30 as before", ks.rate)
+	}
+	w.tokens.Add(-40) // taken over the next 2 s: 20 a second
+	ks.install(win, 10, int64(4*time.Second))
+	if ks.rate != 20 {
+		t.Fatalf("rate %v, want 20: 40 units over 2 s", ks.rate)
+	}
+}
