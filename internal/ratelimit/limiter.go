@@ -171,9 +171,7 @@ func (l *Limiter) Take(ctx context.Context, slot *Slot, id string, lim Limit, n 
 	ks.lastUse.Store(t)
 	if w := ks.cur.Load(); w != nil && w.holds(t) {
 		if left := w.tokens.Add(-n); left >= 0 {
-			// In the window's last half cover only the next window is
-			// leased ahead (see size).
-			if tail := t >= w.End()-int64(cover(time.Duration(w.Len)))/2; tail && ks.next.Load() == nil || !tail && left <= w.low.Load() {
+			if left <= w.low.Load() || t >= w.End()-int64(cover(time.Duration(w.Len)))/2 && ks.next.Load() == nil {
 				l.ahead(ks)
 			}
 			return w.result(true, t)

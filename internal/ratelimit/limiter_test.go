@@ -159,10 +159,11 @@ func TestSweepHandsBack(t *testing.T) {
 	}
 }
 
-// TestLeasesThroughWindows: a key in steady use, with a pause each few
-// seconds, takes a few leases a window: none ahead of need in a window's
-// last half cover but the next window's, and its rate is its use since
-// its last lease, whatever the pauses and refunds.
+// TestLeasesThroughWindows: a key in use through its windows' ends,
+// with a pause in each window and half of each take given back, takes a
+// few leases a window, and at most a few of them in a window's last half
+// cover (where what it holds is about what the rest of the window
+// needs), because its rate is its use since its last lease.
 func TestLeasesThroughWindows(t *testing.T) {
 	c := newFakeClock(time.Unix(1_800_000_000, 0))
 	lim := Limit{Units: 10_000_000, Window: time.Minute}
@@ -170,11 +171,11 @@ func TestLeasesThroughWindows(t *testing.T) {
 	l := newTestLimiter(t, Options{Now: c.now})
 	ctx := context.Background()
 	var slot Slot
-	const windows = 3
+	const windows, perSecond = 3, 30
 	var tail uint64
-	for i := 0; i < windows*60*30; i++ { // 30 takes a second, 3 s busy then 3 s idle
-		if (i/90)%2 == 1 {
-			c.advance(time.Second / 30)
+	for i := 0; i < windows*60*perSecond; i++ {
+		if at := i % (60 * perSecond); at >= 20*perSecond && at < 30*perSecond { // a 10 s pause mid-window
+			c.advance(time.Second / perSecond)
 			continue
 		}
 		before := l.Stats().Leases.Load()
@@ -182,19 +183,20 @@ func TestLeasesThroughWindows(t *testing.T) {
 		if !r.Allowed {
 			t.Fatalf("take %d denied: %+v", i, r)
 		}
-		l.Settle(ctx, &slot, "k", lim, r.Window, -1) // half of each take comes back
+		l.Settle(ctx, &slot, "k", lim, r.Window, -1)
 		poll.Until(t, 5*time.Second, "no lease in flight", func() bool { return slot.st.Load().flight.Load() == nil })
-		if r.Reset < cover(lim.Window)/2 {
+		if r.Reset <= cover(lim.Window)/2 {
 			tail += l.Stats().Leases.Load() - before
 		}
-		c.advance(time.Second / 30)
+		c.advance(time.Second / perSecond)
 	}
-	if n := l.Stats().Leases.Load(); n > 4*windows {
-		t.Errorf("%d leases in %d windows, want at most 4 a window", n, windows)
+	if n := l.Stats().Leases.Load(); n > 6*windows {
+		t.Errorf("%d leases in %d windows, want at most 6 a window", n, windows)
 	}
-	if tail > windows {
-		t.Errorf("%d leases in the windows' last half covers, want at most one a window (the next window's)", tail)
+	if tail > 3*windows {
+		t.Errorf("%d leases in the windows' last half covers, want at most 3 a window", tail)
 	}
+	t.Logf("%d leases, %d in last half covers", l.Stats().Leases.Load(), tail)
 	ks := slot.st.Load()
 	ks.mu.Lock()
 	defer ks.mu.Unlock()

@@ -52,14 +52,8 @@ func cover(window time.Duration) time.Duration { return min(coverFor, window/win
 // it expects to use over a lease's cover, or, if more, up to freeShare of
 // its share of the free units but no more than it expects to use before
 // the window ends; never more than its share of the free units (so the
-// others find some), and at least what is waiting. Nothing ahead of need
-// in the window's last half cover: a lease there would cover only what
-// the next take spends, and what it held past the window's end would be
-// lost to the others; the next window is leased then instead.
+// others find some), and at least what is waiting.
 func size(s sizing) int64 {
-	if s.need == 0 && s.left < cover(s.window)/2 {
-		return 0
-	}
 	peers := max(s.peers, 1)
 	use := units(s.rate, min(cover(s.window), s.left))
 	ahead := min(s.free/(freeShare*peers), units(s.rate, s.left))
