@@ -133,12 +133,9 @@ func (t *Table[V]) Close() {
 // A hit keeps no reference to id, and everything else works on a copy:
 // id may live in a buffer the caller reuses once Get returns.
 func (t *Table[V]) Get(ctx context.Context, id string) (*Entry[V], error) {
-	e, hit := t.pos.Get(id)
-	if hit {
-		t.stats.Hits.Add(1)
-		if e = t.current(id, e); e.Found {
-			return e, nil
-		}
+	e, hit := t.cached(id)
+	if hit && e.Found {
+		return e, nil
 	}
 	id = strings.Clone(id)
 	var err error
@@ -175,11 +172,21 @@ func (t *Table[V]) settled(ctx context.Context, id string, e *Entry[V], err erro
 }
 
 func (t *Table[V]) get(ctx context.Context, id string) (*Entry[V], error) {
-	if e, ok := t.pos.Get(id); ok {
-		t.stats.Hits.Add(1)
-		return t.current(id, e), nil
+	if e, ok := t.cached(id); ok {
+		return e, nil
 	}
 	return t.fetch(ctx, id)
+}
+
+// cached returns id's entry if the positive cache holds it, counted as a
+// hit; it keeps no reference to id.
+func (t *Table[V]) cached(id string) (*Entry[V], bool) {
+	e, ok := t.pos.Get(id)
+	if !ok {
+		return nil, false
+	}
+	t.stats.Hits.Add(1)
+	return t.current(id, e), true
 }
 
 // fetch is get for an id the positive cache does not hold: the negative
