@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -103,6 +104,7 @@ func bodiesComparison(ctx context.Context, o options) error {
 		frames = append(frames, frames[0], frames[1])
 	}
 	rps := make([][]float64, len(runs))
+	genCPU, serverCPU := make([][]float64, len(runs)), make([][]float64, len(runs))
 	for r := range floorRounds {
 		for i, run := range runs {
 			t, closeConns, err := newTarget(run.p, floorConns)
@@ -110,13 +112,25 @@ func bodiesComparison(ctx context.Context, o options) error {
 				return err
 			}
 			driveN(ctx, t.conns, frames[i], floorConcurrency, floorChecks/10)
+			gen0, server0, err := cpus(run.p)
+			if err != nil {
+				return err
+			}
 			begin := time.Now()
 			lat := driveN(ctx, t.conns, frames[i], floorConcurrency, floorChecks)
 			elapsed := time.Since(begin)
+			gen1, server1, err := cpus(run.p)
+			if err != nil {
+				return err
+			}
 			closeConns()
 			slices.Sort(lat)
-			rps[i] = append(rps[i], float64(len(lat))/elapsed.Seconds())
-			fmt.Printf("round %d %-18s %8.0f checks/s  p99 %6.3f ms\n", r+1, run.name, rps[i][r], float64(lat[len(lat)*99/100])/1e6)
+			n := float64(len(lat))
+			rps[i] = append(rps[i], n/elapsed.Seconds())
+			genCPU[i] = append(genCPU[i], float64((gen1-gen0).Microseconds())/n)
+			serverCPU[i] = append(serverCPU[i], float64((server1-server0).Microseconds())/n)
+			fmt.Printf("round %d %-18s %8.0f checks/s  p99 %6.3f ms  CPU per check: generator %4.1f µs, server %4.1f µs\n",
+				r+1, run.name, rps[i][r], float64(lat[len(lat)*99/100])/1e6, genCPU[i][r], serverCPU[i][r])
 		}
 	}
 	if o.cpuprofile != "" { // one round more for each run, its keygate profiled through it
@@ -140,7 +154,27 @@ func bodiesComparison(ctx context.Context, o options) error {
 	if o.floor != "" {
 		fmt.Printf("the floor's own: 4 KB / no body %.2f (what moving the bodies costs any ext_authz server)\n", median(rps[4])/median(rps[3]))
 	}
+	fmt.Println("CPU per check, medians (the generator shares the machine's cores, so its CPU counts against every server's throughput):")
+	for i, run := range runs {
+		fmt.Printf("  %-18s generator %4.1f µs, server %4.1f µs\n", run.name, median(genCPU[i]), median(serverCPU[i]))
+	}
+	added := func(i, j int) float64 { return median(serverCPU[j]) - median(serverCPU[i]) }
+	fmt.Printf("a 4 KB body adds per check: generator %.1f µs, keygate with a model list %.1f µs", median(genCPU[1])-median(genCPU[0]), added(0, 1))
+	if o.floor != "" {
+		fmt.Printf(", the floor %.1f µs", added(3, 4))
+	}
+	fmt.Println()
 	return nil
+}
+
+// cpus returns the CPU time used so far by this generator and by p.
+func cpus(p *process) (gen, server time.Duration, err error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, 0, err
+	}
+	server, err = p.cpu()
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), server, err
 }
 
 // pricedConfig prices gpt-4o* for the seeded account's currency (MXN).
