@@ -92,10 +92,10 @@ func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result, h *holding, 
 	a.released = false
 	a.vals[0].Value, a.vals[1].Value = k.ID, k.AccountID
 	a.upstream = [5]*corev3.HeaderValueOption{&a.hdrs[0], &a.hdrs[1], k.policy.scopesHeader, k.policy.envHeader}
-	upstream := a.upstream[:4]
+	upstream, remove := a.upstream[:4], s.removeAll
 	if resID != "" {
 		a.vals[2].Value = resID
-		upstream = append(upstream, &a.hdrs[2])
+		upstream, remove = append(upstream, &a.hdrs[2]), s.remove
 	}
 	client := a.client[:0]
 	if rl != nil {
@@ -109,7 +109,7 @@ func (s *Server) allow(k *Key, acct *Account, rl *ratelimit.Result, h *holding, 
 			client = append(client, balanceLow, header("x-balance-remaining", money.FormatExact(avail, acct.Currency)+" "+acct.Currency))
 		}
 	}
-	a.ok = authv3.OkHttpResponse{Headers: upstream, HeadersToRemove: s.remove, ResponseHeadersToAdd: client}
+	a.ok = authv3.OkHttpResponse{Headers: upstream, HeadersToRemove: remove, ResponseHeadersToAdd: client}
 	for i, v := range [...]string{k.ID, k.AccountID, k.policy.joined, k.policy.env, resID} {
 		a.mdStrs[i].StringValue = v
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -65,7 +66,8 @@ type Server struct {
 	lowBalance2 int64 // default threshold in minor units, 2 decimals
 	lowBalance0 int64 // the same for currencies without decimals
 	headers     headerCache
-	remove      []string
+	remove      []string // the credential headers
+	removeAll   []string // and the reservation id header
 	keys        *cache.Table[*Key]
 	accounts    *cache.Table[*Account]
 	limiter     *ratelimit.Limiter
@@ -114,6 +116,9 @@ func New(o Options, keys *cache.Table[*Key], accounts *cache.Table[*Account]) *S
 	for _, c := range o.Credentials {
 		s.remove = append(s.remove, c.Header)
 	}
+	// An allow that reserves nothing removes any reservation id the
+	// client sent; one that reserves overwrites it.
+	s.removeAll = append(slices.Clone(s.remove), ReservationHeader)
 	s.lowBalance2, _ = money.Parse(o.LowBalance, money.DefaultCurrency) // validated by config
 	s.lowBalance0 = s.lowBalance2 / 100
 	s.static = staticDenials()

@@ -180,7 +180,9 @@ func TestAllowResponse(t *testing.T) {
 			t.Errorf("%s appends instead of overwriting", h.GetHeader().GetKey())
 		}
 	}
-	if strings.Join(ok.GetHeadersToRemove(), ",") != "authorization,x-api-key" {
+	// the credentials, and any reservation id the client sent: this
+	// allow reserves nothing
+	if strings.Join(ok.GetHeadersToRemove(), ",") != "authorization,x-api-key,x-keygate-reservation-id" {
 		t.Errorf("headers_to_remove = %v", ok.GetHeadersToRemove())
 	}
 	client := headersOf(ok.GetResponseHeadersToAdd())

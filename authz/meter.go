@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -44,8 +45,10 @@ func (s *Server) plan(k *Key, r *Request, acct *Account) (meter.Plan, *authv3.Ch
 	if !ok {
 		return meter.Plan{}, denyPath.response("The request path has more than one reading; a key with limits or prices needs it in plain form.")
 	}
-	mr := meter.Request{Method: r.Method, Path: path, Route: route, Body: r.Body, HasBody: r.HasBody, Partial: r.partial(),
-		NoBody: r.noBody(), ContentType: r.meta[metaContentType], Encoding: r.meta[metaEncoding], Ambiguous: r.ambiguous()}
+	_, query, _ := strings.Cut(r.Path, "?")
+	mr := meter.Request{Method: r.Method, Path: path, Query: query, Route: route, Body: r.Body, HasBody: r.HasBody, Partial: r.partial(),
+		NoBody: r.noBody(), ContentType: r.meta[metaContentType], Encoding: r.meta[metaEncoding], Ambiguous: r.ambiguous(),
+		Upgrade: r.meta[metaUpgrade] != ""}
 	if acct != nil {
 		mr.Currency = acct.Currency
 	}

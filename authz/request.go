@@ -45,9 +45,9 @@ type Request struct {
 	hash apikey.HashBuf
 }
 
-// metaHeaders are the headers metering reads, then X-Forwarded-For, in
-// lower case.
-var metaHeaders = [...]string{"content-type", "content-encoding", "content-length", "transfer-encoding", "x-envoy-auth-partial-body", "x-forwarded-for"}
+// metaHeaders are the headers metering reads, X-Forwarded-For among
+// them, in lower case.
+var metaHeaders = [...]string{"content-type", "content-encoding", "content-length", "transfer-encoding", "x-envoy-auth-partial-body", "x-forwarded-for", "upgrade"}
 
 // Indexes into Request.meta.
 const (
@@ -57,6 +57,7 @@ const (
 	metaTransfer
 	metaPartial
 	metaXFF
+	metaUpgrade
 )
 
 // ambiguous reports whether a header metering reads came twice with

@@ -60,6 +60,31 @@ func allowed(k Key, model string) *Deny {
 		Message: fmt.Sprintf("This API key does not have access to model `%s`.", clip(model))}
 }
 
+// unreadableModel refuses, for a key limited to some models, a request
+// whose model keygate cannot check.
+func unreadableModel(why string) *Deny {
+	return &Deny{Status: 400, Type: "invalid_request_error", Code: "unreadable_model", Param: "model",
+		Message: "This API key may call only some models, and " + why}
+}
+
+// maxTokens bounds the output tokens one request may hold.
+const maxTokens = 1_000_000_000_000
+
+// outputTokens is n choices of perChoice tokens each; ok is false above
+// maxTokens.
+func outputTokens(n, perChoice int64) (tokens int64, ok bool) {
+	n = max(n, 1)
+	if perChoice > maxTokens/n {
+		return 0, false
+	}
+	return n * perChoice, true
+}
+
+func tooManyTokens() *Deny {
+	return &Deny{Status: 400, Type: "invalid_request_error", Code: "integer_above_max_value", Param: "n",
+		Message: "The request asks for more output tokens than keygate can count: n times the output cap is above 1,000,000,000,000. Lower n or the output cap."}
+}
+
 // refused refuses what the prices do not cover.
 func refused(c pricing.Charge, model string) *Deny {
 	switch c.Outcome {

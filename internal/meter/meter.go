@@ -29,7 +29,8 @@ func (k Key) restricted() bool { return len(k.Models) > 0 || k.Tokens || k.Spend
 
 // Request is what metering reads of a request.
 type Request struct {
-	Method, Path string // the path as routed (canonical)
+	Method, Path string // the path as routed (canonical), without its query
+	Query        string // the target's query, after its "?"
 	// Route is the configured route the path reaches, by its index in
 	// the configuration (-1: none).
 	Route int
@@ -45,7 +46,9 @@ type Request struct {
 	// Ambiguous: the request carries two different Content-Type or
 	// Content-Encoding headers.
 	Ambiguous bool
-	Currency  string // the account's
+	// Upgrade: the request asks to switch protocols (a WebSocket).
+	Upgrade  bool
+	Currency string // the account's
 }
 
 // Plan is what Decide says of a request.
@@ -91,23 +94,31 @@ func Decide(k Key, r Request, t *pricing.Table) Plan {
 	if err != nil {
 		return Plan{Deny: unreadable(err)}
 	}
-	if d := allowed(k, req.Model); d != nil {
+	model, d := named(r.Path, r.Query, req.Model)
+	if d == nil {
+		d = allowed(k, model)
+	}
+	if d != nil {
 		return Plan{Deny: d}
 	}
 	if !k.Tokens && !k.Spend && !k.Money {
-		return Plan{Model: req.Model}
+		return Plan{Model: model}
 	}
 	// The whole body bounds the prompt: tools, schemas and names count
 	// as input too.
-	p := Plan{Model: req.Model, Metered: true, InputTokens: inputTokens(t, int64(len(r.Body)))}
+	p := Plan{Model: model, Metered: true, InputTokens: inputTokens(t, int64(len(r.Body)))}
 	if k.Money || k.Spend {
-		p.Charge = t.Rule(pricing.Call{Method: r.Method, NoBody: r.NoBody, Route: r.Route, Parsed: true, Model: req.Model, Currency: r.Currency})
-		if d := refused(p.Charge, req.Model); d != nil {
+		p.Charge = t.Rule(pricing.Call{Method: r.Method, NoBody: r.NoBody, Route: r.Route, Parsed: true, Model: model, Currency: r.Currency})
+		if d := refused(p.Charge, model); d != nil {
 			return Plan{Deny: d}
 		}
 	}
 	if kind != embeddings {
-		p.OutputTokens = max(req.N, 1) * outputCap(req.MaxOutput, p.Charge)
+		out, ok := outputTokens(req.N, outputCap(req.MaxOutput, p.Charge))
+		if !ok {
+			return Plan{Deny: tooManyTokens()}
+		}
+		p.OutputTokens = out
 	}
 	if p.Charge.Outcome == pricing.Metered {
 		est, err := p.Charge.Estimate(p.InputTokens, p.OutputTokens)
@@ -128,7 +139,7 @@ func decideOther(k Key, r Request, t *pricing.Table) Plan {
 	if !k.Money && !k.Spend {
 		return Plan{}
 	}
-	c := t.Rule(pricing.Call{Method: r.Method, NoBody: r.NoBody, Route: r.Route, Currency: r.Currency})
+	c := t.Rule(pricing.Call{Method: r.Method, NoBody: r.NoBody && !opensSession(r), Route: r.Route, Currency: r.Currency})
 	if d := refused(c, ""); d != nil {
 		return Plan{Deny: d}
 	}
@@ -138,73 +149,42 @@ func decideOther(k Key, r Request, t *pricing.Table) Plan {
 	return Plan{Metered: true, Charge: c, Estimate: c.Flat}
 }
 
-// otherModel checks the model a body keygate does not meter may name,
-// for a key limited to some models: a JSON body is read whole; one that
-// keygate cannot read (cut short, not sent) is refused, and so is a body
-// in another form where the endpoint takes a model (a multipart upload to
-// audio or images).
+// otherModel checks the model of a request keygate does not meter, for
+// a key limited to some models: named in a JSON body (read whole), the
+// path or the query. A body keygate cannot read is refused (cut short,
+// not sent, or in another form where the endpoint takes a model: a
+// multipart upload to audio or images), and so is a request that starts
+// work on a model it does not name where keygate reads it.
 func otherModel(k Key, r Request) *Deny {
-	switch {
-	case len(k.Models) == 0 || r.NoBody && !r.HasBody:
+	if len(k.Models) == 0 {
 		return nil
+	}
+	body := ""
+	switch {
+	case r.NoBody && !r.HasBody:
 	case !isJSON(r.ContentType) && r.ContentType != "":
 		if expectsModel(r.Path) {
-			return &Deny{Status: 400, Type: "invalid_request_error", Code: "unreadable_model", Param: "model",
-				Message: "This API key may call only some models, and keygate cannot read the model of this request's body; send it as JSON."}
+			return unreadableModel("keygate cannot read the model of this request's body; send it as JSON.")
 		}
-		return nil
 	case !r.HasBody || r.Partial:
 		return tooLarge("The request body is larger than keygate reads for an API key limited to some models; send a smaller request.")
-	}
-	req, err := openai.ParseRequest(r.Body)
-	if err != nil {
-		return unreadable(err)
-	}
-	if req.Model == "" {
-		return nil
-	}
-	return allowed(k, req.Model)
-}
-
-// Endpoint kinds whose bodies keygate reads, by the path's end.
-type kind uint8
-
-const (
-	other kind = iota
-	chat
-	completions
-	embeddings
-	responses
-)
-
-func kindOf(method, path string) kind {
-	if !strings.EqualFold(method, "POST") {
-		return other
-	}
-	path, _, _ = strings.Cut(path, "?")
-	switch {
-	case strings.HasSuffix(path, "/chat/completions"):
-		return chat
-	case strings.HasSuffix(path, "/completions"):
-		return completions
-	case strings.HasSuffix(path, "/embeddings"):
-		return embeddings
-	case strings.HasSuffix(path, "/responses"):
-		return responses
-	}
-	return other
-}
-
-// expectsModel reports whether the endpoint at path names a model in a
-// body keygate does not read (a multipart form).
-func expectsModel(path string) bool {
-	path, _, _ = strings.Cut(path, "?")
-	for _, end := range [...]string{"/audio/transcriptions", "/audio/translations", "/audio/speech", "/images/generations", "/images/edits", "/images/variations"} {
-		if strings.HasSuffix(path, end) {
-			return true
+	default:
+		req, err := openai.ParseRequest(r.Body)
+		if err != nil {
+			return unreadable(err)
 		}
+		body = req.Model
 	}
-	return false
+	model, d := named(r.Path, r.Query, body)
+	switch {
+	case d != nil:
+		return d
+	case model != "":
+		return allowed(k, model)
+	case runsUnnamed(r.Method, r.Path) || opensSession(r):
+		return unreadableModel("keygate cannot see which model this request runs; name it with `model` in the request body (or the query, for the Realtime API).")
+	}
+	return nil
 }
 
 func isJSON(contentType string) bool {

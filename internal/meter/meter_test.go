@@ -97,6 +97,44 @@ func TestDecide(t *testing.T) {
 		{"unparsed endpoint, unpriced: refused", money, post("/v1/images/generations", `{}`), "endpoint_not_priced", 0, 0, 0},
 		{"unparsed endpoint, flat price", money, func() Request { r := post("/v1/images/generations", `{}`); r.Route = 1; return r }(), "", 0, 0, 4_000_000_000},
 		{"GET without body: free", money, Request{Method: "GET", Path: "/v1/models", Route: -1, NoBody: true, Currency: "USD"}, "", 0, 0, 0},
+		{"n times the cap past int64", money, post("/v1/chat/completions", `{"model":"gpt-4o-mini","n":33554432,"max_tokens":549755813888}`), "integer_above_max_value", 0, 0, 0},
+		{"n times the cap wrapping negative", Key{Tokens: true}, post("/v1/chat/completions", `{"model":"x","n":33554432,"max_tokens":549755813887}`), "integer_above_max_value", 0, 0, 0},
+		{"n times the cap at the bound", Key{Tokens: true}, post("/v1/chat/completions", `{"model":"x","n":1000,"max_tokens":1000000000}`), "", 46, 1_000_000_000_000, 0},
+		{"chat in capitals", money, post("/V1/CHAT/COMPLETIONS", chat), "", prompt, 100, prompt*15_000 + 100*60_000},
+		{"chat with a trailing slash", money, post("/v1/Chat/Completions/", chat), "", prompt, 100, prompt*15_000 + 100*60_000},
+		{"form body, trailing slash", Key{Tokens: true}, func() Request {
+			r := post("/v1/chat/completions/", "model=o3")
+			r.ContentType = "application/x-www-form-urlencoded"
+			return r
+		}(), "unsupported_media_type", 0, 0, 0},
+		{"embeddings in capitals", money, post("/v1/EMBEDDINGS/", emb), "", int64(len(emb)), 0, int64(len(emb)) * 15_000},
+		{"deployment other than the body's model", Key{Models: models("gpt-4o*")}, func() Request {
+			r := post("/openai/deployments/o3/chat/completions", `{"model":"gpt-4o-mini"}`)
+			r.Query = "api-version=1"
+			return r
+		}(), "ambiguous_model", 0, 0, 0},
+		{"deployment outside the list", Key{Models: models("gpt-4o*")}, post("/openai/deployments/o3/chat/completions", `{"messages":[]}`), "model_not_found", 0, 0, 0},
+		{"deployment priced as its model", money, post("/openai/Deployments/gpt-4o-mini/chat/completions", noCap), "", int64(len(noCap)), 1000, int64(len(noCap))*15_000 + 1000*60_000},
+		{"engine outside the list", Key{Models: models("gpt-4o*")}, post("/v1/engines/o3/completions", `{"prompt":"x"}`), "model_not_found", 0, 0, 0},
+		{"query model other than the body's", Key{Models: models("gpt-4o*")}, func() Request {
+			r := post("/v1/chat/completions", `{"model":"gpt-4o-mini"}`)
+			r.Query = "model=o3"
+			return r
+		}(), "ambiguous_model", 0, 0, 0},
+		{"realtime model outside the list", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=o3-realtime", Route: -1, NoBody: true}, "model_not_found", 0, 0, 0},
+		{"realtime model escaped", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt%2D4o-realtime", Route: -1, NoBody: true}, "", 0, 0, 0},
+		{"realtime model twice", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt-4o&model=o3", Route: -1, NoBody: true}, "ambiguous_model", 0, 0, 0},
+		{"realtime model with a fragment", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt-4o#x", Route: -1, NoBody: true}, "ambiguous_model", 0, 0, 0},
+		{"realtime model as an array", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model[]=o3", Route: -1, NoBody: true}, "ambiguous_model", 0, 0, 0},
+		{"realtime without a model", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Route: -1, NoBody: true}, "unreadable_model", 0, 0, 0},
+		{"realtime is not a free read", money, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt-4o-mini", Route: -1, NoBody: true, Currency: "USD"}, "endpoint_not_priced", 0, 0, 0},
+		{"an upgrade is not a free read", money, Request{Method: "GET", Path: "/v1/stream", Route: -1, NoBody: true, Upgrade: true, Currency: "USD"}, "endpoint_not_priced", 0, 0, 0},
+		{"realtime at a flat price", money, Request{Method: "GET", Path: "/v1/realtime", Route: 1, NoBody: true, Currency: "USD"}, "", 0, 0, 4_000_000_000},
+		{"listed key, batch", Key{Models: models("gpt-4o*")}, post("/v1/batches", `{"input_file_id":"file-1","endpoint":"/v1/chat/completions","completion_window":"24h"}`), "unreadable_model", 0, 0, 0},
+		{"listed key, batches listed", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/batches", Route: -1, NoBody: true}, "", 0, 0, 0},
+		{"listed key, run without a model", Key{Models: models("gpt-4o*")}, post("/v1/threads/thread_1/runs", `{"assistant_id":"asst_1"}`), "unreadable_model", 0, 0, 0},
+		{"listed key, run naming its model", Key{Models: models("gpt-4o*")}, post("/v1/threads/thread_1/runs", `{"assistant_id":"asst_1","model":"gpt-4o"}`), "", 0, 0, 0},
+		{"listed key, realtime secret", Key{Models: models("gpt-4o*")}, post("/v1/realtime/client_secrets", `{"session":{"type":"realtime","model":"o3-realtime"}}`), "unreadable_model", 0, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := Decide(tc.k, tc.r, table(t))

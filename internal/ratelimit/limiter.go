@@ -164,8 +164,12 @@ func (w *window) result(allowed bool, t int64) Result {
 }
 
 // Take spends n units of id's budget under lim (the terms of windows
-// this keygate begins) at the Limiter's clock's time.
+// this keygate begins) at the Limiter's clock's time. A negative n is
+// refused: only Settle gives units back.
 func (l *Limiter) Take(ctx context.Context, slot *Slot, id string, lim Limit, n int64) Result {
+	if n < 0 {
+		return Result{Limit: lim.Units}
+	}
 	ks := l.state(slot, id, lim)
 	t := l.o.Now().UnixNano()
 	ks.lastUse.Store(t)

@@ -55,8 +55,12 @@ func TestTakeUnits(t *testing.T) {
 	ctx := context.Background()
 	var slot Slot
 	allowed := int64(0)
-	for _, n := range []int64{30, 30, 30, 30, 10, 1} {
-		if r := l.Take(ctx, &slot, "k", lim, n); r.Allowed {
+	for _, n := range []int64{30, -1000, 30, 30, 30, 10, 1} {
+		r := l.Take(ctx, &slot, "k", lim, n)
+		if r.Allowed && n < 0 { // a take never credits
+			t.Fatalf("a negative take: %+v", r)
+		}
+		if r.Allowed {
 			allowed += n
 		}
 		c.advance(time.Second)
@@ -65,7 +69,7 @@ func TestTakeUnits(t *testing.T) {
 		t.Fatalf("allowed %d units of a budget of 100", allowed)
 	}
 	r := l.Take(ctx, &slot, "k", lim, 1)
-	if r.Allowed || r.Limit != 100 || r.Remaining != 0 || r.Reset != 54*time.Second {
+	if r.Allowed || r.Limit != 100 || r.Remaining != 0 || r.Reset != 53*time.Second {
 		t.Fatalf("a spent budget: %+v", r)
 	}
 	c.advance(r.Reset)

@@ -83,7 +83,7 @@ func TestHTTPMode(t *testing.T) {
 			}
 			if c.status == 200 {
 				if resp.Header.Get("X-Keygate-Key-Id") != id || resp.Header.Get("X-Ratelimit-Limit") == "" ||
-					resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "authorization,x-api-key" {
+					resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "authorization,x-api-key,x-keygate-reservation-id" {
 					t.Fatalf("allow headers: %v", resp.Header)
 				}
 				return

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +84,9 @@ func TestMeteredRequest(t *testing.T) {
 	res := header(ok.GetHeaders(), authz.ReservationHeader)
 	if !strings.HasPrefix(res, "res_") || res == "res_forged" {
 		t.Fatalf("reservation id upstream %q", res)
+	}
+	if slices.Contains(ok.GetHeadersToRemove(), authz.ReservationHeader) { // Envoy removes after it sets
+		t.Fatalf("headers_to_remove %v takes the reservation id away", ok.GetHeadersToRemove())
 	}
 	if header(ok.GetResponseHeadersToAdd(), "x-ratelimit-limit-tokens") != "100000" {
 		t.Fatalf("token headers: %v", ok.GetResponseHeadersToAdd())
@@ -220,5 +224,62 @@ func TestDebitsExactAcrossSidecars(t *testing.T) {
 	a, _, err := st.Account(fleet[0].ctx, "acme")
 	if err != nil || a.Exact() != end {
 		t.Fatalf("balance %+v (%v), want %v after %d settlements", a.Exact(), err, end, n)
+	}
+}
+
+// The ways to spell a request past a key's model list and token limit:
+// the chat path in other cases and with a trailing slash (Express and Koa
+// route both to the chat handler), n times the cap past int64, a model in
+// the query or the path, and a reservation id a client sends with a
+// request that reserves nothing.
+func TestMeteringSpellings(t *testing.T) {
+	ns := natstest.Run(t)
+	e := start(t, testConfig(t, ns.ClientURL()))
+	st := openStore(t, e, ns)
+	key, k := createKey(t, e.ctx, st, "acme")
+	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error {
+		k.V, k.NoRateLimit, k.Models, k.TokenLimit = 2, true, []string{"gpt-4o*"}, &store.TokenLimit{Tokens: 1000, Window: store.Duration(time.Hour)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	setBalance(t, e.ctx, st, "acme", 10_000)
+	waitCode(t, e, key, 200)
+	big := `{"model":"gpt-4o","max_tokens":100000}`
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		error              string
+	}{
+		{"POST", "/v1/chat/completions", big, 429, "rate_limit_exceeded"},
+		{"POST", "/V1/CHAT/COMPLETIONS", big, 429, "rate_limit_exceeded"},
+		{"POST", "/v1/Chat/Completions/?x=1", big, 429, "rate_limit_exceeded"},
+		{"POST", "/v1/chat/completions/", `{"model":"o3"}`, 403, "model_not_found"},
+		{"POST", "/v1/chat/completions", `{"model":"gpt-4o","n":33554432,"max_tokens":549755813887}`, 400, "integer_above_max_value"},
+		{"POST", "/openai/deployments/o3/chat/completions?api-version=2024-10-21", `{"model":"gpt-4o","max_tokens":10}`, 400, "ambiguous_model"},
+		{"GET", "/v1/realtime?model=o3-realtime", "", 403, "model_not_found"},
+		{"POST", "/v1/batches", `{"input_file_id":"file-1","endpoint":"/v1/chat/completions","completion_window":"24h"}`, 400, "unreadable_model"},
+		{"GET", "/v1/models", "", 200, ""},
+	} {
+		r := chat(key, tc.body)
+		h := r.Attributes.Request.Http
+		h.Method, h.Path = tc.method, tc.path
+		if tc.body == "" {
+			delete(h.Headers, "content-type")
+			delete(h.Headers, "content-length")
+		}
+		resp, err := e.client.Check(e.ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := resp.GetDeniedResponse()
+		switch {
+		case tc.code == 200 && resp.GetOkResponse() == nil, tc.code != 200 && int(d.GetStatus().GetCode()) != tc.code:
+			t.Errorf("%s %s %s: %v, want %d", tc.method, tc.path, tc.body, resp, tc.code)
+		case tc.code != 200 && !strings.Contains(d.GetBody(), `"code":"`+tc.error+`"`):
+			t.Errorf("%s %s %s: %s, want code %s", tc.method, tc.path, tc.body, d.GetBody(), tc.error)
+		case tc.code == 200 && !slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), authz.ReservationHeader):
+			t.Errorf("an allow that reserves nothing keeps the client's reservation id: %v", resp.GetOkResponse().GetHeadersToRemove())
+		}
 	}
 }

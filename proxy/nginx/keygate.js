@@ -123,7 +123,9 @@ function isDenyBody(text) {
 // keygate.conf does not, or undefined. Header names are not secret.
 function unstripped(r, reply) {
     var i, name, asked = header(reply, REMOVE);
-    var stripped = String(r.variables[STRIPPED] || '').toLowerCase().split(/[\s,]+/);
+    // keygate.conf sends the reservation id from its variable alone, so a
+    // client's never reaches the backend.
+    var stripped = String(r.variables[STRIPPED] || '').toLowerCase().split(/[\s,]+/).concat([RESERVATION[0].toLowerCase()]);
     if (asked === undefined) {
         return undefined;
     }
