@@ -30,7 +30,7 @@ func meteredServer(b *testing.B, f *fixture) *authz.Server {
 		b.Fatal(err)
 	}
 	fu := funds.New(f.st, funds.Options{ID: "kgbench"})
-	se := settle.New(settle.Options{ID: "kgbench", Store: f.st, Funds: fu, HoldTTL: time.Hour})
+	se := settle.New(settle.Options{ID: "kgbench", Store: f.st, Funds: fu})
 	go func() { _ = se.Run(f.ctx) }()
 	return authz.New(authz.Options{Format: apikey.DefaultFormat(), Credentials: config.Default().Credentials,
 		Prices: prices, Funds: fu, Settler: se, ID: "kgbench", Now: f.clock.now}, f.keys, f.accounts)

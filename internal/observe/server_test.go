@@ -67,7 +67,7 @@ func start(t *testing.T, o observe.Options) *world {
 		t.Fatal(err)
 	}
 	f := funds.New(st, funds.Options{ID: "kg0"})
-	set := settle.New(settle.Options{ID: "kg0", Store: st, Funds: f, HoldTTL: time.Hour})
+	set := settle.New(settle.Options{ID: "kg0", Store: st, Funds: f})
 	go func() {
 		if err := set.Run(ctx); err != nil {
 			t.Error(err)

@@ -130,8 +130,9 @@ func TestStream(t *testing.T) {
 		{"null does not reset", "data: " + usage1 + "\n\ndata: {\"usage\":null}\n\n", result{u(1, 2), 2, 65, 0}},
 		{"unfinished event dropped", "data: " + usage1 + "\n", result{}},
 		{"unfinished line dropped", "data: " + usage1, result{}},
-		{"lines joined with LF", "data: {\"usage\":\ndata: {\"prompt_tokens\":5}}\n\n", result{u(5, 0), 1, 30, 0}},
-		{"CR inside JSON whitespace", "data: {\"usage\":\rdata:{\"input_tokens\":5}}\r\r", result{u(5, 0), 1, 29, 0}},
+		{"lines joined with LF", "data: {\"usage\":\ndata: {\"prompt_tokens\":5,\"completion_tokens\":1}}\n\n", result{u(5, 1), 1, 52, 0}},
+		{"CR inside JSON whitespace", "data: {\"usage\":\rdata:{\"input_tokens\":5,\"output_tokens\":1}}\r\r", result{u(5, 1), 1, 47, 0}},
+		{"partial usage", "data: " + usage1 + "\n\ndata: {\"usage\":{\"completion_tokens\":9}}\n\n", result{u(1, 2), 2, 51 + 33, 0}},
 		{"comments", ": keep-alive\n:\ndata: " + usage1 + "\n: x\n\n", result{u(1, 2), 1, 51, 0}},
 		{"other fields", "event: response.completed\nid: 7\nretry: 10\nx\ndata: " + usage1 + "\n\n", result{u(1, 2), 1, 51, 0}},
 		{"no data", "event: x\nid: 1\n\n\n\n", result{}},
@@ -167,8 +168,8 @@ func TestStream(t *testing.T) {
 func TestStreamLargeEvent(t *testing.T) {
 	big := `{"usage":{"prompt_tokens":9},"pad":"` + strings.Repeat("x", 3*MaxEvent) + `"}`
 	body := "data: " + big[:MaxEvent] + "\ndata: " + big[MaxEvent:] + "\n\n" +
-		"data: " + `{"usage":{"prompt_tokens":1}}` + "\n\n"
-	want := result{Usage{Input: 1, Found: true}, 2, int64(len(big)) + 1 + 29, 1}
+		"data: " + `{"usage":{"prompt_tokens":1,"total_tokens":1}}` + "\n\n"
+	want := result{Usage{Input: 1, Found: true}, 2, int64(len(big)) + 1 + 46, 1}
 	for _, size := range []int{1 << 10, 64 << 10, len(body)} {
 		var s Stream
 		for b := []byte(body); len(b) > 0; b = b[min(size, len(b)):] {
@@ -185,7 +186,7 @@ func TestStreamLargeEvent(t *testing.T) {
 		t.Errorf("the reference reads %+v; want %+v", got, want)
 	}
 	// exactly MaxEvent bytes of data is read
-	exact := `{"usage":{"prompt_tokens":7},"pad":"` + strings.Repeat("x", MaxEvent-38) + `"}`
+	exact := `{"usage":{"prompt_tokens":7,"total_tokens":7},"pad":"` + strings.Repeat("x", MaxEvent-55) + `"}`
 	if len(exact) != MaxEvent {
 		t.Fatalf("%d", len(exact))
 	}

@@ -5,15 +5,16 @@ type Usage struct {
 	Input       int64 // prompt_tokens, or input_tokens (Responses API)
 	CachedInput int64 // cached_tokens of prompt_tokens_details or input_tokens_details; part of Input
 	Output      int64 // completion_tokens, or output_tokens (Responses API)
-	Found       bool  // a usage object with a token count was read, and every count in it is valid
+	Found       bool  // a usage object with its input and output counts was read, and every count in it is valid
 }
 
 // ParseUsage reads the usage of a whole JSON response body: the top-level
 // "usage" (chat completions, completions, embeddings, the Responses API),
 // else "response"."usage" (the payload of a Responses API stream event).
 // An error is returned only for a body that is not a JSON object. A usage
-// that is absent, null, duplicated, or holds a count that is not an
-// integer from 0 to 1e12 is not found.
+// that is absent, null, duplicated, holds a count that is not an integer
+// from 0 to 1e12, or lacks its input count or its output count is not
+// found.
 func ParseUsage(body []byte) (Usage, error) {
 	s := scanner{b: body, body: "response"}
 	i, u := s.topUsage(s.ws(0))
@@ -75,8 +76,8 @@ func (s *scanner) responseUsage(i int) (int, Usage) {
 
 // tally collects the counts of one usage object.
 type tally struct {
-	counts [6]int64 // prompt, input, completion, output, prompt cached, input cached
-	set    [6]bool
+	counts [7]int64 // prompt, input, completion, output, prompt cached, input cached, total
+	set    [7]bool
 	bad    bool
 }
 
@@ -87,6 +88,7 @@ const (
 	outputTokens
 	promptCached
 	inputCached
+	totalTokens
 )
 
 // usage reads a usage value; null or any other non-object is not found.
@@ -105,6 +107,8 @@ func (s *scanner) usage(i int) (int, Usage) {
 			return t.count(s, i, completionTokens)
 		case "output_tokens":
 			return t.count(s, i, outputTokens)
+		case "total_tokens":
+			return t.count(s, i, totalTokens)
 		case "prompt_tokens_details":
 			return t.details(s, i, promptCached)
 		case "input_tokens_details":
@@ -146,7 +150,10 @@ func (t *tally) details(s *scanner, i, k int) int {
 }
 
 // usage combines the counts: where both spellings are present the larger
-// counts.
+// counts. It needs both the input count (prompt_tokens, input_tokens) and
+// the output count (completion_tokens, output_tokens), or, as embeddings
+// report no output, an input count with total_tokens equal to it: a
+// usage missing either could make a request's input or output free.
 func (t *tally) usage() Usage {
 	c := &t.counts
 	u := Usage{
@@ -154,8 +161,9 @@ func (t *tally) usage() Usage {
 		Output:      max(c[completionTokens], c[outputTokens]),
 		CachedInput: max(c[promptCached], c[inputCached]),
 	}
-	anyCount := t.set[promptTokens] || t.set[inputTokens] || t.set[completionTokens] || t.set[outputTokens]
-	if t.bad || !anyCount || u.CachedInput > u.Input {
+	in := t.set[promptTokens] || t.set[inputTokens]
+	out := t.set[completionTokens] || t.set[outputTokens] || t.set[totalTokens] && c[totalTokens] == u.Input
+	if t.bad || !in || !out || u.CachedInput > u.Input {
 		return Usage{}
 	}
 	u.Found = true

@@ -398,7 +398,7 @@ func (inst *Instance) startMoney(cfg config.Config, st *store.Store) {
 	inst.funds = funds.New(st, funds.Options{ID: inst.peers.ID(), LeaseTimeout: cfg.Fleet.LeaseTimeout.D(), OutageAfter: cfg.Fleet.OutageAfter.D(),
 		Abandoned: ttl + store.RecordGrace, Online: inst.conn.NC.IsConnected, Peers: inst.peers.Count, Now: inst.clock.Now, Log: inst.log})
 	go inst.funds.Run(inst.bg)
-	so := settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter, HoldTTL: ttl,
+	so := settle.Options{ID: inst.peers.ID(), Store: st, Funds: inst.funds, Limiter: inst.limiter,
 		Alive: inst.peers.Alive, Log: inst.log}
 	if inst.alerts != nil {
 		so.Settled = inst.alerts.Settled

@@ -46,7 +46,23 @@ func parse(b []byte) (string, Outcome, error) {
 	if u, err := openai.ParseUsage(b); err == nil && u.Found {
 		o.HasUsage, o.Usage = true, pricing.Usage{Input: u.Input, CachedInput: u.CachedInput, Output: u.Output}
 	}
-	return req.ID, o, nil
+	o, err := o.checked()
+	return req.ID, o, err
+}
+
+// checked is o as a settlement sent to keygate is taken: from the settle
+// API (parse) or forwarded to the keygate that holds the reservation
+// (answer). A usage with a count below 0, or more cached input than
+// input, is none: it settles at the estimate. An expiry is refused: only
+// the holder decides it.
+func (o Outcome) checked() (Outcome, error) {
+	if o.Expired {
+		return Outcome{}, errors.New("an expiry is not sent: the keygate that holds the reservation settles it at its TTL")
+	}
+	if u := o.Usage; o.HasUsage && (u.Input < 0 || u.Output < 0 || u.CachedInput < 0 || u.CachedInput > u.Input) {
+		o.HasUsage, o.Usage = false, pricing.Usage{}
+	}
+	return o, nil
 }
 
 // Handler serves the settle API over HTTP, to callers that send token as

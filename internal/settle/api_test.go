@@ -1,15 +1,22 @@
 package settle_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/poll"
+	"github.com/keygate/keygate/internal/pricing"
 	"github.com/keygate/keygate/internal/settle"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -88,4 +95,99 @@ func TestSettleNATS(t *testing.T) {
 		t.Fatalf("NATS settle: %s", m)
 	}
 
+}
+
+// A usage that cannot be charged (a cost out of range of int64 nanos, a
+// count below 0, cached input above input) settles at once at the
+// estimate, as a response without usage does, however it arrives: the
+// settle API, another keygate forwarding it, the holder's own subject.
+// An expiry sent to the holder's subject is refused: the holder alone
+// decides it.
+func TestSettleUnchargeableUsage(t *testing.T) {
+	ctx, kgs := fleet(t, 2, 1000, time.Hour)
+	srv := httptest.NewServer(kgs[0].set.Handler(token))
+	defer srv.Close()
+	nc := kgs[1].st.JetStream().Conn()
+	holder := settle.SettleSubject(kgs[0].st.HoldsStream()) + ".kg0"
+	// toHolder sends outcome (as JSON) for id on the holder's subject.
+	toHolder := func(id, outcome string) (*settle.Settlement, error) {
+		var m *nats.Msg
+		var err error
+		poll.Until(t, 10*time.Second, "keygate 0 answers", func() bool { // its subscription starts with Run
+			m, err = nc.Request(holder, []byte(`{"reservation_id":"`+id+`","outcome":`+outcome+`}`), 5*time.Second)
+			return !errors.Is(err, nats.ErrNoResponders)
+		})
+		if err != nil {
+			return nil, err
+		}
+		var rep struct {
+			Settlement *settle.Settlement `json:"settlement"`
+			Error      string             `json:"error"`
+		}
+		if err := json.Unmarshal(m.Data, &rep); err != nil || rep.Error != "" {
+			return nil, fmt.Errorf("%s: %v", m.Data, err)
+		}
+		return rep.Settlement, nil
+	}
+	overflow := settle.Outcome{Usage: pricing.Usage{Input: 10, Output: 1e12}, HasUsage: true} // 2e12 minor units
+	for _, tc := range []struct {
+		name   string
+		settle func(id string) (*settle.Settlement, error)
+	}{
+		{"cost out of range, settle API", func(id string) (*settle.Settlement, error) {
+			return postSettle(t, srv.URL, `{"reservation_id":"`+id+`","status":200,"usage":{"prompt_tokens":10,"completion_tokens":1000000000000}}`)
+		}},
+		{"cost out of range, at the holder", func(id string) (*settle.Settlement, error) { return kgs[0].set.Settle(ctx, id, overflow) }},
+		{"cost out of range, forwarded", func(id string) (*settle.Settlement, error) { return kgs[1].set.Settle(ctx, id, overflow) }},
+		{"negative count, holder's subject", func(id string) (*settle.Settlement, error) {
+			return toHolder(id, `{"Usage":{"Input":-1,"Output":5},"HasUsage":true}`)
+		}},
+		{"cached above input, holder's subject", func(id string) (*settle.Settlement, error) {
+			return toHolder(id, `{"Usage":{"Input":1,"CachedInput":2,"Output":5},"HasUsage":true}`)
+		}},
+	} {
+		before := balance(t, ctx, kgs[0])
+		r := kgs[0].reserve(t, ctx, 10, 10, time.Hour)
+		st, err := tc.settle(r.ID)
+		if err != nil || st.Status != settle.StatusNoUsage || st.Cost != r.Estimate || st.TokensIn != 10 || st.TokensOut != 10 {
+			t.Errorf("%s: %+v, %v; want no_usage at the estimate", tc.name, st, err)
+		}
+		want, _ := before.AddNanos(-r.Estimate)
+		if got := balance(t, ctx, kgs[0]); got != want {
+			t.Errorf("%s: balance %v, want %v", tc.name, got, want)
+		}
+		if _, held := kgs[0].funds.Balance("acme"); held != 0 || kgs[0].set.Outstanding() != 0 {
+			t.Errorf("%s: %d held, %d outstanding after the settlement", tc.name, held, kgs[0].set.Outstanding())
+		}
+	}
+	r := kgs[0].reserve(t, ctx, 10, 10, time.Hour)
+	if st, err := toHolder(r.ID, `{"Expired":true}`); err == nil {
+		t.Errorf("an expiry sent to the holder's subject: %+v", st)
+	}
+	if n := kgs[0].set.Outstanding(); n != 1 {
+		t.Errorf("%d outstanding after a refused expiry, want 1", n)
+	}
+}
+
+// postSettle sends body to the settle API at url.
+func postSettle(t testing.TB, url, body string) (*settle.Settlement, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("%d %s", resp.StatusCode, b)
+	}
+	var st settle.Settlement
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }

@@ -64,7 +64,9 @@ func (s *Settler) answer(ctx context.Context, m *nats.Msg) {
 	var rep reply
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		rep.Error = "unreadable settlement request"
-	} else if st, err := s.Settle(ctx, req.ID, req.Outcome); err != nil {
+	} else if o, err := req.Outcome.checked(); err != nil {
+		rep.Error = err.Error()
+	} else if st, err := s.Settle(ctx, req.ID, o); err != nil {
 		rep.Error, rep.Unknown = err.Error(), errors.Is(err, ErrUnknown)
 	} else {
 		rep.Settlement = st

@@ -184,7 +184,7 @@ func (s *Settler) expireBatch(ctx context.Context, rs []*Reservation) error {
 			continue
 		}
 		s.stats.Inherited.Add(1)
-		if _, err := s.execute(ctx, r, Outcome{Expired: true}); err != nil {
+		if _, err := s.execute(ctx, r, Outcome{Expired: true}); err != nil && !errors.Is(err, errTooLate) {
 			return err
 		}
 	}

@@ -2,12 +2,14 @@ package settle_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keygate/keygate/internal/funds"
@@ -48,7 +50,7 @@ func fleet(t *testing.T, n int, balance int64, ttl time.Duration) (context.Conte
 		id := fmt.Sprintf("kg%d", i)
 		f := funds.New(st, funds.Options{ID: id, Peers: func() int64 { return int64(n) }})
 		told := &atomic.Int64{}
-		s := settle.New(settle.Options{ID: id, Store: st, Funds: f, HoldTTL: ttl, ExpiryGrace: time.Second,
+		s := settle.New(settle.Options{ID: id, Store: st, Funds: f, ExpiryGrace: time.Second,
 			Settled: func(*settle.Reservation, *settle.Settlement) { told.Add(1) }})
 		rctx, stop := context.WithCancel(ctx)
 		go func() {
@@ -203,6 +205,134 @@ func TestExpiry(t *testing.T) {
 	}
 	if got := balance(t, ctx, kgs[1]); got != (money.Exact{Minor: 969}) {
 		t.Fatalf("balance %v, want 969", got)
+	}
+}
+
+// A reservation whose settlement entry is gone (its TTL ran out) is not
+// settled again: its keygate no longer holds it and answers no
+// settlement, whichever keygate is asked, and neither debits it nor
+// gives back what requests in flight hold.
+func TestSettleAgainAfterEntryGone(t *testing.T) {
+	ctx, kgs := fleet(t, 2, 1000, time.Hour)
+	r := kgs[0].reserve(t, ctx, 10, 10, time.Hour)
+	poll.Until(t, 10*time.Second, "the hold record written", func() bool { return records(t, ctx, kgs[0].st) == 1 })
+	kgs[0].reserve(t, ctx, 100, 100, time.Hour) // in flight: holds 300
+	u := settle.Outcome{Usage: pricing.Usage{Input: 5, Output: 5}, HasUsage: true}
+	if st, err := kgs[0].set.Settle(ctx, r.ID, u); err != nil || st.Cost != 15*money.NanosPerMinor {
+		t.Fatalf("settlement: %+v, %v", st, err)
+	}
+	dropEntry(t, ctx, kgs[0].st, r.ID)
+	for _, kg := range kgs {
+		if st, err := kg.set.Settle(ctx, r.ID, u); !errors.Is(err, settle.ErrUnknown) {
+			t.Errorf("settled again at %s: %+v, %v; want %v", kg.id, st, err, settle.ErrUnknown)
+		}
+	}
+	if got := balance(t, ctx, kgs[0]); got != (money.Exact{Minor: 985}) {
+		t.Errorf("balance %v, want 985", got)
+	}
+	if _, held := kgs[0].funds.Balance("acme"); held != 300*money.NanosPerMinor {
+		t.Errorf("kg0 holds %d for the request in flight, want %d", held, 300*money.NanosPerMinor)
+	}
+	if told := kgs[0].told.Load() + kgs[1].told.Load(); told != 1 {
+		t.Errorf("the Settled hook was told of %d settlements, want 1", told)
+	}
+}
+
+// A reservation is settled only until its expiry's grace and
+// store.RecordGrace have passed since its TTL, however it is found (held
+// in memory, or from its record), and its settlement entry lives
+// store.RecordGrace longer: past that time nothing settles it, so its
+// records, which can outlive the entry, never settle it twice.
+func TestSettleDeadline(t *testing.T) {
+	ttl := time.Hour
+	ctx, kgs := fleet(t, 2, 1000, ttl)
+	late := clockAhead(kgs[1], ttl+time.Second+store.RecordGrace+time.Minute)
+	r := kgs[0].reserve(t, ctx, 10, 10, ttl)
+	poll.Until(t, 10*time.Second, "the hold record written", func() bool { return records(t, ctx, kgs[1].st) == 1 })
+	kgs[0].stop()
+	nc := kgs[1].st.JetStream().Conn()
+	poll.Until(t, 10*time.Second, "keygate 0 gone", func() bool {
+		_, err := nc.Request(settle.SettleSubject(kgs[1].st.HoldsStream())+".kg0", []byte(`{}`), time.Second)
+		return errors.Is(err, nats.ErrNoResponders)
+	})
+	u := settle.Outcome{Usage: pricing.Usage{Input: 3, Output: 1}, HasUsage: true}
+	if st, err := late.set.Settle(ctx, r.ID, u); !errors.Is(err, settle.ErrUnknown) {
+		t.Fatalf("settled from its record too late: %+v, %v", st, err)
+	}
+	if got := balance(t, ctx, kgs[1]); got != (money.Exact{Minor: 1000}) {
+		t.Fatalf("balance %v, want 1000", got)
+	}
+	st, err := kgs[1].set.Settle(ctx, r.ID, u)
+	if err != nil || st.Cost != 5*money.NanosPerMinor {
+		t.Fatalf("settled in time: %+v, %v", st, err)
+	}
+	gone := entryGone(t, ctx, kgs[1].st, r.ID)
+	if last := r.Expires.Add(time.Second + store.RecordGrace); gone.Before(last.Add(store.RecordGrace - time.Second)) {
+		t.Errorf("the settlement entry is gone at %v, before an hour past the last settlement taken (%v)", gone, last)
+	}
+	dropEntry(t, ctx, kgs[1].st, r.ID)
+	if st, err := late.set.Settle(ctx, r.ID, u); !errors.Is(err, settle.ErrUnknown) {
+		t.Errorf("settled again from its record: %+v, %v", st, err)
+	}
+	if got := balance(t, ctx, kgs[1]); got != (money.Exact{Minor: 995}) {
+		t.Errorf("balance %v, want 995", got)
+	}
+	// Held in memory by a keygate that could not settle it in time: it
+	// is dropped, and what it held is free again.
+	own := late.reserve(t, ctx, 10, 10, ttl)
+	if st, err := late.set.Settle(ctx, own.ID, settle.Outcome{Expired: true}); !errors.Is(err, settle.ErrUnknown) {
+		t.Errorf("settled in memory too late: %+v, %v", st, err)
+	}
+	if _, held := late.funds.Balance("acme"); held != 0 || late.set.Outstanding() != 0 {
+		t.Errorf("after a settlement too late: %d held, %d outstanding", held, late.set.Outstanding())
+	}
+	if got := balance(t, ctx, kgs[1]); got != (money.Exact{Minor: 995}) {
+		t.Errorf("balance %v, want 995", got)
+	}
+}
+
+// clockAhead is another keygate beside kg, on its store, whose clock is
+// ahead by d; it is not run.
+func clockAhead(kg *keygate, d time.Duration) *keygate {
+	now := func() time.Time { return time.Now().Add(d) }
+	f := funds.New(kg.st, funds.Options{ID: "kg9", Peers: func() int64 { return 2 }})
+	s := settle.New(settle.Options{ID: "kg9", Store: kg.st, Funds: f, ExpiryGrace: time.Second, Now: now})
+	return &keygate{id: "kg9", funds: f, set: s, stop: func() {}, st: kg.st, told: &atomic.Int64{}}
+}
+
+// settlementEntry is the message of reservation id's settlement entry in
+// the accounts bucket's stream.
+func settlementEntry(t testing.TB, ctx context.Context, st *store.Store, id string) (jetstream.Stream, *jetstream.RawStreamMsg) {
+	t.Helper()
+	s, err := st.JetStream().Stream(ctx, "KV_"+st.Accounts().Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, "$KV."+st.Accounts().Bucket()+"."+store.SettlementEntry("acme", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, m
+}
+
+// entryGone is when reservation id's settlement entry expires.
+func entryGone(t testing.TB, ctx context.Context, st *store.Store, id string) time.Time {
+	t.Helper()
+	_, m := settlementEntry(t, ctx, st, id)
+	ttl, err := time.ParseDuration(m.Header.Get("Nats-TTL"))
+	if err != nil {
+		t.Fatalf("the settlement entry's TTL: %v", err)
+	}
+	return m.Time.Add(ttl)
+}
+
+// dropEntry removes reservation id's settlement entry as its TTL does,
+// leaving no marker.
+func dropEntry(t testing.TB, ctx context.Context, st *store.Store, id string) {
+	t.Helper()
+	s, m := settlementEntry(t, ctx, st, id)
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(m.Subject)); err != nil {
+		t.Fatal(err)
 	}
 }
 

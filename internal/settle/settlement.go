@@ -49,27 +49,24 @@ type Outcome struct {
 
 // settlement is r settled with o at now by keygate by: what it used,
 // what that costs, and how it was decided. A response without usage
-// costs the estimate.
-func (r *Reservation) settlement(o Outcome, now time.Time, by string) (*Settlement, error) {
+// costs the estimate, and so does a usage that cannot be charged (a
+// count below 0, a cost out of range), which no retry would charge.
+func (r *Reservation) settlement(o Outcome, now time.Time, by string) *Settlement {
 	s := &Settlement{Reservation: r.ID, Key: r.Key, Account: r.Account, Model: r.Model, Currency: r.Currency,
 		CreatedAt: r.Created, SettledAt: now.UTC(), Keygate: by}
+	cost, err := r.Charge.pricing().Cost(o.Usage)
 	switch {
 	case o.Failed:
 		s.Status = StatusFailed
-	case o.HasUsage:
-		s.Status, s.TokensIn, s.CachedIn, s.TokensOut = StatusSettled, o.Usage.Input, o.Usage.CachedInput, o.Usage.Output
-		cost, err := r.Charge.pricing().Cost(o.Usage)
-		if err != nil {
-			return nil, err
-		}
-		s.Cost = cost
+	case o.HasUsage && err == nil:
+		s.Status, s.TokensIn, s.CachedIn, s.TokensOut, s.Cost = StatusSettled, o.Usage.Input, o.Usage.CachedInput, o.Usage.Output, cost
 	default:
 		s.Status, s.TokensIn, s.TokensOut, s.Cost = StatusNoUsage, r.InputTokens, r.OutputTokens, r.Estimate
 	}
 	if o.Expired {
 		s.Status = StatusExpired
 	}
-	cost, _ := money.Exact{}.AddNanos(s.Cost) // 0 to MaxInt64 nanos: in range
-	s.CostText = money.FormatExact(cost, r.Currency)
-	return s, nil
+	total, _ := money.Exact{}.AddNanos(s.Cost) // 0 to MaxInt64 nanos: in range
+	s.CostText = money.FormatExact(total, r.Currency)
+	return s
 }

@@ -25,7 +25,6 @@ type Options struct {
 	Store   *store.Store
 	Funds   *funds.Funds
 	Limiter *ratelimit.Limiter
-	HoldTTL time.Duration
 	// Alive reports whether the keygate with an id is running (nil: only
 	// this one): the reservations of a keygate that is gone are settled
 	// by the others when their TTL passes.
@@ -85,7 +84,7 @@ type held struct {
 	r        *Reservation // &res
 	res      Reservation
 	settling chan struct{} // closed when the settlement in progress ends; nil: none
-	pending  *Outcome      // an outcome whose settlement failed, retried
+	pending  *Outcome      // an outcome whose settlement failed, retried until the TTL
 	result   *Settlement
 	err      error
 }
@@ -162,7 +161,8 @@ func (s *Settler) Outstanding() int {
 }
 
 // Settle settles reservation id with o, once: a reservation settled
-// before answers its first settlement.
+// before answers its first settlement. ErrUnknown: no reservation has id,
+// or its time to settle is over.
 func (s *Settler) Settle(ctx context.Context, id string, o Outcome) (*Settlement, error) {
 	rid, err := parseID(id)
 	if err != nil {
@@ -179,7 +179,9 @@ func (s *Settler) Settle(ctx context.Context, id string, o Outcome) (*Settlement
 	h := s.res[id]
 	if h == nil {
 		s.mu.Unlock()
-		return s.inherit(ctx, rid, id, o)
+		// Settled here before (ids are new at every start): its entry
+		// answers, never its record.
+		return s.written(ctx, rid.account, id)
 	}
 	for h.settling != nil {
 		ch := h.settling
@@ -190,23 +192,25 @@ func (s *Settler) Settle(ctx context.Context, id string, o Outcome) (*Settlement
 			return nil, ctx.Err()
 		}
 		s.mu.Lock()
-		if h.err == nil && h.result != nil {
-			st := h.result
+		if s.res[id] != h { // settled, or too late
+			st, err := h.result, h.err
 			s.mu.Unlock()
-			return st, nil
+			return st, err
 		}
 	}
 	h.settling = make(chan struct{})
-	if h.pending != nil && o.Expired {
-		o = *h.pending // the response's outcome, not yet written
-	}
 	s.mu.Unlock()
 	st, err := s.execute(ctx, h.r, o)
 	s.mu.Lock()
 	h.result, h.err = st, err
-	if err == nil {
+	switch {
+	case err == nil:
 		s.doneLocked(id, rid)
-	} else {
+	case errors.Is(err, errTooLate):
+		s.o.Log.Warn("reservation not settled in time: dropped, its hold released", "reservation", id)
+		s.doneLocked(id, rid)
+		s.o.Funds.Release(h.r.Account, h.r.Held)
+	default:
 		h.pending = &o
 		s.failed[id] = true
 		s.stats.Failures.Add(1)
@@ -231,16 +235,34 @@ func (s *Settler) doneLocked(id string, rid reservationID) {
 	}
 }
 
+// errTooLate refuses a settlement after its reservation's settleBy.
+var errTooLate = fmt.Errorf("%w: its time to settle is over", ErrUnknown)
+
+// settleBy is when the time to settle reservation r ends: its expiry's
+// grace and store.RecordGrace after its TTL, for settlements that failed
+// (NATS unavailable) to be retried.
+func (s *Settler) settleBy(r *Reservation) time.Time {
+	return r.Expires.Add(s.o.ExpiryGrace + store.RecordGrace)
+}
+
 // execute writes r's settlement with o and its debit, and settles its
 // takes of the key's budgets. A reservation settled before answers its
 // first settlement and changes nothing.
+//
+// A reservation is settled at most once: its settlement entry, written
+// only if it does not exist, lives until store.RecordGrace after
+// settleBy (a margin for clocks), and nothing is settled after settleBy.
+// So every settlement finds the entry of an earlier one, however it found
+// the reservation: in memory, from its record, or from its expiry's,
+// which can outlive the entry.
 func (s *Settler) execute(ctx context.Context, r *Reservation, o Outcome) (*Settlement, error) {
-	st, err := r.settlement(o, s.o.Now(), s.o.ID)
-	if err != nil {
-		return nil, err
+	now, by := s.o.Now(), s.settleBy(r)
+	if !now.Before(by) {
+		return nil, errTooLate
 	}
+	st := r.settlement(o, now, s.o.ID)
 	b, _ := json.Marshal(st)
-	d := funds.Debit{Entry: store.Entry{Key: store.SettlementEntry(r.Account, r.ID), Value: b, TTL: s.o.HoldTTL + store.RecordGrace},
+	d := funds.Debit{Entry: store.Entry{Key: store.SettlementEntry(r.Account, r.ID), Value: b, TTL: by.Sub(now) + store.RecordGrace},
 		Holder: r.Holder, Held: r.Held}
 	if r.Held > 0 {
 		d.Cost = st.Cost
