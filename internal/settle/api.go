@@ -2,11 +2,13 @@ package settle
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,16 +68,19 @@ func (o Outcome) checked() (Outcome, error) {
 }
 
 // Handler serves the settle API over HTTP, to callers that send token as
-// a bearer token (compared in constant time).
+// a bearer token (the scheme in any case). The tokens are compared by
+// their SHA-256 sums, in constant time, so that neither the comparison's
+// time nor its length tells anything of the token.
 func (s *Settler) Handler(token string) http.Handler {
-	want := []byte("Bearer " + token)
+	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
 		if token == "" {
 			apiError(w, http.StatusNotFound, "settle_api_disabled", "The settle API is off: set settle_token (KEYGATE_SETTLE_TOKEN).")
 			return
 		}
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		sum := sha256.Sum256([]byte(got))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			apiError(w, http.StatusUnauthorized, "invalid_settle_token", "Send the settle token as 'Authorization: Bearer TOKEN'.")
 			return
 		}

@@ -50,7 +50,10 @@ func TestSettleHTTP(t *testing.T) {
 	}{
 		{"no token", "", body, 401},
 		{"wrong token", "Bearer " + strings.Repeat("x", 32), body, 401},
-		{"not JSON", "Bearer " + token, `nope`, 400},
+		{"the token without its scheme", token, body, 401},
+		{"another scheme", "Basic " + token, body, 401},
+		{"the token and more", "Bearer " + token + "x", body, 401},
+		{"not JSON", "bearer " + token, `nope`, 400},
 		{"unknown reservation", "Bearer " + token, `{"reservation_id":"` + "res_kg0_999_0_acme" + `"}`, 404},
 		{"settled", "Bearer " + token, body, 200},
 		{"again", "Bearer " + token, strings.Replace(body, `"prompt_tokens":4`, `"prompt_tokens":400`, 1), 200},
