@@ -179,9 +179,11 @@ func TestIPAllowlistAllocatesNothing(t *testing.T) {
 	f := newFixture(t)
 	f.setBalance(t, "acme", 100, nil)
 	listed := f.storeKey(t, func(k *store.Key) {
-		k.V, k.AllowIPs, k.RateLimit = 2, []string{"192.0.2.0/24", "10.0.0.0/8"}, unlimited
+		k.V, k.AllowIPs, k.NoRateLimit = 2, []string{"192.0.2.0/24", "10.0.0.0/8"}, true
 	})
-	open := f.storeKey(t, func(k *store.Key) { k.RateLimit = unlimited })
+	// No rate limit: the fixture's clock stands still, and a key whose
+	// window ends just after it would lease on every check.
+	open := f.storeKey(t, func(k *store.Key) { k.NoRateLimit = true })
 	allocs := func(key string) float64 {
 		b, _ := proto.Marshal(from(request("GET", "/v1/models", bearer(key)), "", "10.1.2.3"))
 		decide := func() {
