@@ -48,7 +48,7 @@ func (s *Server) plan(k *Key, r *Request, acct *Account) (meter.Plan, *authv3.Ch
 	_, query, _ := strings.Cut(r.Path, "?")
 	mr := meter.Request{Method: r.Method, Path: path, Query: query, Route: route, Body: r.Body, HasBody: r.HasBody, Partial: r.partial(),
 		NoBody: r.noBody(), ContentType: r.meta[metaContentType], Encoding: r.meta[metaEncoding], Ambiguous: r.ambiguous(),
-		Upgrade: r.meta[metaUpgrade] != ""}
+		Upgrade: r.meta[metaUpgrade] != "" || r.conflicts&(1<<metaUpgrade) != 0}
 	if acct != nil {
 		mr.Currency = acct.Currency
 	}

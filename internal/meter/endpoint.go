@@ -46,18 +46,21 @@ func expectsModel(path string) bool {
 
 // runsUnnamed reports whether a request starts work on a model that its
 // body may name elsewhere than at its top level: a batch (in its file),
-// an assistant's or an eval's run, a Realtime session (in its settings).
+// an assistant's or an eval's run, a Realtime session or call (in its
+// settings).
 func runsUnnamed(method, path string) bool {
 	return strings.EqualFold(method, "POST") && hasAnySuffix(endpoint(path), "/batches", "/runs", "/threads/runs",
-		"/realtime/sessions", "/realtime/client_secrets", "/realtime/transcription_sessions")
+		"/realtime/sessions", "/realtime/client_secrets", "/realtime/transcription_sessions", "/realtime/calls")
 }
 
 // opensSession reports whether a request opens a session that carries
 // calls of its own (a WebSocket upgrade, the Realtime API): it is never
 // a free read, whatever its method.
-func opensSession(r Request) bool {
-	return r.Upgrade || hasSuffixFold(endpoint(r.Path), "/realtime")
-}
+func opensSession(r Request) bool { return r.Upgrade || realtime(r.Path) }
+
+// realtime reports whether path is the Realtime API's connection, whose
+// session runs the model its query names.
+func realtime(path string) bool { return hasSuffixFold(endpoint(path), "/realtime") }
 
 // endpoint is path without its query and one trailing slash.
 func endpoint(path string) string {
@@ -101,28 +104,57 @@ func lower(c byte) byte {
 	return c
 }
 
-// named returns the model a request names, from its body and from where
-// some backends read it instead: the path (`…/deployments/{model}/…`,
+// names are the models a request names, each once: in its body, and
+// where some backends read it instead: the path (`…/deployments/{model}/…`,
 // Azure OpenAI's spelling, and `…/engines/{model}/…`, the legacy one,
-// which LiteLLM routes on before the body) and the query (`?model=`, the
-// Realtime API's). Places that name different models are refused: a
-// backend could run either.
-func named(path, query, body string) (string, *Deny) {
-	q, ok := queryModel(query)
-	if !ok {
-		return "", ambiguousModel()
+// which LiteLLM routes on before the body) and the query (`?model=`, and
+// Azure's `?deployment=`, the Realtime API's). A backend may run any of
+// them: each must be in the key's list, and the dearest is held.
+type names struct {
+	list [4]string
+	n    int
+}
+
+func (ns *names) add(m string) {
+	if m == "" {
+		return
 	}
-	model := body
-	for _, m := range [...]string{pathModel(path), q} {
-		switch {
-		case m == "":
-		case model == "":
-			model = m
-		case m != model:
-			return "", ambiguousModel()
+	for _, have := range ns.list[:ns.n] {
+		if have == m {
+			return
 		}
 	}
-	return model, nil
+	ns.list[ns.n] = m
+	ns.n++
+}
+
+// allowed refuses the request unless the key may call every model it
+// names (and it names one, for a key with a list).
+func (ns *names) allowed(k Key) *Deny {
+	if ns.n == 0 {
+		return allowed(k, "")
+	}
+	for _, m := range ns.list[:ns.n] {
+		if d := allowed(k, m); d != nil {
+			return d
+		}
+	}
+	return nil
+}
+
+// named returns the models r names, body being its body's; a query that
+// names one in a way backends read differently is refused.
+func named(r Request, body string) (names, *Deny) {
+	var ns names
+	ns.add(body)
+	ns.add(pathModel(r.Path))
+	q, d, ok := queryModels(r.Query)
+	if !ok {
+		return ns, ambiguousModel()
+	}
+	ns.add(q)
+	ns.add(d)
+	return ns, nil
 }
 
 // pathModel returns the segment after a `deployments` or `engines`
@@ -139,36 +171,44 @@ func pathModel(path string) string {
 	return ""
 }
 
-// queryModel returns the query's `model` parameter, decoded; ok is false
-// when the query names a model in a way backends read differently: the
-// parameter twice, an array or object form (`model[]=`, `model.x=`), an
-// invalid escape, or a query with a fragment.
-func queryModel(query string) (model string, ok bool) {
+// queryModels returns the query's `model` and `deployment` parameters,
+// decoded; ok is false when the query names a model in a way backends
+// read differently: a parameter twice, an array or object form
+// (`model[]=`, `model.x=`), an invalid escape, or a query with a fragment.
+func queryModels(query string) (model, deployment string, ok bool) {
 	if strings.IndexByte(query, '#') >= 0 {
-		return "", false
+		return "", "", false
 	}
-	seen := false
+	var seen [2]bool
 	for query != "" {
 		var param string
 		param, query, _ = strings.Cut(query, "&")
 		name, value, _ := strings.Cut(param, "=")
 		name, err := url.QueryUnescape(name)
-		switch {
-		case err != nil:
-			return "", false
-		case name == "model" && !seen:
-			if model, err = url.QueryUnescape(value); err != nil {
-				return "", false
+		if err != nil {
+			return "", "", false
+		}
+		for i, p := range [...]string{"model", "deployment"} {
+			switch {
+			case name == p && !seen[i]:
+				v, err := url.QueryUnescape(value)
+				if err != nil {
+					return "", "", false
+				}
+				if seen[i] = true; i == 0 {
+					model = v
+				} else {
+					deployment = v
+				}
+			case name == p || strings.HasPrefix(name, p) && (name[len(p)] == '[' || name[len(p)] == '.'):
+				return "", "", false
 			}
-			seen = true
-		case len(name) > len("model") && name[:5] == "model" && (name[5] == '[' || name[5] == '.') || name == "model":
-			return "", false
 		}
 	}
-	return model, true
+	return model, deployment, true
 }
 
 func ambiguousModel() *Deny {
 	return &Deny{Status: 400, Type: "invalid_request_error", Code: "ambiguous_model", Param: "model",
-		Message: "The request names its model in more than one place (body, path or query) and they differ; name it once."}
+		Message: "The request's query names a model in a way backends read differently (a parameter twice, an array, an escape); name it once."}
 }

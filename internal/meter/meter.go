@@ -94,40 +94,55 @@ func Decide(k Key, r Request, t *pricing.Table) Plan {
 	if err != nil {
 		return Plan{Deny: unreadable(err)}
 	}
-	model, d := named(r.Path, r.Query, req.Model)
+	ns, d := named(r, req.Model)
 	if d == nil {
-		d = allowed(k, model)
+		d = ns.allowed(k)
 	}
 	if d != nil {
 		return Plan{Deny: d}
 	}
 	if !k.Tokens && !k.Spend && !k.Money {
-		return Plan{Model: model}
+		return Plan{Model: ns.list[0]}
 	}
+	var best Plan
+	for i := range max(ns.n, 1) { // the dearest of the models named
+		p, d := estimate(k, r, t, kind, req, ns.list[i])
+		if d != nil {
+			return Plan{Deny: d}
+		}
+		if i == 0 || p.Estimate > best.Estimate || p.Estimate == best.Estimate && p.OutputTokens > best.OutputTokens {
+			best = p
+		}
+	}
+	return best
+}
+
+// estimate is what a request to model holds.
+func estimate(k Key, r Request, t *pricing.Table, kind kind, req openai.Request, model string) (Plan, *Deny) {
 	// The whole body bounds the prompt: tools, schemas and names count
 	// as input too.
 	p := Plan{Model: model, Metered: true, InputTokens: inputTokens(t, int64(len(r.Body)))}
 	if k.Money || k.Spend {
 		p.Charge = t.Rule(pricing.Call{Method: r.Method, NoBody: r.NoBody, Route: r.Route, Parsed: true, Model: model, Currency: r.Currency})
 		if d := refused(p.Charge, model); d != nil {
-			return Plan{Deny: d}
+			return p, d
 		}
 	}
 	if kind != embeddings {
 		out, ok := outputTokens(req.N, outputCap(req.MaxOutput, p.Charge))
 		if !ok {
-			return Plan{Deny: tooManyTokens()}
+			return p, tooManyTokens()
 		}
 		p.OutputTokens = out
 	}
 	if p.Charge.Outcome == pricing.Metered {
 		est, err := p.Charge.Estimate(p.InputTokens, p.OutputTokens)
 		if err != nil {
-			return Plan{Deny: tooLarge("The request could cost more than keygate can count; lower its output cap.")}
+			return p, tooLarge("The request could cost more than keygate can count; lower its output cap.")
 		}
 		p.Estimate = est
 	}
-	return p
+	return p, nil
 }
 
 // decideOther meters a request to an endpoint whose body keygate does not
@@ -175,12 +190,14 @@ func otherModel(k Key, r Request) *Deny {
 		}
 		body = req.Model
 	}
-	model, d := named(r.Path, r.Query, body)
+	ns, d := named(r, body)
 	switch {
 	case d != nil:
 		return d
-	case model != "":
-		return allowed(k, model)
+	case r.Upgrade && !realtime(r.Path):
+		return unreadableModel("keygate cannot see which models this session runs once it is open.")
+	case ns.n > 0:
+		return ns.allowed(k)
 	case runsUnnamed(r.Method, r.Path) || opensSession(r):
 		return unreadableModel("keygate cannot see which model this request runs; name it with `model` in the request body (or the query, for the Realtime API).")
 	}

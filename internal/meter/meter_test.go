@@ -108,19 +108,34 @@ func TestDecide(t *testing.T) {
 			return r
 		}(), "unsupported_media_type", 0, 0, 0},
 		{"embeddings in capitals", money, post("/v1/EMBEDDINGS/", emb), "", int64(len(emb)), 0, int64(len(emb)) * 15_000},
-		{"deployment other than the body's model", Key{Models: models("gpt-4o*")}, func() Request {
+		{"deployment outside the list, body model in it", Key{Models: models("gpt-4o*")}, func() Request {
 			r := post("/openai/deployments/o3/chat/completions", `{"model":"gpt-4o-mini"}`)
 			r.Query = "api-version=1"
 			return r
-		}(), "ambiguous_model", 0, 0, 0},
+		}(), "model_not_found", 0, 0, 0},
 		{"deployment outside the list", Key{Models: models("gpt-4o*")}, post("/openai/deployments/o3/chat/completions", `{"messages":[]}`), "model_not_found", 0, 0, 0},
 		{"deployment priced as its model", money, post("/openai/Deployments/gpt-4o-mini/chat/completions", noCap), "", int64(len(noCap)), 1000, int64(len(noCap))*15_000 + 1000*60_000},
 		{"engine outside the list", Key{Models: models("gpt-4o*")}, post("/v1/engines/o3/completions", `{"prompt":"x"}`), "model_not_found", 0, 0, 0},
-		{"query model other than the body's", Key{Models: models("gpt-4o*")}, func() Request {
+		{"query model outside the list", Key{Models: models("gpt-4o*")}, func() Request {
 			r := post("/v1/chat/completions", `{"model":"gpt-4o-mini"}`)
 			r.Query = "model=o3"
 			return r
-		}(), "ambiguous_model", 0, 0, 0},
+		}(), "model_not_found", 0, 0, 0},
+		{"Azure SDK: a deployment and the body's model, both listed", Key{Models: models("gpt-4o*", "prod")}, func() Request {
+			r := post("/openai/deployments/prod/chat/completions", `{"model":"gpt-4o-mini"}`)
+			r.Query = "api-version=2024-10-21"
+			return r
+		}(), "", 0, 0, 0},
+		{"a deployment without a price", money, post("/openai/deployments/prod/chat/completions", chat), "model_not_priced", 0, 0, 0},
+		{"Azure Realtime: deployment outside the list", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/openai/realtime", Query: "api-version=1&deployment=o3-realtime&model=gpt-4o-realtime", Route: -1, NoBody: true, Upgrade: true}, "model_not_found", 0, 0, 0},
+		{"Azure Realtime: deployment listed", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/openai/realtime", Query: "api-version=1&deployment=gpt-4o-realtime", Route: -1, NoBody: true, Upgrade: true}, "", 0, 0, 0},
+		{"deployment twice", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/openai/realtime", Query: "deployment=gpt-4o&deployment=o3", Route: -1, NoBody: true}, "ambiguous_model", 0, 0, 0},
+		{"realtime call", Key{Models: models("gpt-4o*")}, func() Request {
+			r := post("/v1/realtime/calls", "v=0")
+			r.ContentType = "application/sdp"
+			return r
+		}(), "unreadable_model", 0, 0, 0},
+		{"a WebSocket other than Realtime, model in the query", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/responses", Query: "model=gpt-4o", Route: -1, NoBody: true, Upgrade: true}, "unreadable_model", 0, 0, 0},
 		{"realtime model outside the list", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=o3-realtime", Route: -1, NoBody: true}, "model_not_found", 0, 0, 0},
 		{"realtime model escaped", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt%2D4o-realtime", Route: -1, NoBody: true}, "", 0, 0, 0},
 		{"realtime model twice", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt-4o&model=o3", Route: -1, NoBody: true}, "ambiguous_model", 0, 0, 0},
@@ -160,6 +175,31 @@ func BenchmarkDecideChat4K(b *testing.B) {
 	for b.Loop() {
 		if p := Decide(k, r, tb); p.Deny != nil {
 			b.Fatal(p.Deny)
+		}
+	}
+}
+
+// A request naming two models holds the dearer: a backend may run either.
+func TestDearerModel(t *testing.T) {
+	tb, err := pricing.New(pricing.Options{
+		Models: []pricing.Entry{
+			{Match: "cheap", Currency: "USD", Price: pricing.Price{Input: 1_000, Output: 2_000, MaxOutput: 10}},
+			{Match: "dear", Currency: "USD", Price: pricing.Price{Input: 5_000, Output: 9_000, MaxOutput: 10}},
+		},
+		InputBytesPerToken: 1, HoldTTL: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, body, model string }{
+		{"/openai/deployments/dear/chat/completions", `{"model":"cheap"}`, "dear"},
+		{"/openai/deployments/cheap/chat/completions", `{"model":"dear"}`, "dear"},
+	} {
+		r := Request{Method: "POST", Path: tc.path, Route: -1, Body: []byte(tc.body), HasBody: true, ContentType: "application/json", Currency: "USD"}
+		p := Decide(Key{Money: true}, r, tb)
+		n := int64(len(tc.body))
+		if p.Deny != nil || p.Model != tc.model || p.Estimate != n*5_000+10*9_000 {
+			t.Errorf("%s %s: %+v, want %s held at %d", tc.path, tc.body, p, tc.model, n*5_000+10*9_000)
 		}
 	}
 }

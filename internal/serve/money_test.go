@@ -256,7 +256,7 @@ func TestMeteringSpellings(t *testing.T) {
 		{"POST", "/v1/Chat/Completions/?x=1", big, 429, "rate_limit_exceeded"},
 		{"POST", "/v1/chat/completions/", `{"model":"o3"}`, 403, "model_not_found"},
 		{"POST", "/v1/chat/completions", `{"model":"gpt-4o","n":33554432,"max_tokens":549755813887}`, 400, "integer_above_max_value"},
-		{"POST", "/openai/deployments/o3/chat/completions?api-version=2024-10-21", `{"model":"gpt-4o","max_tokens":10}`, 400, "ambiguous_model"},
+		{"POST", "/openai/deployments/o3/chat/completions?api-version=2024-10-21", `{"model":"gpt-4o","max_tokens":10}`, 403, "model_not_found"},
 		{"GET", "/v1/realtime?model=o3-realtime", "", 403, "model_not_found"},
 		{"POST", "/v1/batches", `{"input_file_id":"file-1","endpoint":"/v1/chat/completions","completion_window":"24h"}`, 400, "unreadable_model"},
 		{"GET", "/v1/models", "", 200, ""},
