@@ -420,3 +420,30 @@ func TestReleasedAllowIsReused(t *testing.T) {
 	}
 	authz.Release(nil)
 }
+
+// An Upgrade header counts however often it comes: one followed by an
+// empty one still opens a WebSocket, which a key with models may not
+// open on a path other than the Realtime API's.
+func TestRepeatedUpgrade(t *testing.T) {
+	f := newFixture(t)
+	f.setBalance(t, "acme", 100, nil)
+	key := f.storeKey(t, func(k *store.Key) { k.V, k.Models, k.NoRateLimit = 2, []string{"gpt-4o*"}, true })
+	for _, tc := range []struct {
+		name    string
+		upgrade []string
+		code    int32
+	}{
+		{"no upgrade", nil, 0},
+		{"upgrade", []string{"websocket"}, 400},
+		{"upgrade, then an empty one", []string{"websocket", ""}, 400},
+	} {
+		kv := []string{"authorization", "Bearer " + key}
+		for _, v := range tc.upgrade {
+			kv = append(kv, "upgrade", v)
+		}
+		resp := f.check(t, rawRequest("GET", "/v1/models/gpt-4o", kv...))
+		if got := resp.GetDeniedResponse().GetStatus().GetCode(); int32(got) != tc.code {
+			t.Errorf("%s: %v, want status %d", tc.name, resp, tc.code)
+		}
+	}
+}

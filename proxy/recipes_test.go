@@ -281,9 +281,8 @@ func strs(t *testing.T, v any) []string {
 type traefikLists struct{ sent, removed []string }
 
 // bodyHeaders are the headers, besides the credentials, that forwardAuth
-// sends keygate: what keygate needs to read the body, and Upgrade (a
-// WebSocket is never a free read).
-var bodyHeaders = []string{"content-type", "content-encoding", "upgrade"}
+// sends keygate: what keygate needs to read the body.
+var bodyHeaders = []string{"content-type", "content-encoding"}
 
 // traefikCredentials reads keygate.yaml: the headers forwardAuth sends
 // keygate but bodyHeaders, and those the headers middleware removes whose

@@ -15,7 +15,7 @@ func readable(r Request) *Deny {
 	switch {
 	case r.Ambiguous:
 		return &Deny{Status: 400, Type: "invalid_request_error", Code: "ambiguous_request",
-			Message: "The request carries two different Content-Type or Content-Encoding headers; send one."}
+			Message: "The request carries two different values of a header keygate reads to meter it (Content-Type, Content-Encoding, Content-Length, Transfer-Encoding or Upgrade); send one."}
 	case !r.HasBody || r.Partial:
 		return tooLarge("The request body is larger than keygate reads for this API key's limits; send a smaller request.")
 	case r.Encoding != "" && !strings.EqualFold(r.Encoding, "identity"):

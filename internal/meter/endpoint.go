@@ -1,9 +1,6 @@
 package meter
 
-import (
-	"net/url"
-	"strings"
-)
+import "strings"
 
 // Endpoint kinds whose bodies keygate reads, by the path's end.
 type kind uint8
@@ -44,13 +41,19 @@ func expectsModel(path string) bool {
 		"/images/generations", "/images/edits", "/images/variations")
 }
 
-// runsUnnamed reports whether a request starts work on a model that its
-// body may name elsewhere than at its top level: a batch (in its file),
-// an assistant's or an eval's run, a Realtime session or call (in its
-// settings).
+// runsUnnamed reports whether a request starts work on a model that a
+// body may leave unnamed: an assistant's or an eval's run, a Realtime
+// session (its top-level model, if any, is the one that runs).
 func runsUnnamed(method, path string) bool {
-	return strings.EqualFold(method, "POST") && hasAnySuffix(endpoint(path), "/batches", "/runs", "/threads/runs",
-		"/realtime/sessions", "/realtime/client_secrets", "/realtime/transcription_sessions", "/realtime/calls")
+	return strings.EqualFold(method, "POST") && hasAnySuffix(endpoint(path), "/runs", "/realtime/sessions")
+}
+
+// runsElsewhere reports whether a request starts work on a model named
+// where keygate does not read: a batch's file, a Realtime call's or
+// client secret's session settings (whatever a top-level model says).
+func runsElsewhere(method, path string) bool {
+	return strings.EqualFold(method, "POST") && hasAnySuffix(endpoint(path), "/batches",
+		"/realtime/client_secrets", "/realtime/transcription_sessions", "/realtime/calls")
 }
 
 // opensSession reports whether a request opens a session that carries
@@ -102,113 +105,4 @@ func lower(c byte) byte {
 		return c + 'a' - 'A'
 	}
 	return c
-}
-
-// names are the models a request names, each once: in its body, and
-// where some backends read it instead: the path (`…/deployments/{model}/…`,
-// Azure OpenAI's spelling, and `…/engines/{model}/…`, the legacy one,
-// which LiteLLM routes on before the body) and the query (`?model=`, and
-// Azure's `?deployment=`, the Realtime API's). A backend may run any of
-// them: each must be in the key's list, and the dearest is held.
-type names struct {
-	list [4]string
-	n    int
-}
-
-func (ns *names) add(m string) {
-	if m == "" {
-		return
-	}
-	for _, have := range ns.list[:ns.n] {
-		if have == m {
-			return
-		}
-	}
-	ns.list[ns.n] = m
-	ns.n++
-}
-
-// allowed refuses the request unless the key may call every model it
-// names (and it names one, for a key with a list).
-func (ns *names) allowed(k Key) *Deny {
-	if ns.n == 0 {
-		return allowed(k, "")
-	}
-	for _, m := range ns.list[:ns.n] {
-		if d := allowed(k, m); d != nil {
-			return d
-		}
-	}
-	return nil
-}
-
-// named returns the models r names, body being its body's; a query that
-// names one in a way backends read differently is refused.
-func named(r Request, body string) (names, *Deny) {
-	var ns names
-	ns.add(body)
-	ns.add(pathModel(r.Path))
-	q, d, ok := queryModels(r.Query)
-	if !ok {
-		return ns, ambiguousModel()
-	}
-	ns.add(q)
-	ns.add(d)
-	return ns, nil
-}
-
-// pathModel returns the segment after a `deployments` or `engines`
-// segment, if there is one.
-func pathModel(path string) string {
-	for rest := path; rest != ""; {
-		var seg string
-		seg, rest, _ = strings.Cut(strings.TrimPrefix(rest, "/"), "/")
-		if (equalFold(seg, "deployments") || equalFold(seg, "engines")) && rest != "" {
-			m, _, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
-			return m
-		}
-	}
-	return ""
-}
-
-// queryModels returns the query's `model` and `deployment` parameters,
-// decoded; ok is false when the query names a model in a way backends
-// read differently: a parameter twice, an array or object form
-// (`model[]=`, `model.x=`), an invalid escape, or a query with a fragment.
-func queryModels(query string) (model, deployment string, ok bool) {
-	if strings.IndexByte(query, '#') >= 0 {
-		return "", "", false
-	}
-	var seen [2]bool
-	for query != "" {
-		var param string
-		param, query, _ = strings.Cut(query, "&")
-		name, value, _ := strings.Cut(param, "=")
-		name, err := url.QueryUnescape(name)
-		if err != nil {
-			return "", "", false
-		}
-		for i, p := range [...]string{"model", "deployment"} {
-			switch {
-			case name == p && !seen[i]:
-				v, err := url.QueryUnescape(value)
-				if err != nil {
-					return "", "", false
-				}
-				if seen[i] = true; i == 0 {
-					model = v
-				} else {
-					deployment = v
-				}
-			case name == p || strings.HasPrefix(name, p) && (name[len(p)] == '[' || name[len(p)] == '.'):
-				return "", "", false
-			}
-		}
-	}
-	return model, deployment, true
-}
-
-func ambiguousModel() *Deny {
-	return &Deny{Status: 400, Type: "invalid_request_error", Code: "ambiguous_model", Param: "model",
-		Message: "The request's query names a model in a way backends read differently (a parameter twice, an array, an escape); name it once."}
 }

@@ -55,7 +55,9 @@ type Request struct {
 type Plan struct {
 	// Deny, if set, refuses the request.
 	Deny *Deny
-	// Model is the model the body names.
+	// Model is the model the request names; several, comma-separated,
+	// when it names more than one (the charge is then the highest of
+	// their prices).
 	Model string
 	// Metered: the request holds an estimate, settled from its response.
 	Metered bool
@@ -96,53 +98,37 @@ func Decide(k Key, r Request, t *pricing.Table) Plan {
 	}
 	ns, d := named(r, req.Model)
 	if d == nil {
-		d = ns.allowed(k)
+		d = ns.allowedAll(k)
 	}
 	if d != nil {
 		return Plan{Deny: d}
 	}
 	if !k.Tokens && !k.Spend && !k.Money {
-		return Plan{Model: ns.list[0]}
+		return Plan{Model: ns.label()}
 	}
-	var best Plan
-	for i := range max(ns.n, 1) { // the dearest of the models named
-		p, d := estimate(k, r, t, kind, req, ns.list[i])
-		if d != nil {
-			return Plan{Deny: d}
-		}
-		if i == 0 || p.Estimate > best.Estimate || p.Estimate == best.Estimate && p.OutputTokens > best.OutputTokens {
-			best = p
-		}
-	}
-	return best
-}
-
-// estimate is what a request to model holds.
-func estimate(k Key, r Request, t *pricing.Table, kind kind, req openai.Request, model string) (Plan, *Deny) {
 	// The whole body bounds the prompt: tools, schemas and names count
 	// as input too.
-	p := Plan{Model: model, Metered: true, InputTokens: inputTokens(t, int64(len(r.Body)))}
+	p := Plan{Model: ns.label(), Metered: true, InputTokens: inputTokens(t, int64(len(r.Body)))}
 	if k.Money || k.Spend {
-		p.Charge = t.Rule(pricing.Call{Method: r.Method, NoBody: r.NoBody, Route: r.Route, Parsed: true, Model: model, Currency: r.Currency})
-		if d := refused(p.Charge, model); d != nil {
-			return p, d
+		if p.Charge, d = ns.charge(t, pricing.Call{Method: r.Method, NoBody: r.NoBody, Route: r.Route, Parsed: true, Currency: r.Currency}); d != nil {
+			return Plan{Deny: d}
 		}
 	}
 	if kind != embeddings {
 		out, ok := outputTokens(req.N, outputCap(req.MaxOutput, p.Charge))
 		if !ok {
-			return p, tooManyTokens()
+			return Plan{Deny: tooManyTokens()}
 		}
 		p.OutputTokens = out
 	}
 	if p.Charge.Outcome == pricing.Metered {
 		est, err := p.Charge.Estimate(p.InputTokens, p.OutputTokens)
 		if err != nil {
-			return p, tooLarge("The request could cost more than keygate can count; lower its output cap.")
+			return Plan{Deny: tooLarge("The request could cost more than keygate can count; lower its output cap.")}
 		}
 		p.Estimate = est
 	}
-	return p, nil
+	return p
 }
 
 // decideOther meters a request to an endpoint whose body keygate does not
@@ -169,7 +155,8 @@ func decideOther(k Key, r Request, t *pricing.Table) Plan {
 // path or the query. A body keygate cannot read is refused (cut short,
 // not sent, or in another form where the endpoint takes a model: a
 // multipart upload to audio or images), and so is a request that starts
-// work on a model it does not name where keygate reads it.
+// work on a model it does not name where keygate reads it, or a WebSocket
+// other than the Realtime API's, whose messages name their own models.
 func otherModel(k Key, r Request) *Deny {
 	if len(k.Models) == 0 {
 		return nil
@@ -194,14 +181,16 @@ func otherModel(k Key, r Request) *Deny {
 	switch {
 	case d != nil:
 		return d
+	case runsElsewhere(r.Method, r.Path):
+		return unreadableModel("keygate cannot see which model this request runs: it is named in a file or in a session's settings.")
 	case r.Upgrade && !realtime(r.Path):
 		return unreadableModel("keygate cannot see which models this session runs once it is open.")
-	case ns.n > 0:
-		return ns.allowed(k)
-	case runsUnnamed(r.Method, r.Path) || opensSession(r):
+	case body == "" && runsUnnamed(r.Method, r.Path), ns.n == 0 && opensSession(r):
 		return unreadableModel("keygate cannot see which model this request runs; name it with `model` in the request body (or the query, for the Realtime API).")
+	case ns.n == 0:
+		return nil
 	}
-	return nil
+	return ns.allowedAll(k)
 }
 
 func isJSON(contentType string) bool {

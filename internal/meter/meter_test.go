@@ -136,6 +136,20 @@ func TestDecide(t *testing.T) {
 			return r
 		}(), "unreadable_model", 0, 0, 0},
 		{"a WebSocket other than Realtime, model in the query", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/responses", Query: "model=gpt-4o", Route: -1, NoBody: true, Upgrade: true}, "unreadable_model", 0, 0, 0},
+		{"run named in the query only", Key{Models: models("gpt-4o*")}, func() Request {
+			r := post("/v1/threads/t/runs", `{"assistant_id":"asst_1"}`)
+			r.Query = "model=gpt-4o"
+			return r
+		}(), "unreadable_model", 0, 0, 0},
+		{"batch naming a model at its top level", Key{Models: models("gpt-4o*")}, post("/v1/batches", `{"model":"gpt-4o","input_file_id":"file-1"}`), "unreadable_model", 0, 0, 0},
+		{"client secret naming a model at its top level", Key{Models: models("gpt-4o*")}, post("/v1/realtime/client_secrets", `{"model":"gpt-4o","session":{"model":"o3"}}`), "unreadable_model", 0, 0, 0},
+		{"realtime call with a query model", Key{Models: models("gpt-4o*")}, func() Request {
+			r := post("/v1/realtime/calls", "v=0")
+			r.ContentType, r.Query = "application/sdp", "model=gpt-4o"
+			return r
+		}(), "unreadable_model", 0, 0, 0},
+		{"realtime session naming its model", Key{Models: models("gpt-4o*")}, post("/v1/realtime/sessions", `{"model":"gpt-4o-realtime"}`), "", 0, 0, 0},
+		{"query model in another case", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt-4o&Model=o3", Route: -1, NoBody: true}, "ambiguous_model", 0, 0, 0},
 		{"realtime model outside the list", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=o3-realtime", Route: -1, NoBody: true}, "model_not_found", 0, 0, 0},
 		{"realtime model escaped", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt%2D4o-realtime", Route: -1, NoBody: true}, "", 0, 0, 0},
 		{"realtime model twice", Key{Models: models("gpt-4o*")}, Request{Method: "GET", Path: "/v1/realtime", Query: "model=gpt-4o&model=o3", Route: -1, NoBody: true}, "ambiguous_model", 0, 0, 0},
@@ -179,27 +193,34 @@ func BenchmarkDecideChat4K(b *testing.B) {
 	}
 }
 
-// A request naming two models holds the dearer: a backend may run either.
-func TestDearerModel(t *testing.T) {
+// A request naming two models is charged at the highest of their prices,
+// field by field: whichever runs, with whatever usage, costs no more.
+func TestSeveralModels(t *testing.T) {
 	tb, err := pricing.New(pricing.Options{
 		Models: []pricing.Entry{
-			{Match: "cheap", Currency: "USD", Price: pricing.Price{Input: 1_000, Output: 2_000, MaxOutput: 10}},
-			{Match: "dear", Currency: "USD", Price: pricing.Price{Input: 5_000, Output: 9_000, MaxOutput: 10}},
+			{Match: "inheavy", Currency: "USD", Price: pricing.Price{Input: 10_000, CachedInput: 1_000, Output: 1_000, MaxOutput: 10}},
+			{Match: "outheavy", Currency: "USD", Price: pricing.Price{Input: 1_000, CachedInput: 500, Output: 30_000, MaxOutput: 20}},
 		},
 		InputBytesPerToken: 1, HoldTTL: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ path, body, model string }{
-		{"/openai/deployments/dear/chat/completions", `{"model":"cheap"}`, "dear"},
-		{"/openai/deployments/cheap/chat/completions", `{"model":"dear"}`, "dear"},
+	want := pricing.Price{Input: 10_000, CachedInput: 1_000, Output: 30_000, MaxOutput: 20}
+	for _, tc := range []struct{ path, query, body, model string }{
+		{"/openai/deployments/outheavy/chat/completions", "", `{"model":"inheavy"}`, "inheavy,outheavy"},
+		{"/openai/deployments/inheavy/chat/completions", "", `{"model":"outheavy"}`, "outheavy,inheavy"},
+		{"/v1/chat/completions", "model=outheavy", `{"model":"inheavy"}`, "inheavy,outheavy"},
 	} {
-		r := Request{Method: "POST", Path: tc.path, Route: -1, Body: []byte(tc.body), HasBody: true, ContentType: "application/json", Currency: "USD"}
+		r := Request{Method: "POST", Path: tc.path, Query: tc.query, Route: -1, Body: []byte(tc.body), HasBody: true, ContentType: "application/json", Currency: "USD"}
 		p := Decide(Key{Money: true}, r, tb)
 		n := int64(len(tc.body))
-		if p.Deny != nil || p.Model != tc.model || p.Estimate != n*5_000+10*9_000 {
-			t.Errorf("%s %s: %+v, want %s held at %d", tc.path, tc.body, p, tc.model, n*5_000+10*9_000)
+		if p.Deny != nil || p.Model != tc.model || p.Charge.Price != want || p.OutputTokens != 20 || p.Estimate != n*10_000+20*30_000 {
+			t.Errorf("%s?%s %s: %+v, want %s at %+v", tc.path, tc.query, tc.body, p, tc.model, want)
 		}
+	}
+	r := Request{Method: "POST", Path: "/openai/deployments/unpriced/chat/completions", Route: -1, Body: []byte(`{"model":"inheavy"}`), HasBody: true, ContentType: "application/json", Currency: "USD"}
+	if p := Decide(Key{Money: true}, r, tb); p.Deny == nil || p.Deny.Code != "model_not_priced" {
+		t.Errorf("one of two models unpriced: %+v", p)
 	}
 }
