@@ -184,7 +184,7 @@ func (s *Server) denyTokens(k *Key, r *ratelimit.Result, want int64) *authv3.Che
 	big.init()
 	wait := seconds(int64(r.Reset))
 	hs := append(s.headers.appendTokens(nil, r, big), header("retry-after", wait))
-	if r.Reset > maxRetryWait {
+	if r.Reset > maxRetryWait || want > r.Limit { // a request over the whole limit fits no window
 		hs = append(hs, header("x-should-retry", "false"))
 	}
 	return denyRateLimit.response(fmt.Sprintf("Rate limit reached for key %s on tokens: %d of %s in this window remain, and this request can use up to %d. Retry in %ss.",

@@ -283,3 +283,39 @@ func TestMeteringSpellings(t *testing.T) {
 		}
 	}
 }
+
+// A request that needs more tokens than the whole token limit fits no
+// window: its 429 tells the SDKs not to retry, however soon the window
+// ends (here within 30 s, under the 60 s past which every 429 says so).
+func TestTokensOverTheLimitAreFinal(t *testing.T) {
+	ns := natstest.Run(t)
+	e := start(t, testConfig(t, ns.ClientURL()))
+	st := openStore(t, e, ns)
+	key, k := createKey(t, e.ctx, st, "acme")
+	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error {
+		k.V, k.NoRateLimit, k.TokenLimit = 2, true, &store.TokenLimit{Tokens: 1000, Window: store.Duration(30 * time.Second)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	setBalance(t, e.ctx, st, "acme", 10_000)
+	waitCode(t, e, key, 200)
+	for _, tc := range []struct {
+		body  string
+		code  int32
+		retry string
+	}{
+		{`{"model":"gpt-4o","max_tokens":100000}`, 429, "false"},
+		{`{"model":"gpt-4o","max_tokens":900}`, 0, ""},
+		{`{"model":"gpt-4o","max_tokens":900}`, 429, ""}, // fits the next window
+	} {
+		resp, err := e.client.Check(e.ctx, chat(key, tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := resp.GetDeniedResponse()
+		if int32(d.GetStatus().GetCode()) != tc.code || header(d.GetHeaders(), "x-should-retry") != tc.retry {
+			t.Errorf("%s: %v, want status %d with x-should-retry %q", tc.body, resp, tc.code, tc.retry)
+		}
+	}
+}
