@@ -65,11 +65,10 @@ func opensSession(r Request) bool { return r.Upgrade || realtime(r.Path) }
 // session runs the model its query names.
 func realtime(path string) bool { return hasSuffixFold(endpoint(path), "/realtime") }
 
-// endpoint is path without its query and one trailing slash.
+// endpoint is path without one trailing slash.
 func endpoint(path string) string {
-	path, _, _ = strings.Cut(path, "?")
 	if len(path) > 1 && path[len(path)-1] == '/' {
-		path = path[:len(path)-1]
+		return path[:len(path)-1]
 	}
 	return path
 }
@@ -83,26 +82,8 @@ func hasAnySuffix(path string, ends ...string) bool {
 	return false
 }
 
-// hasSuffixFold is strings.HasSuffix in any ASCII case (and only ASCII:
-// the path's reading refuses letters that fold to ASCII ones).
+// hasSuffixFold is strings.HasSuffix in any case (the path's reading
+// leaves it ASCII).
 func hasSuffixFold(s, suffix string) bool {
-	if len(s) < len(suffix) {
-		return false
-	}
-	s = s[len(s)-len(suffix):]
-	for i := 0; i < len(s); i++ {
-		if lower(s[i]) != lower(suffix[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func equalFold(s, t string) bool { return len(s) == len(t) && hasSuffixFold(s, t) }
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
+	return len(s) >= len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
 }

@@ -96,7 +96,7 @@ func pathModel(path string) string {
 	for rest := path; rest != ""; {
 		var seg string
 		seg, rest, _ = strings.Cut(strings.TrimPrefix(rest, "/"), "/")
-		if (equalFold(seg, "deployments") || equalFold(seg, "engines")) && rest != "" {
+		if (strings.EqualFold(seg, "deployments") || strings.EqualFold(seg, "engines")) && rest != "" {
 			m, _, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
 			return m
 		}

@@ -53,12 +53,9 @@ func TestAlertsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	key, k := createKey(t, e.ctx, st, "acme")
-	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error {
+	editKey(t, e.ctx, st, k.ID, func(k *store.Key) {
 		k.V, k.Budget = 2, &store.Budget{Amount: 20, Period: store.Day}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	setBalance(t, e.ctx, st, "acme", 10_000)
 	waitCode(t, e, key, 200)
 

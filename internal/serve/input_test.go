@@ -55,9 +55,7 @@ func TestInvalidUTF8IsDecided(t *testing.T) {
 	st := openStore(t, e, ns)
 	key, k := createKey(t, e.ctx, st, "acme")
 	// Unlimited: what is decided here is the input, not a lease.
-	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error { k.NoRateLimit = true; return nil }); err != nil {
-		t.Fatal(err)
-	}
+	editKey(t, e.ctx, st, k.ID, func(k *store.Key) { k.NoRateLimit = true })
 	setBalance(t, e.ctx, st, "acme", 100)
 	waitCode(t, e, key, 200)
 	marshal := func(method string, headers map[string]string) []byte {

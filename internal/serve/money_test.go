@@ -62,12 +62,9 @@ func TestMeteredRequest(t *testing.T) {
 	e := start(t, meteredConfig(t, ns.ClientURL()))
 	st := openStore(t, e, ns)
 	key, k := createKey(t, e.ctx, st, "acme")
-	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error {
+	editKey(t, e.ctx, st, k.ID, func(k *store.Key) {
 		k.V, k.Models, k.TokenLimit = 2, []string{"gpt-4o*"}, &store.TokenLimit{Tokens: 100_000, Window: store.Duration(time.Minute)}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	setBalance(t, e.ctx, st, "acme", 10_000) // 100.00 MXN
 	waitCode(t, e, key, 200)
 
@@ -237,12 +234,9 @@ func TestMeteringSpellings(t *testing.T) {
 	e := start(t, testConfig(t, ns.ClientURL()))
 	st := openStore(t, e, ns)
 	key, k := createKey(t, e.ctx, st, "acme")
-	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error {
+	editKey(t, e.ctx, st, k.ID, func(k *store.Key) {
 		k.V, k.NoRateLimit, k.Models, k.TokenLimit = 2, true, []string{"gpt-4o*"}, &store.TokenLimit{Tokens: 1000, Window: store.Duration(time.Hour)}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	setBalance(t, e.ctx, st, "acme", 10_000)
 	waitCode(t, e, key, 200)
 	big := `{"model":"gpt-4o","max_tokens":100000}`
@@ -292,12 +286,9 @@ func TestTokensOverTheLimitAreFinal(t *testing.T) {
 	e := start(t, testConfig(t, ns.ClientURL()))
 	st := openStore(t, e, ns)
 	key, k := createKey(t, e.ctx, st, "acme")
-	if _, err := st.UpdateKey(e.ctx, k.ID, func(k *store.Key) error {
+	editKey(t, e.ctx, st, k.ID, func(k *store.Key) {
 		k.V, k.NoRateLimit, k.TokenLimit = 2, true, &store.TokenLimit{Tokens: 1000, Window: store.Duration(30 * time.Second)}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	setBalance(t, e.ctx, st, "acme", 10_000)
 	waitCode(t, e, key, 200)
 	for _, tc := range []struct {

@@ -139,6 +139,14 @@ func createKey(t testing.TB, ctx context.Context, st *store.Store, account strin
 	return plain, k
 }
 
+// editKey makes key id's record what edit makes it.
+func editKey(t testing.TB, ctx context.Context, st *store.Store, id string, edit func(*store.Key)) {
+	t.Helper()
+	if _, err := st.UpdateKey(ctx, id, func(k *store.Key) error { edit(k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // tryCreateKey is createKey for any goroutine: it returns the error.
 func tryCreateKey(ctx context.Context, st *store.Store, account string) (string, *store.Key, error) {
 	f := apikey.DefaultFormat()
