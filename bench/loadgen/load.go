@@ -49,7 +49,7 @@ func newTarget(p *process, conns int) (*target, func(), error) {
 	t := &target{p: p}
 	var closers []func() error
 	for range conns {
-		cc, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialEnvoy))
 		if err != nil {
 			return nil, nil, err
 		}
