@@ -70,7 +70,7 @@ func accountNotFound(id string, err error) error {
 
 // GetBalance is account id's view.
 func (s *Service) GetBalance(ctx context.Context, id string) (AccountView, error) {
-	if err := CheckAccountID("account_id", id); err != nil {
+	if err := s.checkAccount("account_id", id); err != nil {
 		return AccountView{}, err
 	}
 	a, _, err := s.st.Account(ctx, id)
@@ -120,7 +120,7 @@ func (a Amount) shown() string {
 // remainder below a minor unit), creating the account if needed; holds
 // are kept.
 func (s *Service) SetBalance(ctx context.Context, by Actor, id string, in SetBalanceInput) (AccountView, error) {
-	if err := CheckAccountID("account_id", id); err != nil {
+	if err := s.checkAccount("account_id", id); err != nil {
 		return AccountView{}, err
 	}
 	if err := in.Check(); err != nil {
@@ -181,7 +181,7 @@ func (in *SetBalanceInput) apply(a *store.Account) error {
 // AddBalance adds amount (negative: a debit) in whole minor units to
 // account id's balance, keeping its remainder and its holds.
 func (s *Service) AddBalance(ctx context.Context, by Actor, id string, amount Amount) (AccountView, error) {
-	if err := CheckAccountID("account_id", id); err != nil {
+	if err := s.checkAccount("account_id", id); err != nil {
 		return AccountView{}, err
 	}
 	if err := amount.checkForm("amount"); err != nil {

@@ -28,6 +28,7 @@ const (
 	CodeKeyRevoked        = "key_revoked"
 	CodeKeyNotActive      = "key_not_active"
 	CodeKeyAlreadyRotated = "key_already_rotated"
+	CodeKeyChanged        = "key_changed"
 	CodeKeyUnknownMembers = "key_unknown_members"
 	CodeCurrencyLocked    = "currency_change_refused"
 	CodeBalanceOutOfRange = "balance_out_of_range"

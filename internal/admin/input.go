@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/money"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -68,6 +69,21 @@ func checkName(name string) error {
 func CheckAccountID(field, id string) error {
 	if !store.ValidAccountID(id) {
 		return invalid(field, "%q is not an account id (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)", id)
+	}
+	return nil
+}
+
+// checkAccount checks account id as the audit trail will: besides
+// CheckAccountID's rule, it must not look like a key of the Service's
+// format or hold 64 hex digits in a row (a key's SHA-256). The trail
+// refuses to name such a target, so a change to its account could not be
+// recorded, and an answer that named it could show a key.
+func (s *Service) checkAccount(field, id string) error {
+	if err := CheckAccountID(field, id); err != nil {
+		return err
+	}
+	if audit.CheckID(id, s.format) != nil {
+		return invalid(field, "looks like an API key or a key's hash, which an account id must not (the audit trail could not name it)")
 	}
 	return nil
 }

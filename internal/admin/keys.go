@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -83,6 +84,9 @@ func (in *CreateKeyInput) Check(now time.Time) error {
 func (s *Service) CreateKey(ctx context.Context, by Actor, in CreateKeyInput) (NewKey, error) {
 	now := s.now().UTC()
 	if err := in.Check(now); err != nil {
+		return NewKey{}, err
+	}
+	if err := s.checkAccount("account_id", in.AccountID); err != nil {
 		return NewKey{}, err
 	}
 	k := &store.Key{AccountID: in.AccountID, Name: in.Name, Env: in.Env, Scopes: in.Scopes, CreatedAt: now,
@@ -260,9 +264,20 @@ func (s *Service) RotateKey(ctx context.Context, by Actor, id string, in RotateI
 	}
 	now := s.now().UTC()
 	var before json.RawMessage
+	// The successor is built from old: the compare-and-set, which runs
+	// check on the record as stored, must find the key it was built from
+	// (a change in between could have narrowed the key, and the
+	// successor would be looser than the key it replaces).
+	base := successor(old, now)
 	check := func(k *store.Key) error {
 		before = auditKey(k, now)
-		return rotatable(k, now, in.Force)
+		if err := rotatable(k, now, in.Force); err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(successor(k, now), base) {
+			return conflict(CodeKeyChanged, k.ID, "key %s changed while it was being rotated; rotate it again", k.ID)
+		}
+		return nil
 	}
 	if err := check(old); err != nil {
 		return NewKey{}, err

@@ -74,7 +74,7 @@ func (s *Service) KeyUsage(ctx context.Context, id string, days int) (UsageView,
 // included: the checks of all its keys and every settlement of the
 // account. An account with neither a record nor keys is NotFound.
 func (s *Service) AccountUsage(ctx context.Context, id string, days int) (AccountUsageView, error) {
-	if err := CheckAccountID("account_id", id); err != nil {
+	if err := s.checkAccount("account_id", id); err != nil {
 		return AccountUsageView{}, err
 	}
 	if err := checkDays(days); err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/exactjson"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -46,6 +47,9 @@ func parseObject(body []byte, emptyOK bool) (object, *apiError) {
 	}
 	if _, err := d.Token(); err != io.EOF {
 		return nil, badRequest("invalid_json", "", "the body holds more than one JSON value")
+	}
+	if err := exactjson.Check(body); err != nil {
+		return nil, badRequest("invalid_json", "", "%v", err)
 	}
 	return o, nil
 }
@@ -110,7 +114,7 @@ func (o object) done() *apiError {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	return badRequest("unknown_field", names[0], "%s is not a member of this request", names[0])
+	return badRequest("unknown_field", exactjson.Shown(names[0]), "%s is not a member of this request", exactjson.Shown(names[0]))
 }
 
 // window reads a limit's window: a Go duration ("1m").

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/keygate/keygate/internal/exactjson"
 	"github.com/keygate/keygate/internal/openai"
 	"github.com/keygate/keygate/internal/pricing"
 )
@@ -43,6 +44,9 @@ func parse(b []byte) (string, Outcome, error) {
 	var req apiRequest
 	if err := json.Unmarshal(b, &req); err != nil || req.ID == "" {
 		return "", Outcome{}, errors.New(`the body must be JSON with "reservation_id"`)
+	}
+	if err := exactjson.Check(b); err != nil {
+		return "", Outcome{}, err
 	}
 	o := Outcome{Failed: req.Status >= 400}
 	if u, err := openai.ParseUsage(b); err == nil && u.Found {

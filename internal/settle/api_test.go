@@ -194,3 +194,30 @@ func postSettle(t testing.TB, url, body string) (*settle.Settlement, error) {
 	}
 	return &st, nil
 }
+
+// TestSettleSpellings: a body that a reader could take two ways (a
+// member given twice, a member's name in another case, which
+// encoding/json would match) is refused, and the reservation stays held:
+// a proxy or logger that reads "status":200 must not see a settlement of
+// a failure, or the reverse.
+func TestSettleSpellings(t *testing.T) {
+	ctx, kgs := fleet(t, 1, 1000, time.Hour)
+	srv := httptest.NewServer(kgs[0].set.Handler(token))
+	defer srv.Close()
+	r := kgs[0].reserve(t, ctx, 10, 10, time.Hour)
+	usage := `"usage":{"prompt_tokens":10,"completion_tokens":10}`
+	for _, body := range []string{
+		`{"reservation_id":"` + r.ID + `","status":200,` + usage + `,"STATUS":500}`,
+		`{"reservation_id":"` + r.ID + `","status":200,` + usage + `,"status":500}`,
+		`{"Reservation_ID":"` + r.ID + `","status":200,` + usage + `}`,
+		`{"reservation_id":"` + r.ID + `","status":200,"usage":{"prompt_tokens":10,"completion_tokens":10,"Completion_Tokens":0}}`,
+	} {
+		if st, err := postSettle(t, srv.URL, body); err == nil || !strings.HasPrefix(err.Error(), "400 ") {
+			t.Errorf("%s: settled %+v, %v; want a 400", body, st, err)
+		}
+	}
+	st, err := postSettle(t, srv.URL, `{"reservation_id":"`+r.ID+`","status":200,`+usage+`}`)
+	if err != nil || st.Status != settle.StatusSettled {
+		t.Fatalf("the reservation, once asked plainly: %+v, %v; want settled from its usage", st, err)
+	}
+}
