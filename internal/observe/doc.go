@@ -54,7 +54,9 @@
 //     cannot parse, an empty body): neither, which the settler charges at
 //     the estimate.
 //
-// Per stream keygate keeps at most MaxBody bytes of a JSON body, and of an
+// Per stream keygate keeps at most MaxBody bytes of a JSON body (and all
+// streams together at most MaxBuffered; a body that finds no room settles
+// at the estimate, as one over MaxBody does), and of an
 // event stream one event's data (at most openai.MaxEvent); a chunk of an
 // event stream costs a pass over its bytes and no allocation.
 package observe

@@ -21,7 +21,9 @@ type exchange struct {
 	gzip bool // a JSON body in gzip
 	sse  openai.Stream
 	json []byte
-	max  int // bytes of a JSON body kept
+	max  int     // bytes of a JSON body kept
+	room *budget // the bytes of JSON bodies all streams keep
+	held int64   // what of room this stream's JSON body holds
 }
 
 // bodyKind is how a response body is read.
@@ -103,9 +105,11 @@ func (x *exchange) body(b *extprocv3.HttpBody) bool {
 	case bodySSE:
 		x.sse.Write(chunk)
 	case bodyJSON:
-		if len(x.json)+len(chunk) > x.max {
+		if len(x.json)+len(chunk) > x.max || !x.room.take(int64(len(chunk))) {
 			x.kind, x.json = bodyOther, x.json[:0] // too large to read: the estimate
+			x.release()
 		} else {
+			x.held += int64(len(chunk))
 			x.json = append(x.json, chunk...)
 		}
 	}
@@ -147,7 +151,14 @@ func (x *exchange) reset() {
 	if cap(json) > 64<<10 {
 		json = nil
 	}
-	*x = exchange{json: json, max: x.max}
+	x.release()
+	*x = exchange{json: json, max: x.max, room: x.room}
+}
+
+// release gives back the room x's JSON body held.
+func (x *exchange) release() {
+	x.room.give(x.held)
+	x.held = 0
 }
 
 // value is a header's value: Envoy sends raw_value, or value before

@@ -83,7 +83,7 @@ func sseEvent(n int) []byte {
 }
 
 func BenchmarkChunk(b *testing.B) {
-	x := &exchange{id: "res_kg0_0_0_acme", kind: bodySSE, max: DefaultMaxBody}
+	x := &exchange{id: "res_kg0_0_0_acme", kind: bodySSE, max: DefaultMaxBody, room: &budget{limit: DefaultMaxBuffered}}
 	x.resp.Headers, x.resp.Status = true, 200
 	msg := &extprocv3.ProcessingRequest{ObservabilityMode: true, Request: &extprocv3.ProcessingRequest_ResponseBody{
 		ResponseBody: &extprocv3.HttpBody{Body: sseEvent(200)}}}

@@ -23,5 +23,8 @@ func (s *Server) Register(reg prometheus.Registerer) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_observe_errors_total",
 			Help: "Settlements from responses that failed or timed out (the settler retries those it could start), streams that broke, and reservation headers that could not be read."},
 			func() float64 { return float64(s.stats.Errors.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keygate_observe_buffered_bytes",
+			Help: "Bytes of JSON response bodies kept to read their usage, across all streams (at most 64 MiB; a body that finds no room settles at its estimate)."},
+			func() float64 { return float64(s.Buffered()) }),
 	)
 }

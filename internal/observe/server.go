@@ -25,9 +25,10 @@ var _ Settler = (*settle.Settler)(nil)
 
 // Defaults of Options.
 const (
-	DefaultMaxBody  = 4 << 20
-	DefaultTimeout  = 10 * time.Second
-	DefaultParallel = 64
+	DefaultMaxBody     = 4 << 20
+	DefaultMaxBuffered = 64 << 20
+	DefaultTimeout     = 10 * time.Second
+	DefaultParallel    = 64
 )
 
 // Options configure a Server.
@@ -36,6 +37,10 @@ type Options struct {
 	// MaxBody bounds the bytes of a JSON body kept to read its usage; a
 	// larger body settles at the estimate. Default DefaultMaxBody.
 	MaxBody int
+	// MaxBuffered bounds the bytes of JSON bodies kept across all streams
+	// at once; a body that finds no room settles at the estimate, as one
+	// over MaxBody does. Default DefaultMaxBuffered.
+	MaxBuffered int64
 	// Timeout bounds a settlement, waiting for its turn included.
 	// Default DefaultTimeout.
 	Timeout time.Duration
@@ -51,6 +56,7 @@ type Server struct {
 	turns     chan struct{} // a settlement in progress holds one
 	settling  sync.WaitGroup
 	exchanges sync.Pool
+	buffered  budget
 	stats     Stats
 }
 
@@ -72,6 +78,9 @@ func New(o Options) *Server {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = DefaultMaxBuffered
+	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
@@ -81,10 +90,13 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, turns: make(chan struct{}, o.Parallel)}
-	s.exchanges.New = func() any { return &exchange{max: o.MaxBody} }
+	s := &Server{o: o, turns: make(chan struct{}, o.Parallel), buffered: budget{limit: o.MaxBuffered}}
+	s.exchanges.New = func() any { return &exchange{max: o.MaxBody, room: &s.buffered} }
 	return s
 }
+
+// Buffered is the bytes of JSON bodies the streams keep now.
+func (s *Server) Buffered() int64 { return s.buffered.used.Load() }
 
 // Stats returns the counters.
 func (s *Server) Stats() *Stats { return &s.stats }

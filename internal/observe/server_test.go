@@ -451,3 +451,44 @@ func TestResetMidResponse(t *testing.T) {
 		t.Errorf("%d errors: a reset is how Envoy ends a stream", got)
 	}
 }
+
+// TestBufferedBodiesBounded: the JSON bodies all streams keep are bounded
+// together (MaxBuffered), not only each (MaxBody): a body that finds no
+// room settles at its estimate, and the room comes back when a stream
+// ends.
+func TestBufferedBodiesBounded(t *testing.T) {
+	w := start(t, observe.Options{MaxBody: 4096, MaxBuffered: 6000})
+	chat := testdata(t, "chat_completion.json")
+	padded := append(bytes.Repeat([]byte(" "), 3000-len(chat)), chat...) // 3,000 bytes of JSON with usage
+	// One stream keeps 4,000 bytes of a body that has not ended.
+	ctx, cancel := context.WithCancel(w.ctx)
+	defer cancel()
+	held, err := w.client.Process(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range append([]*extprocv3.ProcessingRequest{requestHeaders(header(authz.ReservationHeader, w.reserve(t))),
+		responseHeaders("200", "application/json", false)}, chunks(make([]byte, 4000), 1000, false)...) {
+		if err := held.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Until(t, 10*time.Second, "4,000 bytes kept", func() bool { return w.obs.Buffered() == 4000 })
+	settleBody := func(body []byte) *settle.Settlement {
+		id := w.reserve(t)
+		w.play(t, append([]*extprocv3.ProcessingRequest{requestHeaders(header(authz.ReservationHeader, id)),
+			responseHeaders("200", "application/json", false)}, chunks(body, 1000, true)...), false)
+		return w.settlement(t, id)
+	}
+	if st := settleBody(padded); st.Status != settle.StatusNoUsage {
+		t.Errorf("3,000 bytes with 2,000 free: settled %s, want %s (the estimate)", st.Status, settle.StatusNoUsage)
+	}
+	if got := w.obs.Buffered(); got != 4000 {
+		t.Errorf("%d bytes kept after the refused body, want 4,000", got)
+	}
+	cancel() // the stream holding 4,000 bytes ends
+	poll.Until(t, 10*time.Second, "the room given back", func() bool { return w.obs.Buffered() == 0 })
+	if st := settleBody(padded); st.Status != settle.StatusSettled {
+		t.Errorf("3,000 bytes with 6,000 free: settled %s, want %s (from its usage)", st.Status, settle.StatusSettled)
+	}
+}
