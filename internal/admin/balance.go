@@ -126,6 +126,9 @@ func (s *Service) SetBalance(ctx context.Context, by Actor, id string, in SetBal
 	if err := in.Check(); err != nil {
 		return AccountView{}, err
 	}
+	if err := s.budgetsAllow(ctx, id, in.Currency); err != nil {
+		return AccountView{}, err
+	}
 	var before any
 	acct, err := s.st.UpdateAccount(ctx, id, true, func(a *store.Account) error {
 		before = nil
@@ -138,6 +141,35 @@ func (s *Service) SetBalance(ctx context.Context, by Actor, id string, in SetBal
 		return AccountView{}, err
 	}
 	return s.recorded(ctx, by, ActionBalanceSet, acct, before)
+}
+
+// budgetsAllow refuses to change account id's currency to cur while one
+// of its active keys has a budget: a budget is an amount in the account's
+// currency, and would be another amount of money in the new one.
+func (s *Service) budgetsAllow(ctx context.Context, id, cur string) error {
+	a, _, err := s.st.Account(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && (cur == "" || cur == a.Currency) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	f := Filter{Account: id, Statuses: []string{StatusActive}}
+	for cursor := ""; ; {
+		p, err := s.ListKeys(ctx, f, cursor, MaxPageSize)
+		if err != nil {
+			return err
+		}
+		for _, k := range p.Keys {
+			if k.Budget != nil {
+				return conflict(CodeCurrencyLocked, id, "key %s has a budget in %s; remove it before changing account %s's currency to %s, then set it anew",
+					k.ID, a.Currency, id, cur)
+			}
+		}
+		if cursor = p.Next; cursor == "" {
+			return nil
+		}
+	}
 }
 
 // apply sets a's balance, and its currency and threshold if given. It

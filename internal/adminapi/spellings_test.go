@@ -54,3 +54,20 @@ func TestKeyInAccountPath(t *testing.T) {
 		}
 	}
 }
+
+// TestCurrencyChangeWithBudgets: a key's budget is an amount in its
+// account's currency, so the currency does not change while an active key
+// has one (50.00 MXN a day would become 5,000 JPY a day, about twelve
+// times the money); without the budget it does.
+func TestCurrencyChangeWithBudgets(t *testing.T) {
+	f := newFixture(t, adminapi.Options{})
+	f.ok(req{method: "PUT", path: "/v1/accounts/acme/balance", token: "balances", body: `{"balance":0}`}, http.StatusOK, nil)
+	var k keyOut
+	f.ok(req{method: "POST", path: "/v1/keys", token: "keys", body: `{"account_id":"acme","budget":{"amount":5000,"period":"1d"}}`}, http.StatusCreated, &k)
+	change := req{method: "PUT", path: "/v1/accounts/acme/balance", token: "balances", body: `{"balance":100000,"currency":"JPY"}`}
+	if res := f.do(change); res.StatusCode != http.StatusConflict || !strings.Contains(string(res.body), "currency_change_refused") {
+		t.Fatalf("currency change with a budgeted key: %d %s; want 409 currency_change_refused", res.StatusCode, res.body)
+	}
+	f.ok(req{method: "PATCH", path: "/v1/keys/" + k.ID, token: "keys", body: `{"budget":null}`}, http.StatusOK, nil)
+	f.ok(change, http.StatusOK, nil)
+}
