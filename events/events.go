@@ -237,7 +237,7 @@ func (w *Watcher) account(e entry, h func(string, uint64, *store.Account)) {
 	var a *store.Account
 	if !e.deleted {
 		var err error
-		if a, err = store.DecodeAccount(e.value); err != nil {
+		if a, err = store.DecodeAccount(e.key, e.value); err != nil {
 			w.log.Warn("unreadable account record treated as missing", "account", e.key, "err", err)
 			a = nil
 		}

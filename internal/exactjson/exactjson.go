@@ -11,20 +11,29 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // Check reports the first object in b, at any depth, that gives a member
-// twice or names a member with an upper-case letter (every member of
-// keygate's requests is lower case, so such a name is another spelling of
-// one, or of nothing). b must hold valid JSON; the error names the member
-// when its name is a plain word, and never quotes anything else.
-func Check(b []byte) error {
+// twice (names compared as encoding/json matches them, in any case) or
+// names a member with an upper-case letter (every member of keygate's
+// requests is lower case, so such a name is another spelling of one, or
+// of nothing). b must hold valid JSON; the error names the member when
+// its name is a plain word, and never quotes anything else.
+func Check(b []byte) error { return walk(b, true) }
+
+// Unique reports the first object in b, at any depth, that gives a
+// member twice, names compared as encoding/json matches them (in any
+// case): for records, whose maps may have keys in any case.
+func Unique(b []byte) error { return walk(b, false) }
+
+func walk(b []byte, lower bool) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
-	return value(d)
+	return value(d, lower)
 }
 
-func value(d *json.Decoder) error {
+func value(d *json.Decoder, lower bool) error {
 	t, err := d.Token()
 	if err != nil {
 		return err
@@ -38,22 +47,23 @@ func value(d *json.Decoder) error {
 				return err
 			}
 			name, _ := k.(string)
-			switch {
-			case seen[name]:
+			switch folded := fold(name); {
+			case seen[folded]:
 				return fmt.Errorf("%s is given twice", Shown(name))
-			case strings.ToLower(name) != name && plainName.MatchString(name):
+			case lower && strings.ToLower(name) != name && plainName.MatchString(name):
 				return fmt.Errorf("%s is not a member: member names are lower case", name)
-			case strings.ToLower(name) != name:
+			case lower && strings.ToLower(name) != name:
 				return fmt.Errorf("a member's name is not lower case")
+			default:
+				seen[folded] = true
 			}
-			seen[name] = true
-			if err := value(d); err != nil {
+			if err := value(d, lower); err != nil {
 				return err
 			}
 		}
 	case json.Delim('['):
 		for d.More() {
-			if err := value(d); err != nil {
+			if err := value(d, lower); err != nil {
 				return err
 			}
 		}
@@ -62,6 +72,19 @@ func value(d *json.Decoder) error {
 	}
 	_, err = d.Token() // the closing delimiter
 	return err
+}
+
+// fold maps the names that encoding/json takes for one another (equal
+// under Unicode simple case folding) to one string: each rune to the
+// least of its folding orbit.
+func fold(name string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, name)
 }
 
 // plainName is a name that can be quoted back: a word of letters and

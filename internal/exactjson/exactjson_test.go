@@ -14,11 +14,12 @@ func TestCheck(t *testing.T) {
 		{`[1,"x",{"a":1}]`, ""},
 		{`{"amount":100,"amount":-100}`, "amount is given twice"},
 		{`{"budget":{"amount":100,"period":"1d","amount":1}}`, "amount is given twice"},
-		{`{"budget":{"amount":100,"AMOUNT":1000000000}}`, "AMOUNT is not a member"},
+		{`{"budget":{"amount":100,"AMOUNT":1000000000}}`, "AMOUNT is given twice"},
 		{`{"budget":{"Amount":1,"Period":"1d"}}`, "Amount is not a member"},
 		{`{"list":[{"x":1,"x":2}]}`, "x is given twice"},
-		{`{"status":200,"STATUS":500}`, "STATUS is not a member"},
+		{`{"status":200,"STATUS":500}`, "STATUS is given twice"},
 		{`{"a\u0041":1}`, "aA is not a member"},
+		{`{"status":1,"STATUS":2}`, "STATUS is given twice"},
 		{`{"ghub_sk_live_0123456789abcdef0123456789abcdef":1,"ghub_sk_live_0123456789abcdef0123456789abcdef":2}`, "a member is given twice"},
 		{`{"ghub_sk_live_0123456789abcdefABCDEF0123456789":1}`, "a member's name is not lower case"},
 	} {
@@ -30,6 +31,26 @@ func TestCheck(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.body, err, tc.err)
 		case err != nil && strings.Contains(err.Error(), "ghub_sk"):
 			t.Errorf("%s: the error quotes a key: %v", tc.body, err)
+		}
+	}
+}
+
+// TestUnique: records may have map keys in any case, but never two names
+// encoding/json would take for one another.
+func TestUnique(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{`{"holds":{"KG1":{"nanos":1},"kg2":{"nanos":2}}}`, true},
+		{`{"revoked_at":"2020-01-01T00:00:00Z","revoked_at":null}`, false},
+		{`{"balance":0,"BALANCE":100000}`, false},
+		{`{"rate_limit":{"requests":1,"window":"1h","REQUESTS":1000000}}`, false},
+		{`{"mask":1,"ma\u017fk":2}`, false},     // the long s folds to s
+		{`{"kelvin":1,"\u212aelvin":2}`, false}, // the Kelvin sign folds to k
+	} {
+		if err := Unique([]byte(tc.body)); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.body, err, tc.ok)
 		}
 	}
 }

@@ -100,7 +100,7 @@ func (f *Funds) commit(ctx context.Context, id string, a *account, batch []*debi
 	a.mu.Lock()
 	if err == nil {
 		f.stats.Debits.Add(uint64(len(batch) - len(existed)))
-		a.lease, a.seen, a.avail, a.wrote = acc.Holds[f.o.ID].Nanos, acc.Exact(), available(acc), f.o.Now()
+		a.lease, a.seen, a.avail, a.wrote = f.leaseOf(acc), acc.Exact(), available(acc), f.o.Now()
 	}
 	for _, d := range batch {
 		d.err, d.existed = err, was[d.Entry.Key]

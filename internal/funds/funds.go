@@ -12,6 +12,7 @@ package funds
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -166,6 +167,8 @@ func (f *Funds) Hold(ctx context.Context, id string, n int64) Result {
 		switch {
 		case fl.short:
 			return f.short(a, n)
+		case errors.Is(fl.err, store.ErrInvalidRecord):
+			return Result{Unavailable: true} // never the outage's allowance
 		case fl.err != nil:
 			return f.stalled(a, n)
 		}

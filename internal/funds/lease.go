@@ -53,6 +53,8 @@ func (f *Funds) lease(id string, a *account, fl *flight) {
 	case errors.Is(err, errShort):
 		fl.short = true
 		f.failing.Store(0)
+	case errors.Is(err, store.ErrInvalidRecord):
+		fl.err = err // not an outage: the record is there, and refuses
 	case err != nil:
 		fl.err = err
 		f.failing.CompareAndSwap(0, f.o.Now().UnixNano())
@@ -85,7 +87,7 @@ func (f *Funds) update(ctx context.Context, id string, a *account, landed func()
 	if acc != nil {
 		a.mu.Lock()
 		if err == nil || errors.Is(err, errShort) {
-			a.lease = acc.Holds[f.o.ID].Nanos
+			a.lease = f.leaseOf(acc)
 		}
 		if err == nil {
 			a.wrote = f.o.Now()
@@ -120,6 +122,22 @@ func available(acc *store.Account) int64 {
 		bal = maxNanos
 	}
 	return max(bal-acc.Held(), 0)
+}
+
+// leaseOf is what this keygate may spend of acc: its hold, but never more
+// than the balance less the other keygates' holds, so that a hold written
+// by another hand (or a balance set below the holds) cannot lend it money
+// the account does not have.
+func (f *Funds) leaseOf(acc *store.Account) int64 {
+	own := max(acc.Holds[f.o.ID].Nanos, 0)
+	bal, ok := acc.Exact().TotalNanos()
+	if !ok {
+		if acc.Balance < 0 {
+			return 0
+		}
+		bal = maxNanos
+	}
+	return max(min(own, bal-(acc.Held()-own)), 0)
 }
 
 // maxNanos stands for a balance too large to count in nanos.

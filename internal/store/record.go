@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/exactjson"
 	"github.com/keygate/keygate/internal/money"
 )
 
@@ -205,10 +206,15 @@ func (a *Account) Validate() error {
 	if !a.Exact().Valid() {
 		return fmt.Errorf("account %s: balance_nanos %d is not from 0 to 999999999, or balance is out of range", a.ID, a.BalanceNanos)
 	}
+	var held int64
 	for id, h := range a.Holds {
 		if h.Nanos < 0 || h.Nanos > maxHold || !idPattern.MatchString(id) {
 			return fmt.Errorf("account %s: hold of %q is not valid", a.ID, id)
 		}
+		if h.Nanos > maxHold-held { // held <= maxHold: no overflow
+			return fmt.Errorf("account %s: holds sum past %d nanos", a.ID, int64(maxHold))
+		}
+		held += h.Nanos
 	}
 	return nil
 }
@@ -216,10 +222,14 @@ func (a *Account) Validate() error {
 // ErrInvalidRecord wraps every error about a record that cannot be read.
 var ErrInvalidRecord = errors.New("invalid record")
 
-// DecodeKey parses and validates a key record.
+// DecodeKey parses and validates a key record. A record that gives a
+// member twice, at any depth, is refused: readers differ on which counts.
 func DecodeKey(b []byte) (*Key, error) {
 	var k Key
 	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("%w: key: %w", ErrInvalidRecord, err)
+	}
+	if err := exactjson.Unique(b); err != nil {
 		return nil, fmt.Errorf("%w: key: %w", ErrInvalidRecord, err)
 	}
 	if err := readUnknown(b, knownKeyFields, &k.unknown); err != nil {
@@ -231,11 +241,19 @@ func DecodeKey(b []byte) (*Key, error) {
 	return &k, nil
 }
 
-// DecodeAccount parses and validates an account record.
-func DecodeAccount(b []byte) (*Account, error) {
+// DecodeAccount parses and validates the account record stored under id.
+// A record that gives a member twice, at any depth, or names another
+// account than the entry it is stored under is refused.
+func DecodeAccount(id string, b []byte) (*Account, error) {
 	var a Account
 	if err := json.Unmarshal(b, &a); err != nil {
 		return nil, fmt.Errorf("%w: account: %w", ErrInvalidRecord, err)
+	}
+	if err := exactjson.Unique(b); err != nil {
+		return nil, fmt.Errorf("%w: account: %w", ErrInvalidRecord, err)
+	}
+	if a.ID != id {
+		return nil, fmt.Errorf("%w: the account record stored under %s names another account", ErrInvalidRecord, id)
 	}
 	if err := readUnknown(b, knownAccountFields, &a.unknown); err != nil {
 		return nil, fmt.Errorf("%w: account: %w", ErrInvalidRecord, err)

@@ -137,8 +137,10 @@ func (b *Budget) Validate() error {
 // validateRestrictions checks the key's models, token limit, budget and
 // allow_ips.
 func (k *Key) validateRestrictions() error {
-	if len(k.Models) > maxModels {
-		return fmt.Errorf("key %s: models: at most %d", k.ID, maxModels)
+	if k.Models != nil && len(k.Models) == 0 || len(k.Models) > maxModels {
+		// An empty list allowing no model or every model is not a record
+		// keygate guesses at.
+		return fmt.Errorf("key %s: models: give 1 to %d patterns, or leave it out", k.ID, maxModels)
 	}
 	for _, m := range k.Models {
 		if !ValidModelPattern(m) {

@@ -386,7 +386,7 @@ func (s *Store) Account(ctx context.Context, id string) (*Account, uint64, error
 	if err != nil {
 		return nil, 0, fmt.Errorf("account %s: %w", id, err)
 	}
-	a, err := DecodeAccount(e.Value())
+	a, err := DecodeAccount(id, e.Value())
 	if err != nil {
 		return nil, 0, err
 	}
