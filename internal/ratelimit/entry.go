@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"time"
+
+	"github.com/keygate/keygate/internal/exactjson"
 )
 
 // EntryVersion is the budget entry format this keygate reads and writes.
@@ -14,6 +17,18 @@ const EntryVersion = 1
 // ErrNewerEntry is an entry written in a format newer than this
 // keygate's: it does not lease from it rather than misread it.
 var ErrNewerEntry = errors.New("budget entry of a newer format")
+
+// ErrUnreadableEntry is an entry this keygate cannot read, or that holds
+// numbers no keygate writes (a count below 0, a window of no length, a
+// member twice): it does not lease from it rather than guess, since an
+// entry begun afresh would grant its windows' units again.
+var ErrUnreadableEntry = errors.New("budget entry keygate cannot read")
+
+// refused reports whether err is an entry's refusal rather than the
+// store's failure: not an outage, and never leased past.
+func refused(err error) bool {
+	return errors.Is(err, ErrNewerEntry) || errors.Is(err, ErrUnreadableEntry)
+}
 
 // Entry is a budget's record in the Store: the windows the fleet leases
 // units from, as JSON that any NATS client can read:
@@ -52,10 +67,21 @@ func decodeEntry(b []byte) (Entry, error) {
 		return e, nil
 	}
 	if err := json.Unmarshal(b, &e); err != nil {
-		return Entry{}, fmt.Errorf("budget entry: %w", err)
+		return Entry{}, fmt.Errorf("%w: %w", ErrUnreadableEntry, err)
 	}
 	if e.V > EntryVersion {
 		return Entry{}, fmt.Errorf("%w (v%d)", ErrNewerEntry, e.V)
+	}
+	if err := exactjson.Unique(b); err != nil {
+		return Entry{}, fmt.Errorf("%w: %w", ErrUnreadableEntry, err)
+	}
+	if e.Done < 0 {
+		return Entry{}, fmt.Errorf("%w: done_ns below 0", ErrUnreadableEntry)
+	}
+	for _, w := range e.Windows {
+		if w.Start < 0 || w.Len <= 0 || w.Start > math.MaxInt64-w.Len || w.Limit < 1 || w.Granted < 0 {
+			return Entry{}, fmt.Errorf("%w: a window's start, length, limit or granted is out of range", ErrUnreadableEntry)
+		}
 	}
 	return e, nil
 }

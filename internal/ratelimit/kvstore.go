@@ -40,11 +40,8 @@ func (s *KVStore) Get(ctx context.Context, id string) (Entry, uint64, error) {
 		return Entry{}, 0, fmt.Errorf("budget %s: %w", id, err)
 	}
 	e, err := decodeEntry(kve.Value())
-	if errors.Is(err, ErrNewerEntry) {
-		return Entry{}, 0, fmt.Errorf("budget %s: %w", id, err)
-	}
 	if err != nil {
-		e = Entry{} // unreadable: begun afresh, as for a new key
+		return Entry{}, 0, fmt.Errorf("budget %s: %w", id, err)
 	}
 	return e, kve.Revision(), nil
 }

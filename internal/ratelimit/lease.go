@@ -146,6 +146,10 @@ func (l *Limiter) leaseAt(ctx context.Context, ks *keyState, t, need int64) erro
 				fresh = true
 			}
 		}
+		if refused(err) {
+			l.o.Log.Warn("budget entry not leased from: delete it to begin the key's windows afresh", "budget", ks.id, "err", err)
+			return err
+		}
 		if err != nil {
 			l.o.Log.Debug("lease failed", "budget", ks.id, "err", err)
 			return l.failed(ctx)
@@ -257,7 +261,9 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, change func(Entry) (
 		if !errors.Is(err, ErrConflict) {
 			return l.failed(ctx)
 		}
-		if seen, err = l.read(ctx, ks.id); err != nil {
+		if seen, err = l.read(ctx, ks.id); refused(err) {
+			return err
+		} else if err != nil {
 			return l.failed(ctx)
 		}
 	}

@@ -201,7 +201,7 @@ func (l *Limiter) slow(ctx context.Context, ks *keyState, n, t int64) Result {
 		f := l.leaseFlight(ks, n)
 		select {
 		case <-f.done:
-			if f.err != nil && !l.outage() {
+			if f.err != nil && (!l.outage() || refused(f.err)) {
 				return l.unavailable(ks)
 			}
 		case <-timer.C:

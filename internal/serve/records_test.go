@@ -378,3 +378,72 @@ func TestAccountRecordSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetEntryOutOfRange: a budget entry with numbers no keygate
+// writes (a window's "granted" below 0) is not leased from: the key is
+// unavailable (503) until the entry is deleted, never granted again and
+// again.
+func TestBudgetEntryOutOfRange(t *testing.T) {
+	ns := natstest.Run(t)
+	e := start(t, testConfig(t, ns.ClientURL()))
+	st := openStore(t, e, ns)
+	key, k := createKey(t, e.ctx, st, "acme")
+	setBalance(t, e.ctx, st, "acme", 100)
+	editKey(t, e.ctx, st, k.ID, func(k *store.Key) {
+		k.RateLimit = &store.RateLimit{Requests: 1, Window: store.Duration(time.Hour)}
+	})
+	now := time.Now()
+	entry := fmt.Sprintf(`{"v":1,"windows":[{"start_ns":%d,"len_ns":%d,"limit":1,"granted":-1000000}]}`,
+		now.Add(-time.Minute).UnixNano(), int64(time.Hour))
+	if _, err := st.Limits().Put(e.ctx, k.ID, []byte(entry)); err != nil {
+		t.Fatal(err)
+	}
+	codes := map[int]int{}
+	for range 10 {
+		codes[e.code(t, key)]++
+	}
+	if codes[200] > 0 || codes[503] == 0 {
+		t.Fatalf("key limited to 1 request/hour, budget entry window {limit:1, granted:-1000000}: answers %v, want 503s", codes)
+	}
+	if err := st.Limits().Delete(e.ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitCode(t, e, key, 200) // begun afresh once deleted
+}
+
+// TestBudgetEntryUnreadable: a budget entry keygate cannot read ("granted"
+// as a string) is not begun afresh: a key whose hour's one request was
+// spent through one keygate does not pass again through another.
+func TestBudgetEntryUnreadable(t *testing.T) {
+	ns := natstest.Run(t)
+	e1 := start(t, fleetConfig(t, ns.ClientURL()))
+	e2 := start(t, fleetConfig(t, ns.ClientURL()))
+	st := openStore(t, e1, ns)
+	key, k := createKey(t, e1.ctx, st, "acme")
+	setBalance(t, e1.ctx, st, "acme", 100)
+	editKey(t, e1.ctx, st, k.ID, func(k *store.Key) {
+		k.RateLimit = &store.RateLimit{Requests: 1, Window: store.Duration(time.Hour)}
+	})
+	waitCode(t, e1, key, 200) // the hour's one request
+	if code := e1.code(t, key); code != 429 {
+		t.Fatalf("second request: %d, want 429", code)
+	}
+	ent, err := st.Limits().Get(e1.ctx, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(ent.Value()), `"granted":1`, `"granted":"1"`, 1)
+	if bad == string(ent.Value()) {
+		t.Fatalf("entry %s", ent.Value())
+	}
+	if _, err := st.Limits().Put(e1.ctx, k.ID, []byte(bad)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if code := e2.code(t, key); code == 200 {
+			t.Fatalf("budget entry %s (granted as a string): another keygate allowed a second request in the hour", bad)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
