@@ -51,6 +51,7 @@ tools: $(STATICCHECK) $(GRPCURL) ## Install the pinned test tools into .tools, a
 fuzz: ## Run each fuzz target on FUZZTIME inputs (default 100000x; a count, since a duration can end in a spurious "context deadline exceeded" with Go 1.26).
 	$(GO) test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/apikey
 	$(GO) test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/exactjson
+	$(GO) test -run='^$$' -fuzz='^FuzzAgainstReference$$' -fuzztime=$(FUZZTIME) ./internal/exactjson
 	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./authz
 	$(GO) test -run='^$$' -fuzz='^FuzzReadings$$' -fuzztime=$(FUZZTIME) ./internal/reqpath
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./authz

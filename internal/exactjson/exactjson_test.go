@@ -1,6 +1,9 @@
 package exactjson
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -60,5 +63,69 @@ func FuzzCheck(f *testing.F) {
 	f.Add([]byte(`{"a":[{"B":1}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = Check(b) // never panics, on any input
+	})
+}
+
+// reference is Check and Unique written on encoding/json's tokens: slower,
+// and plainly right, for FuzzAgainstReference.
+func reference(b []byte, lower bool) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var value func() error
+	value = func() error {
+		t, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case json.Delim('{'):
+			var seen []string
+			for d.More() {
+				k, err := d.Token()
+				if err != nil {
+					return err
+				}
+				name := k.(string)
+				for _, n := range seen {
+					if strings.EqualFold(n, name) {
+						return errors.New("twice")
+					}
+				}
+				if lower && strings.ToLower(name) != name {
+					return errors.New("upper")
+				}
+				seen = append(seen, name)
+				if err := value(); err != nil {
+					return err
+				}
+			}
+		case json.Delim('['):
+			for d.More() {
+				if err := value(); err != nil {
+					return err
+				}
+			}
+		default:
+			return nil
+		}
+		_, err = d.Token()
+		return err
+	}
+	return value()
+}
+
+// FuzzAgainstReference: on valid JSON, the scanner refuses what the
+// reference does.
+func FuzzAgainstReference(f *testing.F) {
+	f.Add([]byte(`{"a":1,"A":2}`), true)
+	f.Add([]byte(`{"a":{"b":[{"c":"\u0041"}]},"\u212a":1,"k":2}`), false)
+	f.Fuzz(func(t *testing.T, b []byte, lower bool) {
+		if !json.Valid(b) {
+			return
+		}
+		got, want := walk(b, lower), reference(b, lower)
+		if (got == nil) != (want == nil) {
+			t.Fatalf("%q: scanner %v, reference %v", b, got, want)
+		}
 	})
 }
