@@ -3,19 +3,14 @@ package adminapi_test
 import (
 	"bytes"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/audit"
-	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/natstest"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -37,35 +32,11 @@ func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 // the trail. An account id the trail cannot name (64 hex digits in a row,
 // a key's shape) is refused before anything changes, and not shown back.
 func TestEveryBalanceChangeIsAudited(t *testing.T) {
-	ns := natstest.Run(t)
-	ctx := natstest.Context(t)
-	_, js := natstest.Connect(t, ns)
-	st, err := store.Open(ctx, js, store.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	trail, err := audit.Open(ctx, js, audit.Options{KeyFormat: config.Default().Keys.Format()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := admin.New(admin.Options{Store: st, Keys: config.Default().Keys, Record: admin.AuditTo(trail)})
-	if err := svc.Follow(ctx); err != nil {
-		t.Fatal(err)
-	}
-	idem, err := st.Idempotency(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &lockedBuf{}
-	srv := httptest.NewServer(adminapi.New(adminapi.Options{Admin: svc, Idempotency: idem, Log: slog.New(slog.NewJSONHandler(logs, nil))}))
-	defer srv.Close()
-	_, tok, err := svc.CreateToken(ctx, admin.Actor{Kind: admin.ActorCLI}, "billing", []string{admin.ScopeBalances})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newFixture(t, adminapi.Options{Log: slog.New(slog.NewJSONHandler(logs, nil))})
 	records := func(account string) int {
 		n := 0
-		for r, err := range trail.Read(ctx, audit.Filter{Kind: "account", TargetID: account}) {
+		for r, err := range f.trail.Read(f.ctx, audit.Filter{Kind: "account", TargetID: account}) {
 			if err != nil {
 				break
 			}
@@ -82,23 +53,16 @@ func TestEveryBalanceChangeIsAudited(t *testing.T) {
 		if account != "acme" {
 			want = http.StatusBadRequest
 		}
-		for _, r := range []struct{ method, path, body string }{
-			{"PUT", "/v1/accounts/" + account + "/balance", `{"balance":100}`},
-			{"POST", "/v1/accounts/" + account + "/balance/credits", `{"amount":100000000}`},
+		for _, r := range []req{
+			{method: "PUT", path: "/v1/accounts/" + account + "/balance", token: "balances", body: `{"balance":100}`},
+			{method: "POST", path: "/v1/accounts/" + account + "/balance/credits", token: "balances", body: `{"amount":100000000}`},
 		} {
-			hr, _ := http.NewRequestWithContext(ctx, r.method, srv.URL+r.path, strings.NewReader(r.body))
-			hr.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := http.DefaultClient.Do(hr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != want || want != http.StatusOK && strings.Contains(string(b), account) {
-				t.Errorf("%s %s: %d %s; want %d without the id", r.method, r.path, resp.StatusCode, b, want)
+			res := f.do(r)
+			if res.StatusCode != want || want != http.StatusOK && strings.Contains(string(res.body), account) {
+				t.Errorf("%s %s: %d %s; want %d without the id", r.method, r.path, res.StatusCode, res.body, want)
 			}
 		}
-		if _, _, err := st.Account(ctx, account); account != "acme" && !errors.Is(err, store.ErrNotFound) {
+		if _, _, err := f.st.Account(f.ctx, account); account != "acme" && !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("account %s: %v; want none made", account, err)
 		}
 		if n, want := records(account), map[bool]int{true: 2, false: 0}[account == "acme"]; n != want {

@@ -16,18 +16,21 @@ import (
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/natstest"
 	"github.com/keygate/keygate/internal/store"
 )
 
 // fixture is the admin API on a real HTTP server over a real NATS
-// server, with a token of each scope.
+// server, with a token of each scope and the audit trail wired as
+// keygate serve wires it.
 type fixture struct {
 	t      testing.TB
 	ctx    context.Context
 	nc     *nats.Conn
 	st     *store.Store
+	trail  *audit.Log
 	svc    *admin.Service
 	srv    *httptest.Server
 	tokens map[string]string // by scope
@@ -52,7 +55,11 @@ func newFixtureWith(t testing.TB, o adminapi.Options, fill func(jetstream.JetStr
 	if fill != nil {
 		fill(js)
 	}
-	svc := admin.New(admin.Options{Store: st, Keys: config.Default().Keys, Now: o.Now})
+	trail, err := audit.Open(ctx, js, audit.Options{KeyFormat: config.Default().Keys.Format()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := admin.New(admin.Options{Store: st, Keys: config.Default().Keys, Now: o.Now, Record: admin.AuditTo(trail)})
 	if err := svc.Follow(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +70,7 @@ func newFixtureWith(t testing.TB, o adminapi.Options, fill func(jetstream.JetStr
 	o.Admin, o.Idempotency = svc, idem
 	srv := httptest.NewServer(adminapi.New(o))
 	t.Cleanup(srv.Close)
-	f := &fixture{t: t, ctx: ctx, nc: nc, st: st, svc: svc, srv: srv, tokens: map[string]string{}}
+	f := &fixture{t: t, ctx: ctx, nc: nc, st: st, trail: trail, svc: svc, srv: srv, tokens: map[string]string{}}
 	for _, scope := range []string{admin.ScopeRead, admin.ScopeKeys, admin.ScopeBalances} {
 		_, secret, err := svc.CreateToken(ctx, admin.Actor{Kind: admin.ActorCLI}, scope+" token", []string{scope})
 		if err != nil {

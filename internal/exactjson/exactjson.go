@@ -138,17 +138,25 @@ func (s *scanner) object(base int) error {
 		if err := s.value(); err != nil {
 			return err
 		}
-		s.ws()
-		switch {
-		case s.i < len(s.b) && s.b[s.i] == ',':
-			s.i++
-		case s.i < len(s.b) && s.b[s.i] == '}':
-			s.i++
-			return nil
-		default:
-			return errSyntax
+		if more, err := s.next('}'); !more || err != nil {
+			return err
 		}
 	}
+}
+
+// next reads what follows a member or an element: a comma, more to come,
+// or end, the end of the object or array.
+func (s *scanner) next(end byte) (more bool, err error) {
+	s.ws()
+	switch {
+	case s.i < len(s.b) && s.b[s.i] == ',':
+		s.i++
+		return true, nil
+	case s.i < len(s.b) && s.b[s.i] == end:
+		s.i++
+		return false, nil
+	}
+	return false, errSyntax
 }
 
 // member refuses name if the object's names since base have it, as
@@ -252,15 +260,8 @@ func (s *scanner) array() error {
 		if err := s.value(); err != nil {
 			return err
 		}
-		s.ws()
-		switch {
-		case s.i < len(s.b) && s.b[s.i] == ',':
-			s.i++
-		case s.i < len(s.b) && s.b[s.i] == ']':
-			s.i++
-			return nil
-		default:
-			return errSyntax
+		if more, err := s.next(']'); !more || err != nil {
+			return err
 		}
 	}
 }

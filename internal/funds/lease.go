@@ -114,14 +114,21 @@ func (f *Funds) dropAbandoned(acc *store.Account, now time.Time) {
 // available is what the account can still hold, in nanos: its balance
 // minus every hold, 0 when that is negative.
 func available(acc *store.Account) int64 {
+	return max(balanceNanos(acc)-acc.Held(), 0)
+}
+
+// balanceNanos is acc's balance in nanos; a balance too large to count
+// in nanos is maxNanos, or -maxNanos below 0 (holds are at most maxNanos
+// in all, so either less them does not overflow).
+func balanceNanos(acc *store.Account) int64 {
 	bal, ok := acc.Exact().TotalNanos()
-	if !ok {
-		if acc.Balance < 0 {
-			return 0
-		}
-		bal = maxNanos
+	switch {
+	case ok:
+		return bal
+	case acc.Balance < 0:
+		return -maxNanos
 	}
-	return max(bal-acc.Held(), 0)
+	return maxNanos
 }
 
 // leaseOf is what this keygate may spend of acc: its hold, but never more
@@ -130,14 +137,7 @@ func available(acc *store.Account) int64 {
 // the account does not have.
 func (f *Funds) leaseOf(acc *store.Account) int64 {
 	own := max(acc.Holds[f.o.ID].Nanos, 0)
-	bal, ok := acc.Exact().TotalNanos()
-	if !ok {
-		if acc.Balance < 0 {
-			return 0
-		}
-		bal = maxNanos
-	}
-	return max(min(own, bal-(acc.Held()-own)), 0)
+	return max(min(own, balanceNanos(acc)-(acc.Held()-own)), 0)
 }
 
 // maxNanos stands for a balance too large to count in nanos.

@@ -147,7 +147,7 @@ func (l *Limiter) leaseAt(ctx context.Context, ks *keyState, t, need int64) erro
 			}
 		}
 		if refused(err) {
-			l.o.Log.Warn("budget entry not leased from: delete it to begin the key's windows afresh", "budget", ks.id, "err", err)
+			l.refusedEntry(ks.id, err)
 			return err
 		}
 		if err != nil {
@@ -180,6 +180,15 @@ func (ks *keyState) held(t int64) int64 {
 func (l *Limiter) read(ctx context.Context, id string) (seenEntry, error) {
 	e, rev, err := l.o.Store.Get(ctx, id)
 	return seenEntry{e, rev}, err
+}
+
+// refusedEntry warns of budget id's entry, refused, at most once a minute:
+// every check of the key meets it until the entry is deleted.
+func (l *Limiter) refusedEntry(id string, err error) {
+	now, last := time.Now().UnixNano(), l.warned.Load()
+	if now-last >= int64(time.Minute) && l.warned.CompareAndSwap(last, now) {
+		l.o.Log.Warn("budget entry not leased from: delete it to begin the key's windows afresh", "budget", id, "err", err)
+	}
 }
 
 // failed records a store operation that failed.

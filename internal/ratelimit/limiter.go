@@ -64,6 +64,7 @@ type Limiter struct {
 	peak    int           // for shrink.Map
 	failing atomic.Int64  // unix nanoseconds of the first of the failed leases since the last success; 0: none
 	probeAt atomic.Int64  // unix nanoseconds from which a check may try a lease under the outage rule
+	warned  atomic.Int64  // unix nanoseconds of the last warning of an entry refused
 	bgSlots chan struct{} // background leases in flight
 	owing   sync.Map      // *keyState -> struct{}: units to charge
 	bg      context.Context
